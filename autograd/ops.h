@@ -1,0 +1,90 @@
+#pragma once
+// Every differentiable op, declared once. Each is implemented in autograd/ops/<op>.cpp, which
+// checks shapes (throwing a nextvit::Error that names the op and the shapes), dispatches the
+// forward to kernels/cpu or kernels/cuda by the inputs' device, and records its backward next
+// to it. All inputs of one op must be f32 and on the same device.
+//
+// Layout conventions (as PyTorch): images are NCHW, conv weights (Cout, Cin/groups, kh, kw),
+// linear weights (out, in), tokens (B, N, C).
+#include <cstdint>
+#include <vector>
+
+#include "autograd/variable.h"
+#include "core/rng.h"
+
+namespace nextvit::ops {
+
+// ---- elementwise (ops/elementwise.cpp) ---------------------------------------------------------
+Variable add(const Variable& a, const Variable& b);  // same shape
+Variable mul(const Variable& a, const Variable& b);  // same shape
+Variable scale(const Variable& x, float s);
+Variable relu(const Variable& x);
+Variable sum(const Variable& x);   // all elements -> shape ()
+Variable mean(const Variable& x);  // all elements -> shape ()
+
+// ---- shape (ops/shape.cpp): results are contiguous ---------------------------------------------
+Variable reshape(const Variable& x, const Shape& shape);  // one dim may be -1
+Variable transpose(const Variable& x, int64_t dim0, int64_t dim1);
+Variable permute(const Variable& x, const std::vector<int64_t>& order);
+Variable concat(const std::vector<Variable>& xs, int64_t dim);  // equal shapes but along dim
+
+// ---- convolution and matrix products -----------------------------------------------------------
+struct Conv2dOptions {
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t groups = 1;
+  static Conv2dOptions make(int64_t stride, int64_t pad, int64_t groups = 1) {
+    return {stride, stride, pad, pad, groups};
+  }
+};
+// x (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw), bias (Cout) or undefined.
+Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
+                const Conv2dOptions& options);  // ops/conv2d.cpp
+// x (..., in), weight (out, in), bias (out) or undefined -> (..., out).   ops/linear.cpp
+Variable linear(const Variable& x, const Variable& weight, const Variable& bias);
+// a (..., M, K), b (..., K, N), equal leading (batch) dims -> (..., M, N).   ops/matmul.cpp
+Variable matmul(const Variable& a, const Variable& b);
+
+// ---- normalization (ops/batch_norm.cpp) ---------------------------------------------------------
+// x (N, C, *): BatchNorm2d on (N, C, H, W), BatchNorm1d on (N, C, L) or (N, C). weight and bias
+// (C). In training mode normalises with the batch statistics (biased variance) and updates the
+// running statistics in place: running = (1 - momentum) * running + momentum * batch, with the
+// unbiased variance, as PyTorch. In eval mode uses the running statistics.
+struct BatchNormOptions {
+  bool training = false;
+  float momentum = 0.1f;
+  float eps = 1e-5f;
+};
+Variable batch_norm(const Variable& x, const Variable& weight, const Variable& bias,
+                    const Tensor& running_mean, const Tensor& running_var,
+                    const BatchNormOptions& options);
+// relu(batch_norm(...)) in one op: one kernel forward, one backward (ops/batch_norm_relu.cpp).
+Variable batch_norm_relu(const Variable& x, const Variable& weight, const Variable& bias,
+                         const Tensor& running_mean, const Tensor& running_var,
+                         const BatchNormOptions& options);
+
+// ---- pooling (ops/pooling.cpp) ------------------------------------------------------------------
+struct AvgPool2dOptions {
+  int64_t kernel = 2, stride = 2, padding = 0;
+  bool ceil_mode = false;
+  bool count_include_pad = true;
+};
+Variable avg_pool2d(const Variable& x, const AvgPool2dOptions& options);  // (N, C, H, W)
+// x (N, C, L): averages `kernel` consecutive positions along L with the given stride, no padding,
+// floor mode (nn.AvgPool1d). E-MHSA uses it on the token axis.
+Variable avg_pool1d(const Variable& x, int64_t kernel, int64_t stride);
+// (N, C, H, W) -> (N, C)
+Variable global_avg_pool(const Variable& x);
+
+// ---- attention pieces ---------------------------------------------------------------------------
+Variable softmax(const Variable& x);  // over the last dimension   ops/softmax.cpp
+
+// ---- loss and regularisation (ops/cross_entropy.cpp, ops/drop_path.cpp) -------------------------
+// logits (N, K), targets (N) i64 in [0, K). Mean over the batch of the cross-entropy with the
+// target distribution (1 - s) * onehot + s / K, as torch.nn.CrossEntropyLoss(label_smoothing=s).
+Variable cross_entropy(const Variable& logits, const Tensor& targets, float label_smoothing = 0.0f);
+// Stochastic depth: in training, each sample (dim 0) is zeroed with probability p and the
+// survivors scaled by 1 / (1 - p); identity in eval or when p == 0.
+Variable drop_path(const Variable& x, float p, bool training, Generator& generator);
+
+}  // namespace nextvit::ops

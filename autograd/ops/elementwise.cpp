@@ -1,0 +1,90 @@
+// add, mul, scale, relu, sum, mean: the elementwise ops and their backward passes.
+#include "autograd/op_utils.h"
+#include "autograd/ops.h"
+#include "kernels/dispatch.h"
+#include "kernels/elementwise.h"
+
+namespace nextvit::ops {
+
+Variable add(const Variable& a, const Variable& b) {
+  Tensor ta = f32_input(a, "add", "a"), tb = f32_input(b, "add", "b");
+  Device dev = common_device({&a, &b}, "add");
+  NV_CHECK(ta.shape() == tb.shape(), "add: shapes {} and {} differ", shape_str(ta.shape()),
+           shape_str(tb.shape()));
+  Tensor out = new_f32(ta.shape(), dev);
+  NV_DISPATCH(dev, add, out.numel(), ta.data<float>(), tb.data<float>(), out.data<float>());
+  // d(a+b)/da = d(a+b)/db = 1: both inputs receive the output gradient itself.
+  return make_result(out, {a, b}, "add",
+                     [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
+}
+
+Variable mul(const Variable& a, const Variable& b) {
+  Tensor ta = f32_input(a, "mul", "a"), tb = f32_input(b, "mul", "b");
+  Device dev = common_device({&a, &b}, "mul");
+  NV_CHECK(ta.shape() == tb.shape(), "mul: shapes {} and {} differ", shape_str(ta.shape()),
+           shape_str(tb.shape()));
+  Tensor out = new_f32(ta.shape(), dev);
+  NV_DISPATCH(dev, mul, out.numel(), ta.data<float>(), tb.data<float>(), out.data<float>());
+  return make_result(out, {a, b}, "mul", [ta, tb, dev](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor ga = new_f32(ta.shape(), dev), gb = new_f32(tb.shape(), dev);
+    NV_DISPATCH(dev, mul, gc.numel(), gc.data<float>(), tb.data<float>(), ga.data<float>());
+    NV_DISPATCH(dev, mul, gc.numel(), gc.data<float>(), ta.data<float>(), gb.data<float>());
+    return std::vector<Tensor>{ga, gb};
+  });
+}
+
+Variable scale(const Variable& x, float s) {
+  Tensor tx = f32_input(x, "scale", "x");
+  Tensor out = new_f32(tx.shape(), tx.device());
+  NV_DISPATCH(tx.device(), scale, out.numel(), s, tx.data<float>(), out.data<float>());
+  return make_result(out, {x}, "scale", [s](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor gx = new_f32(gc.shape(), gc.device());
+    NV_DISPATCH(gc.device(), scale, gc.numel(), s, gc.data<float>(), gx.data<float>());
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Variable relu(const Variable& x) {
+  Tensor tx = f32_input(x, "relu", "x");
+  Tensor y = new_f32(tx.shape(), tx.device());
+  NV_DISPATCH(tx.device(), relu_forward, y.numel(), tx.data<float>(), y.data<float>());
+  // The backward needs only the mask y > 0, so it keeps y (which the next op usually keeps
+  // anyway) instead of x.
+  return make_result(y, {x}, "relu", [y](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor gx = new_f32(gc.shape(), gc.device());
+    NV_DISPATCH(gc.device(), relu_backward, gc.numel(), y.data<float>(), gc.data<float>(),
+                gx.data<float>());
+    return std::vector<Tensor>{gx};
+  });
+}
+
+namespace {
+// sum and mean share one forward and one backward: the gradient of every element is the
+// output gradient times `factor`.
+Variable reduce_all(const Variable& x, float factor, const char* op) {
+  Tensor tx = f32_input(x, op, "x");
+  Tensor out = new_f32({}, tx.device());
+  NV_DISPATCH(tx.device(), sum, tx.numel(), tx.data<float>(), out.data<float>());
+  if (factor != 1.0f) {
+    NV_DISPATCH(tx.device(), scale, 1, factor, out.data<float>(), out.data<float>());
+  }
+  Shape in_shape = tx.shape();
+  return make_result(out, {x}, op, [in_shape, factor](const Tensor& g) {
+    // g holds one value; broadcast it (times factor) over the input's shape.
+    float v = g.item() * factor;
+    return std::vector<Tensor>{Tensor::full(in_shape, v, g.device())};
+  });
+}
+}  // namespace
+
+Variable sum(const Variable& x) { return reduce_all(x, 1.0f, "sum"); }
+
+Variable mean(const Variable& x) {
+  NV_CHECK(x.defined() && x.numel() > 0, "mean: input is empty");
+  return reduce_all(x, 1.0f / static_cast<float>(x.numel()), "mean");
+}
+
+}  // namespace nextvit::ops

@@ -1,0 +1,118 @@
+#include "autograd/variable.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "kernels/dispatch.h"
+#include "kernels/elementwise.h"
+
+namespace nextvit {
+namespace {
+
+thread_local bool g_grad_enabled = true;
+
+// acc += g, allocating acc on first use. The first gradient is copied, never aliased, because
+// the tensor a backward closure returns may be a view of something it still owns.
+void accumulate(Tensor& acc, const Tensor& g, const Shape& expected_shape, const char* op) {
+  NV_CHECK(g.shape() == expected_shape,
+           "autograd: the backward of '{}' returned a gradient of shape {} for an input of shape {}",
+           op, shape_str(g.shape()), shape_str(expected_shape));
+  if (!acc.defined()) {
+    acc = g.clone();
+    return;
+  }
+  Tensor gc = g.contiguous();
+  NV_DISPATCH(acc.device(), axpy, acc.numel(), 1.0f, gc.data<float>(), acc.data<float>());
+}
+
+// Depth-first post-order from the root over nodes that need a gradient; iterative so a deep
+// network (Next-ViT-L has thousands of ops) cannot overflow the stack. The order holds owning
+// handles: backward frees each node's inputs as it goes, and an intermediate result must stay
+// alive until its own turn comes.
+std::vector<Variable> topological_order(const Variable& root) {
+  std::vector<Variable> order;
+  std::unordered_set<VariableImpl*> visited{root.impl()};
+  std::vector<std::pair<Variable, size_t>> stack{{root, 0}};
+  while (!stack.empty()) {
+    VariableImpl* node = stack.back().first.impl();
+    const size_t next_input = stack.back().second++;
+    if (next_input < node->inputs.size()) {
+      const Variable& in = node->inputs[next_input];
+      if (in.requires_grad() && visited.insert(in.impl()).second) stack.push_back({in, 0});
+    } else {
+      order.push_back(std::move(stack.back().first));
+      stack.pop_back();
+    }
+  }
+  return order;  // inputs before the nodes that use them
+}
+
+}  // namespace
+
+Variable::Variable(Tensor data, bool requires_grad) : impl_(std::make_shared<VariableImpl>()) {
+  impl_->data = std::move(data);
+  impl_->requires_grad = requires_grad;
+}
+
+void Variable::set_data(const Tensor& t) const {
+  NV_CHECK(t.shape() == impl_->data.shape(), "set_data: new value {} has another shape than {}",
+           t.str(), impl_->data.str());
+  impl_->data = t;
+}
+
+void Variable::backward() const {
+  NV_CHECK(numel() == 1, "backward() without a gradient needs a one-element result, got {}",
+           impl_->data.str());
+  backward(Tensor::full(shape(), 1.0f, device()));
+}
+
+void Variable::backward(const Tensor& grad_output) const {
+  NV_CHECK(requires_grad(), "backward(): this result does not require a gradient (no input "
+                            "required one, or it was computed under NoGradGuard)");
+  NV_CHECK(grad_output.shape() == shape(), "backward(): gradient {} does not match result {}",
+           grad_output.str(), impl_->data.str());
+  NoGradGuard no_grad;  // backward closures run kernels, never record
+  std::vector<Variable> order = topological_order(*this);
+  accumulate(impl_->grad, grad_output, shape(), impl_->op);
+  for (size_t i = order.size(); i-- > 0;) {
+    VariableImpl* node = order[i].impl();
+    if (!node->backward) continue;  // a leaf: its gradient stays for the optimizer
+    if (node->grad.defined()) {
+      std::vector<Tensor> grads = node->backward(node->grad);
+      NV_CHECK(grads.size() == node->inputs.size(),
+               "autograd: backward of '{}' returned {} gradients for {} inputs", node->op,
+               grads.size(), node->inputs.size());
+      for (size_t k = 0; k < grads.size(); ++k) {
+        VariableImpl* in = node->inputs[k].impl();
+        if (in == nullptr || !in->requires_grad || !grads[k].defined()) continue;
+        accumulate(in->grad, grads[k], in->data.shape(), node->op);
+      }
+    }
+    // Free this node's part of the graph: its gradient, saved tensors and inputs.
+    node->grad = Tensor();
+    node->backward = nullptr;
+    node->inputs.clear();
+  }
+}
+
+bool grad_enabled() { return g_grad_enabled; }
+
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+
+Variable make_result(const Tensor& output, std::vector<Variable> inputs, const char* op,
+                     BackwardFn backward) {
+  Variable out(output, false);
+  if (!g_grad_enabled) return out;
+  bool any = false;
+  for (const Variable& v : inputs) any = any || v.requires_grad();
+  if (!any) return out;
+  VariableImpl* impl = out.impl();
+  impl->requires_grad = true;
+  impl->inputs = std::move(inputs);
+  impl->backward = std::move(backward);
+  impl->op = op;
+  return out;
+}
+
+}  // namespace nextvit

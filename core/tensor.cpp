@@ -1,0 +1,332 @@
+#include "core/tensor.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/cuda_runtime.h"
+#include "core/half.h"
+
+namespace nextvit {
+namespace {
+
+int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
+  int64_t w = d < 0 ? d + ndim : d;
+  NV_CHECK(w >= 0 && w < ndim, "{}: dimension {} out of range for a {}-d tensor", op, d, ndim);
+  return w;
+}
+
+// Copies a strided host tensor into contiguous host memory, element by element of size `es`.
+// The innermost dimension is copied in one loop so the common cases (a transpose of the last
+// two dims, a narrow) stay cheap.
+void host_strided_copy(char* dst, const char* src, size_t es, const Shape& shape,
+                       const Shape& strides) {
+  const int64_t n = shape_numel(shape);
+  if (n == 0) return;
+  const int nd = static_cast<int>(shape.size());
+  if (nd == 0) {
+    std::memcpy(dst, src, es);
+    return;
+  }
+  const int64_t inner = shape[nd - 1];
+  const int64_t inner_stride = strides[nd - 1];
+  std::vector<int64_t> idx(nd, 0);
+  for (int64_t done = 0; done < n; done += inner) {
+    int64_t off = 0;
+    for (int d = 0; d < nd - 1; ++d) off += idx[d] * strides[d];
+    const char* s = src + off * static_cast<int64_t>(es);
+    if (inner_stride == 1) {
+      std::memcpy(dst, s, inner * es);
+    } else {
+      for (int64_t i = 0; i < inner; ++i) std::memcpy(dst + i * es, s + i * inner_stride * es, es);
+    }
+    dst += inner * es;
+    for (int d = nd - 2; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
+  Shape out = requested;
+  int64_t known = 1;
+  int infer = -1;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == -1) {
+      NV_CHECK(infer < 0, "{}: only one dimension may be -1 in {}", op, shape_str(requested));
+      infer = static_cast<int>(i);
+    } else {
+      NV_CHECK(out[i] >= 0, "{}: negative dimension in {}", op, shape_str(requested));
+      known *= out[i];
+    }
+  }
+  if (infer >= 0) {
+    NV_CHECK(known > 0 && numel % known == 0, "{}: cannot view {} elements as {}", op, numel,
+             shape_str(requested));
+    out[infer] = numel / known;
+  }
+  NV_CHECK(shape_numel(out) == numel, "{}: cannot view {} elements as {}", op, numel,
+           shape_str(requested));
+  return out;
+}
+
+}  // namespace
+
+// ---- creation --------------------------------------------------------------------------------
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t d : shape) NV_CHECK(d >= 0, "Tensor::empty: negative size in {}", shape_str(shape));
+  Tensor t;
+  t.storage_ = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  t.dtype_ = dtype;
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  t.zero_();
+  return t;
+}
+
+Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
+  NV_CHECK(dtype == DType::F32, "Tensor::ones: only f32 is supported, got {}", dtype_name(dtype));
+  return full(shape, 1.0f, device);
+}
+
+Tensor Tensor::full(const Shape& shape, float value, Device device) {
+  Tensor t = empty(shape, DType::F32, device);
+  t.fill_(value);
+  return t;
+}
+
+Tensor Tensor::from_vector(const std::vector<float>& values, const Shape& shape) {
+  NV_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+           "Tensor::from_vector: {} values for shape {}", values.size(), shape_str(shape));
+  Tensor t = empty(shape);
+  if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(float));
+  return t;
+}
+
+Tensor Tensor::from_vector_i64(const std::vector<int64_t>& values, const Shape& shape) {
+  NV_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+           "Tensor::from_vector_i64: {} values for shape {}", values.size(), shape_str(shape));
+  Tensor t = empty(shape, DType::I64);
+  if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(int64_t));
+  return t;
+}
+
+Tensor Tensor::scalar(float value, Device device) { return full({}, value, device); }
+
+// ---- properties ------------------------------------------------------------------------------
+
+int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "Tensor::size")]; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (size_t i = shape_.size(); i-- > 0;) {
+    if (shape_[i] == 1) continue;
+    if (strides_[i] != expected) return false;
+    expected *= shape_[i];
+  }
+  return true;
+}
+
+std::string Tensor::str() const {
+  if (!defined()) return "Tensor(undefined)";
+  return fmt::format("Tensor({}, {}, {})", dtype_name(dtype_), device().str(), shape_str(shape_));
+}
+
+void* Tensor::raw_data() const {
+  NV_CHECK(defined(), "raw_data() of an undefined tensor");
+  return static_cast<char*>(storage_->data()) + offset_ * static_cast<int64_t>(dtype_size(dtype_));
+}
+
+// ---- views -----------------------------------------------------------------------------------
+
+Tensor Tensor::view(const Shape& shape) const {
+  NV_CHECK(is_contiguous(), "Tensor::view: {} is not contiguous; use reshape()", str());
+  Tensor t = *this;
+  t.shape_ = infer_shape(shape, numel(), "Tensor::view");
+  t.strides_ = contiguous_strides(t.shape_);
+  return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  return is_contiguous() ? view(shape) : contiguous().view(shape);
+}
+
+Tensor Tensor::transpose(int64_t a, int64_t b) const {
+  a = wrap_dim(a, dim(), "Tensor::transpose");
+  b = wrap_dim(b, dim(), "Tensor::transpose");
+  Tensor t = *this;
+  std::swap(t.shape_[a], t.shape_[b]);
+  std::swap(t.strides_[a], t.strides_[b]);
+  return t;
+}
+
+Tensor Tensor::permute(const std::vector<int64_t>& order) const {
+  NV_CHECK(static_cast<int64_t>(order.size()) == dim(), "Tensor::permute: {} axes for a {}-d tensor",
+           order.size(), dim());
+  std::vector<bool> seen(order.size(), false);
+  Tensor t = *this;
+  for (size_t i = 0; i < order.size(); ++i) {
+    int64_t src = wrap_dim(order[i], dim(), "Tensor::permute");
+    NV_CHECK(!seen[src], "Tensor::permute: axis {} repeated", src);
+    seen[src] = true;
+    t.shape_[i] = shape_[src];
+    t.strides_[i] = strides_[src];
+  }
+  return t;
+}
+
+Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  d = wrap_dim(d, dim(), "Tensor::narrow");
+  NV_CHECK(start >= 0 && length >= 0 && start + length <= shape_[d],
+           "Tensor::narrow: [{}, {}) out of range for dimension {} of size {}", start,
+           start + length, d, shape_[d]);
+  Tensor t = *this;
+  t.offset_ += start * strides_[d];
+  t.shape_[d] = length;
+  return t;
+}
+
+Tensor Tensor::unsqueeze(int64_t d) const {
+  d = wrap_dim(d, dim() + 1, "Tensor::unsqueeze");
+  Shape s = shape_;
+  s.insert(s.begin() + d, 1);
+  return reshape(s);
+}
+
+// ---- copies ----------------------------------------------------------------------------------
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return clone();
+}
+
+Tensor Tensor::clone() const {
+  NV_CHECK(defined(), "clone() of an undefined tensor");
+  Tensor out = empty(shape_, dtype_, device());
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::to(Device target) const {
+  NV_CHECK(defined(), "to() of an undefined tensor");
+  if (device() == target) return *this;
+  Tensor out = empty(shape_, dtype_, target);
+  out.copy_(*this);
+  return out;
+}
+
+Tensor Tensor::to(DType target) const {
+  NV_CHECK(defined(), "to() of an undefined tensor");
+  if (dtype_ == target) return *this;
+  NV_CHECK(device().is_cpu(), "Tensor::to({}): dtype conversion runs on the CPU; {} is on {}",
+           dtype_name(target), str(), device().str());
+  Tensor src = contiguous();
+  Tensor out = empty(shape_, target);
+  const int64_t n = numel();
+  // Go through float: every conversion we need (weights in f16/bf16, counters in i64) is exact
+  // or rounds as PyTorch does.
+  auto load = [&](int64_t i) -> double {
+    switch (dtype_) {
+      case DType::F32: return static_cast<const float*>(src.raw_data())[i];
+      case DType::F16: return f16_to_float(static_cast<const uint16_t*>(src.raw_data())[i]);
+      case DType::BF16: return bf16_to_float(static_cast<const uint16_t*>(src.raw_data())[i]);
+      case DType::I64: return static_cast<double>(static_cast<const int64_t*>(src.raw_data())[i]);
+    }
+    return 0;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    double v = load(i);
+    switch (target) {
+      case DType::F32: static_cast<float*>(out.raw_data())[i] = static_cast<float>(v); break;
+      case DType::F16:
+        static_cast<uint16_t*>(out.raw_data())[i] = float_to_f16(static_cast<float>(v));
+        break;
+      case DType::BF16:
+        static_cast<uint16_t*>(out.raw_data())[i] = float_to_bf16(static_cast<float>(v));
+        break;
+      case DType::I64: static_cast<int64_t*>(out.raw_data())[i] = static_cast<int64_t>(v); break;
+    }
+  }
+  return out;
+}
+
+void Tensor::copy_(const Tensor& src) const {
+  NV_CHECK(defined() && src.defined(), "copy_ with an undefined tensor");
+  NV_CHECK(shape_ == src.shape_, "copy_: destination {} and source {} differ in shape",
+           shape_str(shape_), shape_str(src.shape_));
+  NV_CHECK(dtype_ == src.dtype_, "copy_: destination is {}, source is {}", dtype_name(dtype_),
+           dtype_name(src.dtype_));
+  NV_CHECK(is_contiguous(), "copy_: the destination {} must be contiguous", str());
+  const size_t es = dtype_size(dtype_);
+  const bool src_dev = src.device().is_cuda(), dst_dev = device().is_cuda();
+  if (!src_dev && !dst_dev) {
+    host_strided_copy(static_cast<char*>(raw_data()), static_cast<const char*>(src.raw_data()), es,
+                      src.shape_, src.strides_);
+    return;
+  }
+  if (src_dev && dst_dev && !src.is_contiguous()) {
+    cuda_rt::strided_copy(raw_data(), src.raw_data(), es, static_cast<int>(src.dim()),
+                          src.shape_.data(), src.strides_.data(), src.numel());
+    return;
+  }
+  // Across devices: make the source contiguous on its own side, then one bulk transfer.
+  Tensor s = src.contiguous();
+  cuda_rt::copy_bytes(raw_data(), dst_dev, s.raw_data(), src_dev, nbytes());
+}
+
+const Tensor& Tensor::fill_(float value) const {
+  NV_CHECK(dtype_ == DType::F32 || value == 0.0f, "fill_: non-zero fill needs f32, tensor is {}",
+           dtype_name(dtype_));
+  NV_CHECK(is_contiguous(), "fill_: {} must be contiguous", str());
+  if (device().is_cuda()) {
+    if (value == 0.0f) {
+      cuda_rt::memset_zero(raw_data(), nbytes());
+    } else {
+      cuda_rt::fill_f32(static_cast<float*>(raw_data()), value, numel());
+    }
+    return *this;
+  }
+  if (value == 0.0f) {
+    if (numel() > 0) std::memset(raw_data(), 0, nbytes());
+  } else {
+    std::fill_n(static_cast<float*>(raw_data()), numel(), value);
+  }
+  return *this;
+}
+
+const Tensor& Tensor::zero_() const { return fill_(0.0f); }
+
+// ---- host access -----------------------------------------------------------------------------
+
+std::vector<float> Tensor::to_vector() const {
+  NV_CHECK(dtype_ == DType::F32, "to_vector: tensor is {}, not f32", dtype_name(dtype_));
+  Tensor c = cpu().contiguous();
+  const float* p = c.numel() ? c.data<float>() : nullptr;
+  return std::vector<float>(p, p + c.numel());
+}
+
+std::vector<int64_t> Tensor::to_vector_i64() const {
+  NV_CHECK(dtype_ == DType::I64, "to_vector_i64: tensor is {}, not i64", dtype_name(dtype_));
+  Tensor c = cpu().contiguous();
+  const int64_t* p = c.numel() ? c.data<int64_t>() : nullptr;
+  return std::vector<int64_t>(p, p + c.numel());
+}
+
+float Tensor::item() const {
+  NV_CHECK(numel() == 1, "item(): tensor {} has {} elements, not 1", str(), numel());
+  return to_vector()[0];
+}
+
+void check_shape(const Tensor& t, const Shape& expected, const char* what) {
+  NV_CHECK(t.defined(), "{}: tensor is undefined, expected shape {}", what, shape_str(expected));
+  NV_CHECK(t.shape() == expected, "{}: expected shape {}, got {}", what, shape_str(expected),
+           shape_str(t.shape()));
+}
+
+}  // namespace nextvit

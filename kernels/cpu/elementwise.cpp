@@ -1,0 +1,52 @@
+// CPU elementwise kernels: simple loops the compiler vectorises (AVX2/AVX-512), split across
+// OpenMP threads only when there is enough work to pay for waking them.
+#include "kernels/elementwise.h"
+
+#include "kernels/cpu/parallel.h"
+
+namespace nextvit::kernels::cpu {
+
+void add(int64_t n, const float* a, const float* b, float* out) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = a[i] + b[i];
+  });
+}
+
+void mul(int64_t n, const float* a, const float* b, float* out) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = a[i] * b[i];
+  });
+}
+
+void scale(int64_t n, float s, const float* x, float* out) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = s * x[i];
+  });
+}
+
+void axpy(int64_t n, float alpha, const float* x, float* y) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) y[i] += alpha * x[i];
+  });
+}
+
+void relu_forward(int64_t n, const float* x, float* y) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  });
+}
+
+void relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  });
+}
+
+void sum(int64_t n, const float* x, float* out) {
+  double total = 0.0;
+#pragma omp parallel for reduction(+ : total) if (n > kElementwiseGrain)
+  for (int64_t i = 0; i < n; ++i) total += x[i];
+  out[0] = static_cast<float>(total);
+}
+
+}  // namespace nextvit::kernels::cpu

@@ -1,0 +1,24 @@
+#pragma once
+// One op, two devices. Every kernel is declared twice in its header kernels/<op>.h, with the
+// same signature in namespace kernels::cpu (kernels/cpu/<op>.cpp, host pointers) and in
+// namespace kernels::cuda (kernels/cuda/<op>.cu, device pointers, current stream).
+// NV_DISPATCH(device, fn, args...) calls the one that matches the tensors' device.
+//
+// In a build without CUDA the cuda:: declarations are never referenced: the macro calls
+// no_cuda(), which throws a clear error, so the library links with no CUDA stubs at all.
+#include "core/device.h"
+
+namespace nextvit::kernels {
+
+[[noreturn]] void no_cuda(const char* kernel);
+
+}  // namespace nextvit::kernels
+
+#ifdef NEXTVIT_WITH_CUDA
+#define NV_DISPATCH(device, fn, ...)                                            \
+  ((device).is_cuda() ? ::nextvit::kernels::cuda::fn(__VA_ARGS__) \
+                      : ::nextvit::kernels::cpu::fn(__VA_ARGS__))
+#else
+#define NV_DISPATCH(device, fn, ...) \
+  ((device).is_cuda() ? ::nextvit::kernels::no_cuda(#fn) : ::nextvit::kernels::cpu::fn(__VA_ARGS__))
+#endif

@@ -1,0 +1,81 @@
+// autograd/: the tape, accumulation, no_grad, and the elementwise ops' gradients.
+#include "test_util.h"
+
+using namespace nextvit;
+
+TEST_CASE("autograd: a diamond graph sums the gradients of both paths", "[autograd]") {
+  Variable x(Tensor::from_vector({1, -2, 3}, {3}), true);
+  Variable y = ops::relu(x);           // (1, 0, 3)
+  Variable z = ops::add(y, ops::mul(y, x));  // y + y*x
+  Variable loss = ops::sum(z);
+  loss.backward();
+  // dz/dx = relu'(x) * (1 + x) + y = (1+1)+1, 0, (1+3)+3
+  REQUIRE(x.grad().to_vector() == std::vector<float>{3, 0, 7});
+  REQUIRE(loss.data().item() == 1 + 1 + 3 + 9);
+}
+
+TEST_CASE("autograd: leaves accumulate over backward calls until zero_grad", "[autograd]") {
+  Variable x(Tensor::from_vector({2, 3}, {2}), true);
+  ops::sum(ops::scale(x, 3.0f)).backward();
+  ops::sum(ops::scale(x, 3.0f)).backward();
+  REQUIRE(x.grad().to_vector() == std::vector<float>{6, 6});
+  x.zero_grad();
+  REQUIRE_FALSE(x.grad().defined());
+  ops::mean(x).backward();
+  REQUIRE(x.grad().to_vector() == std::vector<float>{0.5f, 0.5f});
+}
+
+TEST_CASE("autograd: no_grad records nothing, constants get no gradient", "[autograd]") {
+  Variable x(Tensor::from_vector({1, 2}, {2}), true);
+  Variable c(Tensor::from_vector({5, 5}, {2}), false);
+  {
+    NoGradGuard ng;
+    Variable y = ops::mul(x, c);
+    REQUIRE_FALSE(y.requires_grad());
+    REQUIRE_THROWS_WITH(ops::sum(y).backward(), Catch::Contains("does not require a gradient"));
+  }
+  Variable y = ops::sum(ops::mul(x, c));
+  REQUIRE(y.requires_grad());
+  y.backward();
+  REQUIRE(x.grad().to_vector() == std::vector<float>{5, 5});
+  REQUIRE_FALSE(c.grad().defined());
+}
+
+TEST_CASE("autograd: backward needs a scalar or a matching gradient", "[autograd]") {
+  Variable x(Tensor::from_vector({1, 2}, {2}), true);
+  Variable y = ops::scale(x, 2.0f);
+  REQUIRE_THROWS_WITH(y.backward(), Catch::Contains("one-element"));
+  REQUIRE_THROWS_WITH(y.backward(Tensor::ones({3})), Catch::Contains("does not match"));
+  y.backward(Tensor::from_vector({1, 10}, {2}));
+  REQUIRE(x.grad().to_vector() == std::vector<float>{2, 20});
+}
+
+TEST_CASE("autograd: a long chain does not overflow the stack", "[autograd]") {
+  Variable x(Tensor::from_vector({1}, {1}), true);
+  Variable y = x;
+  for (int i = 0; i < 100000; ++i) y = ops::scale(y, 1.0f);
+  ops::sum(y).backward();
+  REQUIRE(x.grad().item() == 1.0f);
+}
+
+TEST_CASE("elementwise ops: gradients match central differences", "[autograd][gradcheck]") {
+  Generator g(7);
+  Tensor a = test::random_tensor({3, 5}, g), b = test::random_tensor({3, 5}, g);
+  test::check_gradients([](auto& v) { return ops::add(v[0], v[1]); }, {a, b});
+  test::check_gradients([](auto& v) { return ops::mul(v[0], v[1]); }, {a, b});
+  test::check_gradients([](auto& v) { return ops::scale(v[0], -1.5f); }, {a});
+  test::check_gradients([](auto& v) { return ops::sum(v[0]); }, {a});
+  test::check_gradients([](auto& v) { return ops::mean(v[0]); }, {a});
+  // Keep inputs away from ReLU's kink at zero by more than eps.
+  Tensor r = test::random_tensor({4, 4}, g, 0.1f, 1.0f);
+  std::vector<float> rv = r.to_vector();
+  for (size_t i = 0; i < rv.size(); i += 2) rv[i] = -rv[i];
+  test::check_gradients([](auto& v) { return ops::relu(v[0]); }, {Tensor::from_vector(rv, {4, 4})});
+}
+
+TEST_CASE("elementwise ops: shape and device errors name the op", "[autograd]") {
+  Variable a(Tensor::zeros({2, 3})), b(Tensor::zeros({3, 2}));
+  REQUIRE_THROWS_WITH(ops::add(a, b), Catch::Contains("add: shapes (2, 3) and (3, 2) differ"));
+  Variable i(Tensor::from_vector_i64({1, 2}, {2}));
+  REQUIRE_THROWS_WITH(ops::relu(i), Catch::Contains("relu: input 'x' must be f32"));
+}

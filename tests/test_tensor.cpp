@@ -1,0 +1,106 @@
+// core/: tensors, views, copies, dtype conversion, the RNG.
+#include "core/half.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "test_util.h"
+
+using namespace nextvit;
+
+TEST_CASE("tensor: creation, shape and contiguous strides", "[core]") {
+  Tensor t = Tensor::zeros({2, 3, 4});
+  REQUIRE(t.dim() == 3);
+  REQUIRE(t.numel() == 24);
+  REQUIRE(t.strides() == Shape{12, 4, 1});
+  REQUIRE(t.is_contiguous());
+  REQUIRE(t.size(-1) == 4);
+  for (float v : t.to_vector()) REQUIRE(v == 0.0f);
+  REQUIRE(Tensor::full({3}, 2.5f).to_vector() == std::vector<float>{2.5f, 2.5f, 2.5f});
+  REQUIRE(reinterpret_cast<uintptr_t>(t.raw_data()) % 64 == 0);
+  REQUIRE_THROWS_WITH(Tensor::from_vector({1, 2, 3}, {2, 2}),
+                      Catch::Contains("3 values for shape (2, 2)"));
+  REQUIRE_THROWS_WITH(t.size(3), Catch::Contains("out of range"));
+}
+
+TEST_CASE("tensor: views share storage, transpose and permute move strides", "[core]") {
+  std::vector<float> v(6);
+  for (int i = 0; i < 6; ++i) v[i] = float(i);
+  Tensor t = Tensor::from_vector(v, {2, 3});
+  Tensor tt = t.transpose(0, 1);
+  REQUIRE(tt.shape() == Shape{3, 2});
+  REQUIRE_FALSE(tt.is_contiguous());
+  REQUIRE(tt.shares_storage(t));
+  REQUIRE(tt.contiguous().to_vector() == std::vector<float>{0, 3, 1, 4, 2, 5});
+  REQUIRE_THROWS_WITH(tt.view({6}), Catch::Contains("not contiguous"));
+  REQUIRE(tt.reshape({6}).to_vector() == std::vector<float>{0, 3, 1, 4, 2, 5});
+  REQUIRE(t.view({3, -1}).shape() == Shape{3, 2});
+  REQUIRE_THROWS(t.view({4, -1}));
+
+  Tensor n = t.narrow(1, 1, 2);  // columns 1..2
+  REQUIRE(n.to_vector() == std::vector<float>{1, 2, 4, 5});
+  n.contiguous();  // no throw
+
+  Tensor p = Tensor::from_vector(std::vector<float>(24, 0), {2, 3, 4});
+  float* pd = p.data<float>();
+  for (int i = 0; i < 24; ++i) pd[i] = float(i);
+  Tensor q = p.permute({2, 0, 1}).contiguous();  // q[k][i][j] = p[i][j][k]
+  REQUIRE(q.shape() == Shape{4, 2, 3});
+  REQUIRE(q.to_vector()[1 * 6 + 1 * 3 + 2] == pd[1 * 12 + 2 * 4 + 1]);
+  REQUIRE(t.unsqueeze(0).shape() == Shape{1, 2, 3});
+}
+
+TEST_CASE("tensor: writes through a view reach the base; clone does not", "[core]") {
+  Tensor t = Tensor::zeros({4});
+  Tensor c = t.clone();
+  t.narrow(0, 1, 2).fill_(7.0f);
+  REQUIRE(t.to_vector() == std::vector<float>{0, 7, 7, 0});
+  REQUIRE(c.to_vector() == std::vector<float>{0, 0, 0, 0});
+}
+
+TEST_CASE("tensor: dtype conversions round to nearest even", "[core]") {
+  Tensor t = Tensor::from_vector({1.0f, -2.5f, 65504.0f, 1e-8f, 0.1f}, {5});
+  Tensor h = t.to(DType::F16).to(DType::F32);
+  std::vector<float> hv = h.to_vector();
+  REQUIRE(hv[0] == 1.0f);
+  REQUIRE(hv[1] == -2.5f);
+  REQUIRE(hv[2] == 65504.0f);
+  REQUIRE(hv[3] == 0.0f);  // below the smallest f16 subnormal
+  REQUIRE(hv[4] == Approx(0.0999755859375f).epsilon(0));
+  Tensor b = t.to(DType::BF16).to(DType::F32);
+  REQUIRE(b.to_vector()[4] == 0.10009765625f);
+  REQUIRE(f16_to_float(0x0001) == Approx(5.960464477539063e-08));  // smallest subnormal
+  Tensor i = Tensor::from_vector_i64({3, -4}, {2}).to(DType::F32);
+  REQUIRE(i.to_vector() == std::vector<float>{3, -4});
+  REQUIRE_THROWS_WITH(t.data<int64_t>(), Catch::Contains("holds f32"));
+}
+
+TEST_CASE("tensor: CUDA tensors fail clearly when there is no CUDA device", "[core]") {
+  if (cuda_available()) SUCCEED("a CUDA device is present; covered by the CUDA tests");
+  else REQUIRE_THROWS_WITH(Tensor::zeros({2}, DType::F32, Device::cuda()), Catch::Contains("CUDA"));
+  REQUIRE(parse_device("cuda:1").index == 1);
+  REQUIRE_THROWS_WITH(parse_device("gpu"), Catch::Contains("expected cpu, cuda or cuda:N"));
+}
+
+TEST_CASE("rng: seeded, reproducible, restorable, with the right moments", "[core]") {
+  Generator a(42), b(42);
+  for (int i = 0; i < 10; ++i) REQUIRE(a.next_u64() == b.next_u64());
+  auto st = a.state();
+  float x = a.normal();
+  a.set_state(st);
+  REQUIRE(a.normal() == x);
+  Tensor t = Tensor::empty({100000});
+  fill_normal(t, a, 1.0f, 2.0f);
+  double s = 0, s2 = 0;
+  for (float v : t.to_vector()) {
+    s += v;
+    s2 += double(v) * v;
+  }
+  double m = s / 1e5, var = s2 / 1e5 - m * m;
+  REQUIRE(m == Approx(1.0).margin(0.03));
+  REQUIRE(var == Approx(4.0).epsilon(0.03));
+  fill_trunc_normal(t, a, 1.0f, -0.5f, 0.5f);
+  for (float v : t.to_vector()) REQUIRE((v >= -0.5f && v <= 0.5f));
+  for (int i = 0; i < 1000; ++i) {
+    int64_t r = a.randint(7);
+    REQUIRE((r >= 0 && r < 7));
+  }
+}

@@ -1,0 +1,127 @@
+#pragma once
+// Shared by all tests: random inputs, tensor comparison with a stated tolerance, and the
+// central-difference gradient check.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "autograd/variable.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+
+namespace nextvit::test {
+
+// Uniform values in [lo, hi) on the CPU.
+inline Tensor random_tensor(const Shape& shape, Generator& g, float lo = -1.0f, float hi = 1.0f) {
+  Tensor t = Tensor::empty(shape);
+  fill_uniform(t, g, lo, hi);
+  return t;
+}
+
+// Element-wise |actual - expected| <= atol + rtol * |expected|. On failure reports the count of
+// mismatches, the first few, the largest error and the normalised error of the whole tensor.
+struct Comparison {
+  bool ok = true;
+  std::string report;
+};
+
+inline Comparison compare(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
+  Comparison c;
+  if (actual.shape() != expected.shape()) {
+    c.ok = false;
+    c.report = "shape " + shape_str(actual.shape()) + " != expected " + shape_str(expected.shape());
+    return c;
+  }
+  std::vector<float> a = actual.to_vector(), e = expected.to_vector();
+  size_t bad = 0;
+  double max_err = 0, num = 0, den = 0;
+  std::string first;
+  for (size_t i = 0; i < a.size(); ++i) {
+    double err = std::fabs(double(a[i]) - double(e[i]));
+    num += err * err;
+    den += double(e[i]) * e[i];
+    max_err = std::max(max_err, err);
+    if (!(err <= atol + rtol * std::fabs(double(e[i])))) {  // NaN counts as a mismatch
+      if (bad < 5) first += fmt::format("  [{}] got {:.7g} expected {:.7g}\n", i, a[i], e[i]);
+      ++bad;
+    }
+  }
+  c.ok = bad == 0;
+  c.report = fmt::format("{} of {} elements outside atol={} rtol={}; max abs error {:.3g}; "
+                         "normalised error {:.3g}\n{}",
+                         bad, a.size(), atol, rtol, max_err, den > 0 ? std::sqrt(num / den) : num,
+                         first);
+  return c;
+}
+
+#define NV_REQUIRE_CLOSE(actual, expected, rtol, atol)                     \
+  do {                                                                     \
+    auto nv_cmp_ = ::nextvit::test::compare((actual), (expected), (rtol), (atol)); \
+    INFO(#actual " vs " #expected ": " << nv_cmp_.report);                 \
+    REQUIRE(nv_cmp_.ok);                                                   \
+  } while (0)
+
+// Gradient check. For an op f and inputs x_i, takes L = sum(f(x) * w) with fixed random w and
+// compares dL/dx_i from backward() with the central difference (L(x + eps e_j) -
+// L(x - eps e_j)) / 2 eps for every element j (or `max_elements` sampled ones), L summed in
+// double so only the op's own float error remains. Inputs must keep away from kinks (ReLU at
+// 0, pooling ties) by more than eps.
+struct GradCheckOptions {
+  float eps = 1e-2f;
+  double rtol = 1e-2;
+  double atol = 1e-3;
+  int64_t max_elements = 64;      // per input; 0 = all
+  std::vector<bool> check;        // which inputs to check (default: all)
+};
+
+inline void check_gradients(const std::function<Variable(const std::vector<Variable>&)>& f,
+                            const std::vector<Tensor>& inputs, GradCheckOptions opt = {}) {
+  Generator g(1234);
+  std::vector<Variable> vars;
+  for (const Tensor& t : inputs) vars.emplace_back(t.clone(), true);
+  Variable out = f(vars);
+  Tensor w = random_tensor(out.shape(), g);
+  std::vector<float> wv = w.to_vector();
+  out.backward(w);
+
+  auto loss = [&](const std::vector<Variable>& xs) {
+    NoGradGuard ng;
+    std::vector<float> o = f(xs).data().to_vector();
+    double s = 0;
+    for (size_t i = 0; i < o.size(); ++i) s += double(o[i]) * wv[i];
+    return s;
+  };
+
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    if (!opt.check.empty() && !opt.check[k]) continue;
+    INFO("input " << k << " of shape " << shape_str(inputs[k].shape()));
+    REQUIRE(vars[k].grad().defined());
+    std::vector<float> analytic = vars[k].grad().to_vector();
+    const int64_t n = inputs[k].numel();
+    std::vector<int64_t> idx;
+    if (opt.max_elements == 0 || n <= opt.max_elements) {
+      for (int64_t j = 0; j < n; ++j) idx.push_back(j);
+    } else {
+      for (int64_t j = 0; j < opt.max_elements; ++j) idx.push_back(g.randint(n));
+    }
+    for (int64_t j : idx) {
+      std::vector<Variable> xs;
+      for (const Tensor& t : inputs) xs.emplace_back(t.clone(), false);
+      float* p = xs[k].data().data<float>();
+      const float x0 = p[j];
+      p[j] = x0 + opt.eps;
+      double lp = loss(xs);
+      p[j] = x0 - opt.eps;
+      double lm = loss(xs);
+      double numeric = (lp - lm) / (2.0 * opt.eps);
+      INFO("element " << j << ": analytic " << analytic[j] << " numeric " << numeric);
+      REQUIRE(std::fabs(analytic[j] - numeric) <= opt.atol + opt.rtol * std::fabs(numeric));
+    }
+  }
+}
+
+}  // namespace nextvit::test
