@@ -1,15 +1,40 @@
-// build/nextvit: the command-line program. Each subcommand lives in its own file and is
-// registered in commands.h.
+// build/nextvit: the command-line program. Thin by design: parse, call the library, print.
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "core/error.h"
+#include "train/cli/commands.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: nextvit <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  info     parameters and multiply-accumulates of a model, per stage\n"
+    "           --model NAME|CONFIG.json [--img H W] [--num-classes K] [--json]\n"
+    "  forward  logits of a batch in eval mode\n"
+    "           --model NAME|CONFIG.json --weights W.safetensors --input X.safetensors\n"
+    "           --output Y.safetensors [--num-classes K] [--device cpu|cuda]\n"
+    "\n"
+    "models: nextvit_small, nextvit_base, nextvit_large, or a JSON configuration file\n";
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: nextvit <info|forward> [options]\n");
-    return 2;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
   }
-  std::fprintf(stderr, "nextvit: unknown command '%s'\n", argv[1]);
+  const std::string command = argv[1];
+  try {
+    // info: pending ops
+    // forward: pending safetensors
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nextvit %s: error: %s\n", command.c_str(), e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "nextvit: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -1,0 +1,41 @@
+#pragma once
+// Turning CUDA, cuBLAS and cuDNN status codes into nextvit::Error. Every call into those
+// libraries goes through one of these macros, with a description of what was being done
+// (the op and its shapes), so a failure reads "conv2d (8, 96, 56, 56): CUDA error 2 (out of
+// memory) in cudaMalloc" rather than a bare code.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "core/error.h"
+
+namespace nextvit::cuda_rt {
+
+const char* cublas_status_name(cublasStatus_t s);
+
+}  // namespace nextvit::cuda_rt
+
+#define NV_CUDA_CHECK(expr, ...)                                                               \
+  do {                                                                                         \
+    cudaError_t nv_err_ = (expr);                                                              \
+    if (nv_err_ != cudaSuccess) {                                                              \
+      (void)cudaGetLastError(); /* clear the sticky error for non-fatal failures */            \
+      throw ::nextvit::Error(::fmt::format("{}: CUDA error {} ({}) in {}",                     \
+                                           ::fmt::format(__VA_ARGS__), int(nv_err_),           \
+                                           cudaGetErrorString(nv_err_), #expr));               \
+    }                                                                                          \
+  } while (0)
+
+#define NV_CUBLAS_CHECK(expr, ...)                                                             \
+  do {                                                                                         \
+    cublasStatus_t nv_st_ = (expr);                                                            \
+    if (nv_st_ != CUBLAS_STATUS_SUCCESS) {                                                     \
+      throw ::nextvit::Error(::fmt::format("{}: cuBLAS error {} in {}", ::fmt::format(__VA_ARGS__), \
+                                           ::nextvit::cuda_rt::cublas_status_name(nv_st_),     \
+                                           #expr));                                            \
+    }                                                                                          \
+  } while (0)
+
+// After a kernel launch: catches bad launch configurations at the launch site.
+#define NV_CUDA_CHECK_LAUNCH(...) NV_CUDA_CHECK(cudaGetLastError(), __VA_ARGS__)

@@ -1,0 +1,187 @@
+// core/'s CUDA services (core/cuda_runtime.h): device presence, the stream and library
+// handles, copies, fills and the strided gather behind Tensor::contiguous() on the device.
+#include <cstring>
+#include <mutex>
+
+#include "core/cuda/caching_allocator.h"
+#include "core/cuda/check.h"
+#include "core/cuda/stream.h"
+#include "core/cuda_runtime.h"
+
+namespace nextvit::cuda_rt {
+
+const char* cublas_status_name(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "ALLOC_FAILED (out of memory)";
+    case CUBLAS_STATUS_INVALID_VALUE: return "INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "NOT_SUPPORTED";
+    default: return "UNKNOWN";
+  }
+}
+
+bool available() {
+  static const bool present = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return n > 0;
+  }();
+  return present;
+}
+
+namespace {
+struct Handles {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cublasLtHandle_t cublaslt = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+
+Handles& handles() {
+  static Handles h;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    NV_CHECK(available(), "no CUDA device is present (cudaGetDeviceCount found none)");
+    NV_CUDA_CHECK(cudaStreamCreateWithFlags(&h.stream, cudaStreamNonBlocking), "creating a stream");
+    NV_CUBLAS_CHECK(cublasCreate(&h.cublas), "creating the cuBLAS handle");
+    NV_CUBLAS_CHECK(cublasSetStream(h.cublas, h.stream), "binding cuBLAS to the stream");
+    // Exact fp32 by default: no TF32 unless a caller asks for it, so CPU and GPU results agree
+    // to fp32 rounding.
+    NV_CUBLAS_CHECK(cublasSetMathMode(h.cublas, CUBLAS_DEFAULT_MATH), "setting cuBLAS math mode");
+    NV_CUBLAS_CHECK(cublasLtCreate(&h.cublaslt), "creating the cuBLASLt handle");
+  });
+  return h;
+}
+}  // namespace
+
+cudaStream_t current_stream() { return handles().stream; }
+cublasHandle_t cublas_handle() { return handles().cublas; }
+cublasLtHandle_t cublaslt_handle() { return handles().cublaslt; }
+
+void* workspace(size_t bytes) {
+  Handles& h = handles();
+  if (bytes > h.workspace_bytes) {
+    if (h.workspace) caching_allocator()->deallocate(h.workspace, h.workspace_bytes);
+    h.workspace = caching_allocator()->allocate(bytes);
+    h.workspace_bytes = bytes;
+  }
+  return h.workspace;
+}
+
+Allocator* device_allocator() {
+  NV_CHECK(available(), "CUDA tensor requested but no CUDA device is present");
+  return caching_allocator();
+}
+
+void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device,
+                size_t bytes) {
+  if (bytes == 0) return;
+  cudaMemcpyKind kind = dst_on_device ? (src_on_device ? cudaMemcpyDeviceToDevice
+                                                       : cudaMemcpyHostToDevice)
+                                      : (src_on_device ? cudaMemcpyDeviceToHost
+                                                       : cudaMemcpyHostToHost);
+  if (kind == cudaMemcpyHostToHost) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  cudaStream_t s = current_stream();
+  NV_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s), "copying {} bytes", bytes);
+  // The host may read (D2H) or reuse (H2D from pageable memory) its buffer right after this
+  // call returns, so the copy must be complete.
+  NV_CUDA_CHECK(cudaStreamSynchronize(s), "copying {} bytes", bytes);
+}
+
+namespace {
+__global__ void fill_kernel(float* dst, float value, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    dst[i] = value;
+  }
+}
+
+constexpr int kMaxDims = 8;
+struct StridedLayout {
+  int ndim;
+  int64_t shape[kMaxDims];
+  int64_t strides[kMaxDims];
+};
+
+// One thread per destination element: decompose its linear index into coordinates (row-major
+// over `shape`) and gather from the source's strides. Writes are coalesced; reads follow the
+// source layout (a transpose reads with a stride, which the L2 cache absorbs at these sizes).
+template <typename T>
+__global__ void strided_copy_kernel(T* dst, const T* src, StridedLayout layout, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t rem = i, off = 0;
+    for (int d = layout.ndim - 1; d >= 0; --d) {
+      const int64_t c = rem % layout.shape[d];
+      rem /= layout.shape[d];
+      off += c * layout.strides[d];
+    }
+    dst[i] = src[off];
+  }
+}
+
+int grid_for(int64_t n, int block) {
+  return static_cast<int>(std::min<int64_t>((n + block - 1) / block, 65535 * 8));
+}
+}  // namespace
+
+void fill_f32(float* dst, float value, int64_t count) {
+  if (count == 0) return;
+  fill_kernel<<<grid_for(count, 256), 256, 0, current_stream()>>>(dst, value, count);
+  NV_CUDA_CHECK_LAUNCH("fill of {} floats", count);
+}
+
+void memset_zero(void* dst, size_t bytes) {
+  if (bytes == 0) return;
+  NV_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, current_stream()), "zeroing {} bytes", bytes);
+}
+
+void strided_copy(void* dst, const void* src, size_t elem_size, int ndim, const int64_t* shape,
+                  const int64_t* src_strides, int64_t numel) {
+  if (numel == 0) return;
+  NV_CHECK(ndim <= kMaxDims, "strided copy on the GPU supports up to {} dimensions, got {}",
+           kMaxDims, ndim);
+  StridedLayout layout{};
+  layout.ndim = ndim;
+  for (int d = 0; d < ndim; ++d) {
+    layout.shape[d] = shape[d];
+    layout.strides[d] = src_strides[d];
+  }
+  const int grid = grid_for(numel, 256);
+  cudaStream_t s = current_stream();
+  switch (elem_size) {
+    case 4:
+      strided_copy_kernel<<<grid, 256, 0, s>>>(static_cast<float*>(dst),
+                                               static_cast<const float*>(src), layout, numel);
+      break;
+    case 8:
+      strided_copy_kernel<<<grid, 256, 0, s>>>(static_cast<int64_t*>(dst),
+                                               static_cast<const int64_t*>(src), layout, numel);
+      break;
+    case 2:
+      strided_copy_kernel<<<grid, 256, 0, s>>>(static_cast<uint16_t*>(dst),
+                                               static_cast<const uint16_t*>(src), layout, numel);
+      break;
+    default: NV_FAIL("strided copy: unsupported element size {}", elem_size);
+  }
+  NV_CUDA_CHECK_LAUNCH("strided copy of {} elements", numel);
+}
+
+void synchronize() {
+  if (!available()) return;
+  NV_CUDA_CHECK(cudaStreamSynchronize(current_stream()), "synchronising the stream");
+}
+
+}  // namespace nextvit::cuda_rt

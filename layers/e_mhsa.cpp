@@ -1,0 +1,45 @@
+#include "layers/e_mhsa.h"
+
+#include <cmath>
+
+namespace nextvit {
+
+EMHSA::EMHSA(int64_t dim, int64_t head_dim, int64_t sr_ratio)
+    : dim_(dim), head_dim_(head_dim), heads_(dim / head_dim), sr_ratio_(sr_ratio) {
+  NV_CHECK(head_dim > 0 && dim % head_dim == 0,
+           "E-MHSA: dim {} is not a whole number of heads of head_dim {}", dim, head_dim);
+  NV_CHECK(sr_ratio >= 1, "E-MHSA: sr_ratio must be >= 1, got {}", sr_ratio);
+  q = register_module("q", std::make_shared<Linear>(dim, dim));
+  k = register_module("k", std::make_shared<Linear>(dim, dim));
+  v = register_module("v", std::make_shared<Linear>(dim, dim));
+  proj = register_module("proj", std::make_shared<Linear>(dim, dim));
+  if (sr_ratio > 1) norm = register_module("norm", std::make_shared<BatchNorm>(dim));
+}
+
+Variable EMHSA::forward(const Variable& x) {
+  NV_CHECK(x.dim() == 3 && x.size(2) == dim_, "E-MHSA: expected tokens (B, N, {}), got {}", dim_,
+           shape_str(x.shape()));
+  const int64_t B = x.size(0), N = x.size(1), h = heads_, d = head_dim_;
+  Variable qh = ops::permute(ops::reshape(q->forward(x), {B, N, h, d}), {0, 2, 1, 3});
+
+  Variable kv_source = x;
+  if (sr_ratio_ > 1) {
+    const int64_t window = sr_ratio_ * sr_ratio_;
+    NV_CHECK(N >= window,
+             "E-MHSA: {} tokens cannot be pooled by sr^2 = {}; the input image is too small for "
+             "sr = {}", N, window, sr_ratio_);
+    Variable pooled = ops::avg_pool1d(ops::transpose(x, 1, 2), window, window);  // (B, C, N')
+    kv_source = ops::transpose(norm->forward(pooled), 1, 2);                    // (B, N', C)
+  }
+  const int64_t Nk = kv_source.size(1);
+  // k is laid out (B, h, d, N') so that q k^T is a plain batched (N x d)(d x N') product.
+  Variable kh = ops::permute(ops::reshape(k->forward(kv_source), {B, Nk, h, d}), {0, 2, 3, 1});
+  Variable vh = ops::permute(ops::reshape(v->forward(kv_source), {B, Nk, h, d}), {0, 2, 1, 3});
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  Variable attn = ops::softmax(ops::scale(ops::matmul(qh, kh), scale));  // (B, h, N, N')
+  Variable out = ops::permute(ops::matmul(attn, vh), {0, 2, 1, 3});       // (B, N, h, d)
+  return proj->forward(ops::reshape(out, {B, N, dim_}));
+}
+
+}  // namespace nextvit

@@ -1,0 +1,24 @@
+#pragma once
+// MHCA, multi-head convolutional attention: a grouped 3x3 conv with head_dim channels per group
+// (each group is one "head" mixing its channels over a 3x3 neighbourhood), BN + ReLU (fused),
+// then a 1x1 projection mixing the heads.
+#include <memory>
+
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+
+namespace nextvit {
+
+class MHCA : public Module {
+ public:
+  MHCA(int64_t channels, int64_t head_dim);
+  Variable forward(const Variable& x) {
+    return projection->forward(norm->forward_relu(group_conv3x3->forward(x)));
+  }
+
+  std::shared_ptr<Conv2d> group_conv3x3;
+  std::shared_ptr<BatchNorm> norm;
+  std::shared_ptr<Conv2d> projection;
+};
+
+}  // namespace nextvit

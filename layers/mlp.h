@@ -1,0 +1,25 @@
+#pragma once
+// Mlp: Conv1x1(C -> hidden, bias) -> ReLU -> Conv1x1(hidden -> C, bias), on NCHW maps.
+// hidden = make_divisible(C * ratio, divisor) as in the official implementation.
+#include <memory>
+
+#include "layers/conv2d.h"
+
+namespace nextvit {
+
+// The official _make_divisible(v, divisor): round to the nearest multiple of divisor (at least
+// divisor), and add one more divisor if rounding went down by more than 10%.
+int64_t make_divisible(double value, int64_t divisor);
+
+class Mlp : public Module {
+ public:
+  Mlp(int64_t channels, double ratio, int64_t divisor);
+  Variable forward(const Variable& x) {
+    return conv2->forward(ops::relu(conv1->forward(x)));
+  }
+  int64_t hidden() const { return conv1->weight().size(0); }
+
+  std::shared_ptr<Conv2d> conv1, conv2;
+};
+
+}  // namespace nextvit

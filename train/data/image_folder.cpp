@@ -1,0 +1,111 @@
+#include "train/data/image_folder.h"
+
+#include <stb_image.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "core/error.h"
+
+namespace nextvit::data {
+
+namespace fs = std::filesystem;
+
+bool decode_image_file(const std::string& path, Image& out, std::string& reason) {
+  int w = 0, h = 0, c = 0;
+  // Ask for 3 channels: stb converts gray, gray+alpha and RGBA to RGB while decoding.
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &c, 3),
+                                                   stbi_image_free);
+  if (pixels == nullptr) {
+    const char* why = stbi_failure_reason();
+    reason = why != nullptr ? why : "no reason";
+    return false;
+  }
+  out.height = h;
+  out.width = w;
+  out.channels = 3;
+  out.pixels.assign(pixels.get(), pixels.get() + size_t(h) * w * 3);
+  return true;
+}
+
+bool ImageFolder::is_image_file(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
+}
+
+ImageFolder::ImageFolder(const std::string& root, bool check_headers) : root_(root) {
+  try {
+    scan(check_headers);
+  } catch (const fs::filesystem_error& e) {
+    NV_FAIL("image folder: cannot list {}: {}", root, e.what());
+  }
+}
+
+void ImageFolder::scan(bool check_headers) {
+  const std::string& root = root_;
+  std::error_code ec;
+  NV_CHECK(fs::is_directory(root, ec), "image folder: {} is not a directory", root);
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && name[0] != '.') classes_.push_back(name);
+  }
+  std::sort(classes_.begin(), classes_.end());
+  NV_CHECK(!classes_.empty(),
+           "image folder: {} has no class sub-directories (expected ROOT/<class>/<image>)", root);
+
+  for (size_t label = 0; label < classes_.size(); ++label) {
+    const fs::path dir = fs::path(root) / classes_[label];
+    std::vector<std::string> files;
+    for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+      if (!entry.is_regular_file() || entry.path().filename().string()[0] == '.') continue;
+      if (is_image_file(entry.path().string())) files.push_back(entry.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    size_t kept = 0;
+    for (const std::string& path : files) {
+      int w, h, c;
+      if (check_headers && !stbi_info(path.c_str(), &w, &h, &c)) {
+        const char* why = stbi_failure_reason();
+        skipped_.push_back(path + " (stb_image: " + (why != nullptr ? why : "no reason") + ")");
+        std::cerr << "warning: image folder: skipping " << skipped_.back() << "\n";
+        continue;
+      }
+      samples_.push_back({path, static_cast<int64_t>(label)});
+      ++kept;
+    }
+    NV_CHECK(kept > 0, "image folder: class '{}' ({}) has no readable .jpg/.jpeg/.png/.bmp file",
+             classes_[label], dir.string());
+  }
+}
+
+int64_t ImageFolder::get(int64_t index, Image& out) const {
+  NV_CHECK(index >= 0 && index < size(), "image folder: sample {} out of range [0, {})", index,
+           size());
+  // Walk forward from `index` to the first sample that decodes (almost always `index` itself).
+  for (int64_t k = 0; k < size(); ++k) {
+    const int64_t i = (index + k) % size();
+    std::string reason;
+    if (decode_image_file(samples_[size_t(i)].path, out, reason)) {
+      return samples_[size_t(i)].label;
+    }
+    std::lock_guard<std::mutex> lock(warned_mutex_);
+    if (warned_.insert(i).second) {
+      std::cerr << "warning: image folder: cannot decode " << samples_[size_t(i)].path
+                << " (stb_image: " << reason << "); using the next sample in its place\n";
+    }
+  }
+  NV_FAIL("image folder: none of the {} images under {} can be decoded", size(), root_);
+}
+
+std::string ImageFolder::describe() const {
+  return fmt::format("image folder {}: {} images, {} classes{}", root_, size(), num_classes(),
+                     skipped_.empty() ? "" : fmt::format(", {} files skipped", skipped_.size()));
+}
+
+}  // namespace nextvit::data
