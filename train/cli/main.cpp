@@ -29,8 +29,8 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   try {
-    // info: pending ops
-    // forward: pending safetensors
+    if (command == "info") return nextvit::cli::run_info(argc, argv);
+    if (command == "forward") return nextvit::cli::run_forward(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nextvit %s: error: %s\n", command.c_str(), e.what());
     return 1;

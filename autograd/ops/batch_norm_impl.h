@@ -1,0 +1,14 @@
+#pragma once
+// Shared by ops::batch_norm (batch_norm.cpp) and ops::batch_norm_relu (batch_norm_relu.cpp): the
+// two differ only in whether the kernels apply and undo a ReLU, so one function checks the
+// inputs, runs the forward and records the backward for both.
+#include "autograd/ops.h"
+
+namespace nextvit::ops::detail {
+
+// `op` names the caller in error messages and on the tape.
+Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variable& bias,
+                         const Tensor& running_mean, const Tensor& running_var,
+                         const BatchNormOptions& options, bool relu, const char* op);
+
+}  // namespace nextvit::ops::detail

@@ -1,0 +1,17 @@
+// batch_norm_relu: relu(batch_norm(x)) as one op. The forward kernel clamps on the store, so the
+// normalised tensor before the ReLU is never written; the backward masks dL/dy by y > 0 inside
+// the BatchNorm backward kernel instead of running a separate ReLU backward. Inputs, checks
+// and statistics are those of batch_norm (batch_norm.cpp).
+#include "autograd/ops.h"
+#include "autograd/ops/batch_norm_impl.h"
+
+namespace nextvit::ops {
+
+Variable batch_norm_relu(const Variable& x, const Variable& weight, const Variable& bias,
+                         const Tensor& running_mean, const Tensor& running_var,
+                         const BatchNormOptions& options) {
+  return detail::batch_norm_impl(x, weight, bias, running_mean, running_var, options,
+                                 /*relu=*/true, "batch_norm_relu");
+}
+
+}  // namespace nextvit::ops

@@ -1,0 +1,97 @@
+// Next-ViT forward on the CPU (eval mode, no gradients) against PyTorch on the same machine in
+// the same run: same model (timm's nextvit_small, which computes exactly the official model),
+// same batch, same image size, same thread count.
+//
+//   build/bench/bench_cpu_forward [--model nextvit_small] [--batch 1] [--img 224]
+//                                 [--threads 2] [--runs 10] [--json out.json]
+#include <omp.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "bench/bench_util.h"
+#include "models/nextvit.h"
+#include "train/cli/args.h"
+
+using namespace nextvit;
+
+int main(int argc, char** argv) try {
+  cli::Args args(argc, argv, 1,
+                 {{"model", 1}, {"batch", 1}, {"img", 1}, {"threads", 1}, {"runs", 1},
+                  {"json", 1}, {"no-torch", 0}},
+                 "bench_cpu_forward");
+  const std::string model_name = args.str("model", "nextvit_small");
+  const int64_t batch = args.integer("batch", 1), img = args.integer("img", 224);
+  const int threads = static_cast<int>(args.integer("threads", 2));
+  const int runs = static_cast<int>(args.integer("runs", 10));
+  omp_set_num_threads(threads);
+
+  NextViT model(NextViTConfig::from_name(model_name));
+  model.eval();
+  Tensor x = Tensor::empty({batch, 3, img, img});
+  Generator g(1);
+  fill_normal(x, g, 0.0f, 1.0f);
+  bench::Timing ours = bench::time_it(
+      [&] {
+        NoGradGuard ng;
+        model.forward(Variable(x));
+      },
+      2, runs);
+
+  bench::Timing torch;
+  bool have_torch = false;
+  if (!args.has("no-torch")) {
+    const std::string py = fmt::format(
+        "import json, time, torch, timm\n"
+        "torch.set_num_threads({0})\n"
+        "m = timm.create_model('{1}').eval()\n"
+        "x = torch.randn({2}, 3, {3}, {3})\n"
+        "ts = []\n"
+        "with torch.inference_mode():\n"
+        "    for i in range(2 + {4}):\n"
+        "        t0 = time.perf_counter(); m(x); t1 = time.perf_counter()\n"
+        "        if i >= 2: ts.append((t1 - t0) * 1e3)\n"
+        "ts.sort()\n"
+        "print(json.dumps(dict(median=ts[len(ts)//2], p90=ts[min(len(ts)-1, int(0.9*len(ts)))],"
+        " min=ts[0], version=torch.__version__)))\n",
+        threads, model_name, batch, img, runs);
+    int status = 0;
+    std::string out = bench::run_command("python3 -c \"" + py + "\" 2>/dev/null", &status);
+    try {
+      auto j = nlohmann::json::parse(out.substr(out.find('{')));
+      torch.median_ms = j["median"];
+      torch.p90_ms = j["p90"];
+      torch.min_ms = j["min"];
+      have_torch = true;
+    } catch (...) {
+      std::fprintf(stderr, "PyTorch baseline unavailable (python3 with torch and timm needed)\n");
+    }
+  }
+
+  std::printf("%s forward, batch %lld, %lldx%lld, fp32, %d thread(s), %s, %s\n\n",
+              model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
+              bench::cpu_model().c_str(), bench::today().c_str());
+  std::printf("%-10s %12s %12s %12s\n", "impl", "median ms", "p90 ms", "min ms");
+  std::printf("%-10s %12.1f %12.1f %12.1f\n", "nextvit", ours.median_ms, ours.p90_ms, ours.min_ms);
+  if (have_torch) {
+    std::printf("%-10s %12.1f %12.1f %12.1f\n", "pytorch", torch.median_ms, torch.p90_ms,
+                torch.min_ms);
+    std::printf("\nratio nextvit / pytorch (median): %.2f\n", ours.median_ms / torch.median_ms);
+  }
+  if (args.has("json")) {
+    nlohmann::json j = {{"benchmark", "cpu_forward"}, {"model", model_name}, {"batch", batch},
+                        {"image", img}, {"threads", threads}, {"precision", "fp32"},
+                        {"cpu", bench::cpu_model()}, {"date", bench::today()},
+                        {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms},
+                                        {"min", ours.min_ms}}}};
+    if (have_torch) {
+      j["pytorch_ms"] = {{"median", torch.median_ms}, {"p90", torch.p90_ms}, {"min", torch.min_ms}};
+      j["ratio_median"] = ours.median_ms / torch.median_ms;
+    }
+    std::ofstream(args.str("json")) << j.dump(2) << "\n";
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_cpu_forward: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,507 @@
+// bench_cuda_kernels: each hand-written CUDA kernel against the library way of computing the
+// same thing, on the shapes Next-ViT-S runs at 224x224, batch 8 (inference) and 128 (training):
+//
+//   grouped 3x3 conv (MHCA)     ours (grouped_conv3x3.cu)  vs  cuDNN, same shape, all 3 passes
+//   pooled attention (E-MHSA)   ours (pooled_attention.cu) vs  cuBLAS batched GEMM + cuDNN
+//                                                              softmax + cuBLAS batched GEMM
+//   (sections for the BN+ReLU and softmax kernels are added with those kernels)
+//
+// Method. Both sides get the same device buffers. Each implementation is first checked against
+// the other (max error printed; a mismatch aborts the program before any timing). Then it runs
+// `warmup` times, then `runs` times, each run timed with CUDA events around the kernel(s) alone,
+// after an L2 flush (a memset of twice the L2 size between runs, outside the events), so that
+// batch-8 shapes, which would fit in L2, are timed from device memory as in a real network.
+// Reported: median and p90 milliseconds, the rate (TFLOP/s for the convolution, GB/s of the
+// fewest bytes the operation must move for the memory-bound kernels), and the fraction of the
+// ceiling measured in the same run: a device-to-device cudaMemcpy (bytes read + written) for
+// bandwidth, a large cuBLAS SGEMM (fp32, no TF32) for arithmetic; the datasheet-style peaks from
+// the clocks are printed beside them.
+//
+// Usage: bench_cuda_kernels [--batch N] [--runs 50] [--warmup 10] [--only conv|attention]
+//                           [--json FILE]
+// Without --batch both 8 and 128 are run.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "train/cli/args.h"
+
+#ifdef NEXTVIT_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "core/cuda/stream.h"
+#include "core/cuda_runtime.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "kernels/conv2d.h"
+#include "kernels/cuda/conv2d_paths.h"
+#include "kernels/gemm.h"
+#include "kernels/pooled_attention.h"
+#ifdef NEXTVIT_WITH_CUDNN
+#include "kernels/cuda/cudnn_util.h"
+#endif
+#endif
+
+using namespace nextvit;
+
+#ifdef NEXTVIT_WITH_CUDA
+namespace {
+
+#define CHECK_CUDA(expr)                                                     \
+  do {                                                                       \
+    cudaError_t e_ = (expr);                                                 \
+    if (e_ != cudaSuccess) NV_FAIL("{}: {}", #expr, cudaGetErrorString(e_)); \
+  } while (0)
+
+struct Stats {
+  double median_ms = 0, p90_ms = 0;
+};
+
+// Times f with CUDA events: warmup untimed runs, then `runs` runs each preceded by an L2 flush.
+// Everything (flush, events, the library's kernels) goes on the library's one stream, so each
+// event pair brackets exactly f's kernels, and the gaps between them when f launches several.
+class GpuTimer {
+ public:
+  explicit GpuTimer(size_t l2_bytes) : flush_bytes_(2 * l2_bytes) {
+    CHECK_CUDA(cudaMalloc(&flush_, flush_bytes_));
+    CHECK_CUDA(cudaEventCreate(&start_));
+    CHECK_CUDA(cudaEventCreate(&stop_));
+  }
+  ~GpuTimer() {
+    cudaFree(flush_);
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+  }
+  Stats time(const std::function<void()>& f, int warmup, int runs) {
+    for (int i = 0; i < warmup; ++i) f();
+    CHECK_CUDA(cudaDeviceSynchronize());
+    std::vector<double> ms;
+    cudaStream_t s = cuda_rt::current_stream();
+    for (int i = 0; i < runs; ++i) {
+      CHECK_CUDA(cudaMemsetAsync(flush_, i & 0xff, flush_bytes_, s));
+      CHECK_CUDA(cudaEventRecord(start_, s));
+      f();
+      CHECK_CUDA(cudaEventRecord(stop_, s));
+      CHECK_CUDA(cudaEventSynchronize(stop_));
+      float t = 0;
+      CHECK_CUDA(cudaEventElapsedTime(&t, start_, stop_));
+      ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    return {ms[ms.size() / 2], ms[std::min(ms.size() - 1, size_t(0.9 * ms.size()))]};
+  }
+
+ private:
+  void* flush_ = nullptr;
+  size_t flush_bytes_;
+  cudaEvent_t start_{}, stop_{};
+};
+
+struct Gpu {
+  std::string name;
+  int driver = 0, runtime = 0, sms = 0, cc_major = 0, cc_minor = 0;
+  int sm_clock_khz = 0, mem_clock_khz = 0, bus_bits = 0, l2_bytes = 0;
+  double peak_fp32_tflops = 0, peak_gbps = 0;  // from the clocks
+  double copy_gbps = 0, sgemm_tflops = 0;      // measured here
+};
+
+Gpu describe_device() {
+  Gpu d;
+  cudaDeviceProp p{};
+  CHECK_CUDA(cudaGetDeviceProperties(&p, 0));
+  d.name = p.name;
+  d.sms = p.multiProcessorCount;
+  d.cc_major = p.major;
+  d.cc_minor = p.minor;
+  d.l2_bytes = p.l2CacheSize;
+  CHECK_CUDA(cudaDriverGetVersion(&d.driver));
+  CHECK_CUDA(cudaRuntimeGetVersion(&d.runtime));
+  CHECK_CUDA(cudaDeviceGetAttribute(&d.sm_clock_khz, cudaDevAttrClockRate, 0));
+  CHECK_CUDA(cudaDeviceGetAttribute(&d.mem_clock_khz, cudaDevAttrMemoryClockRate, 0));
+  CHECK_CUDA(cudaDeviceGetAttribute(&d.bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0));
+  // FP32 lanes per SM: 64 on sm_70 / sm_80 (V100, A100), 128 on sm_86 and later (H100: 128).
+  const int lanes = (d.cc_major == 7 || (d.cc_major == 8 && d.cc_minor == 0)) ? 64 : 128;
+  d.peak_fp32_tflops = 2.0 * lanes * d.sms * d.sm_clock_khz * 1e3 / 1e12;
+  d.peak_gbps = 2.0 * d.mem_clock_khz * 1e3 * (d.bus_bits / 8) / 1e9;  // DDR: two per clock
+  return d;
+}
+
+std::string version_str(int v) {
+  return fmt::format("{}.{}", v / 1000, v % 1000 / 10);
+}
+
+Tensor random_device(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Tensor t = Tensor::empty(shape);
+  Generator g(seed);
+  fill_uniform(t, g, lo, hi);
+  return t.to(Device::cuda());
+}
+
+Tensor empty_device(const Shape& shape) {
+  return Tensor::empty(shape, DType::F32, Device::cuda());
+}
+
+const float* cp(const Tensor& t) {
+  return t.data<float>();
+}
+float* mp(const Tensor& t) {
+  return t.data<float>();
+}
+
+// max |a - b| / max(|b|) over the tensors: the check before timing.
+double rel_error(const Tensor& a, const Tensor& b) {
+  std::vector<float> x = a.to_vector(), y = b.to_vector();
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    err = std::max(err, double(std::fabs(x[i] - y[i])));
+    ref = std::max(ref, double(std::fabs(y[i])));
+  }
+  return ref > 0 ? err / ref : err;
+}
+
+void require_close(const char* what, const Tensor& ours, const Tensor& lib, double tol) {
+  const double e = rel_error(ours, lib);
+  NV_CHECK(e <= tol,
+           "{}: ours and the library disagree (max error {:.3g} of the largest value, "
+           "tolerance {:.1g})",
+           what, e, tol);
+}
+
+// ---- ceilings -------------------------------------------------------------------------------
+
+void measure_ceilings(Gpu& d, GpuTimer& timer, int runs) {
+  const size_t bytes = size_t(1) << 30;
+  void *a = nullptr, *b = nullptr;
+  CHECK_CUDA(cudaMalloc(&a, bytes));
+  CHECK_CUDA(cudaMalloc(&b, bytes));
+  CHECK_CUDA(cudaMemset(a, 1, bytes));
+  Stats s = timer.time(
+      [&] {
+        CHECK_CUDA(
+            cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, cuda_rt::current_stream()));
+      },
+      3, runs);
+  d.copy_gbps = 2.0 * double(bytes) / (s.median_ms * 1e-3) / 1e9;
+  CHECK_CUDA(cudaFree(a));
+  CHECK_CUDA(cudaFree(b));
+
+  const int64_t n = 8192;
+  Tensor x = random_device({n, n}, 1), y = random_device({n, n}, 2), z = empty_device({n, n});
+  s = timer.time(
+      [&] { kernels::cuda::gemm(false, false, n, n, n, 1.0f, cp(x), n, cp(y), n, 0.0f, mp(z), n); },
+      2, std::max(5, runs / 5));
+  d.sgemm_tflops = 2.0 * double(n) * n * n / (s.median_ms * 1e-3) / 1e12;
+}
+
+// ---- one result row -------------------------------------------------------------------------
+
+struct Row {
+  std::string kernel, pass, shape, impl;
+  int64_t batch = 0;
+  Stats t;
+  double rate = 0;  // TFLOP/s or GB/s
+  const char* unit = "";
+  double fraction = 0;  // of the measured ceiling
+  double speedup = 0;   // library median / ours median (on our rows)
+};
+
+std::vector<Row> g_rows;
+
+void print_header() {
+  std::printf("%-18s %-6s %-30s %-14s %9s %9s %10s %8s %8s\n", "kernel", "pass", "shape", "impl",
+              "median", "p90", "rate", "of ceil", "speedup");
+}
+
+void add_rows(const std::string& kernel, const std::string& pass, const std::string& shape,
+              int64_t batch, const char* unit, double work, double ceiling, Stats ours,
+              const std::string& lib_name, Stats lib) {
+  auto make = [&](const std::string& impl, Stats t) {
+    Row r;
+    r.kernel = kernel;
+    r.pass = pass;
+    r.shape = shape;
+    r.impl = impl;
+    r.batch = batch;
+    r.t = t;
+    r.unit = unit;
+    r.rate = work / (t.median_ms * 1e-3);
+    r.fraction = r.rate / ceiling;
+    return r;
+  };
+  Row a = make("ours", ours), b = make(lib_name, lib);
+  a.speedup = lib.median_ms / ours.median_ms;
+  for (const Row& r : {a, b}) {
+    std::printf("%-18s %-6s %-30s %-14s %8.3fms %8.3fms %6.1f %-3s %7.1f%% %8s\n", r.kernel.c_str(),
+                r.pass.c_str(), r.shape.c_str(), r.impl.c_str(), r.t.median_ms, r.t.p90_ms, r.rate,
+                r.unit, 100.0 * r.fraction,
+                r.impl == "ours" ? fmt::format("{:.2f}x", r.speedup).c_str() : "");
+    g_rows.push_back(r);
+  }
+}
+
+// ---- grouped 3x3 convolution ----------------------------------------------------------------
+
+void bench_grouped_conv(const Gpu& d, GpuTimer& timer, int64_t batch, int warmup, int runs) {
+  namespace cp_ = kernels::cuda::conv_paths;
+  if (!cp_::cudnn_built()) {
+    std::printf("(grouped conv: this build has no cuDNN to compare with)\n");
+    return;
+  }
+  struct Layer {
+    const char* name;
+    int64_t channels, hw;
+  };
+  // MHCA of the NCBs (stages 1-4) and of the NTBs (stages 2-4), 32 channels per group.
+  const Layer layers[] = {{"NCB s1", 96, 56}, {"NCB s2", 192, 28}, {"NCB s3", 384, 14},
+                          {"NCB s4", 768, 7}, {"NTB s2", 64, 28},  {"NTB s3", 128, 14},
+                          {"NTB s4", 256, 7}};
+  for (const Layer& l : layers) {
+    kernels::Conv2dShape s;
+    s.batch = batch;
+    s.in_channels = s.out_channels = l.channels;
+    s.in_h = s.in_w = l.hw;
+    s.kernel_h = s.kernel_w = 3;
+    s.pad_h = s.pad_w = 1;
+    s.groups = l.channels / 32;
+    const Shape xs{batch, l.channels, l.hw, l.hw}, ws{l.channels, 32, 3, 3};
+    Tensor x = random_device(xs, 1), w = random_device(ws, 2, -0.2f, 0.2f),
+           dy = random_device(xs, 3);
+    Tensor y1 = empty_device(xs), y2 = empty_device(xs), w1 = empty_device(ws),
+           w2 = empty_device(ws);
+    const double flops = 2.0 * batch * l.channels * l.hw * l.hw * 32 * 9;
+    const std::string shape =
+        fmt::format("{} ({}, {}, {}, {})", l.name, batch, l.channels, l.hw, l.hw);
+    // forward
+    cp_::grouped3x3_forward(s, cp(x), cp(w), mp(y1));
+    cp_::cudnn_forward(s, cp(x), cp(w), mp(y2));
+    require_close("grouped conv forward", y1, y2, 1e-4);
+    Stats a = timer.time([&] { cp_::grouped3x3_forward(s, cp(x), cp(w), mp(y1)); }, warmup, runs);
+    Stats b = timer.time([&] { cp_::cudnn_forward(s, cp(x), cp(w), mp(y2)); }, warmup, runs);
+    add_rows("grouped conv 3x3", "fwd", shape, batch, "TF/s", flops / 1e12, d.sgemm_tflops, a,
+             "cudnn", b);
+    // backward data
+    cp_::grouped3x3_backward_data(s, cp(dy), cp(w), mp(y1));
+    cp_::cudnn_backward_data(s, cp(dy), cp(w), mp(y2));
+    require_close("grouped conv backward-data", y1, y2, 1e-4);
+    a = timer.time([&] { cp_::grouped3x3_backward_data(s, cp(dy), cp(w), mp(y1)); }, warmup, runs);
+    b = timer.time([&] { cp_::cudnn_backward_data(s, cp(dy), cp(w), mp(y2)); }, warmup, runs);
+    add_rows("grouped conv 3x3", "bwd-x", shape, batch, "TF/s", flops / 1e12, d.sgemm_tflops, a,
+             "cudnn", b);
+    // backward weight
+    cp_::grouped3x3_backward_weight(s, cp(x), cp(dy), mp(w1));
+    cp_::cudnn_backward_weight(s, cp(x), cp(dy), mp(w2));
+    require_close("grouped conv backward-weight", w1, w2, 1e-3);
+    a = timer.time([&] { cp_::grouped3x3_backward_weight(s, cp(x), cp(dy), mp(w1)); }, warmup,
+                   runs);
+    b = timer.time([&] { cp_::cudnn_backward_weight(s, cp(x), cp(dy), mp(w2)); }, warmup, runs);
+    add_rows("grouped conv 3x3", "bwd-w", shape, batch, "TF/s", flops / 1e12, d.sgemm_tflops, a,
+             "cudnn", b);
+  }
+}
+
+// ---- pooled attention -----------------------------------------------------------------------
+
+#ifdef NEXTVIT_WITH_CUDNN
+// softmax over the last dimension of (rows, cols) through cuDNN, and its backward.
+struct CudnnSoftmax {
+  cudnnTensorDescriptor_t desc = nullptr;
+  CudnnSoftmax(int64_t rows, int64_t cols) {
+    NV_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc), "softmax descriptor");
+    NV_CUDNN_CHECK(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(rows),
+                                              int(cols), 1, 1),
+                   "softmax descriptor ({}, {})", rows, cols);
+  }
+  ~CudnnSoftmax() { cudnnDestroyTensorDescriptor(desc); }
+  void forward(const float* x, float* y) const {
+    const float one = 1.0f, zero = 0.0f;
+    NV_CUDNN_CHECK(cudnnSoftmaxForward(kernels::cuda::cudnn_handle(), CUDNN_SOFTMAX_ACCURATE,
+                                       CUDNN_SOFTMAX_MODE_INSTANCE, &one, desc, x, &zero, desc, y),
+                   "cudnnSoftmaxForward");
+  }
+  void backward(const float* y, const float* dy, float* dx) const {
+    const float one = 1.0f, zero = 0.0f;
+    NV_CUDNN_CHECK(
+        cudnnSoftmaxBackward(kernels::cuda::cudnn_handle(), CUDNN_SOFTMAX_ACCURATE,
+                             CUDNN_SOFTMAX_MODE_INSTANCE, &one, desc, y, desc, dy, &zero, desc, dx),
+        "cudnnSoftmaxBackward");
+  }
+};
+#endif
+
+void bench_attention(const Gpu& d, GpuTimer& timer, int64_t batch, int warmup, int runs) {
+#ifndef NEXTVIT_WITH_CUDNN
+  (void)d, (void)timer, (void)batch, (void)warmup, (void)runs;
+  std::printf("(pooled attention: this build has no cuDNN softmax to compare with)\n");
+#else
+  using kernels::cuda::gemm_strided_batched;
+  struct Layer {
+    const char* name;
+    int64_t heads_per_image, n;
+  };
+  // E-MHSA at 224: stage 2 (dim 256: 8 heads, 28x28 tokens pooled by 16), stage 3 (512: 16
+  // heads, 14x14 pooled by 4), stage 4 (1024: 32 heads, 7x7 unpooled); always 49 keys, d 32.
+  const Layer layers[] = {{"NTB s2", 8, 784}, {"NTB s3", 16, 196}, {"NTB s4", 32, 49}};
+  const int64_t m = 49, dd = 32;
+  const float scale = 1.0f / std::sqrt(float(dd));
+  for (const Layer& l : layers) {
+    const int64_t H = batch * l.heads_per_image, n = l.n;
+    Tensor q = random_device({H, n, dd}, 1, -2.0f, 2.0f), k = random_device({H, m, dd}, 2),
+           v = random_device({H, m, dd}, 3), g = random_device({H, n, dd}, 4);
+    Tensor out1 = empty_device({H, n, dd}), p1 = empty_device({H, n, m});
+    Tensor out2 = empty_device({H, n, dd}), s2 = empty_device({H, n, m}),
+           p2 = empty_device({H, n, m});
+    const CudnnSoftmax softmax(H * n, m);
+    // The library way: S = scale q k^T (batched GEMM), P = softmax(S), out = P v.
+    auto unfused_forward = [&] {
+      gemm_strided_batched(false, true, n, m, dd, scale, cp(q), dd, n * dd, cp(k), dd, m * dd, 0.0f,
+                           mp(s2), m, n * m, H);
+      softmax.forward(cp(s2), mp(p2));
+      gemm_strided_batched(false, false, n, dd, m, 1.0f, cp(p2), m, n * m, cp(v), dd, m * dd, 0.0f,
+                           mp(out2), dd, n * dd, H);
+    };
+    auto fused_forward = [&] {
+      kernels::cuda::pooled_attention_forward(H, n, m, dd, scale, cp(q), cp(k), cp(v), mp(out1),
+                                              mp(p1));
+    };
+    fused_forward();
+    unfused_forward();
+    require_close("pooled attention forward (probabilities)", p1, p2, 1e-5);
+    require_close("pooled attention forward (output)", out1, out2, 1e-5);
+    const std::string shape =
+        fmt::format("{} q({}, {}, {}) k({}, {}, {})", l.name, H, n, dd, H, m, dd);
+    // Fewest bytes: read q, k, v; write out and the probabilities.
+    const double fwd_bytes = 4.0 * (2 * H * n * dd + 2 * H * m * dd + H * n * m);
+    Stats a = timer.time(fused_forward, warmup, runs);
+    Stats b = timer.time(unfused_forward, warmup, runs);
+    add_rows("pooled attention", "fwd", shape, batch, "GB/s", fwd_bytes / 1e9, d.copy_gbps, a,
+             "gemm+softmax", b);
+
+    // Backward. Library way: dV = P^T dO, dP = dO V^T, dS = softmax_backward(P, dP),
+    // dQ = scale dS K, dK = scale dS^T Q.
+    Tensor dq1 = empty_device(q.shape()), dk1 = empty_device(k.shape()),
+           dv1 = empty_device(v.shape());
+    Tensor dq2 = empty_device(q.shape()), dk2 = empty_device(k.shape()),
+           dv2 = empty_device(v.shape()), dp2 = empty_device({H, n, m}),
+           ds2 = empty_device({H, n, m});
+    auto unfused_backward = [&] {
+      gemm_strided_batched(true, false, m, dd, n, 1.0f, cp(p2), m, n * m, cp(g), dd, n * dd, 0.0f,
+                           mp(dv2), dd, m * dd, H);
+      gemm_strided_batched(false, true, n, m, dd, 1.0f, cp(g), dd, n * dd, cp(v), dd, m * dd, 0.0f,
+                           mp(dp2), m, n * m, H);
+      softmax.backward(cp(p2), cp(dp2), mp(ds2));
+      gemm_strided_batched(false, false, n, dd, m, scale, cp(ds2), m, n * m, cp(k), dd, m * dd,
+                           0.0f, mp(dq2), dd, n * dd, H);
+      gemm_strided_batched(true, false, m, dd, n, scale, cp(ds2), m, n * m, cp(q), dd, n * dd, 0.0f,
+                           mp(dk2), dd, m * dd, H);
+    };
+    auto fused_backward = [&] {
+      kernels::cuda::pooled_attention_backward(H, n, m, dd, scale, cp(q), cp(k), cp(v), cp(p1),
+                                               cp(g), mp(dq1), mp(dk1), mp(dv1));
+    };
+    fused_backward();
+    unfused_backward();
+    require_close("pooled attention backward (dq)", dq1, dq2, 1e-4);
+    require_close("pooled attention backward (dk)", dk1, dk2, 1e-4);
+    require_close("pooled attention backward (dv)", dv1, dv2, 1e-4);
+    // Fewest bytes: read q, k, v, probs, dout; write dq, dk, dv.
+    const double bwd_bytes = 4.0 * (3 * H * n * dd + 4 * H * m * dd + H * n * m);
+    a = timer.time(fused_backward, warmup, runs);
+    b = timer.time(unfused_backward, warmup, runs);
+    add_rows("pooled attention", "bwd", shape, batch, "GB/s", bwd_bytes / 1e9, d.copy_gbps, a,
+             "gemm+softmax", b);
+  }
+#endif
+}
+
+}  // namespace
+#endif  // NEXTVIT_WITH_CUDA
+
+int main(int argc, char** argv) try {
+  cli::Args args(argc, argv, 1,
+                 {{"batch", 1}, {"runs", 1}, {"warmup", 1}, {"only", 1}, {"json", 1}},
+                 "bench_cuda_kernels");
+#ifndef NEXTVIT_WITH_CUDA
+  std::fprintf(stderr, "bench_cuda_kernels: this build has no CUDA backend\n");
+  return 1;
+#else
+  if (!cuda_rt::available()) {
+    std::fprintf(stderr, "bench_cuda_kernels: no CUDA device\n");
+    return 1;
+  }
+  const int runs = static_cast<int>(args.integer("runs", 50));
+  const int warmup = static_cast<int>(args.integer("warmup", 10));
+  const std::string only = args.str("only", "");
+  NV_CHECK(only.empty() || only == "conv" || only == "attention",
+           "bench_cuda_kernels: --only takes conv or attention, got '{}'", only);
+  std::vector<int64_t> batches = {8, 128};
+  if (args.has("batch")) batches = {args.integer("batch", 8)};
+
+  Gpu d = describe_device();
+  GpuTimer timer(size_t(d.l2_bytes));
+  measure_ceilings(d, timer, runs);
+  std::printf(
+      "%s (sm_%d%d, %d SMs, SM clock %d MHz, memory clock %d MHz), driver %s, CUDA "
+      "runtime %s, fp32, %s\n",
+      d.name.c_str(), d.cc_major, d.cc_minor, d.sms, d.sm_clock_khz / 1000, d.mem_clock_khz / 1000,
+      version_str(d.driver).c_str(), version_str(d.runtime).c_str(), bench::today().c_str());
+  std::printf(
+      "ceilings measured: D2D copy %.0f GB/s (clock peak %.0f), SGEMM 8192^3 %.1f TFLOP/s "
+      "(clock peak %.1f)\n\n",
+      d.copy_gbps, d.peak_gbps, d.sgemm_tflops, d.peak_fp32_tflops);
+  print_header();
+  for (int64_t batch : batches) {
+    if (only.empty() || only == "conv") bench_grouped_conv(d, timer, batch, warmup, runs);
+    if (only.empty() || only == "attention") bench_attention(d, timer, batch, warmup, runs);
+  }
+
+  if (args.has("json")) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const Row& r : g_rows) {
+      rows.push_back({{"kernel", r.kernel},
+                      {"pass", r.pass},
+                      {"shape", r.shape},
+                      {"impl", r.impl},
+                      {"batch", r.batch},
+                      {"median_ms", r.t.median_ms},
+                      {"p90_ms", r.t.p90_ms},
+                      {"rate", r.rate},
+                      {"unit", r.unit},
+                      {"fraction_of_ceiling", r.fraction},
+                      {"speedup_vs_library", r.speedup}});
+    }
+    nlohmann::json j = {{"benchmark", "cuda_kernels"},
+                        {"date", bench::today()},
+                        {"precision", "fp32"},
+                        {"image", 224},
+                        {"runs", runs},
+                        {"warmup", warmup},
+                        {"environment",
+                         {{"gpu", d.name},
+                          {"compute_capability", fmt::format("{}.{}", d.cc_major, d.cc_minor)},
+                          {"sms", d.sms},
+                          {"driver", version_str(d.driver)},
+                          {"cuda_runtime", version_str(d.runtime)},
+                          {"sm_clock_mhz", d.sm_clock_khz / 1000},
+                          {"memory_clock_mhz", d.mem_clock_khz / 1000},
+                          {"l2_bytes", d.l2_bytes},
+                          {"cpu", bench::cpu_model()}}},
+                        {"ceilings",
+                         {{"copy_gbps_measured", d.copy_gbps},
+                          {"sgemm_tflops_measured", d.sgemm_tflops},
+                          {"bandwidth_gbps_from_clocks", d.peak_gbps},
+                          {"fp32_tflops_from_clocks", d.peak_fp32_tflops}}},
+                        {"rows", rows}};
+    std::ofstream(args.str("json")) << j.dump(2) << "\n";
+  }
+  return 0;
+#endif
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_cuda_kernels: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,343 @@
+// bench_gemm: throughput of kernels::cpu::gemm on the matrix shapes Next-ViT runs at 224 x 224,
+// with 1 and 2 threads, against this CPU's peak and against PyTorch (MKL) in the same run.
+//
+// Peak. peak = threads * GHz * FLOPs/cycle/core, where FLOPs/cycle/core = 2 (multiply + add) *
+// lanes (16 floats per AVX-512 register, 8 per AVX2) * 2 FMA units per core (every Xeon since
+// Skylake-SP Gold; a CPU with one 512-bit unit halves this). GHz is measured, not read from the
+// nominal /proc/cpuinfo value (KVM reports the base clock, the core runs at its turbo clock): a
+// chain of dependent FMAs retires one per FMA latency, 4 cycles on every Intel core since
+// Skylake, so GHz = 4 * FMAs / seconds. /proc/cpuinfo's "cpu MHz" is printed beside it.
+//
+// A second table times the conv2d kernels built on the GEMM for Next-ViT's conv layers
+// (forward, input gradient, weight gradient) against torch.nn.functional.conv2d (oneDNN).
+//
+// Times are the best of repeated runs for both sides (see best_seconds).
+//
+// Usage: bench_gemm [--quick] [--no-torch] [--no-conv]
+#include <omp.h>
+#include <unistd.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <immintrin.h>
+
+#include "bench/bench_util.h"
+#include "kernels/conv2d.h"
+#include "kernels/gemm.h"
+
+using namespace nextvit;
+
+namespace {
+
+struct Shape3 {
+  const char* name;
+  int64_t M, N, K;
+  bool ta, tb;
+};
+
+// The products behind Next-ViT-S at 224 x 224, batch 1 (1x1 convs are W (Cout, Cin) times
+// X (Cin, H*W); grouped 3x3 convs are W_g (32, 288) times im2col (288, H*W) per group; the
+// E-MHSA projections are tokens (N, C) times W^T), plus the backward products of a 1x1 conv and
+// two square sizes for reference.
+const std::vector<Shape3> kShapes = {
+    {"conv1x1 96->288 @56x56", 288, 3136, 96, false, false},
+    {"conv1x1 288->96 @56x56", 96, 3136, 288, false, false},
+    {"conv1x1 192->576 @28x28", 576, 784, 192, false, false},
+    {"conv1x1 384->1152 @14x14", 1152, 196, 384, false, false},
+    {"conv1x1 1152->384 @14x14", 384, 196, 1152, false, false},
+    {"conv1x1 768->2304 @7x7", 2304, 49, 768, false, false},
+    {"mhca 3x3 group im2col @56x56", 32, 3136, 288, false, false},
+    {"stem 3x3 64->32 im2col @112", 32, 12544, 576, false, false},
+    {"linear x W^T 784x256x256", 784, 256, 256, false, true},
+    {"linear x W^T 196x512x512", 196, 512, 512, false, true},
+    {"conv1x1 dX = W^T dY @56x56", 96, 3136, 288, true, false},
+    {"conv1x1 dW = dY X^T @56x56", 288, 96, 3136, false, true},
+    {"square 512", 512, 512, 512, false, false},
+    {"square 1024", 1024, 1024, 1024, false, false},
+};
+
+// One dependent chain of n FMAs: each waits for the previous one (latency 4 cycles). Run with
+// the register width the GEMM uses, because a core may clock lower while running 512-bit FMAs.
+template <typename Seconds>
+double ghz_from(int64_t n, const Seconds& run) {
+  auto t0 = std::chrono::steady_clock::now();
+  const float sink = run(n);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (sink == 12345.0f) std::printf(" ");  // keep the chain alive
+  return 4.0 * double(n) / s / 1e9;
+}
+
+__attribute__((target("avx512f"))) float chain_512(int64_t n) {
+  __m512 x = _mm512_set1_ps(1.0f);
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < n; ++i) x = _mm512_fmadd_ps(x, a, b);
+  alignas(64) float out[16];
+  _mm512_store_ps(out, x);
+  return out[0];
+}
+
+float chain_256(int64_t n) {
+  __m256 x = _mm256_set1_ps(1.0f);
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < n; ++i) x = _mm256_fmadd_ps(x, a, b);
+  return _mm256_cvtss_f32(x);
+}
+
+// The best of three chains of 40 M FMAs (~45 ms each): other processes only slow it down.
+double measure_ghz(bool avx512) {
+  double best = 0;
+  for (int r = 0; r < 3; ++r) {
+    best =
+        std::max(best, avx512 ? ghz_from(40'000'000, chain_512) : ghz_from(40'000'000, chain_256));
+  }
+  return best;
+}
+
+double cpuinfo_mhz() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("cpu MHz", 0) == 0) return std::atof(line.substr(line.find(':') + 1).c_str());
+  }
+  return 0;
+}
+
+// Seconds of the best of enough runs of f for ~0.25 s of work (~0.06 s with --quick). The
+// best run, not the median: the machine is shared, and other processes only ever slow a run
+// down. The PyTorch baseline is timed the same way.
+double best_seconds(const std::function<void()>& f, bool quick) {
+  const double one = bench::time_it(f, 1, 1).min_ms;
+  const int runs = std::max(3, std::min(200, int((quick ? 60 : 250) / std::max(one, 1e-3))));
+  return bench::time_it(f, 2, runs).min_ms / 1e3;
+}
+
+double time_gemm(const Shape3& s, bool quick) {
+  const int64_t rows_a = s.ta ? s.K : s.M, cols_a = s.ta ? s.M : s.K;
+  const int64_t rows_b = s.tb ? s.N : s.K, cols_b = s.tb ? s.K : s.N;
+  std::vector<float> A(rows_a * cols_a), B(rows_b * cols_b), C(s.M * s.N);
+  for (size_t i = 0; i < A.size(); ++i) A[i] = float((i * 7 + 3) % 13) / 13.0f - 0.5f;
+  for (size_t i = 0; i < B.size(); ++i) B[i] = float((i * 5 + 1) % 11) / 11.0f - 0.5f;
+  return best_seconds(
+      [&] {
+        kernels::cpu::gemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), cols_a, B.data(), cols_b,
+                           0.0f, C.data(), s.N);
+      },
+      quick);
+}
+
+// Runs a Python script with `threads` torch threads; every output line "i t0 t1 ..." becomes
+// result[i] = {t0, t1, ...} (seconds). Empty when Python or torch is missing.
+std::map<int, std::vector<double>> run_torch(const std::string& body, int threads, bool quick) {
+  std::ostringstream py;
+  py << "import time, torch\n"
+     << "torch.set_num_threads(" << threads << ")\n"
+     << "budget = " << (quick ? 0.06 : 0.25) << "\n"
+     << "def best(fn):\n"
+        "    fn()\n"
+        "    t0 = time.perf_counter(); fn(); one = time.perf_counter() - t0\n"
+        "    fn()\n"
+        "    ts = []\n"
+        "    for _ in range(max(3, min(200, int(budget / max(one, 1e-6))))):\n"
+        "        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)\n"
+        "    return min(ts)\n"
+     << body;
+  char path[] = "/tmp/bench_gemm_torch_XXXXXX";
+  const int fd = mkstemp(path);
+  std::map<int, std::vector<double>> out;
+  if (fd < 0) return out;
+  const std::string script = py.str();
+  const bool written = write(fd, script.data(), script.size()) == ssize_t(script.size());
+  close(fd);
+  if (written) {
+    std::istringstream lines(bench::run_command("python3 " + std::string(path) + " 2>/dev/null"));
+    std::string line;
+    while (std::getline(lines, line)) {
+      std::istringstream fields(line);
+      int i;
+      double t;
+      if (!(fields >> i)) continue;
+      while (fields >> t) out[i].push_back(t);
+    }
+  }
+  std::remove(path);
+  return out;
+}
+
+std::map<int, std::vector<double>> torch_gemm(int threads, bool quick) {
+  std::ostringstream py;
+  py << "shapes = [";
+  for (const Shape3& s : kShapes) {
+    py << "(" << s.M << "," << s.N << "," << s.K << "," << (s.ta ? "True" : "False") << ","
+       << (s.tb ? "True" : "False") << "),";
+  }
+  py << "]\n"
+        "for i, (M, N, K, ta, tb) in enumerate(shapes):\n"
+        "    a = torch.rand(K, M).t() if ta else torch.rand(M, K)\n"
+        "    b = torch.rand(N, K).t() if tb else torch.rand(K, N)\n"
+        "    c = torch.empty(M, N)\n"
+        "    print(i, best(lambda: torch.mm(a, b, out=c)))\n";
+  return run_torch(py.str(), threads, quick);
+}
+
+// ---- conv2d: the ops built on the GEMM ---------------------------------------------------------
+
+struct ConvCase {
+  const char* name;
+  int64_t n, cin, hw, cout, k, stride, pad, groups;
+};
+
+// Next-ViT-S at 224 x 224, batch 1: the stem, the grouped 3x3 of MHCA at every stage, and the
+// 1x1 convs of an NCB's MLP; plus one batch-8 MHCA for training.
+const std::vector<ConvCase> kConvs = {
+    {"stem 3->64 s2 @224", 1, 3, 224, 64, 3, 2, 1, 1},
+    {"stem 64->32 @112", 1, 64, 112, 32, 3, 1, 1, 1},
+    {"stem 32->64 @112", 1, 32, 112, 64, 3, 1, 1, 1},
+    {"stem 64->64 s2 @112", 1, 64, 112, 64, 3, 2, 1, 1},
+    {"mhca 96 g3 @56", 1, 96, 56, 96, 3, 1, 1, 3},
+    {"mhca 192 g6 @28", 1, 192, 28, 192, 3, 1, 1, 6},
+    {"mhca 384 g12 @14", 1, 384, 14, 384, 3, 1, 1, 12},
+    {"mhca 768 g24 @7", 1, 768, 7, 768, 3, 1, 1, 24},
+    {"mlp 1x1 96->288 @56", 1, 96, 56, 288, 1, 1, 0, 1},
+    {"mlp 1x1 288->96 @56", 1, 288, 56, 96, 1, 1, 0, 1},
+    {"mlp 1x1 768->2304 @7", 1, 768, 7, 2304, 1, 1, 0, 1},
+    {"mhca 96 g3 @56 batch 8", 8, 96, 56, 96, 3, 1, 1, 3},
+};
+
+kernels::Conv2dShape conv_shape(const ConvCase& c) {
+  kernels::Conv2dShape s;
+  s.batch = c.n;
+  s.in_channels = c.cin;
+  s.in_h = s.in_w = c.hw;
+  s.out_channels = c.cout;
+  s.kernel_h = s.kernel_w = c.k;
+  s.stride_h = s.stride_w = c.stride;
+  s.pad_h = s.pad_w = c.pad;
+  s.groups = c.groups;
+  return s;
+}
+
+// Seconds of forward, input gradient and weight gradient.
+std::array<double, 3> time_conv(const ConvCase& c, bool quick) {
+  const kernels::Conv2dShape s = conv_shape(c);
+  std::vector<float> x(size_t(s.batch * s.in_channels * s.in_h * s.in_w), 0.25f);
+  std::vector<float> w(size_t(s.out_channels * s.in_channels / s.groups * c.k * c.k), 0.01f);
+  std::vector<float> y(size_t(s.batch * s.out_channels * s.out_h() * s.out_w()), 0.5f);
+  std::vector<float> dx(x.size()), dw(w.size());
+  using namespace kernels::cpu;
+  return {
+      best_seconds([&] { conv2d_forward(s, x.data(), w.data(), nullptr, y.data(), nullptr); },
+                   quick),
+      best_seconds([&] { conv2d_backward_data(s, y.data(), w.data(), dx.data(), nullptr); }, quick),
+      best_seconds(
+          [&] { conv2d_backward_weight(s, x.data(), y.data(), dw.data(), nullptr, nullptr); },
+          quick)};
+}
+
+std::map<int, std::vector<double>> torch_conv(int threads, bool quick) {
+  std::ostringstream py;
+  py << "import torch.nn.functional as F\n"
+        "convs = [";
+  for (const ConvCase& c : kConvs) {
+    py << "(" << c.n << "," << c.cin << "," << c.hw << "," << c.cout << "," << c.k << ","
+       << c.stride << "," << c.pad << "," << c.groups << "),";
+  }
+  py << "]\n"
+        "for i, (n, cin, hw, cout, k, s, p, g) in enumerate(convs):\n"
+        "    x = torch.rand(n, cin, hw, hw, requires_grad=True)\n"
+        "    w = torch.rand(cout, cin // g, k, k, requires_grad=True)\n"
+        "    with torch.no_grad():\n"
+        "        fwd = best(lambda: F.conv2d(x, w, None, s, p, 1, g))\n"
+        "    y = F.conv2d(x, w, None, s, p, 1, g)\n"
+        "    gy = torch.rand_like(y)\n"
+        "    dx = best(lambda: torch.autograd.grad(y, [x], gy, retain_graph=True))\n"
+        "    dw = best(lambda: torch.autograd.grad(y, [w], gy, retain_graph=True))\n"
+        "    print(i, fwd, dx, dw)\n";
+  return run_torch(py.str(), threads, quick);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, torch = true, conv = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    if (a == "--no-torch") torch = false;
+    if (a == "--no-conv") conv = false;
+  }
+  const auto isa = kernels::cpu::gemm_isa();
+  const int lanes = isa == kernels::cpu::GemmIsa::kAvx512 ? 16 : 8;
+  const double ghz = measure_ghz(isa == kernels::cpu::GemmIsa::kAvx512);
+  const int flops_per_cycle = 2 * lanes * 2;
+  std::printf("bench_gemm %s  CPU: %s, %d hardware threads\n", bench::today().c_str(),
+              bench::cpu_model().c_str(), omp_get_num_procs());
+  std::printf(
+      "micro-kernel: %s. Clock: %.2f GHz measured (dependent-FMA chain, 4-cycle latency); "
+      "/proc/cpuinfo says %.0f MHz.\n",
+      kernels::cpu::gemm_isa_name(isa), ghz, cpuinfo_mhz());
+  std::printf(
+      "peak = threads x %.2f GHz x %d FLOP/cycle (2 FMA units x %d lanes x 2) = %.1f "
+      "GFLOP/s per thread\n\n",
+      ghz, flops_per_cycle, lanes, ghz * flops_per_cycle);
+
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    std::map<int, std::vector<double>> tt;
+    if (torch) tt = torch_gemm(threads, quick);
+    std::printf("GEMM, threads = %d%s\n", threads,
+                torch && tt.empty() ? "  (PyTorch not available: no baseline)" : "");
+    std::printf("%-30s %6s %6s %6s %2s %9s %9s %7s %9s %10s\n", "shape", "M", "N", "K", "tr",
+                "ours ms", "GFLOP/s", "%peak", "torch ms", "ours/torch");
+    for (size_t i = 0; i < kShapes.size(); ++i) {
+      const Shape3& s = kShapes[i];
+      const double sec = time_gemm(s, quick);
+      const double gf = 2.0 * double(s.M) * double(s.N) * double(s.K) / sec / 1e9;
+      const double peak = threads * ghz * flops_per_cycle;
+      std::printf("%-30s %6ld %6ld %6ld %c%c %9.3f %9.1f %6.1f%%", s.name, long(s.M), long(s.N),
+                  long(s.K), s.ta ? 'T' : 'N', s.tb ? 'T' : 'N', sec * 1e3, gf, 100.0 * gf / peak);
+      auto it = tt.find(int(i));
+      if (it != tt.end() && !it->second.empty()) {
+        // Ratio of throughputs: 1.0 = as fast as PyTorch, 0.7 = 70 % of its GFLOP/s.
+        std::printf(" %9.3f %10.2f", it->second[0] * 1e3, it->second[0] / sec);
+      }
+      std::printf("\n");
+    }
+    std::printf("\n");
+  }
+
+  if (conv) {
+    const int threads = 2;
+    omp_set_num_threads(threads);
+    std::map<int, std::vector<double>> tt;
+    if (torch) tt = torch_conv(threads, quick);
+    std::printf(
+        "conv2d (kernels/cpu/conv2d on this GEMM), threads = %d: ms for forward, input "
+        "gradient, weight gradient; ratio = torch time / ours (> 1: ours faster)\n",
+        threads);
+    std::printf("%-24s %8s %8s %8s %8s %8s %8s %6s %6s %6s\n", "layer", "fwd", "dx", "dw", "t.fwd",
+                "t.dx", "t.dw", "r.fwd", "r.dx", "r.dw");
+    for (size_t i = 0; i < kConvs.size(); ++i) {
+      const auto ours = time_conv(kConvs[i], quick);
+      std::printf("%-24s %8.3f %8.3f %8.3f", kConvs[i].name, ours[0] * 1e3, ours[1] * 1e3,
+                  ours[2] * 1e3);
+      auto it = tt.find(int(i));
+      if (it != tt.end() && it->second.size() == 3) {
+        const auto& t = it->second;
+        std::printf(" %8.3f %8.3f %8.3f %6.2f %6.2f %6.2f", t[0] * 1e3, t[1] * 1e3, t[2] * 1e3,
+                    t[0] / ours[0], t[1] / ours[1], t[2] / ours[2]);
+      }
+      std::printf("\n");
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,59 @@
+#pragma once
+// 2-D convolution (cross-correlation, as PyTorch) on contiguous NCHW f32 buffers, and its two
+// gradients. A Conv2dShape describes one call completely; the kernels take it plus raw pointers:
+//
+//   x  (batch, in_channels, in_h, in_w)
+//   w  (out_channels, in_channels / groups, kernel_h, kernel_w)
+//   b  (out_channels)                                  -- may be null: no bias / no bias grad
+//   y  (batch, out_channels, out_h(), out_w())
+//
+// Input channel group g (channels [g * Cin/groups, (g+1) * Cin/groups)) feeds only output
+// channels [g * Cout/groups, (g+1) * Cout/groups). Padding is zero padding.
+//
+// Workspace: a backend may want scratch memory of conv2d_workspace_floats(shape, &n) floats
+// (n == 0: none). The caller passes a buffer of at least that size, or null to let the kernel
+// find its own. The CPU kernels keep per-thread scratch and report 0.
+//
+// Ops validate shapes before calling (autograd/ops/conv2d.cpp); the kernels assume a valid one.
+#include <cstdint>
+
+namespace nextvit::kernels {
+
+struct Conv2dShape {
+  int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
+  int64_t out_channels = 0, kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+  int64_t groups = 1;
+
+  int64_t out_h() const { return (in_h + 2 * pad_h - kernel_h) / stride_h + 1; }
+  int64_t out_w() const { return (in_w + 2 * pad_w - kernel_w) / stride_w + 1; }
+  // A 1x1 kernel with stride 1 and no padding: per image and group a plain matrix product.
+  bool pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 &&
+           pad_w == 0;
+  }
+};
+
+#define NV_CONV2D_KERNELS                                                                       \
+  /* *floats = scratch the calls below would like for this shape (0: none) */                   \
+  void conv2d_workspace_floats(const Conv2dShape& s, int64_t* floats);                          \
+  /* y = conv(x, w) + b (b may be null); overwrites y */                                        \
+  void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b,     \
+                      float* y, float* workspace);                                              \
+  /* dx = dL/dx for dy = dL/dy; overwrites dx */                                                \
+  void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,   \
+                            float* workspace);                                                  \
+  /* dw = dL/dw and db = dL/db, each skipped when null (x is unused when dw is); overwrites */  \
+  void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw, \
+                              float* db, float* workspace);
+
+namespace cpu {
+NV_CONV2D_KERNELS
+}  // namespace cpu
+namespace cuda {
+NV_CONV2D_KERNELS
+}  // namespace cuda
+
+#undef NV_CONV2D_KERNELS
+
+}  // namespace nextvit::kernels

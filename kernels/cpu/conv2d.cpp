@@ -1,0 +1,676 @@
+// CPU conv2d: every pass is a matrix product per (chunk of output positions, group) on top of
+// kernels::cpu::gemm.
+//
+// How data moves. For group g and a chunk of output positions, let col be the (Cin_g*kh*kw,
+// width) matrix whose column q holds the input patch that output position q sees (im2col; zero
+// where the patch hangs over the padding). Then
+//
+//   forward          y_g[:, chunk]   = W_g (Cout_g, Cin_g*kh*kw)  x  col
+//   backward data    dcol            = W_g^T  x  dy_g[:, chunk],   then dx += col2im(dcol)
+//   backward weight  dW_g           += dy_g[:, chunk]  x  col^T
+//
+// A 1x1 kernel with stride 1 and no padding needs no im2col: col is the input itself, read in
+// place with leading dimension H*W (and dx is written in place the same way). With stride 1 the
+// input gradient is computed as the forward convolution of dy with the flipped kernel instead
+// of through col2im (see conv2d_backward_data).
+//
+// Chunks. The im2col buffer is bounded (kColFloats) so it stays in L2 between being written and
+// being packed by the GEMM: a large image is cut into column ranges of one image. Small images
+// (late stages, or the small inputs of CPU training) are instead grouped several whole images to
+// a chunk, so that each GEMM still sees hundreds of columns; their columns are gathered into a
+// contiguous buffer and the results scattered back. Narrow images (7 x 7 at stage 4) build their
+// im2col through a table of input offsets and masked gathers rather than row by row.
+//
+// Threads. The (chunk, group) items are spread over the OpenMP threads when there are enough of
+// them to keep every thread busy; each item then runs its products on its own thread (the GEMM
+// sees omp_in_parallel() and stays single-threaded). With few items (batch 1, one group) the
+// items run in turn and each GEMM, im2col and col2im is split across the threads instead. Never
+// both. The weight gradient sums over items: in the threaded form each thread accumulates into
+// a private copy, added up at the end.
+#include "kernels/conv2d.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/gemm.h"
+
+namespace nextvit::kernels::cpu {
+namespace {
+
+// Floats of im2col buffer per chunk (512 KiB: a quarter of this machine's L2).
+constexpr int64_t kColFloats = 128 * 1024;
+// Chunk widths: never below one micro-tile row of work, never beyond what helps.
+constexpr int64_t kMinCols = 64, kMaxCols = 4096;
+// An image with at least this many output positions gets chunks of its own (read in place);
+// smaller ones are grouped with their neighbours.
+constexpr int64_t kInPlaceCols = 256;
+// Rows of im2col / col2im / gather below which splitting them across threads does not pay.
+constexpr int64_t kRowGrain = 16;
+
+// Derived sizes of a Conv2dShape.
+struct Geometry {
+  explicit Geometry(const Conv2dShape& s)
+      : s(s),
+        cin_g(s.in_channels / s.groups),
+        cout_g(s.out_channels / s.groups),
+        kg(cin_g * s.kernel_h * s.kernel_w),
+        hw(s.in_h * s.in_w),
+        ho(s.out_h()),
+        wo(s.out_w()),
+        p(ho * wo),
+        pointwise(s.pointwise()) {}
+  const Conv2dShape& s;
+  int64_t cin_g, cout_g, kg, hw, ho, wo, p;
+  bool pointwise;
+};
+
+// Output positions [p0, p1) of each of the images [n0, n0 + images); either one image and any
+// column range, or several whole images (p0 = 0, p1 = P).
+struct Chunk {
+  int64_t n0, images, p0, p1;
+  int64_t span() const { return p1 - p0; }
+  int64_t width() const { return images * span(); }
+  bool in_place() const { return images == 1; }
+};
+
+std::vector<Chunk> plan_chunks(const Geometry& g) {
+  const int64_t P = g.p, N = g.s.batch;
+  // Columns per chunk: as many as the im2col (or gather) budget allows. A 1x1 kernel reads a
+  // large image in place, with nothing to bound: one chunk per image.
+  const int64_t budget = kColFloats / g.kg / 16 * 16;
+  const int64_t target = g.pointwise ? std::max(P, std::clamp(budget, kInPlaceCols, kMaxCols))
+                                     : std::clamp(budget, kMinCols, kMaxCols);
+  std::vector<Chunk> chunks;
+  if (P >= std::min(target, kInPlaceCols) || N == 1) {
+    const int64_t pieces = (P + target - 1) / target;
+    const int64_t step = std::min(P, ((P + pieces - 1) / pieces + 15) / 16 * 16);
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t p0 = 0; p0 < P; p0 += step) chunks.push_back({n, 1, p0, std::min(P, p0 + step)});
+    }
+  } else {
+    const int64_t per = std::max<int64_t>(1, target / P);
+    for (int64_t n = 0; n < N; n += per) chunks.push_back({n, std::min(per, N - n), 0, P});
+  }
+  return chunks;
+}
+
+int available_threads() {
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
+}
+
+// Whether to spread `items` equal-sized items over the threads (true) or run them in turn with
+// each one's work split (false).
+bool spread_items(int64_t items) {
+  const int t = available_threads();
+  return t > 1 && items >= t && (items % t == 0 || items >= 3 * t);
+}
+
+template <typename F>
+void for_items(int64_t items, bool spread, const F& f) {
+  if (spread) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(available_threads())
+    for (int64_t i = 0; i < items; ++i) f(i);
+  } else {
+    for (int64_t i = 0; i < items; ++i) f(i);
+  }
+}
+
+// Per-thread scratch buffers, grown on demand and kept (OpenMP keeps its threads).
+float* scratch(int slot, int64_t floats) {
+  thread_local std::vector<float> buffers[3];
+  std::vector<float>& b = buffers[slot];
+  if (static_cast<int64_t>(b.size()) < floats) b.resize(static_cast<size_t>(floats));
+  return b.data();
+}
+
+// For kernel column j, the output columns ow whose input column iw = ow * sw - pw + j lies
+// inside the image: [lo, hi). The same for every output row, so computed once per kernel row.
+struct ValidColumns {
+  int64_t lo, hi;
+};
+ValidColumns valid_columns(const Geometry& g, int64_t j) {
+  const Conv2dShape& s = g.s;
+  const int64_t off = j - s.pad_w;  // iw = ow * sw + off
+  // Smallest ow with ow * sw + off >= 0, and one past the largest with ow * sw + off < W.
+  const int64_t lo = off >= 0 ? 0 : (-off + s.stride_w - 1) / s.stride_w;
+  const int64_t hi = s.in_w - off <= 0 ? 0 : (s.in_w - off - 1) / s.stride_w + 1;
+  return {std::min(lo, g.wo), std::clamp(hi, std::min(lo, g.wo), g.wo)};
+}
+
+// Walks output positions [p0, p1) one output row at a time: f(oh, ow0, ow1, q) for the run
+// of columns [ow0, ow1) of row oh, whose first position is the q-th of the range.
+template <typename F>
+inline void for_row_runs(const Geometry& g, int64_t p0, int64_t p1, const F& f) {
+  for (int64_t p = p0; p < p1;) {
+    const int64_t oh = p / g.wo, ow0 = p % g.wo, ow1 = std::min(g.wo, ow0 + (p1 - p));
+    f(oh, ow0, ow1, p - p0);
+    p += ow1 - ow0;
+  }
+}
+
+// Output rows narrower than this are walked through an index table rather than run by run:
+// at 7 x 7 the per-run bookkeeping would cost more than the copying.
+constexpr int64_t kNarrowRows = 24;
+
+// For each kernel offset (i, j) and each position q of `images` images' ranges [p0, p1), side
+// by side: the offset k * image_stride + ih * W + iw of the input element that position reads
+// (k the image), or -1 in the padding. Shared by all channels.
+const int32_t* offset_table(const Geometry& g, int64_t images, int64_t image_stride, int64_t p0,
+                            int64_t p1) {
+  thread_local std::vector<int32_t> table;
+  const Conv2dShape& s = g.s;
+  const int64_t span = p1 - p0, width = images * span;
+  table.resize(static_cast<size_t>(s.kernel_h * s.kernel_w * width));
+  for (int64_t i = 0; i < s.kernel_h; ++i) {
+    for (int64_t j = 0; j < s.kernel_w; ++j) {
+      int32_t* t = table.data() + (i * s.kernel_w + j) * width;
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t ih = p / g.wo * s.stride_h - s.pad_h + i;
+        const int64_t iw = p % g.wo * s.stride_w - s.pad_w + j;
+        const bool inside = ih >= 0 && ih < s.in_h && iw >= 0 && iw < s.in_w;
+        for (int64_t k = 0; k < images; ++k) {
+          t[k * span + p - p0] =
+              inside ? static_cast<int32_t>(k * image_stride + ih * s.in_w + iw) : -1;
+        }
+      }
+    }
+  }
+  return table.data();
+}
+
+// Whether the offset table serves: narrow output rows, offsets within int32.
+bool use_table(const Geometry& g, int64_t images, int64_t image_stride) {
+  return g.wo < kNarrowRows && images * image_stride < (int64_t{1} << 31);
+}
+
+// col rows (c, i, j) x positions [p0, p1) of `images` images (image_stride floats apart), side
+// by side: row (c * kh + i) * kw + j of dst (leading dimension ld) gets x_c[oh * sh - ph + i,
+// ow * sw - pw + j] (0 outside the image) for each position p = oh * Wo + ow. x points at the
+// group's first channel of the first image. Plain loops rather than memcpy/fill calls, and for
+// narrow images one offset table for all images of the chunk (at 2 x 2 a run is 2 floats long).
+void im2col(const Geometry& g, const float* x, int64_t images, int64_t image_stride, int64_t p0,
+            int64_t p1, float* dst, int64_t ld) {
+  const Conv2dShape& s = g.s;
+  const int64_t kh = s.kernel_h, kw = s.kernel_w, sw = s.stride_w, span = p1 - p0;
+  if (use_table(g, images, image_stride)) {
+    const int32_t* table = offset_table(g, images, image_stride, p0, p1);
+    const int64_t width = images * span;
+    parallel_for(g.kg, kRowGrain, [&](int64_t r0, int64_t r1) {
+      for (int64_t row = r0; row < r1; ++row) {
+        const int32_t* t = table + row % (kh * kw) * width;
+        const float* xc = x + row / (kh * kw) * g.hw;
+        float* d = dst + row * ld;
+        // Eight positions per masked gather; padding lanes are masked off (never read, 0).
+        int64_t q = 0;
+        for (; q + 8 <= width; q += 8) {
+          const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + q));
+          const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(-1)));
+          _mm256_storeu_ps(d + q, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), xc, idx, valid, 4));
+        }
+        for (; q < width; ++q) d[q] = t[q] >= 0 ? xc[t[q]] : 0.0f;
+      }
+    });
+    return;
+  }
+  parallel_for(g.kg, kRowGrain, [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t c = row / (kh * kw), i = row / kw % kh, j = row % kw;
+      const ValidColumns v = valid_columns(g, j);
+      const int64_t off = j - s.pad_w;
+      for (int64_t k = 0; k < images; ++k) {
+        const float* xc = x + k * image_stride + c * g.hw;
+        float* d = dst + row * ld + k * span;
+        for_row_runs(g, p0, p1, [&](int64_t oh, int64_t ow0, int64_t ow1, int64_t q) {
+          float* out = d + q - ow0;  // out[ow] is position (oh, ow)
+          const int64_t ih = oh * s.stride_h - s.pad_h + i;
+          if (ih < 0 || ih >= s.in_h) {
+            for (int64_t ow = ow0; ow < ow1; ++ow) out[ow] = 0.0f;
+            return;
+          }
+          const int64_t lo = std::clamp(v.lo, ow0, ow1), hi = std::clamp(v.hi, lo, ow1);
+          const float* xr = xc + ih * s.in_w + off;  // xr[ow * sw] is input column iw
+          for (int64_t ow = ow0; ow < lo; ++ow) out[ow] = 0.0f;
+          if (sw == 1) {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = xr[ow];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = xr[ow * sw];
+          }
+          for (int64_t ow = hi; ow < ow1; ++ow) out[ow] = 0.0f;
+        });
+      }
+    }
+  });
+}
+
+// The adjoint of im2col: dx_c[ih, iw] += src[row][p - p0] for every (row, p) im2col would have
+// read from (ih, iw). Split by channel: all rows of one channel land in that channel only.
+void col2im(const Geometry& g, const float* src, int64_t ld, int64_t p0, int64_t p1, float* dx) {
+  const Conv2dShape& s = g.s;
+  const int64_t kh = s.kernel_h, kw = s.kernel_w, sw = s.stride_w;
+  if (use_table(g, 1, 0)) {
+    const int32_t* table = offset_table(g, 1, 0, p0, p1);
+    const int64_t span = p1 - p0;
+    parallel_for(g.cin_g, std::max<int64_t>(1, kRowGrain / (kh * kw)), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        float* dc = dx + c * g.hw;
+        for (int64_t k = 0; k < kh * kw; ++k) {
+          const int32_t* t = table + k * span;
+          const float* in = src + (c * kh * kw + k) * ld;
+          for (int64_t q = 0; q < span; ++q) {
+            if (t[q] >= 0) dc[t[q]] += in[q];
+          }
+        }
+      }
+    });
+    return;
+  }
+  parallel_for(g.cin_g, std::max<int64_t>(1, kRowGrain / (kh * kw)), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      float* dc = dx + c * g.hw;
+      for (int64_t i = 0; i < kh; ++i) {
+        for (int64_t j = 0; j < kw; ++j) {
+          const ValidColumns v = valid_columns(g, j);
+          const int64_t off = j - s.pad_w;
+          const float* srow = src + ((c * kh + i) * kw + j) * ld;
+          for_row_runs(g, p0, p1, [&](int64_t oh, int64_t ow0, int64_t ow1, int64_t q) {
+            const int64_t ih = oh * s.stride_h - s.pad_h + i;
+            if (ih < 0 || ih >= s.in_h) return;
+            const int64_t lo = std::clamp(v.lo, ow0, ow1), hi = std::clamp(v.hi, lo, ow1);
+            const float* in = srow + q - ow0;
+            float* dr = dc + ih * s.in_w + off;
+            if (sw == 1) {
+              for (int64_t ow = lo; ow < hi; ++ow) dr[ow] += in[ow];
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) dr[ow * sw] += in[ow];
+            }
+          });
+        }
+      }
+    }
+  });
+}
+
+// The im2col matrix of a chunk for group grp: (kg, width), images side by side.
+void build_col(const Geometry& g, const float* x, int64_t grp, const Chunk& ch, float* col) {
+  const int64_t cin = g.s.in_channels;
+  im2col(g, x + (ch.n0 * cin + grp * g.cin_g) * g.hw, ch.images, cin * g.hw, ch.p0, ch.p1, col,
+         ch.width());
+}
+
+// Copies `rows` channels starting at channel c0 of the chunk's images out of an (N, C, P)
+// tensor into buf (rows, width), images side by side...
+void gather(const Geometry& g, const float* t, int64_t channels, int64_t c0, int64_t rows,
+            const Chunk& ch, float* buf) {
+  const int64_t width = ch.width(), span = ch.span();
+  parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t k = 0; k < ch.images; ++k) {
+        std::memcpy(buf + r * width + k * span, t + ((ch.n0 + k) * channels + c0 + r) * g.p + ch.p0,
+                    sizeof(float) * span);
+      }
+    }
+  });
+}
+
+// ...and back: t[n, c0 + r, p] = buf[r, ...] (+ bias[r] when bias is not null).
+void scatter(const Geometry& g, const float* buf, int64_t channels, int64_t c0, int64_t rows,
+             const Chunk& ch, const float* bias, float* t) {
+  const int64_t width = ch.width(), span = ch.span();
+  parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float b = bias ? bias[r] : 0.0f;
+      for (int64_t k = 0; k < ch.images; ++k) {
+        const float* src = buf + r * width + k * span;
+        float* dst = t + ((ch.n0 + k) * channels + c0 + r) * g.p + ch.p0;
+        for (int64_t q = 0; q < span; ++q) dst[q] = src[q] + b;
+      }
+    }
+  });
+}
+
+// rows of an (rows, ld) block += bias[r].
+void add_bias_rows(const float* bias, int64_t rows, int64_t cols, float* t, int64_t ld) {
+  parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = t + r * ld;
+      for (int64_t q = 0; q < cols; ++q) row[q] += bias[r];
+    }
+  });
+}
+
+// dw = sum over (chunk, group) items of dy_g[:, chunk] x col^T.
+void weight_gradient(const Geometry& g, const float* x, const float* dy, float* dw) {
+  const Conv2dShape& s = g.s;
+  const std::vector<Chunk> chunks = plan_chunks(g);
+  const int64_t G = s.groups, cin = s.in_channels, cout = s.out_channels;
+  const int64_t items = int64_t(chunks.size()) * G, dw_size = cout * g.kg;
+  const bool spread = spread_items(items);
+  // In the threaded form thread t accumulates into partial[t] (thread 0 into dw itself).
+  const int threads = spread ? available_threads() : 1;
+  std::vector<float> partial(static_cast<size_t>((threads - 1) * dw_size), 0.0f);
+  std::fill(dw, dw + dw_size, 0.0f);
+
+  for_items(items, spread, [&](int64_t item) {
+    const Chunk& ch = chunks[item / G];
+    const int64_t grp = item % G, width = ch.width();
+    const int t = spread ? omp_get_thread_num() : 0;
+    float* acc = (t == 0 ? dw : partial.data() + (t - 1) * dw_size) + grp * g.cout_g * g.kg;
+    // dy chunk (cout_g, width).
+    const float* dym;
+    int64_t lddy;
+    if (ch.in_place()) {
+      dym = dy + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
+      lddy = g.p;
+    } else {
+      float* buf = scratch(1, g.cout_g * width);
+      gather(g, dy, cout, grp * g.cout_g, g.cout_g, ch, buf);
+      dym = buf;
+      lddy = width;
+    }
+    // col chunk (kg, width), used transposed.
+    const float* colm;
+    int64_t ldcol;
+    if (g.pointwise && ch.in_place()) {
+      colm = x + (ch.n0 * cin + grp * g.cin_g) * g.hw + ch.p0;
+      ldcol = g.hw;
+    } else {
+      float* col = scratch(0, g.kg * width);
+      if (g.pointwise) {
+        gather(g, x, cin, grp * g.cin_g, g.cin_g, ch, col);
+      } else {
+        build_col(g, x, grp, ch, col);
+      }
+      colm = col;
+      ldcol = width;
+    }
+    gemm(false, true, g.cout_g, g.kg, width, 1.0f, dym, lddy, colm, ldcol, 1.0f, acc, g.kg);
+  });
+  for (int t = 1; t < threads; ++t) {
+    const float* p = partial.data() + (t - 1) * dw_size;
+    parallel_for(dw_size, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) dw[i] += p[i];
+    });
+  }
+}
+
+void bias_gradient(const Geometry& g, const float* dy, float* db) {
+  const Conv2dShape& s = g.s;
+  const int64_t cout = s.out_channels;
+  // db[c] = sum over images and positions of dy[n, c, :]: 32 float lanes per row (four
+  // independent vector sums, which the compiler keeps in registers), the rows' sums added in
+  // double.
+  parallel_for(cout, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      double total = 0.0;
+      for (int64_t n = 0; n < s.batch; ++n) {
+        const float* row = dy + (n * cout + c) * g.p;
+        float lanes[32] = {};
+        int64_t q = 0;
+        for (; q + 32 <= g.p; q += 32) {
+          for (int l = 0; l < 32; ++l) lanes[l] += row[q + l];
+        }
+        double sum = 0.0;
+        for (; q < g.p; ++q) sum += row[q];
+        for (int l = 0; l < 32; ++l) sum += lanes[l];
+        total += sum;
+      }
+      db[c] = static_cast<float>(total);
+    }
+  });
+}
+
+// ---- implicit GEMM: stride 1, wide output rows ----------------------------------------------
+// For a stride-1 convolution, row k = (c, i, j) of col restricted to one output row oh and the
+// columns [ow0, ow0 + 32) is a run of input row ih = oh + i - ph of channel c, starting at
+// column ow0 + j - pw: it can be read where it lies. gemm_rows_b takes one pointer (and a lane
+// mask for the padding) per k, so the forward needs no im2col copy at all: per (image, group)
+// the weights are packed once, then each 32-wide piece of an output row is one call.
+
+// Output rows at least this wide (a 28-wide row fills 28 of the 32 lanes) and col heights up
+// to this (one packed weight panel of 14 x kg floats stays in L1) take the implicit path.
+constexpr int64_t kImplicitMinWidth = 28, kImplicitMaxK = 1152;
+// Kernel widths the implicit path handles (a per-column mask table lives on the stack).
+constexpr int64_t kMaxKernelW = 16;
+
+bool use_implicit(const Geometry& g) {
+  const Conv2dShape& s = g.s;
+  return !g.pointwise && s.stride_h == 1 && s.stride_w == 1 && g.wo >= kImplicitMinWidth &&
+         g.kg <= kImplicitMaxK && s.kernel_w <= kMaxKernelW && gemm_rows_b_supported();
+}
+
+// Bits [lo, hi) of a 32-bit lane mask (0 when hi <= lo).
+inline uint32_t lane_bits(int64_t lo, int64_t hi) {
+  if (hi <= lo) return 0;
+  const uint32_t below_hi = hi >= 32 ? ~0u : (1u << hi) - 1;
+  return below_hi & ~((1u << lo) - 1);
+}
+
+void forward_implicit(const Geometry& g, const float* x, const float* w, const float* b, float* y) {
+  const Conv2dShape& s = g.s;
+  const int64_t G = s.groups, N = s.batch, kh = s.kernel_h, kw = s.kernel_w;
+  const int threads = available_threads();
+  // Items: (image, group, block of output rows), at least four per thread when possible.
+  const int64_t blocks = std::clamp<int64_t>((4 * threads + N * G - 1) / (N * G), 1, g.ho);
+  const int64_t rows_per = (g.ho + blocks - 1) / blocks, nblocks = (g.ho + rows_per - 1) / rows_per;
+  const int64_t items = N * G * nblocks;
+  // Rows of B in the padding are never read (mask 0), but get a valid address anyway.
+  static const float kZeroRow[kGemmRowsMaxN] = {};
+  for_items(items, threads > 1 && items >= threads, [&](int64_t item) {
+    const int64_t blk = item % nblocks, grp = item / nblocks % G, n = item / nblocks / G;
+    float* packed = scratch(0, gemm_rows_b_packed_floats(g.cout_g, g.kg));
+    gemm_rows_b_pack(g.cout_g, g.kg, w + grp * g.cout_g * g.kg, g.kg, packed);
+    thread_local std::vector<const float*> rows;
+    thread_local std::vector<uint32_t> masks;
+    rows.resize(static_cast<size_t>(g.kg));
+    masks.resize(static_cast<size_t>(g.kg));
+    const float* xg = x + (n * s.in_channels + grp * g.cin_g) * g.hw;
+    float* yg = y + (n * s.out_channels + grp * g.cout_g) * g.p;
+    const int64_t oh0 = blk * rows_per, oh1 = std::min(g.ho, oh0 + rows_per);
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      for (int64_t ow0 = 0; ow0 < g.wo; ow0 += kGemmRowsMaxN) {
+        const int64_t cols = std::min(kGemmRowsMaxN, g.wo - ow0);
+        // Lanes of kernel column j inside the image: the same for every channel and kernel row.
+        uint32_t col_mask[kMaxKernelW];
+        for (int64_t j = 0; j < kw; ++j) {
+          const int64_t start = ow0 + j - s.pad_w;  // input column read by lane 0
+          col_mask[j] = lane_bits(std::max<int64_t>(0, -start), std::min(cols, s.in_w - start));
+        }
+        int64_t k = 0;
+        for (int64_t c = 0; c < g.cin_g; ++c) {
+          for (int64_t i = 0; i < kh; ++i) {
+            const int64_t ih = oh + i - s.pad_h;
+            const bool inside = ih >= 0 && ih < s.in_h;
+            // Address of input column 0 of row ih, as an integer: lane 0 of a row may lie left
+            // of it (then masked off), and that address must not be formed as a pointer.
+            const uintptr_t row = reinterpret_cast<uintptr_t>(xg + c * g.hw) +
+                                  static_cast<uintptr_t>(ih * s.in_w * int64_t(sizeof(float)));
+            for (int64_t j = 0; j < kw; ++j, ++k) {
+              const uint32_t m = inside ? col_mask[j] : 0u;
+              masks[k] = m;
+              rows[k] = m == 0 ? kZeroRow
+                               : reinterpret_cast<const float*>(
+                                     row + static_cast<uintptr_t>((ow0 + j - s.pad_w) *
+                                                                  int64_t(sizeof(float))));
+            }
+          }
+        }
+        gemm_rows_b(g.cout_g, g.kg, cols, 1.0f, packed, rows.data(), masks.data(), 0.0f,
+                    yg + oh * g.wo + ow0, g.p);
+      }
+    }
+    if (b) {
+      for (int64_t co = 0; co < g.cout_g; ++co) {
+        float* row = yg + co * g.p;
+        const float bias = b[grp * g.cout_g + co];
+        for (int64_t q = oh0 * g.wo; q < oh1 * g.wo; ++q) row[q] += bias;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void conv2d_workspace_floats(const Conv2dShape&, int64_t* floats) {
+  *floats = 0;
+}
+
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
+                    float* /*workspace*/) {
+  const Geometry g(s);
+  if (use_implicit(g)) {
+    forward_implicit(g, x, w, b, y);
+    return;
+  }
+  const std::vector<Chunk> chunks = plan_chunks(g);
+  const int64_t G = s.groups, cout = s.out_channels, items = int64_t(chunks.size()) * G;
+  for_items(items, spread_items(items), [&](int64_t item) {
+    const Chunk& ch = chunks[item / G];
+    const int64_t grp = item % G, width = ch.width();
+    const float* wg = w + grp * g.cout_g * g.kg;
+    const float* bg = b ? b + grp * g.cout_g : nullptr;
+    // The right-hand matrix: the input itself for a 1x1 kernel read in place, else im2col.
+    const float* bmat;
+    int64_t ldb;
+    if (g.pointwise && ch.in_place()) {
+      bmat = x + (ch.n0 * s.in_channels + grp * g.cin_g) * g.hw + ch.p0;
+      ldb = g.hw;
+    } else if (g.pointwise) {
+      float* buf = scratch(0, g.kg * width);
+      gather(g, x, s.in_channels, grp * g.cin_g, g.cin_g, ch, buf);
+      bmat = buf;
+      ldb = width;
+    } else {
+      float* col = scratch(0, g.kg * width);
+      build_col(g, x, grp, ch, col);
+      bmat = col;
+      ldb = width;
+    }
+    if (ch.in_place()) {
+      float* yc = y + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
+      gemm(false, false, g.cout_g, width, g.kg, 1.0f, wg, g.kg, bmat, ldb, 0.0f, yc, g.p);
+      if (bg) add_bias_rows(bg, g.cout_g, width, yc, g.p);
+    } else {
+      float* out = scratch(1, g.cout_g * width);
+      gemm(false, false, g.cout_g, width, g.kg, 1.0f, wg, g.kg, bmat, ldb, 0.0f, out, width);
+      scatter(g, out, cout, grp * g.cout_g, g.cout_g, ch, bg, y);
+    }
+  });
+}
+
+void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                          float* workspace) {
+  const Geometry g(s);
+  if (!g.pointwise && s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.kernel_h &&
+      s.pad_w < s.kernel_w) {
+    // With stride 1 the input gradient is itself a convolution: of dy, zero-padded by k-1-p,
+    // with the kernel flipped and the channel roles swapped,
+    //   dx[ci, ih, iw] = sum_{co, i, j} dy[co, ih + ph - i, iw + pw - j] w[co, ci, i, j].
+    // Running it through the forward path replaces the scatter-adds of col2im (a read-modify-
+    // write of dx per im2col element) by im2col's plain reads.
+    Conv2dShape t = s;
+    t.in_channels = s.out_channels;
+    t.in_h = g.ho;
+    t.in_w = g.wo;
+    t.out_channels = s.in_channels;
+    t.pad_h = s.kernel_h - 1 - s.pad_h;
+    t.pad_w = s.kernel_w - 1 - s.pad_w;
+    const int64_t kk = s.kernel_h * s.kernel_w;
+    // wt[g * cin_g + ci, co, i, j] = w[g * cout_g + co, ci, kh - 1 - i, kw - 1 - j]
+    std::vector<float> wt(static_cast<size_t>(s.in_channels * g.cout_g * kk));
+    for (int64_t grp = 0; grp < s.groups; ++grp) {
+      for (int64_t co = 0; co < g.cout_g; ++co) {
+        for (int64_t ci = 0; ci < g.cin_g; ++ci) {
+          const float* src = w + ((grp * g.cout_g + co) * g.cin_g + ci) * kk;
+          float* dst = wt.data() + ((grp * g.cin_g + ci) * g.cout_g + co) * kk;
+          for (int64_t k = 0; k < kk; ++k) dst[k] = src[kk - 1 - k];
+        }
+      }
+    }
+    conv2d_forward(t, dy, wt.data(), nullptr, dx, workspace);
+    return;
+  }
+  const std::vector<Chunk> chunks = plan_chunks(g);
+  const int64_t G = s.groups, cin = s.in_channels, cout = s.out_channels;
+  // dy chunk (cout_g, width) as a matrix: in place or gathered.
+  auto dy_matrix = [&](const Chunk& ch, int64_t grp, int64_t* ld) -> const float* {
+    if (ch.in_place()) {
+      *ld = g.p;
+      return dy + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
+    }
+    float* buf = scratch(1, g.cout_g * ch.width());
+    gather(g, dy, cout, grp * g.cout_g, g.cout_g, ch, buf);
+    *ld = ch.width();
+    return buf;
+  };
+
+  if (g.pointwise) {
+    // dx_g[:, chunk] = W_g^T dy_g[:, chunk]: every dx element is written by exactly one item.
+    const int64_t items = int64_t(chunks.size()) * G;
+    for_items(items, spread_items(items), [&](int64_t item) {
+      const Chunk& ch = chunks[item / G];
+      const int64_t grp = item % G, width = ch.width();
+      const float* wg = w + grp * g.cout_g * g.cin_g;
+      int64_t lddy;
+      const float* dym = dy_matrix(ch, grp, &lddy);
+      if (ch.in_place()) {
+        float* dxc = dx + (ch.n0 * cin + grp * g.cin_g) * g.hw + ch.p0;
+        gemm(true, false, g.cin_g, width, g.cout_g, 1.0f, wg, g.cin_g, dym, lddy, 0.0f, dxc, g.hw);
+      } else {
+        float* out = scratch(0, g.cin_g * width);
+        gemm(true, false, g.cin_g, width, g.cout_g, 1.0f, wg, g.cin_g, dym, lddy, 0.0f, out, width);
+        scatter(g, out, cin, grp * g.cin_g, g.cin_g, ch, nullptr, dx);
+      }
+    });
+    return;
+  }
+
+  // General kernel: col2im of neighbouring chunks of one image overlap (the patches of the
+  // rows at a chunk border share input rows), so one item owns whole images: all chunks of one
+  // image, or one multi-image chunk. Items then write disjoint parts of dx.
+  std::vector<std::pair<size_t, size_t>> owners;  // chunk ranges [first, last)
+  for (size_t c = 0; c < chunks.size();) {
+    size_t e = c + 1;
+    while (e < chunks.size() && chunks[e].in_place() && chunks[e].n0 == chunks[c].n0) ++e;
+    owners.push_back({c, e});
+    c = e;
+  }
+  const int64_t items = int64_t(owners.size()) * G;
+  for_items(items, spread_items(items), [&](int64_t item) {
+    const auto [first, last] = owners[item / G];
+    const int64_t grp = item % G;
+    const float* wg = w + grp * g.cout_g * g.kg;
+    // This item's dx planes start at zero; col2im adds into them.
+    const Chunk& c0 = chunks[first];
+    for (int64_t k = 0; k < c0.images; ++k) {
+      float* dxg = dx + ((c0.n0 + k) * cin + grp * g.cin_g) * g.hw;
+      std::fill(dxg, dxg + g.cin_g * g.hw, 0.0f);
+    }
+    for (size_t c = first; c < last; ++c) {
+      const Chunk& ch = chunks[c];
+      const int64_t width = ch.width();
+      int64_t lddy;
+      const float* dym = dy_matrix(ch, grp, &lddy);
+      float* dcol = scratch(0, g.kg * width);
+      gemm(true, false, g.kg, width, g.cout_g, 1.0f, wg, g.kg, dym, lddy, 0.0f, dcol, width);
+      for (int64_t k = 0; k < ch.images; ++k) {
+        float* dxg = dx + ((ch.n0 + k) * cin + grp * g.cin_g) * g.hw;
+        col2im(g, dcol + k * ch.span(), width, ch.p0, ch.p1, dxg);
+      }
+    }
+  });
+}
+
+void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
+                            float* db, float* /*workspace*/) {
+  const Geometry g(s);
+  if (dw) weight_gradient(g, x, dy, dw);
+  if (db) bias_gradient(g, dy, db);
+}
+
+}  // namespace nextvit::kernels::cpu

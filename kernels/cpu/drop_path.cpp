@@ -1,0 +1,22 @@
+// CPU per-sample scaling for drop path (kernels/drop_path.h): one flat pass over the buffer,
+// split across threads by element so that a batch of two large samples still uses every core.
+#include <algorithm>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/drop_path.h"
+
+namespace nextvit::kernels::cpu {
+
+void scale_rows(int64_t rows, int64_t cols, const float* x, const float* row_scale, float* y) {
+  parallel_for(rows * cols, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    // Walk [lo, hi) row segment by row segment so the inner loop is a plain vectorisable scale.
+    int64_t i = lo;
+    while (i < hi) {
+      const int64_t r = i / cols, end = std::min(hi, (r + 1) * cols);
+      const float s = row_scale[r];
+      for (; i < end; ++i) y[i] = x[i] * s;
+    }
+  });
+}
+
+}  // namespace nextvit::kernels::cpu

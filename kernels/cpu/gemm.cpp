@@ -1,0 +1,680 @@
+// CPU single-precision GEMM, cache-blocked in the GotoBLAS / BLIS manner.
+//
+// How data moves. C (M, N) is cut into tiles of MR rows x NR columns; one call of the
+// micro-kernel keeps such a tile in registers and adds the products of kc steps of k to it:
+// per step it loads NR floats of op(B) (vector loads), broadcasts MR floats of op(A) and does
+// MR * NR / lanes fused multiply-adds. To feed it at full speed, both operands are first copied
+// ("packed") into aligned buffers in exactly the order the micro-kernel reads them:
+//
+//   packed A: panels of MR rows; inside a panel k-major, a[k * MR + r]   (zero-padded rows)
+//   packed B: panels of NR cols; inside a panel k-major, b[k * NR + c]   (zero-padded columns)
+//
+// so the micro-kernel streams both with unit stride whatever the transposes and leading
+// dimensions of the caller. Edge tiles cost no wasted work: a panel of A with m < MR rows runs
+// a micro-kernel compiled for exactly m rows, and the n < NR columns of an edge tile are
+// masked at the loads of B and the store of C. The loops around it block for the caches (the
+// Config block sizes below):
+//
+//   for each block of mc rows of op(A)              (A block, L2)
+//     for each block of kc steps of k                (K block)
+//       pack A[rows, k block]                        -> abuf (mc x kc)
+//       for each block of nc columns of op(B)
+//         pack B[k block, cols]                      -> bbuf (kc x nc, stays in L2)
+//         for each MR-row panel of the A block        (kc x MR panel stays in L1)
+//           for each NR-col panel of the B block      (streamed from L2)
+//             micro-kernel: C tile (+)= A panel * B panel
+//
+// The first K block applies the caller's beta, later ones accumulate (beta = 1). When only a
+// few panels of A use each element of B, packing B would cost more than it saves, and the
+// micro-kernel reads a non-transposed B in place instead (the "direct B" mode).
+//
+// Threads. With T OpenMP threads C is split into a tm x tn grid of rectangles (tm * tn = T),
+// chosen to balance the padded work and the packing each thread repeats; every thread runs the
+// whole blocked loop on its rectangle with its own pack buffers, so threads never wait on each
+// other. Called from inside a parallel region (an op that already parallelises over images),
+// the product runs on the calling thread only: no oversubscription.
+//
+// Micro-kernels. AVX-512: 14 x 32 (28 zmm accumulators + 2 for B + 1 broadcast of the 32
+// registers). AVX2+FMA: 6 x 16 (12 ymm accumulators of 16). The AVX-512 functions carry
+// __attribute__((target("avx512f"))) because the project compiles for x86-64-v3; the choice is
+// made at run time with __builtin_cpu_supports.
+#include "kernels/gemm.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "core/error.h"
+
+namespace nextvit::kernels::cpu {
+namespace {
+
+// One product's arguments, as the caller passed them (the packers resolve the transposes).
+struct Problem {
+  bool trans_a, trans_b;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+};
+
+// ---- packing ------------------------------------------------------------------------------------
+
+// Floats between the starts of consecutive packed panels: kb * P rounded up to an odd number of
+// cache lines. Panels a multiple of 4 KiB apart would all map to the same L1 sets, and the
+// packers write many panels side by side (and the micro-kernel walks them in turn).
+inline int64_t panel_stride(int64_t kb, int P) {
+  int64_t lines = (kb * P + 15) / 16;
+  if (lines % 2 == 0) ++lines;
+  return lines * 16;
+}
+
+// Copies P floats (P a compile-time constant) with full-width vector moves where possible.
+template <int P>
+inline void copy_lanes(float* d, const float* s) {
+  if constexpr (P % 8 == 0) {
+    for (int q = 0; q < P; q += 8) _mm256_storeu_ps(d + q, _mm256_loadu_ps(s + q));
+  } else {
+    std::memcpy(d, s, sizeof(float) * P);
+  }
+}
+
+// Transposes the 8 x 8 block held in rows r[0..7] (r[i] = row i) in registers.
+inline void transpose8x8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// Packs `width` (<= P) source vectors into one panel of P lanes, k-major:
+//   dst[k * P + q] = src[q * stride + k] for k < kb, q < width; dst[k * P + q] = 0 for q >= width.
+// This is the transposing case: each source vector is contiguous in k (rows of a non-transposed
+// A, or columns j of a transposed B). Panels move 8 x 8 blocks through registers, eight source
+// vectors at a time, each read front to back (eight sequential streams, which the hardware
+// prefetcher follows); vectors beyond `width` enter as zeros. With P not a multiple of 8 the
+// last group of vectors starts at P - 8 and rewrites a few lanes with equal values.
+template <int P>
+void pack_panel_transposing(const float* src, int64_t stride, int64_t kb, int width, float* dst) {
+  int64_t k_done = 0;
+  if constexpr (P >= 8) {
+    k_done = kb / 8 * 8;
+    for (int q0 = 0; q0 < P; q0 += 8) {
+      const int q = std::min(q0, P - 8);
+      const int live = std::clamp(width - q, 0, 8);  // source vectors present in this group
+      for (int64_t k = 0; k < k_done; k += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) {
+          r[i] = i < live ? _mm256_loadu_ps(src + (q + i) * stride + k) : _mm256_setzero_ps();
+        }
+        transpose8x8(r);
+        for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (k + i) * P + q, r[i]);
+      }
+    }
+  }
+  for (int64_t k = k_done; k < kb; ++k) {
+    float* d = dst + k * P;
+    for (int q = 0; q < width; ++q) d[q] = src[q * stride + k];
+    for (int q = width; q < P; ++q) d[q] = 0.0f;
+  }
+}
+
+// The non-transposing case: for every k, `width` contiguous source floats for each of the
+// panels. Walks k outermost so that each source row is read once, front to back, across all
+// panels (a panel-by-panel walk would hop between kb rows every P floats and defeat the
+// prefetcher when the source comes from memory).
+//   panel p of dst (at dst + p * panel_stride): dst[k * P + q] = src[k * stride + p * P + q]
+template <int P>
+void pack_panels_copying(const float* src, int64_t stride, int64_t kb, int64_t width, float* dst) {
+  const int64_t full = width / P, rest = width % P, ps = panel_stride(kb, P);
+  for (int64_t k = 0; k < kb; ++k) {
+    const float* s = src + k * stride;
+    float* d = dst + k * P;
+    for (int64_t p = 0; p < full; ++p) copy_lanes<P>(d + p * ps, s + p * P);
+    if (rest > 0) {
+      float* dr = d + full * ps;
+      std::memcpy(dr, s + full * P, sizeof(float) * rest);
+      std::memset(dr + rest, 0, sizeof(float) * (P - rest));
+    }
+  }
+}
+
+// Rows [i0, i0 + mb) x k [k0, k0 + kb) of op(A) -> MR-row panels, panel_stride(kb, MR) apart.
+template <int MR>
+void pack_a(const Problem& p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, float* dst) {
+  if (p.trans_a) {  // op(A)(i, k) = A[k * lda + i]: rows of A run along i
+    pack_panels_copying<MR>(p.A + k0 * p.lda + i0, p.lda, kb, mb, dst);
+    return;
+  }
+  for (int64_t ip = 0; ip < mb; ip += MR) {  // op(A)(i, k) = A[i * lda + k]
+    const int rows = static_cast<int>(std::min<int64_t>(MR, mb - ip));
+    pack_panel_transposing<MR>(p.A + (i0 + ip) * p.lda + k0, p.lda, kb, rows,
+                               dst + ip / MR * panel_stride(kb, MR));
+  }
+}
+
+// k [k0, k0 + kb) x columns [j0, j0 + nb) of op(B) -> NR-column panels, panel_stride(kb, NR)
+// apart.
+template <int NR>
+void pack_b(const Problem& p, int64_t k0, int64_t kb, int64_t j0, int64_t nb, float* dst) {
+  if (!p.trans_b) {  // op(B)(k, j) = B[k * ldb + j]
+    pack_panels_copying<NR>(p.B + k0 * p.ldb + j0, p.ldb, kb, nb, dst);
+    return;
+  }
+  for (int64_t jp = 0; jp < nb; jp += NR) {  // op(B)(k, j) = B[j * ldb + k]
+    const int cols = static_cast<int>(std::min<int64_t>(NR, nb - jp));
+    pack_panel_transposing<NR>(p.B + (j0 + jp) * p.ldb + k0, p.ldb, kb, cols,
+                               dst + jp / NR * panel_stride(kb, NR));
+  }
+}
+
+// ---- micro-kernels ------------------------------------------------------------------------------
+// C[0:ROWS, 0:n] = alpha * (a panel x b panel) + beta * C[0:ROWS, 0:n], C not read when
+// beta == 0. a: kc x MR packed (a[k * MR + r]). b: kc rows of NR floats, row k at b + k * ldb:
+// a packed panel (ldb = NR) or, in the direct mode, op(B) itself (ldb = its leading dimension).
+// ROWS <= MR is a template argument so that an edge panel of A (M not a multiple of MR) costs
+// only its real rows; n <= NR is masked at the loads of B and at the C store, so a direct B is
+// never read past its last column.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
+                             int64_t ldc, int n, float alpha, float beta);
+
+constexpr int kMr512 = 14, kNr512 = 32;
+
+template <int ROWS, bool kDirectB>
+__attribute__((target("avx512f"))) void micro_kernel_avx512(int64_t kc, const float* a,
+                                                            const float* b, int64_t ldb, float* c,
+                                                            int64_t ldc, int n, float alpha,
+                                                            float beta) {
+  // Column masks of a partial tile; masked lanes are neither read nor written.
+  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  const __mmask16 m1 = n >= 32  ? __mmask16(0xFFFF)
+                       : n > 16 ? __mmask16((1u << (n - 16)) - 1)
+                                : __mmask16(0);
+  __m512 acc[ROWS][2];
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    // Ask for the C tile now so that its lines arrive while the k loop runs.
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + kNr512 - 1), _MM_HINT_T0);
+  }
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 b0, b1;
+    if constexpr (kDirectB) {
+      b0 = _mm512_maskz_loadu_ps(m0, b);
+      b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+      // The next tile to the right reads the next 32 floats of this row: fetch them now, as
+      // the prefetcher cannot follow kc interleaved rows.
+      _mm_prefetch(reinterpret_cast<const char*>(b + kNr512), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(b + kNr512 + 16), _MM_HINT_T0);
+    } else {
+      b0 = _mm512_load_ps(b);
+      b1 = _mm512_load_ps(b + 16);
+    }
+#pragma GCC unroll 14
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+    }
+    a += kMr512;
+    b += ldb;
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) {
+    float* cr = c + r * ldc;
+    __m512 v0 = _mm512_mul_ps(acc[r][0], va), v1 = _mm512_mul_ps(acc[r][1], va);
+    if (beta != 0.0f) {
+      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
+      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+    }
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+  }
+}
+
+constexpr int kMr256 = 6, kNr256 = 16;
+
+// Lane masks for _mm256_maskload/maskstore: kLaneMask + 8 - n holds n leading -1 lanes.
+alignas(32) constexpr int kLaneMask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+template <int ROWS, bool kDirectB>
+void micro_kernel_avx2(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
+                       int64_t ldc, int n, float alpha, float beta) {
+  const __m256i m0 =
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMask + 8 - std::min(n, 8)));
+  const __m256i m1 = _mm256_loadu_si256(
+      reinterpret_cast<const __m256i*>(kLaneMask + 8 - std::max(0, std::min(n - 8, 8))));
+  __m256 acc[ROWS][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 b0, b1;
+    if constexpr (kDirectB) {
+      b0 = _mm256_maskload_ps(b, m0);
+      b1 = _mm256_maskload_ps(b + 8, m1);
+      _mm_prefetch(reinterpret_cast<const char*>(b + kNr256), _MM_HINT_T0);
+    } else {
+      b0 = _mm256_load_ps(b);
+      b1 = _mm256_load_ps(b + 8);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < ROWS; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+    a += kMr256;
+    b += ldb;
+  }
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+  for (int r = 0; r < ROWS; ++r) {
+    float* cr = c + r * ldc;
+    __m256 v0 = _mm256_mul_ps(acc[r][0], va), v1 = _mm256_mul_ps(acc[r][1], va);
+    if (n == kNr256) {
+      if (beta != 0.0f) {
+        v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), v0);
+        v1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), v1);
+      }
+      _mm256_storeu_ps(cr, v0);
+      _mm256_storeu_ps(cr + 8, v1);
+    } else {
+      if (beta != 0.0f) {
+        v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr, m0), v0);
+        v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, m1), v1);
+      }
+      _mm256_maskstore_ps(cr, m0, v0);
+      _mm256_maskstore_ps(cr + 8, m1, v1);
+    }
+  }
+}
+
+// kernels[direct][rows - 1] for rows = 1 .. MR.
+template <int... R>
+constexpr std::array<std::array<MicroKernel, sizeof...(R)>, 2> avx512_table(
+    std::integer_sequence<int, R...>) {
+  return {{{&micro_kernel_avx512<R + 1, false>...}, {&micro_kernel_avx512<R + 1, true>...}}};
+}
+template <int... R>
+constexpr std::array<std::array<MicroKernel, sizeof...(R)>, 2> avx2_table(
+    std::integer_sequence<int, R...>) {
+  return {{{&micro_kernel_avx2<R + 1, false>...}, {&micro_kernel_avx2<R + 1, true>...}}};
+}
+constexpr auto kKernels512 = avx512_table(std::make_integer_sequence<int, kMr512>{});
+constexpr auto kKernels256 = avx2_table(std::make_integer_sequence<int, kMr256>{});
+
+// The row-gathering variant behind gemm_rows_b: row k of B is rows[k][0..32), lane q taken only
+// where bit q of masks[k] is set (0 elsewhere, the memory not touched). Otherwise as above.
+template <int ROWS>
+__attribute__((target("avx512f"))) void rows_kernel_avx512(int64_t kc, const float* a,
+                                                           const float* const* rows,
+                                                           const uint32_t* masks, float* c,
+                                                           int64_t ldc, int n, float alpha,
+                                                           float beta) {
+  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  const __mmask16 m1 = n >= 32  ? __mmask16(0xFFFF)
+                       : n > 16 ? __mmask16((1u << (n - 16)) - 1)
+                                : __mmask16(0);
+  __m512 acc[ROWS][2];
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* b = rows[k];
+    const uint32_t m = masks[k];
+    const __m512 b0 = _mm512_maskz_loadu_ps(__mmask16(m & 0xFFFF), b);
+    const __m512 b1 = _mm512_maskz_loadu_ps(__mmask16(m >> 16), b + 16);
+#pragma GCC unroll 14
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+    }
+    a += kMr512;
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) {
+    float* cr = c + r * ldc;
+    __m512 v0 = _mm512_mul_ps(acc[r][0], va), v1 = _mm512_mul_ps(acc[r][1], va);
+    if (beta != 0.0f) {
+      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
+      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+    }
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+  }
+}
+
+using RowsKernel = void (*)(int64_t, const float*, const float* const*, const uint32_t*, float*,
+                            int64_t, int, float, float);
+template <int... R>
+constexpr std::array<RowsKernel, sizeof...(R)> rows_table(std::integer_sequence<int, R...>) {
+  return {&rows_kernel_avx512<R + 1>...};
+}
+constexpr auto kRowsKernels = rows_table(std::make_integer_sequence<int, kMr512>{});
+
+// ---- blocking -----------------------------------------------------------------------------------
+
+// Block sizes: a kc x MR panel of A sits in L1 (48 KiB here) while B panels stream past it; the
+// kc x nc block of packed B sits in L2 (2 MiB here); the mc x kc block of A is re-read once per
+// B block.
+struct Config {
+  int mr, nr;
+  int64_t kc, mc, nc;
+  void (*pack_a)(const Problem&, int64_t, int64_t, int64_t, int64_t, float*);
+  void (*pack_b)(const Problem&, int64_t, int64_t, int64_t, int64_t, float*);
+  const MicroKernel* kernels[2];  // [direct B][rows - 1]
+};
+
+template <int MR, int NR, size_t R>
+constexpr Config make_config(int64_t kc, int64_t mc, int64_t nc,
+                             const std::array<std::array<MicroKernel, R>, 2>& kernels) {
+  return {MR, NR, kc, mc, nc, pack_a<MR>, pack_b<NR>, {kernels[0].data(), kernels[1].data()}};
+}
+
+// AVX-512: A panels 384 x 14 floats (21 KiB), B blocks 384 x 512 (768 KiB), A blocks 336 x 384
+// (504 KiB). AVX2: the same proportions for its 6 x 16 tile.
+constexpr Config kConfigAvx512 = make_config<kMr512, kNr512>(384, 14 * 24, 32 * 16, kKernels512);
+constexpr Config kConfigAvx2 = make_config<kMr256, kNr256>(256, 6 * 32, 16 * 32, kKernels256);
+
+// op(B) is read in place instead of packed when it is not transposed, each of its elements is
+// used by at most kDirectBMaxPanels panels of A (packing would then cost a large part of the
+// multiply-adds it serves: a packed float costs about what 10-20 of them do), and the kc rows
+// of a block span at most kDirectBMaxSpan bytes. Beyond that span the rows are likely in memory
+// and on hundreds of pages, which the packer's row-by-row walk fetches much faster than the
+// micro-kernel's hops between rows.
+constexpr int64_t kDirectBMaxPanels = 4;
+constexpr int64_t kDirectBMaxSpan = 4 << 20;
+
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// Per-thread pack buffers, 64-byte aligned, grown on demand and kept for the thread's life
+// (OpenMP reuses its threads, so this allocates once per thread).
+struct PackBuffers {
+  float* a = nullptr;
+  float* b = nullptr;
+  size_t a_size = 0, b_size = 0;
+  ~PackBuffers() {
+    std::free(a);
+    std::free(b);
+  }
+  static float* grow(float*& p, size_t& size, size_t need) {
+    if (need > size) {
+      std::free(p);
+      p = static_cast<float*>(std::aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64));
+      NV_CHECK(p != nullptr, "gemm: cannot allocate {} bytes of pack buffer", need * sizeof(float));
+      size = need;
+    }
+    return p;
+  }
+};
+
+PackBuffers& thread_buffers() {
+  thread_local PackBuffers buffers;
+  return buffers;
+}
+
+// C[m0:m1, n0:n1] of the product, on the calling thread.
+void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
+               int64_t n1) {
+  if (m0 >= m1 || n0 >= n1) return;
+  // Split K into equal blocks no larger than kc (K = 400 becomes 200 + 200, not 384 + 16).
+  const int64_t kblocks = ceil_div(p.K, cfg.kc);
+  const int64_t kcb = ceil_div(p.K, kblocks);
+  const int64_t mcb = std::min(cfg.mc, ceil_div(m1 - m0, cfg.mr) * cfg.mr);
+  const int64_t ncb = std::min(cfg.nc, ceil_div(n1 - n0, cfg.nr) * cfg.nr);
+  const bool direct_b = !p.trans_b && ceil_div(m1 - m0, cfg.mr) <= kDirectBMaxPanels &&
+                        kcb * p.ldb * int64_t(sizeof(float)) <= kDirectBMaxSpan;
+  PackBuffers& buf = thread_buffers();
+  float* abuf = PackBuffers::grow(buf.a, buf.a_size,
+                                  static_cast<size_t>(mcb / cfg.mr * panel_stride(kcb, cfg.mr)));
+  float* bbuf =
+      direct_b ? nullptr
+               : PackBuffers::grow(buf.b, buf.b_size,
+                                   static_cast<size_t>(ncb / cfg.nr * panel_stride(kcb, cfg.nr)));
+  const MicroKernel* kernels = cfg.kernels[direct_b ? 1 : 0];
+
+  for (int64_t jc = m0; jc < m1; jc += mcb) {
+    const int64_t mb = std::min(mcb, m1 - jc);
+    for (int64_t pc = 0; pc < p.K; pc += kcb) {
+      const int64_t kb = std::min(kcb, p.K - pc);
+      const float beta = pc == 0 ? p.beta : 1.0f;
+      cfg.pack_a(p, jc, mb, pc, kb, abuf);
+      const int64_t a_ps = panel_stride(kb, cfg.mr);
+      for (int64_t ic = n0; ic < n1; ic += ncb) {
+        const int64_t nb = std::min(ncb, n1 - ic);
+        // Where the B panel of columns ic + jr starts and how far apart its k rows are.
+        const float* bblock;
+        int64_t b_ps, b_ld;
+        if (direct_b) {
+          bblock = p.B + pc * p.ldb + ic;
+          b_ps = cfg.nr;
+          b_ld = p.ldb;
+        } else {
+          cfg.pack_b(p, pc, kb, ic, nb, bbuf);
+          bblock = bbuf;
+          b_ps = panel_stride(kb, cfg.nr);
+          b_ld = cfg.nr;
+        }
+        for (int64_t ir = 0; ir < mb; ir += cfg.mr) {
+          const int m = static_cast<int>(std::min<int64_t>(cfg.mr, mb - ir));
+          const MicroKernel kernel = kernels[m - 1];
+          const float* apanel = abuf + ir / cfg.mr * a_ps;
+          float* crow = p.C + (jc + ir) * p.ldc + ic;
+          for (int64_t jr = 0; jr < nb; jr += cfg.nr) {
+            const int n = static_cast<int>(std::min<int64_t>(cfg.nr, nb - jr));
+            kernel(kb, apanel, bblock + jr / cfg.nr * b_ps, b_ld, crow + jr, p.ldc, n, p.alpha,
+                   beta);
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C, for K == 0 or alpha == 0 (beta == 0 writes zeros without reading C).
+void scale_c(const Problem& p) {
+  for (int64_t i = 0; i < p.M; ++i) {
+    float* c = p.C + i * p.ldc;
+    if (p.beta == 0.0f) {
+      std::memset(c, 0, sizeof(float) * p.N);
+    } else if (p.beta != 1.0f) {
+      for (int64_t j = 0; j < p.N; ++j) c[j] *= p.beta;
+    }
+  }
+}
+
+// Below this many multiply-adds a product runs on one thread: waking the second costs a few
+// microseconds, which is what ~1 M multiply-adds take on one core.
+constexpr double kParallelMinMacs = 1 << 20;
+
+int available_threads() {
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
+}
+
+std::atomic<GemmIsa> g_isa{GemmIsa::kAuto};
+
+bool cpu_has_avx512() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+}
+
+const Config& config() {
+  return gemm_isa() == GemmIsa::kAvx512 ? kConfigAvx512 : kConfigAvx2;
+}
+
+// One product on up to `threads` threads.
+void run(const Problem& p, int threads) {
+  if (p.M <= 0 || p.N <= 0) return;
+  if (p.K <= 0 || p.alpha == 0.0f) {
+    scale_c(p);
+    return;
+  }
+  const Config& cfg = config();
+  const double macs = double(p.M) * double(p.N) * double(p.K);
+  if (threads <= 1 || macs < kParallelMinMacs) {
+    gemm_rect(cfg, p, 0, p.M, 0, p.N);
+    return;
+  }
+  // Pick the tm x tn grid that minimises the slowest thread's cost: its padded tile work plus
+  // the packing it does (its A rows and B columns, each once per K step; a packed float costs
+  // about what 16 multiply-adds do).
+  const int64_t mp = ceil_div(p.M, cfg.mr), np = ceil_div(p.N, cfg.nr);
+  int best_tm = 1;
+  double best_cost = -1;
+  for (int tm = 1; tm <= threads; ++tm) {
+    if (threads % tm != 0) continue;
+    const int tn = threads / tm;
+    const double rows = double(ceil_div(mp, tm) * cfg.mr), cols = double(ceil_div(np, tn) * cfg.nr);
+    const double cost = rows * cols + 16.0 * (rows + cols);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best_tm = tm;
+    }
+  }
+  const int tm = best_tm, tn = threads / tm;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const int ti = t / tn, tj = t % tn;
+    // Panel ranges: thread (ti, tj) gets panels [mp * ti / tm, mp * (ti + 1) / tm) of rows.
+    const int64_t m0 = std::min(p.M, mp * ti / tm * cfg.mr);
+    const int64_t m1 = std::min(p.M, mp * (ti + 1) / tm * cfg.mr);
+    const int64_t n0 = std::min(p.N, np * tj / tn * cfg.nr);
+    const int64_t n1 = std::min(p.N, np * (tj + 1) / tn * cfg.nr);
+    gemm_rect(cfg, p, m0, m1, n0, n1);
+  }
+}
+
+void check_args(const char* fn, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                int64_t lda, int64_t ldb, int64_t ldc) {
+  NV_CHECK(M >= 0 && N >= 0 && K >= 0, "{}: negative size M={} N={} K={}", fn, M, N, K);
+  // A row must fit in its leading dimension (an empty matrix accepts any ld >= 0).
+  const int64_t min_lda = trans_a ? M : K, min_ldb = trans_b ? K : N;
+  NV_CHECK(lda >= min_lda && ldb >= min_ldb && ldc >= N,
+           "{}: leading dimensions lda={} ldb={} ldc={} too small for M={} N={} K={} "
+           "(trans_a={}, trans_b={})",
+           fn, lda, ldb, ldc, M, N, K, trans_a, trans_b);
+}
+
+}  // namespace
+
+GemmIsa gemm_isa() {
+  GemmIsa isa = g_isa.load(std::memory_order_relaxed);
+  if (isa == GemmIsa::kAuto) isa = cpu_has_avx512() ? GemmIsa::kAvx512 : GemmIsa::kAvx2;
+  return isa;
+}
+
+GemmIsa set_gemm_isa(GemmIsa isa) {
+  NV_CHECK(isa != GemmIsa::kAvx512 || cpu_has_avx512(),
+           "set_gemm_isa: this CPU has no AVX-512, cannot force the avx512 GEMM kernel");
+  const GemmIsa previous = gemm_isa();
+  g_isa.store(isa, std::memory_order_relaxed);
+  return previous;
+}
+
+const char* gemm_isa_name(GemmIsa isa) {
+  switch (isa) {
+    case GemmIsa::kAvx512:
+      return "avx512";
+    case GemmIsa::kAvx2:
+      return "avx2";
+    default:
+      return "auto";
+  }
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  check_args("gemm", trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc}, available_threads());
+}
+
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float* A, int64_t lda, int64_t stride_a, const float* B,
+                          int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,
+                          int64_t stride_c, int64_t batch) {
+  check_args("gemm_strided_batched", trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  NV_CHECK(batch >= 0, "gemm_strided_batched: negative batch {}", batch);
+  if (batch == 0 || M == 0 || N == 0) return;
+  auto item = [&](int64_t b) {
+    return Problem{
+        trans_a, trans_b,          M,  N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb,
+        beta,    C + b * stride_c, ldc};
+  };
+  const int threads = available_threads();
+  const double macs = double(M) * double(N) * double(K);
+  // Threads over items when that keeps them evenly busy (or the items are too small to split);
+  // otherwise items one after another, each split across the threads.
+  const bool over_items =
+      threads > 1 && batch >= threads &&
+      (batch % threads == 0 || batch >= 4 * threads || macs < 4 * kParallelMinMacs);
+  if (over_items) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t b = 0; b < batch; ++b) run(item(b), 1);
+  } else {
+    for (int64_t b = 0; b < batch; ++b) run(item(b), threads);
+  }
+}
+
+// ---- gemm_rows_b --------------------------------------------------------------------------------
+
+bool gemm_rows_b_supported() {
+  return gemm_isa() == GemmIsa::kAvx512;
+}
+
+int64_t gemm_rows_b_packed_floats(int64_t M, int64_t K) {
+  return ceil_div(M, kMr512) * panel_stride(K, kMr512);
+}
+
+void gemm_rows_b_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* packed) {
+  // The same panels as the blocked product, over all of K at once (no K blocks).
+  const Problem p{false, false, M, 0, K, 1.0f, A, lda, nullptr, 0, 0.0f, nullptr, 0};
+  pack_a<kMr512>(p, 0, M, 0, K, packed);
+}
+
+void gemm_rows_b(int64_t M, int64_t K, int64_t n, float alpha, const float* packed,
+                 const float* const* rows, const uint32_t* masks, float beta, float* C,
+                 int64_t ldc) {
+  NV_CHECK(gemm_rows_b_supported(), "gemm_rows_b: needs the AVX-512 micro-kernels");
+  NV_CHECK(n >= 1 && n <= kGemmRowsMaxN && M >= 0 && K >= 1,
+           "gemm_rows_b: n={} must be in [1, {}], M={} >= 0, K={} >= 1", n, kGemmRowsMaxN, M, K);
+  const int64_t ps = panel_stride(K, kMr512);
+  for (int64_t i = 0; i < M; i += kMr512) {
+    const int m = static_cast<int>(std::min<int64_t>(kMr512, M - i));
+    kRowsKernels[m - 1](K, packed + i / kMr512 * ps, rows, masks, C + i * ldc, ldc,
+                        static_cast<int>(n), alpha, beta);
+  }
+}
+
+}  // namespace nextvit::kernels::cpu

@@ -1,0 +1,210 @@
+// Convolutions through cuDNN, for the shapes no hand-written or GEMM path covers (the stem's
+// dense 3x3 convolutions). A Plan per distinct Conv2dShape holds the tensor, filter and
+// convolution descriptors and, chosen on first use of each pass, the algorithm and the scratch
+// it needs; later calls of that shape go straight to cudnnConvolution*. Algorithms come from
+// cuDNN's heuristics (the *_v7 queries: no trial runs, so the first call is cheap and the
+// choice reproducible), restricted to plain FMA math: no TF32, so results agree with the CPU to
+// fp32 rounding, as the cuBLAS handle does (core/cuda/runtime.cu). Scratch comes from
+// cuda_rt::workspace.
+#include "kernels/cuda/conv2d_paths.h"
+#include "kernels/cuda/launch.cuh"
+
+#ifdef NEXTVIT_WITH_CUDNN
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "kernels/cuda/cudnn_util.h"
+#endif
+
+namespace nextvit::kernels::cuda::conv_paths {
+
+#ifdef NEXTVIT_WITH_CUDNN
+namespace {
+
+// Algorithms needing more scratch than this are passed over for the next one.
+constexpr size_t kMaxWorkspaceBytes = size_t(1) << 30;
+
+struct Plan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
+  cudnnConvolutionFwdAlgo_t fwd{};
+  cudnnConvolutionBwdDataAlgo_t bwd_data{};
+  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
+};
+
+std::string describe(const Conv2dShape& s) {
+  return fmt::format(
+      "conv2d (cuDNN) input ({}, {}, {}, {}), weight ({}, {}, {}, {}), stride "
+      "({}, {}), padding ({}, {}), {} groups",
+      s.batch, s.in_channels, s.in_h, s.in_w, s.out_channels, s.in_channels / s.groups, s.kernel_h,
+      s.kernel_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.groups);
+}
+
+int to_int(int64_t v, const Conv2dShape& s) {
+  NV_CHECK(v <= 0x7fffffff, "{}: size {} exceeds cuDNN's int dimensions", describe(s), v);
+  return static_cast<int>(v);
+}
+
+Plan make_plan(const Conv2dShape& s) {
+  Plan p;
+  const std::string what = describe(s);
+  NV_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.x), "{}", what);
+  NV_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y), "{}", what);
+  NV_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p.w), "{}", what);
+  NV_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p.conv), "{}", what);
+  NV_CUDNN_CHECK(
+      cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, to_int(s.batch, s),
+                                 to_int(s.in_channels, s), to_int(s.in_h, s), to_int(s.in_w, s)),
+      "{}", what);
+  NV_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+                                            to_int(s.batch, s), to_int(s.out_channels, s),
+                                            to_int(s.out_h(), s), to_int(s.out_w(), s)),
+                 "{}", what);
+  NV_CUDNN_CHECK(
+      cudnnSetFilter4dDescriptor(p.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                 to_int(s.out_channels, s), to_int(s.in_channels / s.groups, s),
+                                 to_int(s.kernel_h, s), to_int(s.kernel_w, s)),
+      "{}", what);
+  NV_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p.conv, to_int(s.pad_h, s), to_int(s.pad_w, s),
+                                                 to_int(s.stride_h, s), to_int(s.stride_w, s), 1, 1,
+                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                 "{}", what);
+  NV_CUDNN_CHECK(cudnnSetConvolutionGroupCount(p.conv, to_int(s.groups, s)), "{}", what);
+  NV_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, CUDNN_FMA_MATH), "{}", what);
+  return p;
+}
+
+// Guards the plan cache and the plans (whose algorithms are filled in on first use): each
+// cudnn_* call holds it from lookup to launch. Launches are asynchronous, so this is short.
+std::mutex& plan_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// The plan of shape s (created on first sight; plan_mutex held). Plans live as long as the
+// process.
+Plan& plan_for(const Conv2dShape& s) {
+  using Key = std::array<int64_t, 12>;
+  static std::map<Key, std::unique_ptr<Plan>> plans;
+  const Key key{s.batch,    s.in_channels, s.in_h,     s.in_w,  s.out_channels, s.kernel_h,
+                s.kernel_w, s.stride_h,    s.stride_w, s.pad_h, s.pad_w,        s.groups};
+  auto it = plans.find(key);
+  if (it == plans.end()) it = plans.emplace(key, std::make_unique<Plan>(make_plan(s))).first;
+  return *it->second;
+}
+
+// The first heuristic choice that succeeds with FMA math and fits kMaxWorkspaceBytes (any
+// successful one if none is FMA-only).
+template <typename Perf>
+const Perf* pick(const Perf* perf, int count) {
+  const Perf* fallback = nullptr;
+  for (int i = 0; i < count; ++i) {
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kMaxWorkspaceBytes) continue;
+    if (perf[i].mathType == CUDNN_FMA_MATH) return &perf[i];
+    if (!fallback) fallback = &perf[i];
+  }
+  return fallback;
+}
+
+void* scratch(size_t bytes) {
+  return bytes ? cuda_rt::workspace(bytes) : nullptr;
+}
+
+}  // namespace
+
+bool cudnn_built() {
+  return true;
+}
+
+void cudnn_forward(const Conv2dShape& s, const float* x, const float* w, float* y) {
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  Plan& p = plan_for(s);
+  cudnnHandle_t h = cudnn_handle();
+  if (!p.have_fwd) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int n = 0;
+    NV_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
+                       h, p.x, p.w, p.conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
+                   "{}: choosing the forward algorithm", describe(s));
+    const auto* best = pick(perf, n);
+    NV_CHECK(best, "{}: cuDNN offers no forward algorithm", describe(s));
+    p.fwd = best->algo;
+    p.fwd_bytes = best->memory;
+    p.have_fwd = true;
+  }
+  const float one = 1.0f, zero = 0.0f;
+  NV_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv, p.fwd,
+                                         scratch(p.fwd_bytes), p.fwd_bytes, &zero, p.y, y),
+                 "{}: forward", describe(s));
+}
+
+void cudnn_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  Plan& p = plan_for(s);
+  cudnnHandle_t h = cudnn_handle();
+  if (!p.have_bwd_data) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int n = 0;
+    NV_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                       h, p.w, p.y, p.conv, p.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf),
+                   "{}: choosing the backward-data algorithm", describe(s));
+    const auto* best = pick(perf, n);
+    NV_CHECK(best, "{}: cuDNN offers no backward-data algorithm", describe(s));
+    p.bwd_data = best->algo;
+    p.bwd_data_bytes = best->memory;
+    p.have_bwd_data = true;
+  }
+  const float one = 1.0f, zero = 0.0f;
+  NV_CUDNN_CHECK(
+      cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, dy, p.conv, p.bwd_data,
+                                   scratch(p.bwd_data_bytes), p.bwd_data_bytes, &zero, p.x, dx),
+      "{}: backward-data", describe(s));
+}
+
+void cudnn_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw) {
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  Plan& p = plan_for(s);
+  cudnnHandle_t h = cudnn_handle();
+  if (!p.have_bwd_filter) {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int n = 0;
+    NV_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                       h, p.x, p.y, p.conv, p.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf),
+                   "{}: choosing the backward-filter algorithm", describe(s));
+    const auto* best = pick(perf, n);
+    NV_CHECK(best, "{}: cuDNN offers no backward-filter algorithm", describe(s));
+    p.bwd_filter = best->algo;
+    p.bwd_filter_bytes = best->memory;
+    p.have_bwd_filter = true;
+  }
+  const float one = 1.0f, zero = 0.0f;
+  NV_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, dy, p.conv, p.bwd_filter,
+                                                scratch(p.bwd_filter_bytes), p.bwd_filter_bytes,
+                                                &zero, p.w, dw),
+                 "{}: backward-filter", describe(s));
+}
+
+#else  // no cuDNN in this build
+
+bool cudnn_built() {
+  return false;
+}
+
+void cudnn_forward(const Conv2dShape&, const float*, const float*, float*) {
+  NV_FAIL("conv2d: this build has no cuDNN (libcudnn was not found at configure time)");
+}
+void cudnn_backward_data(const Conv2dShape&, const float*, const float*, float*) {
+  NV_FAIL("conv2d: this build has no cuDNN (libcudnn was not found at configure time)");
+}
+void cudnn_backward_weight(const Conv2dShape&, const float*, const float*, float*) {
+  NV_FAIL("conv2d: this build has no cuDNN (libcudnn was not found at configure time)");
+}
+
+#endif  // NEXTVIT_WITH_CUDNN
+
+}  // namespace nextvit::kernels::cuda::conv_paths

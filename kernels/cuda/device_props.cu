@@ -1,0 +1,37 @@
+// Reads the device's properties once per process (the process uses one device: device 0, the
+// current one when the stream was created).
+#include "kernels/cuda/device_props.h"
+#include "kernels/cuda/launch.cuh"
+
+namespace nextvit::kernels::cuda {
+namespace {
+
+struct Props {
+  int sms = 0, smem_optin = 0;
+};
+
+const Props& props() {
+  static const Props p = [] {
+    Props r;
+    int dev = 0;
+    NV_CUDA_CHECK(cudaGetDevice(&dev), "reading the current device");
+    NV_CUDA_CHECK(cudaDeviceGetAttribute(&r.sms, cudaDevAttrMultiProcessorCount, dev),
+                  "reading the multiprocessor count of device {}", dev);
+    NV_CUDA_CHECK(
+        cudaDeviceGetAttribute(&r.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+        "reading the shared memory limit of device {}", dev);
+    return r;
+  }();
+  return p;
+}
+
+}  // namespace
+
+int multiprocessor_count() {
+  return props().sms;
+}
+int max_shared_bytes_per_block() {
+  return props().smem_optin;
+}
+
+}  // namespace nextvit::kernels::cuda

@@ -1,0 +1,23 @@
+#pragma once
+// Per-sample scaling for stochastic depth (drop path): x viewed as (rows, cols) with one row per
+// sample, y[r, :] = x[r, :] * row_scale[r]. The drop-path op draws row_scale on the host (0 for a
+// dropped sample, 1 / keep_prob for a kept one) and runs the same kernel for the forward and,
+// with the same row_scale, for the backward.
+#include <cstdint>
+
+namespace nextvit::kernels {
+
+#define NV_DROP_PATH_KERNELS \
+  /* y = x * row_scale[row]; overwrites y, which may alias x */ \
+  void scale_rows(int64_t rows, int64_t cols, const float* x, const float* row_scale, float* y);
+
+namespace cpu {
+NV_DROP_PATH_KERNELS
+}  // namespace cpu
+namespace cuda {
+NV_DROP_PATH_KERNELS
+}  // namespace cuda
+
+#undef NV_DROP_PATH_KERNELS
+
+}  // namespace nextvit::kernels

@@ -1,0 +1,69 @@
+#pragma once
+// Single-precision matrix products on row-major buffers (the BLAS sgemm contract, row-major):
+//
+//   C = alpha * op(A) op(B) + beta * C,   op(A) is (M, K), op(B) is (K, N), C is (M, N)
+//
+// trans_a == false: A is (M, K), element (i, k) at A[i * lda + k], lda >= K.
+// trans_a == true:  A is (K, M), element (i, k) of op(A) at A[k * lda + i], lda >= M.
+// trans_b == false: B is (K, N), element (k, j) at B[k * ldb + j], ldb >= N.
+// trans_b == true:  B is (N, K), element (k, j) of op(B) at B[j * ldb + k], ldb >= K.
+// C element (i, j) at C[i * ldc + j], ldc >= N.
+//
+// beta == 0 overwrites C without reading it (C may hold garbage, even NaN). K == 0 or
+// alpha == 0 scales C by beta. M == 0 or N == 0 does nothing. C must not overlap A or B.
+//
+// The strided-batched form runs `batch` independent products; item b uses A + b * stride_a,
+// B + b * stride_b, C + b * stride_c. A stride of 0 shares one matrix between all items (a
+// weight applied to every image). C items must not overlap.
+#include <cstdint>
+
+namespace nextvit::kernels {
+
+#define NV_GEMM_KERNELS                                                                          \
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,            \
+            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,      \
+            int64_t ldc);                                                                        \
+  void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,         \
+                            float alpha, const float* A, int64_t lda, int64_t stride_a,          \
+                            const float* B, int64_t ldb, int64_t stride_b, float beta, float* C, \
+                            int64_t ldc, int64_t stride_c, int64_t batch);
+
+namespace cpu {
+NV_GEMM_KERNELS
+
+// The CPU product is cache-blocked (GotoBLAS/BLIS): panels of op(A) and op(B) are packed into
+// aligned buffers and a register-tiled micro-kernel does the multiply-adds. Which micro-kernel
+// runs is chosen once at start-up from the CPU (AVX-512 when present, else AVX2+FMA); tests and
+// benchmarks may force one. Forcing AVX-512 on a CPU without it throws.
+enum class GemmIsa { kAuto, kAvx2, kAvx512 };
+// Sets the micro-kernel family used from now on; returns the one in use before the call.
+GemmIsa set_gemm_isa(GemmIsa isa);
+// The family the next call will use (never kAuto), and its name ("avx512" / "avx2").
+GemmIsa gemm_isa();
+const char* gemm_isa_name(GemmIsa isa);
+
+// The micro-kernel with B given row by row, for implicit-GEMM convolution (kernels/cpu/conv2d):
+// there row k of B is a run of input pixels, read where it lies instead of copied by im2col.
+//
+//   C (M, n) = alpha * A (M, K) B (K, n) + beta * C,   n <= kGemmRowsMaxN
+//   B[k][q] = rows[k][q] where bit q of masks[k] is set, else 0 (that memory is not read)
+//
+// A is first packed once with gemm_rows_b_pack into gemm_rows_b_packed_floats(M, K) floats and
+// then serves any number of calls. Single-threaded; AVX-512 only (gemm_rows_b_supported() is
+// false under the AVX2 micro-kernels, and gemm_rows_b then throws).
+constexpr int64_t kGemmRowsMaxN = 32;
+bool gemm_rows_b_supported();
+int64_t gemm_rows_b_packed_floats(int64_t M, int64_t K);
+void gemm_rows_b_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* packed);
+void gemm_rows_b(int64_t M, int64_t K, int64_t n, float alpha, const float* packed,
+                 const float* const* rows, const uint32_t* masks, float beta, float* C,
+                 int64_t ldc);
+}  // namespace cpu
+
+namespace cuda {
+NV_GEMM_KERNELS
+}  // namespace cuda
+
+#undef NV_GEMM_KERNELS
+
+}  // namespace nextvit::kernels

@@ -1,0 +1,48 @@
+#pragma once
+// Fused attention for E-MHSA, whose keys and values are pooled down to few tokens (49 at
+// 224x224 in every stage): per head, out = softmax(q k^T * scale) v, in one kernel instead of
+// GEMM -> softmax -> GEMM, keeping the scores out of device memory except for the softmax
+// probabilities, which the backward needs and the forward therefore saves.
+//
+//   q, out, dq, dout   (heads, n, d)     heads = batch * num_heads, n query tokens
+//   k, v, dk, dv       (heads, m, d)     m pooled key/value tokens
+//   probs              (heads, n, m)     probs[h, i, :] = softmax_j(scale * q[h, i] . k[h, j])
+//
+// Backward, with dS the gradient of the pre-softmax scores s = scale * q k^T:
+//   dv = probs^T dout,   dP = dout v^T,   dS = probs * (dP - rowsum(dP * probs)),
+//   dq = scale * dS k,   dk = scale * dS^T q
+//
+// Contiguous row-major f32 buffers. The CPU kernels take any d >= 1 and m >= 1; the CUDA
+// kernels take d in {16, 32} (E-MHSA's head_dim) and m <= 256 (kernels/cuda/pooled_attention.cu
+// says why) and throw a nextvit::Error naming the limit otherwise.
+#include <cstdint>
+
+namespace nextvit::kernels {
+
+#define NV_POOLED_ATTENTION_KERNELS                                                                \
+  /* out = softmax(scale * q k^T) v and probs = that softmax; overwrites out and probs */          \
+  void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,       \
+                                const float* q, const float* k, const float* v, float* out,        \
+                                float* probs);                                                     \
+  /* dq, dk, dv from dout and the forward's probs; overwrites all three */                         \
+  void pooled_attention_backward(                                                                  \
+      int64_t heads, int64_t n, int64_t m, int64_t d, float scale, const float* q, const float* k, \
+      const float* v, const float* probs, const float* dout, float* dq, float* dk, float* dv);
+
+namespace cpu {
+NV_POOLED_ATTENTION_KERNELS
+}  // namespace cpu
+namespace cuda {
+NV_POOLED_ATTENTION_KERNELS
+}  // namespace cuda
+
+// Whether the CUDA kernels take this head size and key count (an op can fall back to
+// matmul + softmax + matmul when they do not). Usable in every build.
+constexpr int64_t kPooledAttentionMaxKeys = 256;
+inline bool pooled_attention_cuda_supported(int64_t d, int64_t m) {
+  return (d == 16 || d == 32) && m >= 1 && m <= kPooledAttentionMaxKeys;
+}
+
+#undef NV_POOLED_ATTENTION_KERNELS
+
+}  // namespace nextvit::kernels

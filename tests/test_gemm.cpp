@@ -1,0 +1,328 @@
+// kernels/cpu/gemm: every transpose, odd and edge sizes, alpha/beta, padded leading dimensions,
+// the batched form and the threading modes, against a double-precision triple loop, on each
+// micro-kernel this CPU can run.
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "test_util.h"
+
+using namespace nextvit;
+using kernels::cpu::GemmIsa;
+
+namespace {
+
+// Sets the micro-kernel family for one scope.
+class IsaGuard {
+ public:
+  explicit IsaGuard(GemmIsa isa) : previous_(kernels::cpu::set_gemm_isa(isa)) {}
+  ~IsaGuard() { kernels::cpu::set_gemm_isa(previous_); }
+
+ private:
+  GemmIsa previous_;
+};
+
+// The families to test: AVX2 always (the project's baseline), AVX-512 where the CPU has it.
+std::vector<GemmIsa> isas() {
+  std::vector<GemmIsa> v{GemmIsa::kAvx2};
+  if (__builtin_cpu_supports("avx512f")) {
+    v.push_back(GemmIsa::kAvx512);
+  } else {
+    WARN("this CPU has no AVX-512: only the AVX2 micro-kernel is tested");
+  }
+  return v;
+}
+
+struct Case {
+  int64_t M, N, K;
+  bool ta, tb;
+  float alpha = 1.0f, beta = 0.0f;
+  int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra columns in each leading dimension
+};
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kSentinel = 12345.0f;
+
+// One product's operands laid out as the gemm call sees them: A and B padded with NaN (a read
+// of padding would poison the result), C padded with a sentinel that must survive, and C itself
+// NaN when beta == 0 (it must not be read).
+struct Operands {
+  int64_t lda, ldb, ldc;
+  std::vector<float> A, B, C, C0;
+  Operands(const Case& c, Generator& g) {
+    const int64_t rows_a = c.ta ? c.K : c.M, cols_a = c.ta ? c.M : c.K;
+    const int64_t rows_b = c.tb ? c.N : c.K, cols_b = c.tb ? c.K : c.N;
+    lda = cols_a + c.pad_a;
+    ldb = cols_b + c.pad_b;
+    ldc = c.N + c.pad_c;
+    A.assign(static_cast<size_t>(rows_a * lda), kNaN);
+    B.assign(static_cast<size_t>(rows_b * ldb), kNaN);
+    C.assign(static_cast<size_t>(c.M * ldc), kSentinel);
+    for (int64_t r = 0; r < rows_a; ++r)
+      for (int64_t q = 0; q < cols_a; ++q) A[r * lda + q] = g.uniform(-1, 1);
+    for (int64_t r = 0; r < rows_b; ++r)
+      for (int64_t q = 0; q < cols_b; ++q) B[r * ldb + q] = g.uniform(-1, 1);
+    for (int64_t i = 0; i < c.M; ++i)
+      for (int64_t j = 0; j < c.N; ++j) C[i * ldc + j] = c.beta == 0.0f ? kNaN : g.uniform(-1, 1);
+    C0 = C;
+  }
+  float a(const Case& c, int64_t i, int64_t k) const {
+    return c.ta ? A[k * lda + i] : A[i * lda + k];
+  }
+  float b(const Case& c, int64_t k, int64_t j) const {
+    return c.tb ? B[j * ldb + k] : B[k * ldb + j];
+  }
+};
+
+// Compares C with the double-precision product. The tolerance is the classical bound for a
+// float dot product of length K, (K + 2) u sum |a||b| (u = 2^-24), plus the rounding of the
+// beta term: a wrong element (a missed or doubled term) is off by far more.
+void check_result(const Case& c, const Operands& o, const float* C) {
+  int64_t bad = 0;
+  std::string first;
+  const double u = std::ldexp(1.0, -24);
+  for (int64_t i = 0; i < c.M; ++i) {
+    for (int64_t j = 0; j < c.N + c.pad_c; ++j) {
+      const float got = C[i * o.ldc + j];
+      if (j >= c.N) {  // padding of C: untouched
+        if (got != kSentinel) {
+          if (bad++ < 3) first += fmt::format("  padding C[{}, {}] changed to {}\n", i, j, got);
+        }
+        continue;
+      }
+      double dot = 0, mag = 0;
+      for (int64_t k = 0; k < c.K; ++k) {
+        const double p = double(o.a(c, i, k)) * double(o.b(c, k, j));
+        dot += p;
+        mag += std::fabs(p);
+      }
+      const double c0 = c.beta == 0.0f ? 0.0 : double(o.C0[i * o.ldc + j]);
+      const double want = double(c.alpha) * dot + double(c.beta) * c0;
+      const double tol = (double(c.K) + 2) * u * std::fabs(c.alpha) * mag +
+                         4 * u * std::fabs(double(c.beta) * c0) + 1e-30;
+      if (!(std::fabs(got - want) <= tol)) {
+        if (bad++ < 3)
+          first += fmt::format("  C[{}, {}] = {} want {} (tol {:.3g})\n", i, j, got, want, tol);
+      }
+    }
+  }
+  INFO(
+      fmt::format("M={} N={} K={} trans=({}, {}) alpha={} beta={} pads=({}, {}, {}) isa={}: {} "
+                  "bad elements\n{}",
+                  c.M, c.N, c.K, c.ta, c.tb, c.alpha, c.beta, c.pad_a, c.pad_b, c.pad_c,
+                  kernels::cpu::gemm_isa_name(kernels::cpu::gemm_isa()), bad, first));
+  REQUIRE(bad == 0);
+}
+
+void run_case(const Case& c, Generator& g) {
+  Operands o(c, g);
+  kernels::cpu::gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda, o.B.data(), o.ldb,
+                     c.beta, o.C.data(), o.ldc);
+  check_result(c, o, o.C.data());
+}
+
+// Shapes chosen for the blocking: 1 and odd sizes; exactly one AVX-512 tile (14 x 32) and one
+// more; K beyond one K block (384 / 256), split unevenly; M beyond one A block (336 rows); N
+// beyond one B block (512 columns); few rows of A (op(B) read in place) and just too many.
+const std::vector<std::array<int64_t, 3>> kShapes = {
+    {1, 1, 1},      {2, 3, 4},     {17, 33, 65},  {14, 32, 384},  {15, 33, 385}, {100, 7, 3},
+    {3, 100, 1000}, {29, 65, 769}, {64, 64, 64},  {1, 300, 5},    {300, 1, 5},   {13, 31, 800},
+    {56, 200, 50},  {57, 200, 50}, {700, 40, 30}, {20, 1100, 20}, {6, 16, 7},    {7, 17, 9}};
+
+}  // namespace
+
+TEST_CASE("gemm: all transposes on odd and edge shapes match a double-precision product",
+          "[gemm]") {
+  Generator g(11);
+  const float alphas[] = {1.0f, 0.5f, -2.0f, 1.0f}, betas[] = {0.0f, -1.5f, 1.0f, 1.0f};
+  for (GemmIsa isa : isas()) {
+    IsaGuard guard(isa);
+    int variant = 0;
+    for (const auto& s : kShapes) {
+      for (int t = 0; t < 4; ++t) {
+        Case c{s[0], s[1], s[2], (t & 1) != 0, (t & 2) != 0};
+        c.alpha = alphas[variant % 4];
+        c.beta = betas[variant % 4];
+        // Every third case pads all three leading dimensions.
+        if (variant % 3 == 0) c.pad_a = 3, c.pad_b = 5, c.pad_c = 2;
+        ++variant;
+        run_case(c, g);
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm: an in-place B whose rows span many pages takes the packing path correctly",
+          "[gemm]") {
+  // Few rows of A would read B in place, but ldb makes each K block span more than 4 MiB.
+  Generator g(12);
+  for (GemmIsa isa : isas()) {
+    IsaGuard guard(isa);
+    run_case({5, 40, 400, false, false, 1.0f, 0.0f, 0, 3000, 0}, g);
+    run_case({5, 40, 400, false, false, 1.0f, 0.5f, 2, 3000, 1}, g);
+  }
+}
+
+TEST_CASE("gemm: K = 0 or alpha = 0 only scales C, M or N = 0 touches nothing", "[gemm]") {
+  std::vector<float> C = {kNaN, kNaN, kNaN, kNaN};
+  kernels::cpu::gemm(false, false, 2, 2, 0, 1.0f, nullptr, 0, nullptr, 2, 0.0f, C.data(), 2);
+  REQUIRE(C == std::vector<float>{0, 0, 0, 0});  // beta = 0 overwrites even NaN
+  C = {1, 2, 3, 4};
+  kernels::cpu::gemm(false, false, 2, 2, 0, 1.0f, nullptr, 0, nullptr, 2, 2.0f, C.data(), 2);
+  REQUIRE(C == std::vector<float>{2, 4, 6, 8});
+  const std::vector<float> A = {1, 1, 1, 1}, B = {1, 1, 1, 1};
+  kernels::cpu::gemm(false, false, 2, 2, 2, 0.0f, A.data(), 2, B.data(), 2, 0.5f, C.data(), 2);
+  REQUIRE(C == std::vector<float>{1, 2, 3, 4});
+  kernels::cpu::gemm(false, false, 0, 2, 2, 1.0f, A.data(), 2, B.data(), 2, 0.0f, C.data(), 2);
+  kernels::cpu::gemm(false, false, 2, 0, 2, 1.0f, A.data(), 2, B.data(), 2, 0.0f, C.data(), 2);
+  REQUIRE(C == std::vector<float>{1, 2, 3, 4});
+}
+
+TEST_CASE("gemm: one thread, two threads and calls inside a parallel region agree", "[gemm]") {
+  Generator g(13);
+  const int saved = omp_get_max_threads();
+  // Large enough (~6 M multiply-adds) to be split across threads; N and M both odd.
+  const std::vector<Case> cases = {{199, 301, 101, false, false},
+                                   {301, 45, 201, true, true, 0.7f, 0.3f},
+                                   {40, 1200, 150, false, true}};
+  for (GemmIsa isa : isas()) {
+    IsaGuard guard(isa);
+    for (const Case& c : cases) {
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        run_case(c, g);
+      }
+      omp_set_num_threads(2);
+      // Each thread of an outer region runs its own product: the GEMM must stay on its thread
+      // and keep its pack buffers per thread.
+      Operands o0(c, g), o1(c, g);
+      Operands* ops[2] = {&o0, &o1};
+#pragma omp parallel num_threads(2)
+      {
+        Operands& o = *ops[omp_get_thread_num()];
+        kernels::cpu::gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda, o.B.data(), o.ldb,
+                           c.beta, o.C.data(), o.ldc);
+      }
+      check_result(c, o0, o0.C.data());
+      check_result(c, o1, o1.C.data());
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("gemm_strided_batched: shared and strided operands, split over items or inside them",
+          "[gemm]") {
+  Generator g(14);
+  struct Batched {
+    Case c;
+    int64_t batch;
+    bool share_a;
+  };
+  // Many small items (spread over threads), few large ones (each split), a shared A (a weight
+  // applied to every image), odd shapes, transposes.
+  const std::vector<Batched> cases = {{{7, 9, 5, false, false}, 6, false},
+                                      {{33, 17, 12, true, false, 1.0f, 1.0f}, 5, true},
+                                      {{150, 160, 120, false, true}, 3, true},
+                                      {{49, 49, 32, false, true, 0.25f}, 8, false},
+                                      {{1, 1, 1, true, true}, 1, false}};
+  for (const Batched& bc : cases) {
+    const Case& c = bc.c;
+    std::vector<Operands> items;
+    for (int64_t b = 0; b < bc.batch; ++b) items.emplace_back(c, g);
+    if (bc.share_a) {
+      for (auto& it : items) it.A = items[0].A;
+    }
+    // Lay the items out with a gap between them (strides larger than one item).
+    const int64_t sa = bc.share_a ? 0 : int64_t(items[0].A.size()) + 7;
+    const int64_t sb = int64_t(items[0].B.size()) + 3, sc = int64_t(items[0].C.size()) + 5;
+    std::vector<float> A(bc.share_a ? items[0].A.size() : size_t(sa * bc.batch), kNaN);
+    std::vector<float> B(size_t(sb * bc.batch), kNaN), C(size_t(sc * bc.batch), kSentinel);
+    for (int64_t b = 0; b < bc.batch; ++b) {
+      std::copy(items[b].A.begin(), items[b].A.end(), A.begin() + b * sa);
+      std::copy(items[b].B.begin(), items[b].B.end(), B.begin() + b * sb);
+      std::copy(items[b].C.begin(), items[b].C.end(), C.begin() + b * sc);
+    }
+    const Operands& o = items[0];
+    kernels::cpu::gemm_strided_batched(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), o.lda, sa,
+                                       B.data(), o.ldb, sb, c.beta, C.data(), o.ldc, sc, bc.batch);
+    for (int64_t b = 0; b < bc.batch; ++b) {
+      INFO("batch item " << b << " of " << bc.batch);
+      check_result(c, items[b], C.data() + b * sc);
+      // The gap after each item's C is not written.
+      for (int64_t q = int64_t(o.C.size()); q < sc; ++q) REQUIRE(C[b * sc + q] == kSentinel);
+    }
+  }
+}
+
+TEST_CASE("gemm_rows_b: rows read in place with lane masks", "[gemm]") {
+  if (!kernels::cpu::gemm_rows_b_supported()) {
+    WARN("no AVX-512: gemm_rows_b is not available, skipped");
+    return;
+  }
+  Generator g(15);
+  // B's rows are scattered runs of one source buffer, with lanes and whole rows masked off.
+  for (int64_t M : {1, 13, 14, 15, 32, 45}) {
+    for (int64_t n : {1, 7, 16, 17, 32}) {
+      const int64_t K = 37, ldc = n + 3;
+      std::vector<float> A(size_t(M * K)), src(4096), C(size_t(M * ldc), kSentinel), C0;
+      for (float& v : A) v = g.uniform(-1, 1);
+      for (float& v : src) v = g.uniform(-1, 1);
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = g.uniform(-1, 1);
+      C0 = C;
+      std::vector<const float*> rows(K);
+      std::vector<uint32_t> masks(K);
+      std::vector<int64_t> start(K);
+      for (int64_t k = 0; k < K; ++k) {
+        start[k] = g.randint(4096 - 64) + 16;
+        const int64_t lo = g.randint(4), hi = n - g.randint(3);
+        uint32_t m = 0;
+        for (int64_t q = lo; q < hi; ++q) m |= 1u << q;
+        masks[k] = k % 5 == 4 ? 0u : m;  // some rows entirely in the padding
+        rows[k] = src.data() + start[k];
+      }
+      std::vector<float> packed(size_t(kernels::cpu::gemm_rows_b_packed_floats(M, K)));
+      kernels::cpu::gemm_rows_b_pack(M, K, A.data(), K, packed.data());
+      kernels::cpu::gemm_rows_b(M, K, n, 0.5f, packed.data(), rows.data(), masks.data(), 2.0f,
+                                C.data(), ldc);
+      for (int64_t i = 0; i < M; ++i) {
+        for (int64_t j = 0; j < ldc; ++j) {
+          INFO("M=" << M << " n=" << n << " C[" << i << ", " << j << "]");
+          if (j >= n) {
+            REQUIRE(C[i * ldc + j] == kSentinel);
+            continue;
+          }
+          double dot = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            if (masks[k] >> j & 1u) dot += double(A[i * K + k]) * src[start[k] + j];
+          }
+          REQUIRE(std::fabs(C[i * ldc + j] - (0.5 * dot + 2.0 * C0[i * ldc + j])) < 1e-5);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm: bad sizes and leading dimensions are refused", "[gemm]") {
+  std::vector<float> A(16), B(16), C(16);
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm(false, false, 4, 4, 4, 1.0f, A.data(), 3, B.data(), 4, 0.0f, C.data(), 4),
+      Catch::Contains("gemm: leading dimensions lda=3 ldb=4 ldc=4 too small for M=4 N=4 K=4"));
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm(true, true, 2, 4, 3, 1.0f, A.data(), 2, B.data(), 2, 0.0f, C.data(), 4),
+      Catch::Contains("ldb=2"));
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm(false, false, -1, 4, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f, C.data(), 4),
+      Catch::Contains("gemm: negative size M=-1"));
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm_strided_batched(false, false, 2, 2, 2, 1.0f, A.data(), 2, 4, B.data(), 2,
+                                         4, 0.0f, C.data(), 2, 4, -2),
+      Catch::Contains("negative batch -2"));
+  if (!__builtin_cpu_supports("avx512f")) {
+    REQUIRE_THROWS_WITH(kernels::cpu::set_gemm_isa(GemmIsa::kAvx512),
+                        Catch::Contains("no AVX-512"));
+  }
+}

@@ -1,0 +1,49 @@
+// nextvit forward: logits of the tensor `input` (N, 3, H, W) of a safetensors file, written as
+// `logits` (N, classes) to another. Eval mode: BatchNorm uses its running statistics.
+#include <chrono>
+#include <cstdio>
+
+#include "core/safetensors.h"
+#include "models/weights.h"
+#include "train/cli/args.h"
+#include "train/cli/commands.h"
+
+namespace nextvit::cli {
+
+int run_forward(int argc, char** argv) {
+  Args args(argc, argv, 2,
+            {{"model", 1}, {"weights", 1}, {"input", 1}, {"output", 1}, {"num-classes", 1},
+             {"device", 1}},
+            "forward");
+  NextViTConfig config = NextViTConfig::from_name(args.required("model"));
+  config.num_classes = args.integer("num-classes", config.num_classes);
+  const Device device = parse_device(args.str("device", "cpu"));
+  const std::string input_path = args.required("input"), output_path = args.required("output");
+
+  NextViT model(config);
+  const WeightLayout layout = load_weights(model, args.required("weights"));
+  model.eval();
+  model.to(device);
+
+  Tensor x = read_safetensors(input_path).at("input");
+  NV_CHECK(x.dim() == 4, "{}: 'input' must be (N, C, H, W), got {}", input_path,
+           shape_str(x.shape()));
+  x = x.to(DType::F32).to(device);
+
+  const auto start = std::chrono::steady_clock::now();
+  Tensor logits;
+  {
+    NoGradGuard no_grad;
+    logits = model.forward(Variable(x)).data().cpu();
+  }
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  write_safetensors(output_path, {{"logits", logits}});
+  std::fprintf(stderr, "%s (%s weights) on %s: input %s -> logits %s in %.1f ms, wrote %s\n",
+               config.name.c_str(), layout == WeightLayout::Timm ? "timm" : "official",
+               device.str().c_str(), shape_str(x.shape()).c_str(),
+               shape_str(logits.shape()).c_str(), ms, output_path.c_str());
+  return 0;
+}
+
+}  // namespace nextvit::cli
