@@ -11,18 +11,32 @@ namespace {
 
 thread_local bool g_grad_enabled = true;
 
-// acc += g, allocating acc on first use. The first gradient is copied, never aliased, because
-// the tensor a backward closure returns may be a view of something it still owns.
-void accumulate(Tensor& acc, const Tensor& g, const Shape& expected_shape, const char* op) {
-  NV_CHECK(g.shape() == expected_shape,
+// Sums the gradient g into a node's slot. Who owns what:
+//  - an intermediate result's slot is only read (by its own backward closure) and then freed,
+//    so the first gradient is taken as it is, without a copy, and a second one is added out of
+//    place (a closure may hand the same tensor to two inputs, as add does: it must never be
+//    modified in place);
+//  - a leaf's slot (a parameter's gradient) is modified in place later (accumulation over
+//    backward calls, clipping, optimizers), so it gets its own copy first.
+void accumulate(VariableImpl& node, const Tensor& g, const char* op) {
+  NV_CHECK(g.shape() == node.data.shape(),
            "autograd: the backward of '{}' returned a gradient of shape {} for an input of shape {}",
-           op, shape_str(g.shape()), shape_str(expected_shape));
+           op, shape_str(g.shape()), shape_str(node.data.shape()));
+  Tensor& acc = node.grad;
+  const bool leaf = !node.backward;
   if (!acc.defined()) {
-    acc = g.clone();
+    acc = leaf ? g.clone() : g.contiguous();
     return;
   }
   Tensor gc = g.contiguous();
-  NV_DISPATCH(acc.device(), axpy, acc.numel(), 1.0f, gc.data<float>(), acc.data<float>());
+  if (leaf) {
+    NV_DISPATCH(acc.device(), axpy, acc.numel(), 1.0f, gc.data<float>(), acc.data<float>());
+  } else {
+    Tensor sum = Tensor::empty(acc.shape(), DType::F32, acc.device());
+    NV_DISPATCH(acc.device(), add, acc.numel(), acc.data<float>(), gc.data<float>(),
+                sum.data<float>());
+    acc = sum;
+  }
 }
 
 // Depth-first post-order from the root over nodes that need a gradient; iterative so a deep
@@ -73,7 +87,7 @@ void Variable::backward(const Tensor& grad_output) const {
            grad_output.str(), impl_->data.str());
   NoGradGuard no_grad;  // backward closures run kernels, never record
   std::vector<Variable> order = topological_order(*this);
-  accumulate(impl_->grad, grad_output, shape(), impl_->op);
+  accumulate(*impl_, grad_output, impl_->op);
   for (size_t i = order.size(); i-- > 0;) {
     VariableImpl* node = order[i].impl();
     if (!node->backward) continue;  // a leaf: its gradient stays for the optimizer
@@ -85,7 +99,7 @@ void Variable::backward(const Tensor& grad_output) const {
       for (size_t k = 0; k < grads.size(); ++k) {
         VariableImpl* in = node->inputs[k].impl();
         if (in == nullptr || !in->requires_grad || !grads[k].defined()) continue;
-        accumulate(in->grad, grads[k], in->data.shape(), node->op);
+        accumulate(*in, grads[k], node->op);
       }
     }
     // Free this node's part of the graph: its gradient, saved tensors and inputs.

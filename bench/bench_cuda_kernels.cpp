@@ -2,12 +2,13 @@
 // same thing, on the shapes Next-ViT-S runs at 224x224, batch 8 (inference) and 128 (training):
 //
 //   grouped 3x3 conv (MHCA)     ours (grouped_conv3x3.cu)  vs  cuDNN, same shape, all 3 passes
-//   pooled attention (E-MHSA)   ours (pooled_attention.cu) vs  cuBLAS batched GEMM + cuDNN
+//   pooled attention (E-MHSA)   ours (pooled_attention.cu) vs  cuBLAS batched GEMM + our
 //                                                              softmax + cuBLAS batched GEMM
-//   (sections for the BN+ReLU and softmax kernels are added with those kernels)
+//   BatchNorm + ReLU, training  ours (batch_norm.cu, fused)  vs  cuDNN batch norm, then cuDNN ReLU
+//   softmax over rows           ours (softmax.cu)          vs  cuDNN softmax
 //
 // Method. Both sides get the same device buffers. Each implementation is first checked against
-// the other (max error printed; a mismatch aborts the program before any timing). Then it runs
+// the other (a difference beyond the stated tolerance aborts before any timing). Then it runs
 // `warmup` times, then `runs` times, each run timed with CUDA events around the kernel(s) alone,
 // after an L2 flush (a memset of twice the L2 size between runs, outside the events), so that
 // batch-8 shapes, which would fit in L2, are timed from device memory as in a real network.
@@ -17,8 +18,8 @@
 // bandwidth, a large cuBLAS SGEMM (fp32, no TF32) for arithmetic; the datasheet-style peaks from
 // the clocks are printed beside them.
 //
-// Usage: bench_cuda_kernels [--batch N] [--runs 50] [--warmup 10] [--only conv|attention]
-//                           [--json FILE]
+// Usage: bench_cuda_kernels [--batch N] [--runs 50] [--warmup 10]
+//                           [--only conv|attention|bn|softmax] [--json FILE]
 // Without --batch both 8 and 128 are run.
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -39,10 +40,12 @@
 #include "core/cuda_runtime.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "kernels/batch_norm.h"
 #include "kernels/conv2d.h"
 #include "kernels/cuda/conv2d_paths.h"
 #include "kernels/gemm.h"
 #include "kernels/pooled_attention.h"
+#include "kernels/softmax.h"
 #ifdef NEXTVIT_WITH_CUDNN
 #include "kernels/cuda/cudnn_util.h"
 #endif
@@ -307,6 +310,184 @@ void bench_grouped_conv(const Gpu& d, GpuTimer& timer, int64_t batch, int warmup
 
 // ---- pooled attention -----------------------------------------------------------------------
 
+void bench_attention(const Gpu& d, GpuTimer& timer, int64_t batch, int warmup, int runs) {
+  using kernels::cuda::gemm_strided_batched;
+  struct Layer {
+    const char* name;
+    int64_t heads_per_image, n;
+  };
+  // E-MHSA at 224: stage 2 (dim 256: 8 heads, 28x28 tokens pooled by 16), stage 3 (512: 16
+  // heads, 14x14 pooled by 4), stage 4 (1024: 32 heads, 7x7 unpooled); always 49 keys, d 32.
+  const Layer layers[] = {{"NTB s2", 8, 784}, {"NTB s3", 16, 196}, {"NTB s4", 32, 49}};
+  const int64_t m = 49, dd = 32;
+  const float scale = 1.0f / std::sqrt(float(dd));
+  for (const Layer& l : layers) {
+    const int64_t H = batch * l.heads_per_image, n = l.n;
+    Tensor q = random_device({H, n, dd}, 1, -2.0f, 2.0f), k = random_device({H, m, dd}, 2),
+           v = random_device({H, m, dd}, 3), g = random_device({H, n, dd}, 4);
+    Tensor out1 = empty_device({H, n, dd}), p1 = empty_device({H, n, m});
+    Tensor out2 = empty_device({H, n, dd}), s2 = empty_device({H, n, m}),
+           p2 = empty_device({H, n, m});
+    // The unfused way, as ops::matmul / ops::softmax would run it: S = scale q k^T (cuBLAS
+    // batched GEMM), P = softmax(S) (our softmax kernel), out = P v (batched GEMM).
+    auto unfused_forward = [&] {
+      gemm_strided_batched(false, true, n, m, dd, scale, cp(q), dd, n * dd, cp(k), dd, m * dd, 0.0f,
+                           mp(s2), m, n * m, H);
+      kernels::cuda::softmax_forward(H * n, m, cp(s2), mp(p2));
+      gemm_strided_batched(false, false, n, dd, m, 1.0f, cp(p2), m, n * m, cp(v), dd, m * dd, 0.0f,
+                           mp(out2), dd, n * dd, H);
+    };
+    auto fused_forward = [&] {
+      kernels::cuda::pooled_attention_forward(H, n, m, dd, scale, cp(q), cp(k), cp(v), mp(out1),
+                                              mp(p1));
+    };
+    fused_forward();
+    unfused_forward();
+    require_close("pooled attention forward (probabilities)", p1, p2, 1e-5);
+    require_close("pooled attention forward (output)", out1, out2, 1e-5);
+    const std::string shape =
+        fmt::format("{} q({}, {}, {}) k({}, {}, {})", l.name, H, n, dd, H, m, dd);
+    // Fewest bytes: read q, k, v; write out and the probabilities.
+    const double fwd_bytes = 4.0 * (2 * H * n * dd + 2 * H * m * dd + H * n * m);
+    Stats a = timer.time(fused_forward, warmup, runs);
+    Stats b = timer.time(unfused_forward, warmup, runs);
+    add_rows("pooled attention", "fwd", shape, batch, "GB/s", fwd_bytes / 1e9, d.copy_gbps, a,
+             "gemm+softmax", b);
+
+    // Backward, unfused: dV = P^T dO, dP = dO V^T, dS = softmax_backward(P, dP),
+    // dQ = scale dS K, dK = scale dS^T Q.
+    Tensor dq1 = empty_device(q.shape()), dk1 = empty_device(k.shape()),
+           dv1 = empty_device(v.shape());
+    Tensor dq2 = empty_device(q.shape()), dk2 = empty_device(k.shape()),
+           dv2 = empty_device(v.shape()), dp2 = empty_device({H, n, m}),
+           ds2 = empty_device({H, n, m});
+    auto unfused_backward = [&] {
+      gemm_strided_batched(true, false, m, dd, n, 1.0f, cp(p2), m, n * m, cp(g), dd, n * dd, 0.0f,
+                           mp(dv2), dd, m * dd, H);
+      gemm_strided_batched(false, true, n, m, dd, 1.0f, cp(g), dd, n * dd, cp(v), dd, m * dd, 0.0f,
+                           mp(dp2), m, n * m, H);
+      kernels::cuda::softmax_backward(H * n, m, cp(p2), cp(dp2), mp(ds2));
+      gemm_strided_batched(false, false, n, dd, m, scale, cp(ds2), m, n * m, cp(k), dd, m * dd,
+                           0.0f, mp(dq2), dd, n * dd, H);
+      gemm_strided_batched(true, false, m, dd, n, scale, cp(ds2), m, n * m, cp(q), dd, n * dd, 0.0f,
+                           mp(dk2), dd, m * dd, H);
+    };
+    auto fused_backward = [&] {
+      kernels::cuda::pooled_attention_backward(H, n, m, dd, scale, cp(q), cp(k), cp(v), cp(p1),
+                                               cp(g), mp(dq1), mp(dk1), mp(dv1));
+    };
+    fused_backward();
+    unfused_backward();
+    require_close("pooled attention backward (dq)", dq1, dq2, 1e-4);
+    require_close("pooled attention backward (dk)", dk1, dk2, 1e-4);
+    require_close("pooled attention backward (dv)", dv1, dv2, 1e-4);
+    // Fewest bytes: read q, k, v, probs, dout; write dq, dk, dv.
+    const double bwd_bytes = 4.0 * (3 * H * n * dd + 4 * H * m * dd + H * n * m);
+    a = timer.time(fused_backward, warmup, runs);
+    b = timer.time(unfused_backward, warmup, runs);
+    add_rows("pooled attention", "bwd", shape, batch, "GB/s", bwd_bytes / 1e9, d.copy_gbps, a,
+             "gemm+softmax", b);
+  }
+}
+
+// ---- BatchNorm + ReLU -----------------------------------------------------------------------
+
+void bench_batch_norm(const Gpu& d, GpuTimer& timer, int64_t batch, int warmup, int runs) {
+#ifndef NEXTVIT_WITH_CUDNN
+  (void)d, (void)timer, (void)batch, (void)warmup, (void)runs;
+  std::printf("(batch norm: this build has no cuDNN to compare with)\n");
+#else
+  struct Layer {
+    const char* name;
+    int64_t channels, hw;
+  };
+  // Where Next-ViT-S applies BN + ReLU: the stem's four ConvBNReLU, and MHCA after its grouped
+  // convolution in stages 1-4.
+  const Layer layers[] = {{"stem 1", 64, 112}, {"stem 2", 32, 112},  {"stem 4", 64, 56},
+                          {"MHCA s1", 96, 56}, {"MHCA s2", 192, 28}, {"MHCA s3", 384, 14},
+                          {"MHCA s4", 768, 7}};
+  cudnnHandle_t h = kernels::cuda::cudnn_handle();
+  for (const Layer& l : layers) {
+    const Shape xs{batch, l.channels, l.hw, l.hw};
+    const int64_t C = l.channels, count = batch * C * l.hw * l.hw;
+    kernels::BatchNormShape s;
+    s.batch = batch;
+    s.channels = C;
+    s.spatial = l.hw * l.hw;
+    Tensor x = random_device(xs, 1, -1.0f, 3.0f), dy = random_device(xs, 2);
+    Tensor w = random_device({C}, 3), b = random_device({C}, 4);
+    Tensor rm1 = random_device({C}, 5), rv1 = random_device({C}, 6, 0.5f, 2.0f);
+    Tensor rm2 = rm1.clone(), rv2 = rv1.clone();
+    Tensor y1 = empty_device(xs), y2 = empty_device(xs), dx1 = empty_device(xs),
+           dx2 = empty_device(xs), g2 = empty_device(xs);
+    Tensor sm1 = empty_device({C}), si1 = empty_device({C}), sm2 = empty_device({C}),
+           si2 = empty_device({C}), dw1 = empty_device({C}), db1 = empty_device({C}),
+           dw2 = empty_device({C}), db2 = empty_device({C});
+    // cuDNN: spatial batch norm, then ReLU in place; backward: ReLU's, then batch norm's.
+    cudnnTensorDescriptor_t xd, cd;
+    cudnnActivationDescriptor_t relu;
+    NV_CUDNN_CHECK(cudnnCreateTensorDescriptor(&xd), "bn descriptor");
+    NV_CUDNN_CHECK(cudnnCreateTensorDescriptor(&cd), "bn descriptor");
+    NV_CUDNN_CHECK(cudnnCreateActivationDescriptor(&relu), "relu descriptor");
+    NV_CUDNN_CHECK(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(batch),
+                                              int(C), int(l.hw), int(l.hw)),
+                   "bn descriptor");
+    NV_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(cd, xd, CUDNN_BATCHNORM_SPATIAL), "bn descriptor");
+    NV_CUDNN_CHECK(
+        cudnnSetActivationDescriptor(relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
+        "relu descriptor");
+    const float one = 1.0f, zero = 0.0f;
+    auto lib_forward = [&] {
+      NV_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
+                         h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd, cp(x), xd, mp(y2), cd, cp(w),
+                         cp(b), 0.1, mp(rm2), mp(rv2), 1e-5, mp(sm2), mp(si2)),
+                     "cudnnBatchNormalizationForwardTraining");
+      NV_CUDNN_CHECK(cudnnActivationForward(h, relu, &one, xd, cp(y2), &zero, xd, mp(y2)),
+                     "cudnnActivationForward");
+    };
+    auto our_forward = [&] {
+      kernels::cuda::batch_norm_forward_train(s, cp(x), cp(w), cp(b), 0.1f, 1e-5f, mp(rm1), mp(rv1),
+                                              true, mp(y1), mp(sm1), mp(si1));
+    };
+    auto lib_backward = [&] {
+      // ReLU's backward needs its input; y > 0 exactly where it was > 0, so y stands in.
+      NV_CUDNN_CHECK(cudnnActivationBackward(h, relu, &one, xd, cp(y2), xd, cp(dy), xd, cp(y2),
+                                             &zero, xd, mp(g2)),
+                     "cudnnActivationBackward");
+      NV_CUDNN_CHECK(cudnnBatchNormalizationBackward(
+                         h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd, cp(x), xd,
+                         cp(g2), xd, mp(dx2), cd, cp(w), mp(dw2), mp(db2), 1e-5, cp(sm2), cp(si2)),
+                     "cudnnBatchNormalizationBackward");
+    };
+    auto our_backward = [&] {
+      kernels::cuda::batch_norm_backward(s, cp(x), cp(dy), cp(y1), cp(w), cp(sm1), cp(si1), true,
+                                         mp(dx1), mp(dw1), mp(db1));
+    };
+    our_forward();
+    lib_forward();
+    require_close("batch norm + relu forward", y1, y2, 1e-4);
+    our_backward();
+    lib_backward();
+    require_close("batch norm + relu backward (dx)", dx1, dx2, 1e-3);
+    require_close("batch norm + relu backward (dweight)", dw1, dw2, 1e-3);
+    const std::string shape = fmt::format("{} ({}, {}, {}, {})", l.name, batch, C, l.hw, l.hw);
+    // Fewest bytes: forward reads x and writes y; backward reads x, dy, y and writes dx.
+    Stats a = timer.time(our_forward, warmup, runs), c = timer.time(lib_forward, warmup, runs);
+    add_rows("bn+relu", "fwd", shape, batch, "GB/s", 8.0 * count / 1e9, d.copy_gbps, a,
+             "cudnn bn,relu", c);
+    a = timer.time(our_backward, warmup, runs);
+    c = timer.time(lib_backward, warmup, runs);
+    add_rows("bn+relu", "bwd", shape, batch, "GB/s", 16.0 * count / 1e9, d.copy_gbps, a,
+             "cudnn bn,relu", c);
+    cudnnDestroyTensorDescriptor(xd);
+    cudnnDestroyTensorDescriptor(cd);
+    cudnnDestroyActivationDescriptor(relu);
+  }
+#endif
+}
+
+// ---- softmax --------------------------------------------------------------------------------
+
 #ifdef NEXTVIT_WITH_CUDNN
 // softmax over the last dimension of (rows, cols) through cuDNN, and its backward.
 struct CudnnSoftmax {
@@ -334,87 +515,42 @@ struct CudnnSoftmax {
 };
 #endif
 
-void bench_attention(const Gpu& d, GpuTimer& timer, int64_t batch, int warmup, int runs) {
+void bench_softmax(const Gpu& d, GpuTimer& timer, int64_t batch, int warmup, int runs) {
 #ifndef NEXTVIT_WITH_CUDNN
   (void)d, (void)timer, (void)batch, (void)warmup, (void)runs;
-  std::printf("(pooled attention: this build has no cuDNN softmax to compare with)\n");
+  std::printf("(softmax: this build has no cuDNN softmax to compare with)\n");
 #else
-  using kernels::cuda::gemm_strided_batched;
   struct Layer {
     const char* name;
-    int64_t heads_per_image, n;
+    int64_t rows_per_image, cols;
   };
-  // E-MHSA at 224: stage 2 (dim 256: 8 heads, 28x28 tokens pooled by 16), stage 3 (512: 16
-  // heads, 14x14 pooled by 4), stage 4 (1024: 32 heads, 7x7 unpooled); always 49 keys, d 32.
-  const Layer layers[] = {{"NTB s2", 8, 784}, {"NTB s3", 16, 196}, {"NTB s4", 32, 49}};
-  const int64_t m = 49, dd = 32;
-  const float scale = 1.0f / std::sqrt(float(dd));
+  // E-MHSA's attention rows at 224 (49 keys) per stage, and the 1000-class logits.
+  const Layer layers[] = {{"attn s2", 8 * 784, 49},
+                          {"attn s3", 16 * 196, 49},
+                          {"attn s4", 32 * 49, 49},
+                          {"logits", 1, 1000}};
   for (const Layer& l : layers) {
-    const int64_t H = batch * l.heads_per_image, n = l.n;
-    Tensor q = random_device({H, n, dd}, 1, -2.0f, 2.0f), k = random_device({H, m, dd}, 2),
-           v = random_device({H, m, dd}, 3), g = random_device({H, n, dd}, 4);
-    Tensor out1 = empty_device({H, n, dd}), p1 = empty_device({H, n, m});
-    Tensor out2 = empty_device({H, n, dd}), s2 = empty_device({H, n, m}),
-           p2 = empty_device({H, n, m});
-    const CudnnSoftmax softmax(H * n, m);
-    // The library way: S = scale q k^T (batched GEMM), P = softmax(S), out = P v.
-    auto unfused_forward = [&] {
-      gemm_strided_batched(false, true, n, m, dd, scale, cp(q), dd, n * dd, cp(k), dd, m * dd, 0.0f,
-                           mp(s2), m, n * m, H);
-      softmax.forward(cp(s2), mp(p2));
-      gemm_strided_batched(false, false, n, dd, m, 1.0f, cp(p2), m, n * m, cp(v), dd, m * dd, 0.0f,
-                           mp(out2), dd, n * dd, H);
-    };
-    auto fused_forward = [&] {
-      kernels::cuda::pooled_attention_forward(H, n, m, dd, scale, cp(q), cp(k), cp(v), mp(out1),
-                                              mp(p1));
-    };
-    fused_forward();
-    unfused_forward();
-    require_close("pooled attention forward (probabilities)", p1, p2, 1e-5);
-    require_close("pooled attention forward (output)", out1, out2, 1e-5);
-    const std::string shape =
-        fmt::format("{} q({}, {}, {}) k({}, {}, {})", l.name, H, n, dd, H, m, dd);
-    // Fewest bytes: read q, k, v; write out and the probabilities.
-    const double fwd_bytes = 4.0 * (2 * H * n * dd + 2 * H * m * dd + H * n * m);
-    Stats a = timer.time(fused_forward, warmup, runs);
-    Stats b = timer.time(unfused_forward, warmup, runs);
-    add_rows("pooled attention", "fwd", shape, batch, "GB/s", fwd_bytes / 1e9, d.copy_gbps, a,
-             "gemm+softmax", b);
-
-    // Backward. Library way: dV = P^T dO, dP = dO V^T, dS = softmax_backward(P, dP),
-    // dQ = scale dS K, dK = scale dS^T Q.
-    Tensor dq1 = empty_device(q.shape()), dk1 = empty_device(k.shape()),
-           dv1 = empty_device(v.shape());
-    Tensor dq2 = empty_device(q.shape()), dk2 = empty_device(k.shape()),
-           dv2 = empty_device(v.shape()), dp2 = empty_device({H, n, m}),
-           ds2 = empty_device({H, n, m});
-    auto unfused_backward = [&] {
-      gemm_strided_batched(true, false, m, dd, n, 1.0f, cp(p2), m, n * m, cp(g), dd, n * dd, 0.0f,
-                           mp(dv2), dd, m * dd, H);
-      gemm_strided_batched(false, true, n, m, dd, 1.0f, cp(g), dd, n * dd, cp(v), dd, m * dd, 0.0f,
-                           mp(dp2), m, n * m, H);
-      softmax.backward(cp(p2), cp(dp2), mp(ds2));
-      gemm_strided_batched(false, false, n, dd, m, scale, cp(ds2), m, n * m, cp(k), dd, m * dd,
-                           0.0f, mp(dq2), dd, n * dd, H);
-      gemm_strided_batched(true, false, m, dd, n, scale, cp(ds2), m, n * m, cp(q), dd, n * dd, 0.0f,
-                           mp(dk2), dd, m * dd, H);
-    };
-    auto fused_backward = [&] {
-      kernels::cuda::pooled_attention_backward(H, n, m, dd, scale, cp(q), cp(k), cp(v), cp(p1),
-                                               cp(g), mp(dq1), mp(dk1), mp(dv1));
-    };
-    fused_backward();
-    unfused_backward();
-    require_close("pooled attention backward (dq)", dq1, dq2, 1e-4);
-    require_close("pooled attention backward (dk)", dk1, dk2, 1e-4);
-    require_close("pooled attention backward (dv)", dv1, dv2, 1e-4);
-    // Fewest bytes: read q, k, v, probs, dout; write dq, dk, dv.
-    const double bwd_bytes = 4.0 * (3 * H * n * dd + 4 * H * m * dd + H * n * m);
-    a = timer.time(fused_backward, warmup, runs);
-    b = timer.time(unfused_backward, warmup, runs);
-    add_rows("pooled attention", "bwd", shape, batch, "GB/s", bwd_bytes / 1e9, d.copy_gbps, a,
-             "gemm+softmax", b);
+    const int64_t rows = batch * l.rows_per_image, cols = l.cols;
+    Tensor x = random_device({rows, cols}, 1, -8.0f, 8.0f), dy = random_device({rows, cols}, 2);
+    Tensor y1 = empty_device({rows, cols}), y2 = empty_device({rows, cols}),
+           dx1 = empty_device({rows, cols}), dx2 = empty_device({rows, cols});
+    const CudnnSoftmax lib(rows, cols);
+    kernels::cuda::softmax_forward(rows, cols, cp(x), mp(y1));
+    lib.forward(cp(x), mp(y2));
+    require_close("softmax forward", y1, y2, 1e-5);
+    kernels::cuda::softmax_backward(rows, cols, cp(y1), cp(dy), mp(dx1));
+    lib.backward(cp(y2), cp(dy), mp(dx2));
+    require_close("softmax backward", dx1, dx2, 1e-4);
+    const std::string shape = fmt::format("{} ({}, {})", l.name, rows, cols);
+    const double bytes = 4.0 * rows * cols;
+    Stats a = timer.time([&] { kernels::cuda::softmax_forward(rows, cols, cp(x), mp(y1)); }, warmup,
+                         runs);
+    Stats b = timer.time([&] { lib.forward(cp(x), mp(y2)); }, warmup, runs);
+    add_rows("softmax", "fwd", shape, batch, "GB/s", 2 * bytes / 1e9, d.copy_gbps, a, "cudnn", b);
+    a = timer.time([&] { kernels::cuda::softmax_backward(rows, cols, cp(y1), cp(dy), mp(dx1)); },
+                   warmup, runs);
+    b = timer.time([&] { lib.backward(cp(y2), cp(dy), mp(dx2)); }, warmup, runs);
+    add_rows("softmax", "bwd", shape, batch, "GB/s", 3 * bytes / 1e9, d.copy_gbps, a, "cudnn", b);
   }
 #endif
 }
@@ -437,8 +573,9 @@ int main(int argc, char** argv) try {
   const int runs = static_cast<int>(args.integer("runs", 50));
   const int warmup = static_cast<int>(args.integer("warmup", 10));
   const std::string only = args.str("only", "");
-  NV_CHECK(only.empty() || only == "conv" || only == "attention",
-           "bench_cuda_kernels: --only takes conv or attention, got '{}'", only);
+  NV_CHECK(
+      only.empty() || only == "conv" || only == "attention" || only == "bn" || only == "softmax",
+      "bench_cuda_kernels: --only takes conv, attention, bn or softmax, got '{}'", only);
   std::vector<int64_t> batches = {8, 128};
   if (args.has("batch")) batches = {args.integer("batch", 8)};
 
@@ -458,6 +595,8 @@ int main(int argc, char** argv) try {
   for (int64_t batch : batches) {
     if (only.empty() || only == "conv") bench_grouped_conv(d, timer, batch, warmup, runs);
     if (only.empty() || only == "attention") bench_attention(d, timer, batch, warmup, runs);
+    if (only.empty() || only == "bn") bench_batch_norm(d, timer, batch, warmup, runs);
+    if (only.empty() || only == "softmax") bench_softmax(d, timer, batch, warmup, runs);
   }
 
   if (args.has("json")) {

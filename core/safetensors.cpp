@@ -55,10 +55,14 @@ std::vector<std::string> SafeTensors::names() const {
 
 const char* safetensors_dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::I64: return "I64";
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::I64:
+      return "I64";
   }
   return "?";
 }
@@ -128,19 +132,24 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
   const Json& shape = v.at("shape");
   NV_CHECK(shape.is_array(), "safetensors {}: tensor '{}': shape must be an array, found {}", path,
            name, shape.dump());
-  // Count bytes in 64 bits with overflow checks: a hostile shape must not wrap around to a size
-  // that happens to match its offsets.
+  // Count bytes with overflow checks: a hostile shape must not wrap around to a size that
+  // matches its offsets. Zero dimensions are left out of the product, so that a shape such as
+  // (0, 2^62, 2^62) is refused too (its strides would overflow).
+  const uint64_t limit = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
   uint64_t bytes = dtype_size(e.dtype);
-  bool overflow = false;
+  bool zero = false;
   for (const Json& d : shape) {
     const uint64_t n = json_uint(d, path, name, "shape");
-    NV_CHECK(n <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
-             "safetensors {}: tensor '{}': dimension {} is too large", path, name, n);
-    e.shape.push_back(static_cast<int64_t>(n));
-    if (n != 0 && bytes > std::numeric_limits<uint64_t>::max() / n) overflow = true;
-    bytes *= n;
+    e.shape.push_back(static_cast<int64_t>(std::min(n, limit)));
+    NV_CHECK(n <= limit / bytes, "safetensors {}: tensor '{}': shape {} holds more than 2^63 bytes",
+             path, name, shape.dump());
+    if (n == 0) {
+      zero = true;
+    } else {
+      bytes *= n;
+    }
   }
-  if (bytes == 0) overflow = false;  // a zero dimension makes any other size harmless
+  if (zero) bytes = 0;
 
   const Json& offsets = v.at("data_offsets");
   NV_CHECK(offsets.is_array() && offsets.size() == 2,
@@ -148,16 +157,17 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
            offsets.dump());
   e.begin = json_uint(offsets[0], path, name, "data_offsets");
   e.end = json_uint(offsets[1], path, name, "data_offsets");
-  NV_CHECK(e.begin <= e.end, "safetensors {}: tensor '{}': data_offsets [{}, {}] end before they "
-           "begin", path, name, e.begin, e.end);
+  NV_CHECK(e.begin <= e.end,
+           "safetensors {}: tensor '{}': data_offsets [{}, {}] end before they begin", path, name,
+           e.begin, e.end);
   NV_CHECK(e.end <= data_size,
-           "safetensors {}: tensor '{}': data_offsets [{}, {}] run past the end of the {}-byte data "
-           "section (the file is truncated or the header is wrong)",
+           "safetensors {}: tensor '{}': data_offsets [{}, {}] run past the end of the {}-byte "
+           "data section (the file is truncated or the header is wrong)",
            path, name, e.begin, e.end, data_size);
-  NV_CHECK(!overflow && e.end - e.begin == bytes,
+  NV_CHECK(e.end - e.begin == bytes,
            "safetensors {}: tensor '{}': data_offsets [{}, {}] span {} bytes but {} {} needs {}",
            path, name, e.begin, e.end, e.end - e.begin, safetensors_dtype_name(e.dtype),
-           shape_str(e.shape), overflow ? std::string("more than 2^64") : std::to_string(bytes));
+           shape_str(e.shape), bytes);
   return e;
 }
 
@@ -189,15 +199,27 @@ SafeTensors read_safetensors(const std::string& path) {
   in.read(text.data(), static_cast<std::streamsize>(header_len));
   NV_CHECK(in.good(), "safetensors {}: cannot read the {}-byte header", path, header_len);
 
+  // JSON lets a key appear twice and the parser would keep one silently; a tensor named twice
+  // is refused instead, spotted by a callback that sees every top-level key.
+  std::unordered_set<std::string> keys;
+  std::string duplicate;
+  auto on_event = [&](int depth, nlohmann::json::parse_event_t event, Json& parsed) {
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key && parsed.is_string() &&
+        !keys.insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   Json header;
   try {
-    header = Json::parse(text);
+    header = Json::parse(text, on_event);
   } catch (const nlohmann::json::exception& e) {
     NV_FAIL("safetensors {}: the {}-byte header is not valid JSON ({})", path, header_len,
             e.what());
   }
   NV_CHECK(header.is_object(), "safetensors {}: the header must be a JSON object, found {}", path,
            header.type_name());
+  NV_CHECK(duplicate.empty(), "safetensors {}: the header names '{}' twice", path, duplicate);
 
   // 2. Every entry on its own: dtype, shape, offsets inside the data section, size = shape.
   const uint64_t data_size = file_size - 8 - header_len;
@@ -289,8 +311,8 @@ void write_safetensors(const std::string& path,
   try {
     text = header.dump();
   } catch (const nlohmann::json::exception& e) {
-    NV_FAIL("safetensors {}: cannot encode the header ({}): names and metadata must be UTF-8",
-            path, e.what());
+    NV_FAIL("safetensors {}: cannot encode the header ({}): names and metadata must be UTF-8", path,
+            e.what());
   }
   // Spaces after the JSON (allowed by the format) put the data section on an 8-byte boundary.
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');

@@ -31,21 +31,21 @@ struct BatchNormShape {
   int64_t count() const { return batch * spatial; }  // values per channel
 };
 
-#define NV_BATCH_NORM_KERNELS                                                                     \
-  /* training forward: batch statistics, running-stat update, y; overwrites y and save_* */       \
-  void batch_norm_forward_train(const BatchNormShape& s, const float* x, const float* weight,     \
+#define NV_BATCH_NORM_KERNELS                                                                      \
+  /* training forward: batch statistics, running-stat update, y; overwrites y and save_* */        \
+  void batch_norm_forward_train(const BatchNormShape& s, const float* x, const float* weight,      \
                                 const float* bias, float momentum, float eps, float* running_mean, \
-                                float* running_var, bool relu, float* y, float* save_mean,        \
-                                float* save_invstd);                                              \
-  /* eval forward: normalise with the running statistics; save_* get them (invstd computed) */    \
-  void batch_norm_forward_eval(const BatchNormShape& s, const float* x, const float* weight,      \
-                               const float* bias, const float* running_mean,                      \
-                               const float* running_var, float eps, bool relu, float* y,          \
-                               float* save_mean, float* save_invstd);                             \
-  /* gradients for dy given the forward's x, save_*, and y when it applied ReLU (else null) */   \
-  void batch_norm_backward(const BatchNormShape& s, const float* x, const float* dy,              \
-                           const float* y_relu, const float* weight, const float* save_mean,      \
-                           const float* save_invstd, bool training, float* dx, float* dweight,    \
+                                float* running_var, bool relu, float* y, float* save_mean,         \
+                                float* save_invstd);                                               \
+  /* eval forward: normalise with the running statistics; save_* get them (invstd computed) */     \
+  void batch_norm_forward_eval(const BatchNormShape& s, const float* x, const float* weight,       \
+                               const float* bias, const float* running_mean,                       \
+                               const float* running_var, float eps, bool relu, float* y,           \
+                               float* save_mean, float* save_invstd);                              \
+  /* gradients for dy given the forward's x, save_*, and y when it applied ReLU (else null) */     \
+  void batch_norm_backward(const BatchNormShape& s, const float* x, const float* dy,               \
+                           const float* y_relu, const float* weight, const float* save_mean,       \
+                           const float* save_invstd, bool training, float* dx, float* dweight,     \
                            float* dbias);
 
 namespace cpu {

@@ -9,14 +9,14 @@
 
 namespace nextvit::kernels {
 
-#define NV_CROSS_ENTROPY_KERNELS                                                               \
-  /* loss[0] = the mean loss; lse (N) = each row's log-sum-exp, kept for the backward */       \
-  void cross_entropy_forward(int64_t n, int64_t k, const float* logits, const int64_t* targets, \
-                             float smoothing, float* loss, float* lse);                         \
-  /* dlogits (N, K) for the scalar gradient grad_loss[0] (a device pointer on CUDA) */          \
-  void cross_entropy_backward(int64_t n, int64_t k, const float* logits,                        \
-                              const int64_t* targets, const float* lse, float smoothing,        \
-                              const float* grad_loss, float* dlogits);
+#define NV_CROSS_ENTROPY_KERNELS                                                                 \
+  /* loss[0] = the mean loss; lse (N) = each row's log-sum-exp, kept for the backward */         \
+  void cross_entropy_forward(int64_t n, int64_t k, const float* logits, const int64_t* targets,  \
+                             float smoothing, float* loss, float* lse);                          \
+  /* dlogits (N, K) for the scalar gradient grad_loss[0] (a device pointer on CUDA) */           \
+  void cross_entropy_backward(int64_t n, int64_t k, const float* logits, const int64_t* targets, \
+                              const float* lse, float smoothing, const float* grad_loss,         \
+                              float* dlogits);
 
 namespace cpu {
 NV_CROSS_ENTROPY_KERNELS

@@ -7,7 +7,7 @@
 
 namespace nextvit::kernels {
 
-#define NV_DROP_PATH_KERNELS \
+#define NV_DROP_PATH_KERNELS                                    \
   /* y = x * row_scale[row]; overwrites y, which may alias x */ \
   void scale_rows(int64_t rows, int64_t cols, const float* x, const float* row_scale, float* y);
 

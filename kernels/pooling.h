@@ -31,14 +31,14 @@ inline int64_t pooled_size(int64_t in, int64_t kernel, int64_t stride, int64_t p
   return out;
 }
 
-#define NV_POOLING_KERNELS                                                                \
-  /* y = average of each window of x; overwrites y */                                     \
-  void avg_pool2d_forward(const AvgPool2dShape& s, const float* x, float* y);             \
+#define NV_POOLING_KERNELS                                                                  \
+  /* y = average of each window of x; overwrites y */                                       \
+  void avg_pool2d_forward(const AvgPool2dShape& s, const float* x, float* y);               \
   /* dx = each dy spread evenly (dy / divisor) over its window's input cells; overwrites */ \
-  void avg_pool2d_backward(const AvgPool2dShape& s, const float* dy, float* dx);          \
-  /* y[r] = mean of x[r, :] */                                                            \
-  void global_avg_pool_forward(int64_t rows, int64_t cols, const float* x, float* y);     \
-  /* dx[r, :] = dy[r] / cols */                                                           \
+  void avg_pool2d_backward(const AvgPool2dShape& s, const float* dy, float* dx);            \
+  /* y[r] = mean of x[r, :] */                                                              \
+  void global_avg_pool_forward(int64_t rows, int64_t cols, const float* x, float* y);       \
+  /* dx[r, :] = dy[r] / cols */                                                             \
   void global_avg_pool_backward(int64_t rows, int64_t cols, const float* dy, float* dx);
 
 namespace cpu {

@@ -8,9 +8,9 @@
 
 namespace nextvit::kernels {
 
-#define NV_SHAPE_KERNELS                                                                        \
-  /* dst[r * dst_stride + c] = src[r * src_stride + c] for r < rows, c < cols (no overlap) */   \
-  void copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_stride, float* dst,    \
+#define NV_SHAPE_KERNELS                                                                      \
+  /* dst[r * dst_stride + c] = src[r * src_stride + c] for r < rows, c < cols (no overlap) */ \
+  void copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_stride, float* dst,  \
                int64_t dst_stride);
 
 namespace cpu {

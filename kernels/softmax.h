@@ -8,9 +8,9 @@
 
 namespace nextvit::kernels {
 
-#define NV_SOFTMAX_KERNELS                                                       \
-  /* y[r, :] = softmax(x[r, :]); overwrites y, which may alias x */              \
-  void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y);    \
+#define NV_SOFTMAX_KERNELS                                                        \
+  /* y[r, :] = softmax(x[r, :]); overwrites y, which may alias x */               \
+  void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y);     \
   /* dx for dy given the forward's output y; overwrites dx, which may alias dy */ \
   void softmax_backward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx);
 

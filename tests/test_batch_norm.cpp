@@ -83,7 +83,9 @@ TEST_CASE("batch_norm: training forward matches a double reference for 2-d 1-d a
           "[batch_norm]") {
   Generator g(11);
   const float eps = 1e-5f;
-  for (const Shape& shape : {Shape{3, 4, 5, 7}, Shape{2, 3, 9}, Shape{6, 5}, Shape{1, 2, 1, 3}}) {
+  // (4, 16, 32, 32) is large enough for the kernels to split channels across threads.
+  for (const Shape& shape :
+       {Shape{3, 4, 5, 7}, Shape{2, 3, 9}, Shape{6, 5}, Shape{1, 2, 1, 3}, Shape{4, 16, 32, 32}}) {
     INFO("input " << shape_str(shape));
     const int64_t C = shape[1];
     Tensor x = test::random_tensor(shape, g, -2.0f, 3.0f);
@@ -142,10 +144,10 @@ TEST_CASE("batch_norm: values and running statistics equal PyTorch's", "[batch_n
 
   Variable y = ops::batch_norm(Variable(x), w, b, rm, rv, train);
   NV_REQUIRE_CLOSE(y.data(),
-                   Tensor::from_vector({-1.9310243f, -0.61529762f, 0.70042896f, 0.38681504f,
-                                        1.6001384f, 1.1174184f, 1.3405122f, 2.6562388f,
-                                        -0.65085781f, 0.88258159f, 0.39986151f, 1.6131849f},
-                                       {2, 2, 3}),
+                   Tensor::from_vector(
+                       {-1.9310243f, -0.61529762f, 0.70042896f, 0.38681504f, 1.6001384f, 1.1174184f,
+                        1.3405122f, 2.6562388f, -0.65085781f, 0.88258159f, 0.39986151f, 1.6131849f},
+                       {2, 2, 3}),
                    1e-5, 1e-6);
   NV_REQUIRE_CLOSE(rm, Tensor::from_vector({0.021333333f, 0.024f}, {2}), 1e-6, 1e-7);
   NV_REQUIRE_CLOSE(rv, Tensor::from_vector({0.92135066f, 0.917624f}, {2}), 1e-6, 1e-7);
@@ -172,8 +174,8 @@ TEST_CASE("batch_norm: eval mode uses and keeps the running statistics", "[batch
   Tensor rm = Tensor::from_vector(m, {C}), rv = Tensor::from_vector(v, {C});
   Variable wv(Tensor::from_vector(w, {C})), bv(Tensor::from_vector(b, {C}));
   Variable y = ops::batch_norm(Variable(x), wv, bv, rm, rv, {false, 0.1f, 1e-5f});
-  NV_REQUIRE_CLOSE(y.data(), Tensor::from_vector(reference_bn(x, w, b, m, v, false, 1e-5f).y,
-                                                 x.shape()),
+  NV_REQUIRE_CLOSE(y.data(),
+                   Tensor::from_vector(reference_bn(x, w, b, m, v, false, 1e-5f).y, x.shape()),
                    1e-5, 1e-6);
   REQUIRE(rm.to_vector() == m);
   REQUIRE(rv.to_vector() == v);
@@ -236,7 +238,8 @@ TEST_CASE("batch_norm_relu: gradients match central differences", "[batch_norm][
   Generator g(16);
   const int64_t C = 3;
   Tensor x = balanced_input({4, C, 3, 2}, g);
-  Tensor w = test::random_tensor({C}, g, 0.5f, 1.5f), b = test::random_tensor({C}, g, -0.05f, 0.05f);
+  Tensor w = test::random_tensor({C}, g, 0.5f, 1.5f),
+         b = test::random_tensor({C}, g, -0.05f, 0.05f);
   for (bool training : {true, false}) {
     INFO("training " << training);
     Tensor rm = Tensor::zeros({C}), rv = Tensor::ones({C});
@@ -254,8 +257,8 @@ TEST_CASE("batch_norm_relu: gradients match central differences", "[batch_norm][
 TEST_CASE("batch_norm_relu: equals relu of batch_norm in value and every gradient",
           "[batch_norm]") {
   Generator g(17);
-  const int64_t C = 5;
-  const Shape shape{3, C, 7, 5};
+  const int64_t C = 16;
+  const Shape shape{4, C, 32, 31};  // large enough for several threads
   Tensor x = test::random_tensor(shape, g, -2.0f, 2.0f);
   Tensor w = test::random_tensor({C}, g, -1.5f, 1.5f), b = test::random_tensor({C}, g);
   Tensor dy = test::random_tensor(shape, g);
@@ -286,14 +289,17 @@ TEST_CASE("batch_norm: without weight and bias the output is the normalised inpu
   Tensor rm = Tensor::zeros({2}), rv = Tensor::ones({2});
   Variable xv(x, true);
   Variable y = ops::batch_norm(xv, Variable(), Variable(), rm, rv, {true, 0.1f, 1e-5f});
-  NV_REQUIRE_CLOSE(y.data(), Tensor::from_vector(reference_bn(x, {}, {}, {}, {}, true, 1e-5f).y,
-                                                 x.shape()),
+  NV_REQUIRE_CLOSE(y.data(),
+                   Tensor::from_vector(reference_bn(x, {}, {}, {}, {}, true, 1e-5f).y, x.shape()),
                    1e-5, 1e-6);
   // Without running statistics training still works; their update is skipped.
-  Variable y2 = ops::batch_norm(xv, Variable(), Variable(), Tensor(), Tensor(), {true, 0.1f, 1e-5f});
+  Variable y2 =
+      ops::batch_norm(xv, Variable(), Variable(), Tensor(), Tensor(), {true, 0.1f, 1e-5f});
   NV_REQUIRE_CLOSE(y2.data(), y.data(), 0, 0);
   test::check_gradients(
-      [&](auto& v) { return ops::batch_norm(v[0], Variable(), Variable(), rm, rv, {true, 0.1f, 1e-5f}); },
+      [&](auto& v) {
+        return ops::batch_norm(v[0], Variable(), Variable(), rm, rv, {true, 0.1f, 1e-5f});
+      },
       {x});
 }
 

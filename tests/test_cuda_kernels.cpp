@@ -6,14 +6,21 @@
 //
 // Every test is named "cuda: ..." and skips itself without a device (tests/main.cpp). The
 // host-side emulation of the hand-written kernels, which runs without a GPU, is in
-// test_cuda_emulation.cpp.
+// test_cuda_emulation.cpp; the fused pooled attention's CUDA test is in
+// test_pooled_attention.cpp, beside its CPU tests.
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
+#include "kernels/batch_norm.h"
 #include "kernels/conv2d.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/drop_path.h"
 #include "kernels/optim.h"
-#include "kernels/pooled_attention.h"
+#include "kernels/pooling.h"
+#include "kernels/shape.h"
+#include "kernels/softmax.h"
 #include "test_util.h"
 
 #ifdef NEXTVIT_WITH_CUDA
@@ -314,50 +321,221 @@ TEST_CASE("cuda: optimizer kernels match the CPU", "[cuda][optim]") {
 #endif
 }
 
-TEST_CASE("cuda: fused pooled attention matches the CPU", "[cuda][attention]") {
+TEST_CASE("cuda: batch norm kernels match the CPU (training, eval, fused ReLU)",
+          "[cuda][batch_norm]") {
   if (no_gpu()) return;
 #ifdef NEXTVIT_WITH_CUDA
   struct Case {
-    int64_t heads, n, m, d;
+    int64_t n, c, s;
   };
-  // E-MHSA of Next-ViT-S at 224 with batch 2 (stage 2: 8 heads, 784 queries, 49 keys; stage 3:
-  // 16 heads, 196 queries; stage 4: 32 heads, 49 queries), then d = 16 and odd sizes, and the
-  // largest key count.
-  for (const Case& c :
-       {Case{16, 784, 49, 32}, Case{32, 196, 49, 32}, Case{64, 49, 49, 32}, Case{3, 37, 17, 16},
-        Case{5, 65, 33, 16}, Case{1, 1, 1, 32}, Case{2, 300, 256, 32}, Case{2, 70, 200, 16}}) {
-    INFO("heads " << c.heads << " n " << c.n << " m " << c.m << " d " << c.d);
-    const float scale = 1.0f / std::sqrt(float(c.d));
-    // Outliers in q make some rows' softmax nearly one-hot: the max subtraction must hold.
-    Tensor q = rnd({c.heads, c.n, c.d}, 1, -4.0f, 4.0f), k = rnd({c.heads, c.m, c.d}, 2),
-           v = rnd({c.heads, c.m, c.d}, 3), g = rnd({c.heads, c.n, c.d}, 4);
-    Tensor out = Tensor::empty({c.heads, c.n, c.d}), p = Tensor::empty({c.heads, c.n, c.m});
-    kernels::cpu::pooled_attention_forward(c.heads, c.n, c.m, c.d, scale, cp(q), cp(k), cp(v),
-                                           mp(out), mp(p));
-    Tensor dq = Tensor::empty(q.shape()), dk = Tensor::empty(k.shape()),
-           dv = Tensor::empty(v.shape());
-    kernels::cpu::pooled_attention_backward(c.heads, c.n, c.m, c.d, scale, cp(q), cp(k), cp(v),
-                                            cp(p), cp(g), mp(dq), mp(dk), mp(dv));
+  // Multi-block path (M > 4096) with 16-byte vectors and without, the one-block path at
+  // Next-ViT's late stages and E-MHSA's BatchNorm1d (S = 49), and BatchNorm1d on (N, C).
+  for (const Case& k : {Case{2, 96, 56 * 56}, Case{2, 64, 64 * 65}, Case{16, 8, 1024},
+                        Case{2, 768, 49}, Case{8, 512, 49}, Case{4, 16, 33 * 17}, Case{3, 5, 1}}) {
+    INFO("x (" << k.n << ", " << k.c << ", " << k.s << ")");
+    kernels::BatchNormShape s;
+    s.batch = k.n;
+    s.channels = k.c;
+    s.spatial = k.s;
+    // An offset mean (values in [4, 7)) checks the shifted sums.
+    const Tensor x = rnd({k.n, k.c, k.s}, 1, 4.0f, 7.0f), w = rnd({k.c}, 2), b = rnd({k.c}, 3);
+    const Tensor rm = rnd({k.c}, 4), rv = rnd({k.c}, 5, 0.5f, 2.0f), dy = rnd({k.n, k.c, k.s}, 6);
+    const Tensor xg = gpu(x), wg = gpu(w), bg = gpu(b), dyg = gpu(dy);
+    for (bool relu : {false, true}) {
+      INFO("relu " << relu);
+      // Training forward, running statistics updated.
+      Tensor y = Tensor::empty(x.shape()), sm = Tensor::empty({k.c}), si = Tensor::empty({k.c});
+      Tensor rm_c = rm.clone(), rv_c = rv.clone();
+      kernels::cpu::batch_norm_forward_train(s, cp(x), cp(w), cp(b), 0.1f, 1e-5f, mp(rm_c),
+                                             mp(rv_c), relu, mp(y), mp(sm), mp(si));
+      Tensor yg = poisoned_gpu(x.shape()), smg = poisoned_gpu({k.c}), sig = poisoned_gpu({k.c});
+      Tensor rm_g = gpu(rm), rv_g = gpu(rv);
+      kernels::cuda::batch_norm_forward_train(s, cp(xg), cp(wg), cp(bg), 0.1f, 1e-5f, mp(rm_g),
+                                              mp(rv_g), relu, mp(yg), mp(smg), mp(sig));
+      NV_REQUIRE_CLOSE(yg.cpu(), y, 1e-4, 1e-5);
+      NV_REQUIRE_CLOSE(smg.cpu(), sm, 1e-6, 1e-6);
+      NV_REQUIRE_CLOSE(sig.cpu(), si, 1e-5, 1e-6);
+      NV_REQUIRE_CLOSE(rm_g.cpu(), rm_c, 1e-6, 1e-6);
+      NV_REQUIRE_CLOSE(rv_g.cpu(), rv_c, 1e-5, 1e-6);
+      // Backward in training mode, the output as the ReLU mask; then without dx, and without
+      // dweight / dbias.
+      Tensor dx = Tensor::empty(x.shape()), dw = Tensor::empty({k.c}), db = Tensor::empty({k.c});
+      kernels::cpu::batch_norm_backward(s, cp(x), cp(dy), relu ? cp(y) : nullptr, cp(w), cp(sm),
+                                        cp(si), true, mp(dx), mp(dw), mp(db));
+      Tensor dxg = poisoned_gpu(x.shape()), dwg = poisoned_gpu({k.c}), dbg = poisoned_gpu({k.c});
+      kernels::cuda::batch_norm_backward(s, cp(xg), cp(dyg), relu ? cp(yg) : nullptr, cp(wg),
+                                         cp(smg), cp(sig), true, mp(dxg), mp(dwg), mp(dbg));
+      NV_REQUIRE_CLOSE(dxg.cpu(), dx, 1e-3, 1e-4);
+      NV_REQUIRE_CLOSE(dwg.cpu(), dw, 1e-4, 1e-4);
+      NV_REQUIRE_CLOSE(dbg.cpu(), db, 1e-4, 1e-4);
+      Tensor dw2 = poisoned_gpu({k.c}), db2 = poisoned_gpu({k.c});
+      kernels::cuda::batch_norm_backward(s, cp(xg), cp(dyg), relu ? cp(yg) : nullptr, cp(wg),
+                                         cp(smg), cp(sig), true, nullptr, mp(dw2), mp(db2));
+      NV_REQUIRE_CLOSE(dw2.cpu(), dw, 1e-4, 1e-4);
+      NV_REQUIRE_CLOSE(db2.cpu(), db, 1e-4, 1e-4);
+      Tensor dx2 = poisoned_gpu(x.shape());
+      kernels::cuda::batch_norm_backward(s, cp(xg), cp(dyg), relu ? cp(yg) : nullptr, cp(wg),
+                                         cp(smg), cp(sig), true, mp(dx2), nullptr, nullptr);
+      NV_REQUIRE_CLOSE(dx2.cpu(), dx, 1e-3, 1e-4);
 
-    Tensor qg = gpu(q), kg = gpu(k), vg = gpu(v), gg = gpu(g);
-    Tensor out_g = poisoned_gpu(out.shape()), p_g = poisoned_gpu(p.shape());
-    kernels::cuda::pooled_attention_forward(c.heads, c.n, c.m, c.d, scale, cp(qg), cp(kg), cp(vg),
-                                            mp(out_g), mp(p_g));
-    NV_REQUIRE_CLOSE(p_g.cpu(), p, 1e-5, 1e-6);
-    NV_REQUIRE_CLOSE(out_g.cpu(), out, 1e-5, 1e-5);
-    Tensor dq_g = poisoned_gpu(q.shape()), dk_g = poisoned_gpu(k.shape()),
-           dv_g = poisoned_gpu(v.shape());
-    kernels::cuda::pooled_attention_backward(c.heads, c.n, c.m, c.d, scale, cp(qg), cp(kg), cp(vg),
-                                             cp(gpu(p)), cp(gg), mp(dq_g), mp(dk_g), mp(dv_g));
-    NV_REQUIRE_CLOSE(dq_g.cpu(), dq, 1e-4, 1e-5);
-    NV_REQUIRE_CLOSE(dk_g.cpu(), dk, 1e-4, 1e-4);
-    NV_REQUIRE_CLOSE(dv_g.cpu(), dv, 1e-4, 1e-4);
+      // Eval forward and backward (no affine parameters: gamma 1, beta 0).
+      Tensor ye = Tensor::empty(x.shape()), sme = Tensor::empty({k.c}), sie = Tensor::empty({k.c});
+      kernels::cpu::batch_norm_forward_eval(s, cp(x), nullptr, nullptr, cp(rm), cp(rv), 1e-5f, relu,
+                                            mp(ye), mp(sme), mp(sie));
+      Tensor yeg = poisoned_gpu(x.shape()), smeg = poisoned_gpu({k.c}), sieg = poisoned_gpu({k.c});
+      const Tensor rmg0 = gpu(rm), rvg0 = gpu(rv);
+      kernels::cuda::batch_norm_forward_eval(s, cp(xg), nullptr, nullptr, cp(rmg0), cp(rvg0), 1e-5f,
+                                             relu, mp(yeg), mp(smeg), mp(sieg));
+      NV_REQUIRE_CLOSE(yeg.cpu(), ye, 1e-5, 1e-5);
+      NV_REQUIRE_CLOSE(sieg.cpu(), sie, 1e-6, 1e-6);
+      Tensor dxe = Tensor::empty(x.shape());
+      kernels::cpu::batch_norm_backward(s, cp(x), cp(dy), relu ? cp(ye) : nullptr, nullptr, cp(sme),
+                                        cp(sie), false, mp(dxe), nullptr, nullptr);
+      Tensor dxeg = poisoned_gpu(x.shape());
+      kernels::cuda::batch_norm_backward(s, cp(xg), cp(dyg), relu ? cp(yeg) : nullptr, nullptr,
+                                         cp(smeg), cp(sieg), false, mp(dxeg), nullptr, nullptr);
+      NV_REQUIRE_CLOSE(dxeg.cpu(), dxe, 1e-5, 1e-6);
+    }
   }
-  // Out of the kernel's range: a clear error, not a wrong result.
-  Tensor q = poisoned_gpu({1, 4, 64}), kv = poisoned_gpu({1, 4, 64});
-  Tensor o = poisoned_gpu({1, 4, 64}), pr = poisoned_gpu({1, 4, 4});
-  REQUIRE_THROWS_WITH(kernels::cuda::pooled_attention_forward(1, 4, 4, 64, 1.0f, cp(q), cp(kv),
-                                                              cp(kv), mp(o), mp(pr)),
-                      Catch::Contains("head dimension 16 or 32"));
+#endif
+}
+
+TEST_CASE("cuda: softmax kernels match the CPU", "[cuda][softmax]") {
+  if (no_gpu()) return;
+#ifdef NEXTVIT_WITH_CUDA
+  // 49 columns (E-MHSA), every register width's edge, and rows longer than 1024 (online form).
+  for (int64_t cols : {49, 1, 7, 32, 33, 64, 100, 1000, 1024, 1025, 4099}) {
+    const int64_t rows = cols > 1000 ? 37 : 301;
+    INFO("(" << rows << ", " << cols << ")");
+    // Values up to +-50: exp overflows without the maximum subtracted.
+    const Tensor x = rnd({rows, cols}, uint64_t(cols), -50.0f, 50.0f), dy = rnd({rows, cols}, 9);
+    Tensor y = Tensor::empty(x.shape()), dx = Tensor::empty(x.shape());
+    kernels::cpu::softmax_forward(rows, cols, cp(x), mp(y));
+    kernels::cpu::softmax_backward(rows, cols, cp(y), cp(dy), mp(dx));
+    Tensor yg = poisoned_gpu(x.shape()), dxg = poisoned_gpu(x.shape());
+    const Tensor xg = gpu(x), dyg = gpu(dy);
+    kernels::cuda::softmax_forward(rows, cols, cp(xg), mp(yg));
+    NV_REQUIRE_CLOSE(yg.cpu(), y, 1e-5, 1e-7);
+    kernels::cuda::softmax_backward(rows, cols, cp(yg), cp(dyg), mp(dxg));
+    NV_REQUIRE_CLOSE(dxg.cpu(), dx, 1e-4, 1e-6);
+    // In place: y over x, dx over dy.
+    Tensor inplace = gpu(x), ginplace = gpu(dy);
+    kernels::cuda::softmax_forward(rows, cols, cp(inplace), mp(inplace));
+    NV_REQUIRE_CLOSE(inplace.cpu(), y, 1e-5, 1e-7);
+    kernels::cuda::softmax_backward(rows, cols, cp(inplace), cp(ginplace), mp(ginplace));
+    NV_REQUIRE_CLOSE(ginplace.cpu(), dx, 1e-4, 1e-6);
+  }
+#endif
+}
+
+TEST_CASE("cuda: pooling kernels match the CPU, incl. ceil_mode", "[cuda][pooling]") {
+  if (no_gpu()) return;
+#ifdef NEXTVIT_WITH_CUDA
+  struct Case {
+    int64_t planes, h, w, kh, kw, sh, sw, ph, pw;
+    bool ceil, include_pad;
+  };
+  for (const Case& k : {
+           Case{10, 7, 9, 2, 2, 2, 2, 0, 0, true, false},           // PatchEmbed, odd sizes, ceil
+           Case{2 * 96, 56, 56, 2, 2, 2, 2, 0, 0, true, false},     // PatchEmbed at stage 2
+           Case{6, 11, 13, 3, 3, 2, 2, 1, 1, true, true},           // padding counted, ceil
+           Case{6, 11, 13, 3, 2, 2, 3, 1, 1, false, false},         // padding not counted
+           Case{2 * 256, 1, 784, 1, 16, 1, 16, 0, 0, false, true},  // E-MHSA's AvgPool1d
+       }) {
+    kernels::AvgPool2dShape s;
+    s.planes = k.planes;
+    s.in_h = k.h;
+    s.in_w = k.w;
+    s.kernel_h = k.kh;
+    s.kernel_w = k.kw;
+    s.stride_h = k.sh;
+    s.stride_w = k.sw;
+    s.pad_h = k.ph;
+    s.pad_w = k.pw;
+    s.count_include_pad = k.include_pad;
+    s.out_h = kernels::pooled_size(k.h, k.kh, k.sh, k.ph, k.ceil);
+    s.out_w = kernels::pooled_size(k.w, k.kw, k.sw, k.pw, k.ceil);
+    INFO(k.planes << " planes " << k.h << "x" << k.w << " -> " << s.out_h << "x" << s.out_w);
+    const Tensor x = rnd({k.planes, k.h, k.w}, 11), dy = rnd({k.planes, s.out_h, s.out_w}, 12);
+    Tensor y = Tensor::empty(dy.shape()), dx = Tensor::empty(x.shape());
+    kernels::cpu::avg_pool2d_forward(s, cp(x), mp(y));
+    kernels::cpu::avg_pool2d_backward(s, cp(dy), mp(dx));
+    Tensor yg = poisoned_gpu(dy.shape()), dxg = poisoned_gpu(x.shape());
+    kernels::cuda::avg_pool2d_forward(s, cp(gpu(x)), mp(yg));
+    kernels::cuda::avg_pool2d_backward(s, cp(gpu(dy)), mp(dxg));
+    NV_REQUIRE_CLOSE(yg.cpu(), y, 1e-5, 1e-6);
+    NV_REQUIRE_CLOSE(dxg.cpu(), dx, 1e-5, 1e-6);
+  }
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{2 * 1024, 49}, {3, 1}, {5, 3136}}) {
+    INFO("global pool (" << rows << ", " << cols << ")");
+    const Tensor x = rnd({rows, cols}, 13), dy = rnd({rows}, 14);
+    Tensor y = Tensor::empty({rows}), dx = Tensor::empty({rows, cols});
+    kernels::cpu::global_avg_pool_forward(rows, cols, cp(x), mp(y));
+    kernels::cpu::global_avg_pool_backward(rows, cols, cp(dy), mp(dx));
+    Tensor yg = poisoned_gpu({rows}), dxg = poisoned_gpu({rows, cols});
+    kernels::cuda::global_avg_pool_forward(rows, cols, cp(gpu(x)), mp(yg));
+    kernels::cuda::global_avg_pool_backward(rows, cols, cp(gpu(dy)), mp(dxg));
+    NV_REQUIRE_CLOSE(yg.cpu(), y, 1e-5, 1e-6);
+    NV_REQUIRE_CLOSE(dxg.cpu(), dx, 1e-6, 1e-7);
+  }
+#endif
+}
+
+TEST_CASE("cuda: cross-entropy kernels match the CPU", "[cuda][cross_entropy]") {
+  if (no_gpu()) return;
+#ifdef NEXTVIT_WITH_CUDA
+  struct Case {
+    int64_t n, k;
+    float smoothing;
+  };
+  for (const Case& c : {Case{6, 11, 0.1f}, Case{128, 1000, 0.1f}, Case{3, 1000, 0.0f},
+                        Case{1, 1, 0.0f}, Case{300, 7, 0.3f}}) {
+    INFO("(" << c.n << ", " << c.k << ") smoothing " << c.smoothing);
+    const Tensor logits = rnd({c.n, c.k}, uint64_t(c.n + c.k), -6.0f, 6.0f);
+    std::vector<int64_t> t(static_cast<size_t>(c.n));
+    Generator g(7);
+    for (auto& v : t) v = g.randint(c.k);
+    const Tensor targets = Tensor::from_vector_i64(t, {c.n});
+    Tensor loss = Tensor::empty({1}), lse = Tensor::empty({c.n}),
+           dl = Tensor::empty(logits.shape());
+    const Tensor grad = Tensor::full({1}, 0.7f);
+    kernels::cpu::cross_entropy_forward(c.n, c.k, cp(logits), targets.data<int64_t>(), c.smoothing,
+                                        mp(loss), mp(lse));
+    kernels::cpu::cross_entropy_backward(c.n, c.k, cp(logits), targets.data<int64_t>(), cp(lse),
+                                         c.smoothing, cp(grad), mp(dl));
+    const Tensor lg = gpu(logits), tg = targets.to(Device::cuda()), gg = gpu(grad);
+    Tensor lossg = poisoned_gpu({1}), lseg = poisoned_gpu({c.n}),
+           dlg = poisoned_gpu(logits.shape());
+    kernels::cuda::cross_entropy_forward(c.n, c.k, cp(lg), tg.data<int64_t>(), c.smoothing,
+                                         mp(lossg), mp(lseg));
+    kernels::cuda::cross_entropy_backward(c.n, c.k, cp(lg), tg.data<int64_t>(), cp(lseg),
+                                          c.smoothing, cp(gg), mp(dlg));
+    NV_REQUIRE_CLOSE(lossg.cpu(), loss, 1e-6, 1e-6);
+    NV_REQUIRE_CLOSE(lseg.cpu(), lse, 1e-6, 1e-6);
+    NV_REQUIRE_CLOSE(dlg.cpu(), dl, 1e-4, 1e-7);
+  }
+#endif
+}
+
+TEST_CASE("cuda: copy_2d and scale_rows match the CPU", "[cuda][shape]") {
+  if (no_gpu()) return;
+#ifdef NEXTVIT_WITH_CUDA
+  // More rows than the grid's 65535 (the row-stride loop), and a concat-like strided copy.
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{70000, 3}, {4, 1000}, {1, 1}}) {
+    INFO("(" << rows << ", " << cols << ")");
+    const Tensor src = rnd({rows, cols + 5}, 15);
+    Tensor dst = Tensor::full({rows, cols + 2}, -7.0f);
+    Tensor dstg = gpu(dst);
+    kernels::cpu::copy_2d(rows, cols, cp(src), cols + 5, mp(dst) + 1, cols + 2);
+    kernels::cuda::copy_2d(rows, cols, cp(gpu(src)), cols + 5, mp(dstg) + 1, cols + 2);
+    REQUIRE(dstg.cpu().to_vector() == dst.to_vector());  // untouched columns kept as well
+
+    const Tensor x = rnd({rows, cols}, 16), scale = rnd({rows}, 17);
+    Tensor y = Tensor::empty(x.shape());
+    kernels::cpu::scale_rows(rows, cols, cp(x), cp(scale), mp(y));
+    Tensor yg = gpu(x);  // in place
+    kernels::cuda::scale_rows(rows, cols, cp(yg), cp(gpu(scale)), mp(yg));
+    REQUIRE(yg.cpu().to_vector() == y.to_vector());
+  }
 #endif
 }

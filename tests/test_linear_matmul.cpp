@@ -100,6 +100,9 @@ TEST_CASE("linear: bad shapes are refused", "[linear]") {
                                       "got (4,)"));
   REQUIRE_THROWS_WITH(ops::linear(x, Variable(Tensor::zeros({64})), Variable()),
                       Catch::Contains("linear: weight must be (out, in), got (64,)"));
+  REQUIRE_THROWS_WITH(
+      ops::linear(Variable(Tensor::zeros({2, 0})), Variable(Tensor::zeros({3, 0})), Variable()),
+      Catch::Contains("linear: weight (3, 0) is empty"));
 }
 
 TEST_CASE("matmul: forward matches a naive product, batched and not", "[matmul]") {

@@ -86,6 +86,25 @@ TEST_CASE("avg_pool2d: matches a reference over kernels strides padding and mode
   }
 }
 
+TEST_CASE("avg_pool2d: many planes split across threads match the reference", "[pooling]") {
+  Generator g(25);
+  Tensor x = test::random_tensor({2, 16, 33, 35}, g);
+  for (const ops::AvgPool2dOptions& o : {pool(2, 2, 0, true, false), pool(3, 2, 1, false, true)}) {
+    Variable xv(x, true);
+    Variable y = ops::avg_pool2d(xv, o);
+    NV_REQUIRE_CLOSE(y.data(), reference_avg_pool2d(x, o), 1e-6, 1e-6);
+    // Pooling is linear, y = A x, so its backward A^T must satisfy <dy, A x> = <A^T dy, x>.
+    Tensor dy = test::random_tensor(y.shape(), g);
+    y.backward(dy);
+    const std::vector<float> yv = y.data().to_vector(), dyv = dy.to_vector(), xs = x.to_vector(),
+                             dx = xv.grad().to_vector();
+    double lhs = 0, rhs = 0;
+    for (size_t i = 0; i < yv.size(); ++i) lhs += double(yv[i]) * dyv[i];
+    for (size_t i = 0; i < xs.size(); ++i) rhs += double(xs[i]) * dx[i];
+    REQUIRE(rhs == Approx(lhs).epsilon(1e-5));
+  }
+}
+
 TEST_CASE("avg_pool2d: ceil_mode edge cases equal PyTorch's values", "[pooling]") {
   // Every constant below is torch.nn.functional.avg_pool2d(torch.arange(n).reshape(...), ...)
   // printed by torch 2.x.
@@ -102,9 +121,9 @@ TEST_CASE("avg_pool2d: ceil_mode edge cases equal PyTorch's values", "[pooling]"
   }
   SECTION("7x7 with a padded 3x3 window, stride 2") {
     Variable y = ops::avg_pool2d(Variable(arange(49, {1, 1, 7, 7})), pool(3, 2, 1, true, true));
-    const std::vector<float> expected{1.7777778f, 3.6666667f, 5.0f, 4.0f, 9.6666667f, 16.0f,
-                                      18.0f, 13.0f, 19.0f, 30.0f, 32.0f, 22.333333f, 17.333333f,
-                                      27.0f, 28.333333f, 19.555556f};
+    const std::vector<float> expected{
+        1.7777778f, 3.6666667f, 5.0f,  4.0f,       9.6666667f, 16.0f, 18.0f,      13.0f,
+        19.0f,      30.0f,      32.0f, 22.333333f, 17.333333f, 27.0f, 28.333333f, 19.555556f};
     NV_REQUIRE_CLOSE(y.data(), Tensor::from_vector(expected, {1, 1, 4, 4}), 1e-6, 0);
   }
   SECTION("1x1 input with a 2x2 window in ceil_mode is the input itself") {
@@ -122,12 +141,12 @@ TEST_CASE("avg_pool2d: ceil_mode edge cases equal PyTorch's values", "[pooling]"
   SECTION("H != W: 5x8 with a padded 3x3 window, stride 2, both divisor rules") {
     Tensor x = arange(40, {1, 1, 5, 8});
     Variable inc = ops::avg_pool2d(Variable(x), pool(3, 2, 1, true, true));
-    NV_REQUIRE_CLOSE(inc.data(),
-                     Tensor::from_vector({2.0f, 4.0f, 5.3333335f, 6.6666665f, 3.6666667f, 11.0f,
-                                          18.0f, 20.0f, 22.0f, 11.5f, 12.666667f, 20.0f,
-                                          21.333334f, 22.666666f, 11.666667f},
-                                         {1, 1, 3, 5}),
-                     1e-6, 0);
+    NV_REQUIRE_CLOSE(
+        inc.data(),
+        Tensor::from_vector({2.0f, 4.0f, 5.3333335f, 6.6666665f, 3.6666667f, 11.0f, 18.0f, 20.0f,
+                             22.0f, 11.5f, 12.666667f, 20.0f, 21.333334f, 22.666666f, 11.666667f},
+                            {1, 1, 3, 5}),
+        1e-6, 0);
     Variable exc = ops::avg_pool2d(Variable(x), pool(3, 2, 1, true, false));
     NV_REQUIRE_CLOSE(exc.data(),
                      Tensor::from_vector({4.5f, 6.0f, 8.0f, 10.0f, 11.0f, 16.5f, 18.0f, 20.0f,
@@ -142,11 +161,11 @@ TEST_CASE("avg_pool2d: ceil_mode edge cases equal PyTorch's values", "[pooling]"
     // would start at 5 = H + pad - 1 + 1, inside the right padding, so PyTorch keeps 3.
     Tensor x = arange(25, {1, 1, 5, 5});
     Variable inc = ops::avg_pool2d(Variable(x), pool(2, 2, 1, true, true));
-    NV_REQUIRE_CLOSE(inc.data(),
-                     Tensor::from_vector({0.0f, 0.75f, 1.75f, 3.75f, 9.0f, 11.0f, 8.75f, 19.0f,
-                                          21.0f},
-                                         {1, 1, 3, 3}),
-                     1e-6, 0);
+    NV_REQUIRE_CLOSE(
+        inc.data(),
+        Tensor::from_vector({0.0f, 0.75f, 1.75f, 3.75f, 9.0f, 11.0f, 8.75f, 19.0f, 21.0f},
+                            {1, 1, 3, 3}),
+        1e-6, 0);
     Variable exc = ops::avg_pool2d(Variable(x), pool(2, 2, 1, true, false));
     NV_REQUIRE_CLOSE(exc.data(),
                      Tensor::from_vector({0.0f, 1.5f, 3.5f, 7.5f, 9.0f, 11.0f, 17.5f, 19.0f, 21.0f},
@@ -221,16 +240,16 @@ TEST_CASE("pooling: bad input gives errors that name the op and the shapes", "[p
   REQUIRE_THROWS_WITH(ops::avg_pool2d(one, pool(3, 1, 0, false, true)),
                       Catch::Contains("avg_pool2d: a 3x3 window with stride 1 and padding 0 does "
                                       "not fit input (1, 1, 1, 1)"));
-  REQUIRE_THROWS_WITH(ops::avg_pool2d(Variable(Tensor::zeros({1, 1, 2, 9})),
-                                      pool(3, 1, 0, true, true)),
-                      Catch::Contains("does not fit input (1, 1, 2, 9)"));
-  REQUIRE_THROWS_WITH(ops::avg_pool2d(Variable(Tensor::zeros({1, 1, 8, 8})),
-                                      pool(3, 1, 2, false, true)),
-                      Catch::Contains("avg_pool2d: padding 2 must be between 0 and half the "
-                                      "kernel 3"));
-  REQUIRE_THROWS_WITH(ops::avg_pool2d(Variable(Tensor::zeros({1, 1, 8, 8})),
-                                      pool(0, 1, 0, false, true)),
-                      Catch::Contains("avg_pool2d: kernel 0 and stride 1 must be positive"));
+  REQUIRE_THROWS_WITH(
+      ops::avg_pool2d(Variable(Tensor::zeros({1, 1, 2, 9})), pool(3, 1, 0, true, true)),
+      Catch::Contains("does not fit input (1, 1, 2, 9)"));
+  REQUIRE_THROWS_WITH(
+      ops::avg_pool2d(Variable(Tensor::zeros({1, 1, 8, 8})), pool(3, 1, 2, false, true)),
+      Catch::Contains("avg_pool2d: padding 2 must be between 0 and half the "
+                      "kernel 3"));
+  REQUIRE_THROWS_WITH(
+      ops::avg_pool2d(Variable(Tensor::zeros({1, 1, 8, 8})), pool(0, 1, 0, false, true)),
+      Catch::Contains("avg_pool2d: kernel 0 and stride 1 must be positive"));
   REQUIRE_THROWS_WITH(ops::avg_pool1d(Variable(Tensor::zeros({2, 8, 49})), 64, 64),
                       Catch::Contains("avg_pool1d: kernel 64 is larger than the 49 positions of "
                                       "input (2, 8, 49)"));

@@ -24,8 +24,11 @@ TEST_CASE("reshape: keeps the element order and infers one dimension", "[shape]"
   Variable t = ops::reshape(Variable(x.transpose(0, 2)), {-1});
   REQUIRE(t.data().to_vector() == x.transpose(0, 2).contiguous().to_vector());
   Generator g(41);
-  test::check_gradients([](auto& v) { return ops::reshape(v[0], {3, 1, -1}); },
-                        {test::random_tensor({2, 3, 2}, g)});
+  test::check_gradients(
+      [](auto& v) {
+        return ops::reshape(v[0], {3, 1, -1});
+      },
+      {test::random_tensor({2, 3, 2}, g)});
 }
 
 TEST_CASE("transpose and permute: element (i, j, k) moves to the permuted index", "[shape]") {
@@ -50,10 +53,16 @@ TEST_CASE("transpose and permute: element (i, j, k) moves to the permuted index"
         }
   Generator g(42);
   Tensor r = test::random_tensor({2, 3, 4}, g);
-  test::check_gradients([](auto& v) { return ops::permute(v[0], {1, 2, 0}); }, {r},
-                        {1e-2f, 1e-2, 1e-3, 0, {}});
-  test::check_gradients([](auto& v) { return ops::permute(v[0], {0, -1, 1}); }, {r},
-                        {1e-2f, 1e-2, 1e-3, 0, {}});
+  test::check_gradients(
+      [](auto& v) {
+        return ops::permute(v[0], {1, 2, 0});
+      },
+      {r}, {1e-2f, 1e-2, 1e-3, 0, {}});
+  test::check_gradients(
+      [](auto& v) {
+        return ops::permute(v[0], {0, -1, 1});
+      },
+      {r}, {1e-2f, 1e-2, 1e-3, 0, {}});
   test::check_gradients([](auto& v) { return ops::transpose(v[0], 0, 2); }, {r},
                         {1e-2f, 1e-2, 1e-3, 0, {}});
 }
@@ -67,14 +76,21 @@ TEST_CASE("concat: blocks land in order along any dimension", "[shape]") {
   for (int64_t n = 0; n < 2; ++n)
     for (int64_t k = 0; k < 3; ++k) {
       REQUIRE(yv[(n * 6 + 0) * 3 + k] == av[(n * 1 + 0) * 3 + k]);
-      for (int64_t j = 0; j < 2; ++j) REQUIRE(yv[(n * 6 + 1 + j) * 3 + k] == bv[(n * 2 + j) * 3 + k]);
-      for (int64_t j = 0; j < 3; ++j) REQUIRE(yv[(n * 6 + 3 + j) * 3 + k] == cv[(n * 3 + j) * 3 + k]);
+      for (int64_t j = 0; j < 2; ++j)
+        REQUIRE(yv[(n * 6 + 1 + j) * 3 + k] == bv[(n * 2 + j) * 3 + k]);
+      for (int64_t j = 0; j < 3; ++j)
+        REQUIRE(yv[(n * 6 + 3 + j) * 3 + k] == cv[(n * 3 + j) * 3 + k]);
     }
   // Along the first and the last dimension (negative index).
   Variable first = ops::concat({Variable(arange({1, 2})), Variable(arange({2, 2}))}, 0);
   REQUIRE(first.data().to_vector() == std::vector<float>{0, 1, 0, 1, 2, 3});
   Variable last = ops::concat({Variable(arange({2, 1})), Variable(arange({2, 2}))}, -1);
   REQUIRE(last.data().to_vector() == std::vector<float>{0, 0, 1, 1, 2, 3});
+  // Large blocks (copied by several threads) along the channel axis, as the NTB does.
+  Tensor big_a = arange({4, 24, 32, 32}), big_b = arange({4, 8, 32, 32});
+  Variable big = ops::concat({Variable(big_a), Variable(big_b)}, 1);
+  REQUIRE(big.data().narrow(1, 0, 24).contiguous().to_vector() == big_a.to_vector());
+  REQUIRE(big.data().narrow(1, 24, 8).contiguous().to_vector() == big_b.to_vector());
   // An empty block contributes nothing.
   Variable empty = ops::concat({Variable(Tensor::zeros({2, 0})), Variable(arange({2, 2}))}, 1);
   REQUIRE(empty.data().to_vector() == std::vector<float>{0, 1, 2, 3});
@@ -83,10 +99,16 @@ TEST_CASE("concat: blocks land in order along any dimension", "[shape]") {
 TEST_CASE("concat: gradients go back to each input, none to constants", "[shape][gradcheck]") {
   Generator g(43);
   Tensor a = test::random_tensor({2, 3, 2, 2}, g), b = test::random_tensor({2, 1, 2, 2}, g);
-  test::check_gradients([](auto& v) { return ops::concat({v[0], v[1]}, 1); }, {a, b},
-                        {1e-2f, 1e-2, 1e-3, 0, {}});
-  test::check_gradients([](auto& v) { return ops::concat({v[1], v[0], v[1]}, -3); }, {a, b},
-                        {1e-2f, 1e-2, 1e-3, 0, {}});
+  test::check_gradients(
+      [](auto& v) {
+        return ops::concat({v[0], v[1]}, 1);
+      },
+      {a, b}, {1e-2f, 1e-2, 1e-3, 0, {}});
+  test::check_gradients(
+      [](auto& v) {
+        return ops::concat({v[1], v[0], v[1]}, -3);
+      },
+      {a, b}, {1e-2f, 1e-2, 1e-3, 0, {}});
   Variable va(a, true), vb(b, false);
   ops::sum(ops::concat({va, vb}, 1)).backward();
   REQUIRE(va.grad().to_vector() == std::vector<float>(a.numel(), 1.0f));
@@ -99,10 +121,12 @@ TEST_CASE("shape ops: bad input gives errors that name the op and the shapes", "
                       Catch::Contains("reshape: cannot reshape input (2, 3, 4) (24 elements) to "
                                       "(5, -1)"));
   REQUIRE_THROWS_WITH(ops::reshape(x, {-1, -1}), Catch::Contains("only one dimension may be -1"));
-  REQUIRE_THROWS_WITH(ops::transpose(x, 0, 3),
-                      Catch::Contains("transpose: dimension 3 is out of range for input (2, 3, 4)"));
-  REQUIRE_THROWS_WITH(ops::permute(x, {0, 1}),
-                      Catch::Contains("permute: order [0, 1] has 2 axes but input (2, 3, 4) has 3"));
+  REQUIRE_THROWS_WITH(
+      ops::transpose(x, 0, 3),
+      Catch::Contains("transpose: dimension 3 is out of range for input (2, 3, 4)"));
+  REQUIRE_THROWS_WITH(
+      ops::permute(x, {0, 1}),
+      Catch::Contains("permute: order [0, 1] has 2 axes but input (2, 3, 4) has 3"));
   REQUIRE_THROWS_WITH(ops::permute(x, {0, 1, -2}),
                       Catch::Contains("permute: axis 1 appears twice in order [0, 1, -2]"));
   REQUIRE_THROWS_WITH(ops::concat({}, 0), Catch::Contains("concat: needs at least one input"));

@@ -34,13 +34,14 @@ from safetensors.torch import save_file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nextvit_reference as R  # noqa: E402
 
-# The reduced Next-ViT. head_dim 16 (the CUDA attention kernel's smallest head size), the
-# official mix ratio and MLP ratios, the Next Hybrid Strategy's block pattern with depths
-# (1, 2, 5, 2). Every NTB is 64 wide, the narrowest that leaves its MHCA path channels at
-# head_dim 16: m = make_divisible(48, 16) = 48 (3 attention heads), c = 16. The 32-wide NCB has
-# a 2-group MHCA. Stage 3's NTB takes 16 channels in (its patch embedding is a 1x1 conv), stage
-# 2's takes 16 with stride 1 after an NCB that pools. sr (8, 4, 2, 1): at 64x64 stage 2 pools 64
-# tokens by 16, stage 3 16 tokens by 4, stage 4 is unpooled.
+# The reduced Next-ViT: the Next Hybrid Strategy's block pattern with depths (1, 2, 5, 2),
+# head_dim 16 (the smallest head size of the CUDA attention kernel), the official mix and MLP
+# ratios, about 150k parameters so that weights and gradients stay small. Every NTB is 64 wide,
+# the narrowest that leaves its MHCA path channels at head_dim 16: m = make_divisible(48, 16) =
+# 48 (three attention heads), c = 16. The stage-2 and stage-3 NTBs take 16 channels in (their
+# patch embedding is a 1x1 conv); the stage-4 NTB follows a 48-wide NCB, so its patch embedding
+# is the identity, as in Next-ViT-S; that NCB has a 3-group MHCA. sr (8, 4, 2, 1): at 64x64
+# stage 2 pools 64 tokens by 16, stage 3 pools 16 tokens by 4, stage 4 is unpooled.
 TINY_CONFIG = {
     "name": "nextvit_tiny",
     "in_channels": 3,
@@ -77,18 +78,6 @@ def setup_determinism():
     torch.backends.mkldnn.enabled = False  # the plain ATen CPU kernels, same on every machine
 
 
-@torch.no_grad()
-def randomize(model, seed):
-    """The official init (already applied by the constructor), then non-zero conv and linear
-    biases and non-trivial BN parameters and statistics, so every term of every layer shows in
-    the outputs."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and m.bias is not None:
-            m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.02)
-    R.perturb_batchnorm(model, g)
-
-
 def write_sample(path):
     """Every dtype the C++ reader supports, a scalar and an empty tensor, with metadata. The
     values are exact in their dtype; tests/test_safetensors.cpp spells them out."""
@@ -100,7 +89,7 @@ def write_sample(path):
         "scalar": torch.tensor(3.25),
         "empty": torch.zeros(0, 3),
     }
-    save_file(tensors, path, metadata={"format": "pt", "writer": "python safetensors"})
+    save_file(tensors, path, metadata={"writer": "python safetensors"})
 
 
 def main():
@@ -113,13 +102,14 @@ def main():
 
     cfg = TINY_CONFIG
     model = R.NextViT(cfg)
-    randomize(model, seed=1)
+    R.randomize_for_testing(model, seed=1)
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    meta = {"generator": "tools/make_reference_data.py", "torch": torch.__version__}
+    # One metadata entry only: the Python package writes several in a random order, which would
+    # make the bytes differ from run to run.
+    meta = {"generator": f"tools/make_reference_data.py, torch {torch.__version__}"}
 
     with open(os.path.join(args.out, "nextvit_tiny_config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-        f.write("\n")
+        f.write(R.config_to_json_text(cfg))
     save_file(state, os.path.join(args.out, "nextvit_tiny_weights.safetensors"), metadata=meta)
     names = [[k, R.official_to_timm_name(k, cfg)] for k in state]
     assert all(R.timm_to_official_name(t, cfg) == o for o, t in names)
@@ -131,15 +121,19 @@ def main():
     x_ns = torch.randn(INPUT_NONSQUARE_SHAPE, generator=g)
     io = {"input": x, "input_nonsquare": x_ns}
 
+    # The outputs are computed in float64 from the float32 weights and inputs (exactly
+    # representable) and rounded to float32 when saved: the files hold the exact results up to
+    # that rounding, so a comparison measures the C++ code's float32 error alone.
+    model = model.double()
     model.eval()
     with torch.no_grad():
-        io["logits_eval"] = model(x)
-        io["logits_eval_nonsquare"] = model(x_ns)
+        io["logits_eval"] = model(x.double())
+        io["logits_eval_nonsquare"] = model(x_ns.double())
 
     # One train-mode step: batch statistics (and the running-stat update), drop-path 0.
     model.train()
     targets = torch.tensor(TARGETS, dtype=torch.int64)
-    xg = x.clone().requires_grad_(True)
+    xg = x.double().requires_grad_(True)
     logits = model(xg)
     loss = F.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING)
     loss.backward()
@@ -151,10 +145,23 @@ def main():
         io["grad." + name] = p.grad
     for name, b in model.named_buffers():
         io["running." + name] = b
-    io = {k: v.detach().contiguous() for k, v in io.items()}
+    io = {k: (v.float() if v.is_floating_point() else v).detach().contiguous()
+          for k, v in io.items()}
     save_file(io, os.path.join(args.out, "nextvit_tiny_io.safetensors"), metadata=meta)
 
+    # Gradients that are zero in exact arithmetic (k biases: softmax ignores a per-row constant;
+    # biases whose every path ends in a train-mode BatchNorm, which removes per-channel
+    # constants) hold rounding noise; a comparison needs an absolute floor for them.
+    gmax = max(p.grad.abs().max().item() for p in model.parameters())
+    zero = [n for n, p in model.named_parameters() if p.grad.abs().max().item() < 1e-12 * gmax]
+    print(f"largest |grad| {gmax:.4g}; {len(zero)} gradients are zero up to rounding: "
+          f"{', '.join(zero)}")
+
     write_sample(os.path.join(args.out, "safetensors_sample.safetensors"))
+
+    for fn in os.listdir(args.out):  # safetensors writes 0600; these files are for everyone
+        if fn.startswith(("nextvit_tiny", "safetensors_sample")):
+            os.chmod(os.path.join(args.out, fn), 0o644)
 
     params = sum(p.numel() for p in model.parameters())
     print(f"{cfg['name']}: {params} parameters, {len(state)} tensors in the state dict")

@@ -1,8 +1,8 @@
 """A PyTorch Next-ViT, the reference the C++ implementation is tested against.
 
-Written from docs/../spec (nextvit-architecture.md), parameterised by a configuration dict whose
-keys are those of the C++ NextViTConfig::to_json() (models/nextvit_config.h), and built from
-modules whose attribute names are exactly those of the official implementation
+Written from the architecture spec (nextvit-architecture.md), parameterised by a configuration
+dict whose keys are those of the C++ NextViTConfig::to_json() (models/nextvit_config.h), and
+built from modules whose attribute names are exactly those of the official implementation
 (bytedance/Next-ViT, classification/nextvit.py), so that `state_dict()` is in the official layout:
 
     stem.{j}.conv.weight, stem.{j}.norm.*                      j = 0..3
@@ -80,6 +80,12 @@ def named_config(name, num_classes=1000):
         return config_from_depths(name, depths, dp, num_classes)
     with open(name) as f:
         return json.load(f)
+
+
+def config_to_json_text(cfg):
+    """One key per line, each value compact: readable and diff-friendly."""
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in cfg.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def make_divisible(v, divisor):
@@ -319,18 +325,51 @@ class NextViT(nn.Module):
 
 
 @torch.no_grad()
-def perturb_batchnorm(model, generator):
-    """Non-trivial BN affine parameters and running statistics, so an eval forward exercises
-    every term of (x - mean) / sqrt(var + eps) * w + b, and a running-stat update starts from
-    values that are not the defaults. Works on any model (ours or timm's)."""
+def randomize_for_testing(model, seed, calib_shape=(4, 3, 64, 64)):
+    """Weights for reference data in which every term of every layer shows in the outputs. Works
+    on any Next-ViT module tree (ours or timm's), drawing the same numbers for both when their
+    modules come in the same order.
+
+    The official init (std 0.02) is not used here on purpose: with it each branch adds ~1% to its
+    residual and E-MHSA's softmax is uniform to 1e-7, so a wrong attention scale or key order
+    would not change the logits. Instead:
+      - conv and linear weights: truncated normal, std 1 / sqrt(fan_in) (cut at 2 std), so
+        activations keep unit scale and attention scores spread over O(1);
+      - conv and linear biases: normal, std 0.05;
+      - BatchNorm statistics: calibrated by one train-mode forward of random N(0, 1) images
+        (momentum 1), so that eval-mode activations are well scaled too, then perturbed: running
+        mean + N(0, 0.1) std, running var * U[0.5, 2); weight U[0.5, 1.5), bias N(0, 0.1);
+        num_batches_tracked a random integer.
+    """
+    g = torch.Generator().manual_seed(seed)
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.weight.copy_(torch.rand(n, generator=generator) + 0.5)  # [0.5, 1.5)
-            m.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-            m.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=generator) * 1.5 + 0.5)  # [0.5, 2)
-            m.num_batches_tracked.fill_(int(torch.randint(1, 1000, (1,), generator=generator)))
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            std = m.weight[0].numel() ** -0.5
+            w = torch.empty(m.weight.shape)
+            nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std, generator=g)
+            m.weight.copy_(w)
+            if m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.05)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+        m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 1.0
+    model.train()
+    model(torch.randn(calib_shape, generator=g))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+
+    for m in bns:
+        n = m.num_features
+        m.running_mean.add_(torch.randn(n, generator=g) * 0.1 * m.running_var.sqrt())
+        m.running_var.mul_(torch.rand(n, generator=g) * 1.5 + 0.5)
+        m.num_batches_tracked.fill_(int(torch.randint(1, 10000, (1,), generator=g)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 // batch_norm: BatchNorm over channel dim 1 of (N, C, *), training and eval, with its backward.
 // batch_norm_relu (batch_norm_relu.cpp) runs through the same function with the ReLU fused in.
+#include "kernels/batch_norm.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
 #include "autograd/ops/batch_norm_impl.h"
-#include "kernels/batch_norm.h"
 #include "kernels/dispatch.h"
 
 namespace nextvit::ops {
@@ -31,7 +31,9 @@ void check_running(const Tensor& t, const char* what, const Tensor& x, const cha
   NV_CHECK(t.is_contiguous(), "{}: {} must be contiguous (it is updated in place)", op, what);
 }
 
-const float* ptr_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+const float* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<float>() : nullptr;
+}
 
 }  // namespace
 
@@ -73,10 +75,9 @@ Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variab
                 ptr_or_null(tb), options.momentum, options.eps, rm, rv, relu, y.data<float>(),
                 save_mean.data<float>(), save_invstd.data<float>());
   } else {
-    NV_DISPATCH(dev, batch_norm_forward_eval, s, tx.data<float>(), ptr_or_null(tw),
-                ptr_or_null(tb), running_mean.data<float>(), running_var.data<float>(),
-                options.eps, relu, y.data<float>(), save_mean.data<float>(),
-                save_invstd.data<float>());
+    NV_DISPATCH(dev, batch_norm_forward_eval, s, tx.data<float>(), ptr_or_null(tw), ptr_or_null(tb),
+                running_mean.data<float>(), running_var.data<float>(), options.eps, relu,
+                y.data<float>(), save_mean.data<float>(), save_invstd.data<float>());
   }
 
   // The backward keeps the statistics the forward used (the running ones may be updated by a
@@ -85,19 +86,17 @@ Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variab
              need_db = bias.requires_grad();
   const bool training = options.training;
   Tensor y_relu = relu ? y : Tensor();
-  return make_result(
-      y, {x, weight, bias}, op,
-      [=](const Tensor& g) {
-        Tensor gc = g.contiguous();
-        Tensor dx = need_dx ? new_f32(tx.shape(), dev) : Tensor();
-        Tensor dw = need_dw ? new_f32({s.channels}, dev) : Tensor();
-        Tensor db = need_db ? new_f32({s.channels}, dev) : Tensor();
-        auto out = [](const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
-        NV_DISPATCH(dev, batch_norm_backward, s, tx.data<float>(), gc.data<float>(),
-                    ptr_or_null(y_relu), ptr_or_null(tw), save_mean.data<float>(),
-                    save_invstd.data<float>(), training, out(dx), out(dw), out(db));
-        return std::vector<Tensor>{dx, dw, db};
-      });
+  return make_result(y, {x, weight, bias}, op, [=](const Tensor& g) {
+    Tensor gc = g.contiguous();
+    Tensor dx = need_dx ? new_f32(tx.shape(), dev) : Tensor();
+    Tensor dw = need_dw ? new_f32({s.channels}, dev) : Tensor();
+    Tensor db = need_db ? new_f32({s.channels}, dev) : Tensor();
+    auto out = [](const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+    NV_DISPATCH(dev, batch_norm_backward, s, tx.data<float>(), gc.data<float>(),
+                ptr_or_null(y_relu), ptr_or_null(tw), save_mean.data<float>(),
+                save_invstd.data<float>(), training, out(dx), out(dw), out(db));
+    return std::vector<Tensor>{dx, dw, db};
+  });
 }
 
 }  // namespace detail

@@ -1,7 +1,7 @@
 // cross_entropy: mean cross-entropy with label smoothing over (N, K) logits and int64 targets.
+#include "kernels/cross_entropy.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
-#include "kernels/cross_entropy.h"
 #include "kernels/dispatch.h"
 
 namespace nextvit::ops {
@@ -37,13 +37,14 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, float labe
               label_smoothing, loss.data<float>(), lse.data<float>());
   // The backward recomputes softmax from the logits and the saved log-sum-exp instead of
   // keeping an (N, K) probability tensor.
-  return make_result(loss, {logits}, op, [tx, tt, lse, n, k, label_smoothing, dev](const Tensor& g) {
-    Tensor gc = g.contiguous();
-    Tensor dx = new_f32(tx.shape(), dev);
-    NV_DISPATCH(dev, cross_entropy_backward, n, k, tx.data<float>(), tt.data<int64_t>(),
-                lse.data<float>(), label_smoothing, gc.data<float>(), dx.data<float>());
-    return std::vector<Tensor>{dx};
-  });
+  return make_result(
+      loss, {logits}, op, [tx, tt, lse, n, k, label_smoothing, dev](const Tensor& g) {
+        Tensor gc = g.contiguous();
+        Tensor dx = new_f32(tx.shape(), dev);
+        NV_DISPATCH(dev, cross_entropy_backward, n, k, tx.data<float>(), tt.data<int64_t>(),
+                    lse.data<float>(), label_smoothing, gc.data<float>(), dx.data<float>());
+        return std::vector<Tensor>{dx};
+      });
 }
 
 }  // namespace nextvit::ops

@@ -3,10 +3,10 @@
 // factors are drawn on the host from the given Generator (so a checkpointed generator state
 // replays the same masks), moved to the input's device, and kept for the backward, which scales
 // the gradient by the very same factors.
+#include "kernels/drop_path.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
 #include "kernels/dispatch.h"
-#include "kernels/drop_path.h"
 
 namespace nextvit::ops {
 

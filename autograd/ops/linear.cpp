@@ -15,6 +15,7 @@ Variable linear(const Variable& x, const Variable& weight, const Variable& bias)
   NV_CHECK(tw.dim() == 2, "linear: weight must be (out, in), got {}", shape_str(tw.shape()));
   NV_CHECK(tx.dim() >= 1, "linear: x must have at least one dimension, got a scalar");
   const int64_t out = tw.size(0), in = tw.size(1);
+  NV_CHECK(out > 0 && in > 0, "linear: weight {} is empty", shape_str(tw.shape()));
   NV_CHECK(tx.size(-1) == in, "linear: weight {} expects {} input features, x {} has {}",
            shape_str(tw.shape()), in, shape_str(tx.shape()), tx.size(-1));
   if (tb.defined()) {

@@ -1,9 +1,9 @@
 // avg_pool2d, avg_pool1d and global_avg_pool with their backward passes. avg_pool1d is the 2-D
 // kernel on planes of height 1, as PyTorch implements nn.AvgPool1d.
+#include "kernels/pooling.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
 #include "kernels/dispatch.h"
-#include "kernels/pooling.h"
 
 namespace nextvit::ops {
 namespace {

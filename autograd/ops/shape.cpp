@@ -2,10 +2,10 @@
 // (contiguous) input, transpose and permute copy through Tensor::contiguous() (a strided copy on
 // either device), concat copies each input's block with the copy_2d kernel. The backward of
 // each is the inverse rearrangement of the gradient.
+#include "kernels/shape.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
 #include "kernels/dispatch.h"
-#include "kernels/shape.h"
 
 namespace nextvit::ops {
 namespace {
@@ -86,8 +86,8 @@ Variable concat(const std::vector<Variable>& xs, int64_t dim) {
              t.device().str(), dev.str());
     bool same = t.dim() == first.dim();
     for (int64_t k = 0; same && k < t.dim(); ++k) same = k == d || t.size(k) == first.size(k);
-    NV_CHECK(same, "{}: input {} of shape {} does not match input 0 of shape {} outside dim {}",
-             op, i, shape_str(t.shape()), shape_str(first.shape()), d);
+    NV_CHECK(same, "{}: input {} of shape {} does not match input 0 of shape {} outside dim {}", op,
+             i, shape_str(t.shape()), shape_str(first.shape()), d);
     out_shape[d] += t.size(d);
   }
 

@@ -1,8 +1,8 @@
 // softmax over the last dimension, and its backward from the output alone.
+#include "kernels/softmax.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
 #include "kernels/dispatch.h"
-#include "kernels/softmax.h"
 
 namespace nextvit::ops {
 

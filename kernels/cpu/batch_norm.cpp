@@ -1,18 +1,18 @@
 // CPU batch normalisation (kernels/batch_norm.h). Work is split over channels: each thread owns
 // a contiguous range of channels and walks, for each, the N runs of S contiguous values at
 // x + (n * C + c) * S, so no two threads touch the same output and no reduction crosses
-// threads. Per-channel sums are accumulated in double, eight lanes at a time so the compiler
-// can vectorise the loop without reassociating a single accumulator.
+// threads. Per-channel sums are accumulated in double; `omp simd` reductions let the compiler
+// keep one partial sum per vector lane (reassociation we allow explicitly, unlike -ffast-math).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "kernels/batch_norm.h"
 #include "kernels/cpu/parallel.h"
 
 namespace nextvit::kernels::cpu {
 namespace {
-
-constexpr int kLanes = 8;
 
 // Channels per thread chunk so that a thread gets at least ~kElementwiseGrain values.
 int64_t channel_grain(const BatchNormShape& s) {
@@ -23,59 +23,58 @@ int64_t channel_grain(const BatchNormShape& s) {
 // Adds sum(d) and sum(d^2), d = p[i] - shift, over len values to s1 and s2. The shift (the
 // channel's first value) keeps E[d^2] - E[d]^2 free of cancellation when |mean| >> std.
 void accumulate_moments(const float* p, int64_t len, double shift, double& s1, double& s2) {
-  double a1[kLanes] = {}, a2[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const double d = double(p[i + j]) - shift;
-      a1[j] += d;
-      a2[j] += d * d;
-    }
-  }
-  for (; i < len; ++i) {
+  double a1 = 0.0, a2 = 0.0;
+#pragma omp simd reduction(+ : a1, a2)
+  for (int64_t i = 0; i < len; ++i) {
     const double d = double(p[i]) - shift;
-    a1[0] += d;
-    a2[0] += d * d;
+    a1 += d;
+    a2 += d * d;
   }
-  for (int j = 0; j < kLanes; ++j) {
-    s1 += a1[j];
-    s2 += a2[j];
-  }
+  s1 += a1;
+  s2 += a2;
 }
 
-// dy masked by the ReLU output when the forward applied one: y > 0 passes the gradient.
-inline float masked(const float* dy, const float* y_relu, int64_t i) {
-  return (y_relu == nullptr || y_relu[i] > 0.0f) ? dy[i] : 0.0f;
+// dy where the ReLU output y is > 0, else +0 (a select, as PyTorch's threshold_backward: a NaN
+// in dy stays out of masked cells). Done on the bits so that the loops using it vectorise: a
+// float select (or branch) in a loop is not if-converted under -ftrapping-math, and a
+// data-dependent branch on the sign of y mispredicts half the time.
+inline float relu_mask(float dy, float y) {
+  uint32_t bits;
+  std::memcpy(&bits, &dy, sizeof bits);
+  bits &= 0u - static_cast<uint32_t>(y > 0.0f);
+  float out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
 }
 
 // Adds sum(g) and sum(g * (x - mean)), g the (masked) output gradient, over one run.
 void accumulate_grad_sums(const float* x, const float* dy, const float* y_relu, int64_t len,
                           float mean, double& sum_dy, double& sum_dy_xmu) {
-  double a1[kLanes] = {}, a2[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const double g = masked(dy, y_relu, i + j);
-      a1[j] += g;
-      a2[j] += g * double(x[i + j] - mean);
+  double a1 = 0.0, a2 = 0.0;
+  if (y_relu == nullptr) {
+#pragma omp simd reduction(+ : a1, a2)
+    for (int64_t i = 0; i < len; ++i) {
+      const double g = dy[i];
+      a1 += g;
+      a2 += g * double(x[i] - mean);
+    }
+  } else {
+#pragma omp simd reduction(+ : a1, a2)
+    for (int64_t i = 0; i < len; ++i) {
+      const double g = relu_mask(dy[i], y_relu[i]);
+      a1 += g;
+      a2 += g * double(x[i] - mean);
     }
   }
-  for (; i < len; ++i) {
-    const double g = masked(dy, y_relu, i);
-    a1[0] += g;
-    a2[0] += g * double(x[i] - mean);
-  }
-  for (int j = 0; j < kLanes; ++j) {
-    sum_dy += a1[j];
-    sum_dy_xmu += a2[j];
-  }
+  sum_dy += a1;
+  sum_dy_xmu += a2;
 }
 
 // y = x * alpha + beta over channel c, clamped at zero when relu. PyTorch folds the affine map
 // the same way (alpha = invstd * gamma, beta = bias - mean * alpha), so results match bit for
 // bit up to the statistics.
-void transform_channel(const BatchNormShape& s, int64_t c, const float* x, float alpha,
-                       float beta, bool relu, float* y) {
+void transform_channel(const BatchNormShape& s, int64_t c, const float* x, float alpha, float beta,
+                       bool relu, float* y) {
   const int64_t S = s.spatial, C = s.channels;
   for (int64_t n = 0; n < s.batch; ++n) {
     const float* xp = x + (n * C + c) * S;
@@ -102,7 +101,8 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
     for (int64_t c = lo; c < hi; ++c) {
       const double shift = M > 0 ? double(x[c * S]) : 0.0;
       double s1 = 0.0, s2 = 0.0;
-      for (int64_t n = 0; n < s.batch; ++n) accumulate_moments(x + (n * C + c) * S, S, shift, s1, s2);
+      for (int64_t n = 0; n < s.batch; ++n)
+        accumulate_moments(x + (n * C + c) * S, S, shift, s1, s2);
       const double mean_d = s1 / double(M);
       const double var = std::max(0.0, s2 / double(M) - mean_d * mean_d);  // biased
       const double mean = shift + mean_d;
@@ -124,9 +124,8 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
 }
 
 void batch_norm_forward_eval(const BatchNormShape& s, const float* x, const float* weight,
-                             const float* bias, const float* running_mean,
-                             const float* running_var, float eps, bool relu, float* y,
-                             float* save_mean, float* save_invstd) {
+                             const float* bias, const float* running_mean, const float* running_var,
+                             float eps, bool relu, float* y, float* save_mean, float* save_invstd) {
   parallel_for(s.channels, channel_grain(s), [&](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const double mean = running_mean[c];
@@ -175,9 +174,14 @@ void batch_norm_backward(const BatchNormShape& s, const float* x, const float* d
         const float* gp = dy + off;
         const float* yp = y_relu ? y_relu + off : nullptr;
         float* dxp = dx + off;
-        for (int64_t i = 0; i < S; ++i) {
-          const float g = masked(gp, yp, i);
-          dxp[i] = (g - grad_mean - (xp[i] - mean) * proj) * scale;
+        if (yp == nullptr) {
+          for (int64_t i = 0; i < S; ++i) {
+            dxp[i] = (gp[i] - grad_mean - (xp[i] - mean) * proj) * scale;
+          }
+        } else {
+          for (int64_t i = 0; i < S; ++i) {
+            dxp[i] = (relu_mask(gp[i], yp[i]) - grad_mean - (xp[i] - mean) * proj) * scale;
+          }
         }
       }
     }

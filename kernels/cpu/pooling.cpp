@@ -1,8 +1,10 @@
 // CPU average pooling (kernels/pooling.h). Planes (one per image and channel) are independent,
 // so threads split the planes; within a plane the forward gathers each window into its output
 // and the backward scatters each output gradient back over its window, which never crosses into
-// another plane and so needs no atomics.
+// another plane and so needs no atomics. Both work one output row at a time through a row
+// buffer, so that the loops over input rows are contiguous and vectorise.
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/pooling.h"
@@ -10,24 +12,38 @@
 namespace nextvit::kernels::cpu {
 namespace {
 
-// One output cell's window, clipped to the input, and its divisor (see kernels/pooling.h).
-struct Window {
-  int64_t h0, h1, w0, w1;
-  float divisor;
-  bool empty() const { return h0 >= h1 || w0 >= w1; }
+// The windows along one axis, computed once per call rather than per output cell: output o
+// covers [lo, hi) of the input, and `padded` positions of the padded input (see
+// kernels/pooling.h: the divisor counts those with count_include_pad).
+struct Span {
+  int64_t lo, hi, padded;
 };
 
-inline Window window(const AvgPool2dShape& s, int64_t oh, int64_t ow) {
-  int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
-  int64_t h1 = std::min(h0 + s.kernel_h, s.in_h + s.pad_h);
-  int64_t w1 = std::min(w0 + s.kernel_w, s.in_w + s.pad_w);
-  const int64_t padded_size = (h1 - h0) * (w1 - w0);
-  h0 = std::max<int64_t>(h0, 0);
-  w0 = std::max<int64_t>(w0, 0);
-  h1 = std::min(h1, s.in_h);
-  w1 = std::min(w1, s.in_w);
-  const int64_t size = s.count_include_pad ? padded_size : (h1 - h0) * (w1 - w0);
-  return {h0, h1, w0, w1, static_cast<float>(size)};
+std::vector<Span> spans(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad) {
+  std::vector<Span> v(static_cast<size_t>(out));
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * stride - pad, end = std::min(start + kernel, in + pad);
+    v[o] = {std::max<int64_t>(start, 0), std::min(end, in), end - start};
+  }
+  return v;
+}
+
+// The divisor of each output cell, or 0 for a window without input cells (PyTorch writes 0
+// there, and its gradient goes nowhere). Both passes divide by it, as PyTorch does, rather than
+// multiply by a reciprocal that would differ in the last bit.
+std::vector<float> divisors(const AvgPool2dShape& s, const std::vector<Span>& rows,
+                            const std::vector<Span>& cols) {
+  std::vector<float> d(static_cast<size_t>(s.out_h * s.out_w));
+  for (int64_t oh = 0; oh < s.out_h; ++oh) {
+    for (int64_t ow = 0; ow < s.out_w; ++ow) {
+      const Span& r = rows[oh];
+      const Span& c = cols[ow];
+      const int64_t real = std::max<int64_t>(0, r.hi - r.lo) * std::max<int64_t>(0, c.hi - c.lo);
+      d[oh * s.out_w + ow] =
+          real == 0 ? 0.0f : static_cast<float>(s.count_include_pad ? r.padded * c.padded : real);
+    }
+  }
+  return d;
 }
 
 // Planes per thread chunk: about kElementwiseGrain input values each.
@@ -40,22 +56,29 @@ int64_t plane_grain(const AvgPool2dShape& s) {
 
 void avg_pool2d_forward(const AvgPool2dShape& s, const float* x, float* y) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const std::vector<Span> rows = spans(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h);
+  const std::vector<Span> cols = spans(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w);
+  const std::vector<float> div = divisors(s, rows, cols);
   parallel_for(s.planes, plane_grain(s), [&](int64_t lo, int64_t hi) {
+    // The window sum is separable: first add the window's input rows into one row (contiguous,
+    // vectorised), then sum each window's columns of that row.
+    std::vector<float> row_sum(static_cast<size_t>(s.in_w));
     for (int64_t p = lo; p < hi; ++p) {
       const float* xp = x + p * in_plane;
       float* yp = y + p * out_plane;
       for (int64_t oh = 0; oh < s.out_h; ++oh) {
+        const Span& r = rows[oh];
+        std::fill(row_sum.begin(), row_sum.end(), 0.0f);
+        for (int64_t ih = r.lo; ih < r.hi; ++ih) {
+          const float* xr = xp + ih * s.in_w;
+          for (int64_t iw = 0; iw < s.in_w; ++iw) row_sum[iw] += xr[iw];
+        }
         for (int64_t ow = 0; ow < s.out_w; ++ow) {
-          const Window w = window(s, oh, ow);
-          if (w.empty()) {
-            yp[oh * s.out_w + ow] = 0.0f;
-            continue;
-          }
+          const Span& c = cols[ow];
+          const float d = div[oh * s.out_w + ow];
           float sum = 0.0f;
-          for (int64_t ih = w.h0; ih < w.h1; ++ih) {
-            for (int64_t iw = w.w0; iw < w.w1; ++iw) sum += xp[ih * s.in_w + iw];
-          }
-          yp[oh * s.out_w + ow] = sum / w.divisor;
+          for (int64_t iw = c.lo; iw < c.hi; ++iw) sum += row_sum[iw];
+          yp[oh * s.out_w + ow] = d == 0.0f ? 0.0f : sum / d;
         }
       }
     }
@@ -64,19 +87,30 @@ void avg_pool2d_forward(const AvgPool2dShape& s, const float* x, float* y) {
 
 void avg_pool2d_backward(const AvgPool2dShape& s, const float* dy, float* dx) {
   const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  const std::vector<Span> rows = spans(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h);
+  const std::vector<Span> cols = spans(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w);
+  const std::vector<float> div = divisors(s, rows, cols);
   parallel_for(s.planes, plane_grain(s), [&](int64_t lo, int64_t hi) {
+    // The transpose of the forward: spread one output row's dy / divisor along the columns of
+    // its windows into one row, then add that row to each input row of the window.
+    std::vector<float> row_grad(static_cast<size_t>(s.in_w));
     for (int64_t p = lo; p < hi; ++p) {
       float* dxp = dx + p * in_plane;
       const float* dyp = dy + p * out_plane;
       std::fill_n(dxp, in_plane, 0.0f);
       for (int64_t oh = 0; oh < s.out_h; ++oh) {
+        const Span& r = rows[oh];
+        std::fill(row_grad.begin(), row_grad.end(), 0.0f);
         for (int64_t ow = 0; ow < s.out_w; ++ow) {
-          const Window w = window(s, oh, ow);
-          if (w.empty()) continue;
-          const float g = dyp[oh * s.out_w + ow] / w.divisor;
-          for (int64_t ih = w.h0; ih < w.h1; ++ih) {
-            for (int64_t iw = w.w0; iw < w.w1; ++iw) dxp[ih * s.in_w + iw] += g;
-          }
+          const Span& c = cols[ow];
+          const float d = div[oh * s.out_w + ow];
+          if (d == 0.0f) continue;
+          const float g = dyp[oh * s.out_w + ow] / d;
+          for (int64_t iw = c.lo; iw < c.hi; ++iw) row_grad[iw] += g;
+        }
+        for (int64_t ih = r.lo; ih < r.hi; ++ih) {
+          float* dxr = dxp + ih * s.in_w;
+          for (int64_t iw = 0; iw < s.in_w; ++iw) dxr[iw] += row_grad[iw];
         }
       }
     }

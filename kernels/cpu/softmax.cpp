@@ -10,7 +10,9 @@
 namespace nextvit::kernels::cpu {
 namespace {
 
-int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, cols)); }
+int64_t row_grain(int64_t cols) {
+  return std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, cols));
+}
 
 }  // namespace
 

@@ -165,7 +165,8 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t total = int64_t(z.N) * z.C * z.S / Vec;
   for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < total;
        v += int64_t(gridDim.x) * blockDim.x) {
-    const int c = int((v * Vec / z.S) % z.C);
+    // 32-bit index math: shape3() checked that N * C * S < 2^31.
+    const int c = int(unsigned(v * Vec) / unsigned(z.S) % unsigned(z.C));
     const float2 ab = affine[c];
     if constexpr (Vec == 4) {
       float4 a = reinterpret_cast<const float4*>(x)[v];
@@ -317,7 +318,7 @@ __global__ void __launch_bounds__(kBlock)
   const int64_t total = int64_t(z.N) * z.C * z.S;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const DxCoef k = coef[(i / z.S) % z.C];
+    const DxCoef k = coef[unsigned(i) / unsigned(z.S) % unsigned(z.C)];  // N * C * S < 2^31
     dx[i] = (masked(dy, y_relu, i) - k.grad_mean - (x[i] - k.mean) * k.proj) * k.scale;
   }
 }

@@ -57,21 +57,38 @@ Path choose(const Conv2dShape& s) {
 namespace conv_paths {
 namespace {
 
-__global__ void add_channel_bias_kernel(int64_t n, int64_t C, int64_t P,
-                                        const float* __restrict__ b, float* __restrict__ y) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
+// Index is uint32_t when the tensor has fewer than 2^31 elements (the usual case: 32-bit
+// division is several times cheaper than 64-bit; the bound leaves room for the grid stride),
+// int64_t otherwise.
+template <typename Index>
+__global__ void add_channel_bias_kernel(Index n, Index C, Index P, const float* __restrict__ b,
+                                        float* __restrict__ y) {
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < n;
+       i += Index(gridDim.x) * blockDim.x) {
     y[i] += b[i / P % C];
   }
 }
 
-// One block per channel; its threads walk the channel's N rows of P values (coalesced within
-// each row), then block_sum.
+// One block per channel; its threads walk the channel's N rows of P values and block_sum
+// their totals. Rows at least half a block long are walked row by row (coalesced, no division);
+// shorter rows (7 x 7 images) are walked as one flat range so no thread idles.
 __global__ void channel_sum_kernel(int64_t N, int64_t C, int64_t P, const float* __restrict__ dy,
                                    float* __restrict__ db) {
   const int64_t c = blockIdx.x;
   float acc = 0.0f;
-  for (int64_t q = threadIdx.x; q < N * P; q += blockDim.x) acc += dy[(q / P * C + c) * P + q % P];
+  if (2 * P >= blockDim.x) {
+    for (int64_t n = 0; n < N; ++n) {
+      const float* row = dy + (n * C + c) * P;
+      for (int64_t p = threadIdx.x; p < P; p += blockDim.x) acc += row[p];
+    }
+  } else {
+    // 32-bit index math: the host checked N * P < 2^31.
+    const unsigned np = unsigned(N * P), p32 = unsigned(P);
+    for (unsigned q = threadIdx.x; q < np; q += blockDim.x) {
+      const unsigned n = q / p32;
+      acc += dy[(int64_t(n) * C + c) * P + (q - n * p32)];
+    }
+  }
   acc = block_sum(acc);
   if (threadIdx.x == 0) db[c] = acc;
 }
@@ -81,13 +98,20 @@ __global__ void channel_sum_kernel(int64_t N, int64_t C, int64_t P, const float*
 void add_channel_bias(int64_t N, int64_t C, int64_t P, const float* b, float* y) {
   const int64_t n = N * C * P;
   if (n == 0) return;
-  add_channel_bias_kernel<<<grid_size(n, 256), 256, 0, stream()>>>(n, C, P, b, y);
+  if (n < (int64_t(1) << 31)) {
+    add_channel_bias_kernel<uint32_t>
+        <<<grid_size(n, 256), 256, 0, stream()>>>(uint32_t(n), uint32_t(C), uint32_t(P), b, y);
+  } else {
+    add_channel_bias_kernel<int64_t><<<grid_size(n, 256), 256, 0, stream()>>>(n, C, P, b, y);
+  }
   NV_CUDA_CHECK_LAUNCH("conv2d bias over ({}, {}, {})", N, C, P);
 }
 
 void channel_sum(int64_t N, int64_t C, int64_t P, const float* dy, float* db) {
   if (C == 0) return;
-  NV_CHECK(C <= 0x7fffffff, "conv2d bias gradient: {} channels exceed the grid", C);
+  NV_CHECK(C <= 0x7fffffff && N * P < (int64_t(1) << 31),
+           "conv2d bias gradient over ({}, {}, {}): too large for the kernel's index math", N, C,
+           P);
   channel_sum_kernel<<<unsigned(C), 512, 0, stream()>>>(N, C, P, dy, db);
   NV_CUDA_CHECK_LAUNCH("conv2d bias gradient over ({}, {}, {})", N, C, P);
 }

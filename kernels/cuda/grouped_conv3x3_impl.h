@@ -31,7 +31,7 @@
 // ---- backward-weight ---------------------------------------------------------------------------
 // dw[co, ci, k] = sum over images and pixels p of dy[co](p) * x[ci](p + tap k): a reduction over
 // N*H*W for each of the 9*C*C weights of a group. Block b of group g takes the work items
-// (image, tile of wtile_h x wtile_w pixels) b, b + blocks, b + 2 * blocks, ... and keeps the
+// (image, tile of at most 8 x 8 pixels) b, b + blocks, b + 2 * blocks, ... and keeps the
 // partial sums of ALL the group's weights in registers: thread t owns
 //   output channels  a * CO_T .. + CO_T - 1 ,  input channels  b * 2 .. b * 2 + 1 ,  all 9 taps
 // (CO_T = 4 for C = 32: 72 accumulators, 128 threads; CO_T = 2 for C = 16: 36, 64 threads).

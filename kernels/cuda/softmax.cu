@@ -131,17 +131,25 @@ int blocks_for(int64_t rows) {
   return grid_size(rows * 32, kBlock);
 }
 
-// Calls launch.template operator()<VPL>() for the smallest VPL with 32 * VPL >= cols; false
-// when the row is longer than 1024.
-template <typename F>
-bool with_vpl(int64_t cols, const F& launch) {
-  if (cols <= 32) return launch.template operator()<1>(), true;
-  if (cols <= 64) return launch.template operator()<2>(), true;
-  if (cols <= 128) return launch.template operator()<4>(), true;
-  if (cols <= 256) return launch.template operator()<8>(), true;
-  if (cols <= 512) return launch.template operator()<16>(), true;
-  if (cols <= 1024) return launch.template operator()<32>(), true;
-  return false;
+// Runs launch.template run<VPL>() for the smallest VPL with 32 * VPL >= cols; false (nothing
+// launched) when the row is longer than 1024.
+template <typename L>
+bool with_vpl(int64_t cols, const L& launch) {
+  if (cols > 1024) return false;
+  if (cols <= 32) {
+    launch.template run<1>();
+  } else if (cols <= 64) {
+    launch.template run<2>();
+  } else if (cols <= 128) {
+    launch.template run<4>();
+  } else if (cols <= 256) {
+    launch.template run<8>();
+  } else if (cols <= 512) {
+    launch.template run<16>();
+  } else {
+    launch.template run<32>();
+  }
+  return true;
 }
 
 struct ForwardLaunch {
@@ -149,7 +157,7 @@ struct ForwardLaunch {
   const float* x;
   float* y;
   template <int VPL>
-  void operator()() const {
+  void run() const {
     forward_registers<VPL><<<blocks_for(rows), kBlock, 0, stream()>>>(rows, int(cols), x, y);
   }
 };
@@ -159,7 +167,7 @@ struct BackwardLaunch {
   const float *y, *dy;
   float* dx;
   template <int VPL>
-  void operator()() const {
+  void run() const {
     backward_registers<VPL><<<blocks_for(rows), kBlock, 0, stream()>>>(rows, int(cols), y, dy, dx);
   }
 };

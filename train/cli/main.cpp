@@ -17,8 +17,13 @@ const char* kUsage =
     "  forward  logits of a batch in eval mode\n"
     "           --model NAME|CONFIG.json --weights W.safetensors --input X.safetensors\n"
     "           --output Y.safetensors [--num-classes K] [--device cpu|cuda]\n"
+    "  train    train a Next-ViT (default: a small one on Fashion-MNIST, on the CPU)\n"
+    "           [--model NAME] [--data fashion-mnist|DIR] [--epochs E] [--batch B] [--img S]\n"
+    "           [--lr LR] [--device cpu|cuda] [--out DIR] [--resume] ... (see README)\n"
+    "  eval     top-1 accuracy of saved weights on a data set\n"
+    "           --weights DIR|W.safetensors [--model NAME] [--data fashion-mnist|DIR]\n"
     "\n"
-    "models: nextvit_small, nextvit_base, nextvit_large, or a JSON configuration file\n";
+    "models: nextvit_fmnist, nextvit_small, nextvit_base, nextvit_large, or a JSON configuration file\n";
 
 }  // namespace
 
@@ -31,6 +36,8 @@ int main(int argc, char** argv) {
   try {
     if (command == "info") return nextvit::cli::run_info(argc, argv);
     if (command == "forward") return nextvit::cli::run_forward(argc, argv);
+    if (command == "train") return nextvit::cli::run_train(argc, argv);
+    if (command == "eval") return nextvit::cli::run_eval(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nextvit %s: error: %s\n", command.c_str(), e.what());
     return 1;

@@ -1,0 +1,123 @@
+// Training throughput on the CPU against PyTorch, same model, same settings, same run: images
+// per second of full training steps (forward in train mode, cross-entropy with label smoothing,
+// backward, AdamW step) on random data of the trainer's default shape.
+//
+//   build/bench/bench_cpu_train [--model nextvit_fmnist] [--batch 128] [--img 28] [--threads 2]
+//                               [--steps 20] [--json out.json]
+//
+// PyTorch runs the same configuration through tools/nextvit_reference.py (the official
+// computation, parameterised), with torch.set_num_threads equal to ours.
+#include <omp.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "autograd/ops.h"
+#include "bench/bench_util.h"
+#include "models/nextvit.h"
+#include "train/cli/args.h"
+#include "train/optim/adamw.h"
+
+using namespace nextvit;
+
+int main(int argc, char** argv) try {
+  cli::Args args(argc, argv, 1,
+                 {{"model", 1}, {"batch", 1}, {"img", 1}, {"threads", 1}, {"steps", 1},
+                  {"json", 1}, {"no-torch", 0}},
+                 "bench_cpu_train");
+  const std::string model_name = args.str("model", "nextvit_fmnist");
+  const int64_t batch = args.integer("batch", 128), img = args.integer("img", 28);
+  const int threads = static_cast<int>(args.integer("threads", 2));
+  const int steps = static_cast<int>(args.integer("steps", 20));
+  omp_set_num_threads(threads);
+
+  NextViTConfig config = NextViTConfig::from_name(model_name);
+  NextViT model(config);
+  model.train();
+  AdamW opt(weight_decay_groups(model, 0.05), AdamWOptions{1e-3});
+  Tensor x = Tensor::empty({batch, 3, img, img});
+  Generator g(1);
+  fill_normal(x, g, 0.0f, 1.0f);
+  std::vector<int64_t> labels(batch);
+  for (auto& l : labels) l = g.randint(config.num_classes);
+  Tensor y = Tensor::from_vector_i64(labels, {batch});
+
+  auto step = [&] {
+    Variable loss = ops::cross_entropy(model.forward(Variable(x)), y, 0.1f);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  bench::Timing ours = bench::time_it(step, 2, steps);
+
+  bench::Timing torch;
+  bool have_torch = false;
+  if (!args.has("no-torch")) {
+    const std::string cfg = config.to_json().dump();
+    const std::string py = fmt::format(
+        "import json, sys, time, torch\n"
+        "sys.path.insert(0, 'tools')\n"
+        "import nextvit_reference as R\n"
+        "torch.set_num_threads({0})\n"
+        "m = R.NextViT(json.loads(sys.argv[1])).train()\n"
+        "opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)\n"
+        "x = torch.randn({1}, 3, {2}, {2}); y = torch.randint(0, {3}, ({1},))\n"
+        "lossf = torch.nn.CrossEntropyLoss(label_smoothing=0.1)\n"
+        "ts = []\n"
+        "for i in range(2 + {4}):\n"
+        "    t0 = time.perf_counter()\n"
+        "    loss = lossf(m(x), y); opt.zero_grad(); loss.backward(); opt.step()\n"
+        "    t1 = time.perf_counter()\n"
+        "    if i >= 2: ts.append((t1 - t0) * 1e3)\n"
+        "ts.sort()\n"
+        "print(json.dumps(dict(median=ts[len(ts)//2], p90=ts[min(len(ts)-1, int(0.9*len(ts)))],"
+        " min=ts[0], version=torch.__version__)))\n",
+        threads, batch, img, config.num_classes, steps);
+    std::ofstream("/tmp/nextvit_bench_train.py") << py;
+    std::string out = bench::run_command("python3 /tmp/nextvit_bench_train.py '" + cfg +
+                                         "' 2>/dev/null");
+    try {
+      auto j = nlohmann::json::parse(out.substr(out.find('{')));
+      torch.median_ms = j["median"];
+      torch.p90_ms = j["p90"];
+      torch.min_ms = j["min"];
+      have_torch = true;
+    } catch (...) {
+      std::fprintf(stderr, "PyTorch baseline unavailable (python3 with torch needed; run from "
+                           "the repository root so tools/ is found)\n");
+    }
+  }
+
+  auto ips = [&](double ms) { return batch * 1000.0 / ms; };
+  std::printf("%s training step (fwd + bwd + AdamW), batch %lld, %lldx%lld, fp32, %d thread(s), "
+              "%s, %s\n\n",
+              model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
+              bench::cpu_model().c_str(), bench::today().c_str());
+  std::printf("%-10s %12s %12s %12s\n", "impl", "median ms", "p90 ms", "images/s");
+  std::printf("%-10s %12.1f %12.1f %12.0f\n", "nextvit", ours.median_ms, ours.p90_ms,
+              ips(ours.median_ms));
+  if (have_torch) {
+    std::printf("%-10s %12.1f %12.1f %12.0f\n", "pytorch", torch.median_ms, torch.p90_ms,
+                ips(torch.median_ms));
+    std::printf("\nthroughput ratio nextvit / pytorch: %.2f\n", torch.median_ms / ours.median_ms);
+  }
+  if (args.has("json")) {
+    nlohmann::json j = {{"benchmark", "cpu_train_step"}, {"model", model_name},
+                        {"batch", batch}, {"image", img}, {"threads", threads},
+                        {"precision", "fp32"}, {"cpu", bench::cpu_model()},
+                        {"date", bench::today()},
+                        {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms}}},
+                        {"nextvit_images_per_s", ips(ours.median_ms)}};
+    if (have_torch) {
+      j["pytorch_ms"] = {{"median", torch.median_ms}, {"p90", torch.p90_ms}};
+      j["pytorch_images_per_s"] = ips(torch.median_ms);
+      j["throughput_ratio"] = torch.median_ms / ours.median_ms;
+    }
+    std::ofstream(args.str("json")) << j.dump(2) << "\n";
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_cpu_train: %s\n", e.what());
+  return 1;
+}

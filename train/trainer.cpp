@@ -1,0 +1,358 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "autograd/ops.h"
+#include "models/weights.h"
+#include "train/checkpoint.h"
+#include "train/data/fashion_mnist.h"
+#include "train/data/image_folder.h"
+#include "train/data/transforms.h"
+#include "train/optim/adamw.h"
+#include "train/optim/grad_clip.h"
+#include "train/optim/schedule.h"
+#include "train/optim/sgd.h"
+
+namespace nextvit {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The first `limit` samples of a data set (for quick runs and tests).
+class Subset final : public data::Dataset {
+ public:
+  Subset(std::shared_ptr<const data::Dataset> base, int64_t limit)
+      : base_(std::move(base)), size_(std::min(limit, base_->size())) {}
+  int64_t size() const override { return size_; }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  const std::vector<std::string>& class_names() const override { return base_->class_names(); }
+  int64_t get(int64_t i, data::Image& out) const override { return base_->get(i, out); }
+  std::string describe() const override {
+    return base_->describe() + fmt::format(" (first {} used)", size_);
+  }
+
+ private:
+  std::shared_ptr<const data::Dataset> base_;
+  int64_t size_;
+};
+
+struct DataSets {
+  std::shared_ptr<const data::Dataset> train, eval;
+  std::shared_ptr<const data::Pipeline> train_pipeline, eval_pipeline;
+};
+
+std::shared_ptr<const data::Dataset> limited(std::shared_ptr<const data::Dataset> d,
+                                             int64_t limit) {
+  if (limit > 0 && limit < d->size()) return std::make_shared<Subset>(d, limit);
+  return d;
+}
+
+// Fashion-MNIST: gray 28x28, resized only when another size is asked for, flipped in training,
+// repeated to 3 channels and normalised with the training set's statistics. Image folders: the
+// usual ImageNet recipes.
+DataSets make_data(const std::string& data, int64_t img, bool flip, bool rrc, int64_t limit_train,
+                   int64_t limit_eval) {
+  DataSets d;
+  const int size = static_cast<int>(img);
+  if (data == "fashion-mnist") {
+    d.train = std::make_shared<data::FashionMnist>(data::Split::Train);
+    d.eval = std::make_shared<data::FashionMnist>(data::Split::Test);
+    const std::vector<float> mean{data::FashionMnist::kMean}, std{data::FashionMnist::kStd};
+    auto train = std::make_shared<data::Pipeline>();
+    if (rrc) {
+      train->add<data::RandomResizedCrop>(size, size, std::array<float, 2>{0.35f, 1.0f});
+    } else if (size != 28) {
+      train->add<data::Resize>(size, size);
+    }
+    if (flip) train->add<data::RandomHorizontalFlip>(0.5f);
+    train->add<data::GrayToRgb>().normalize(mean, std);
+    auto eval = std::make_shared<data::Pipeline>();
+    if (size != 28) eval->add<data::Resize>(size, size);
+    eval->add<data::GrayToRgb>().normalize(mean, std);
+    d.train_pipeline = train;
+    d.eval_pipeline = eval;
+  } else {
+    const fs::path root(data);
+    NV_CHECK(fs::is_directory(root / "train") && fs::is_directory(root / "val"),
+             "--data {}: expected 'fashion-mnist' or a folder with train/ and val/ image folders",
+             data);
+    d.train = std::make_shared<data::ImageFolder>((root / "train").string());
+    d.eval = std::make_shared<data::ImageFolder>((root / "val").string());
+    const std::vector<float> mean(data::kImagenetMean.begin(), data::kImagenetMean.end());
+    const std::vector<float> std(data::kImagenetStd.begin(), data::kImagenetStd.end());
+    d.train_pipeline = std::make_shared<data::Pipeline>(data::train_pipeline(size, mean, std));
+    d.eval_pipeline = std::make_shared<data::Pipeline>(data::eval_pipeline(size, mean, std));
+  }
+  d.train = limited(d.train, limit_train);
+  d.eval = limited(d.eval, limit_eval);
+  return d;
+}
+
+NextViTConfig make_config(const std::string& model, int64_t classes, double drop_path) {
+  NextViTConfig c = NextViTConfig::from_name(model);
+  c.num_classes = classes;
+  if (drop_path >= 0) c.drop_path = static_cast<float>(drop_path);
+  c.validate();
+  return c;
+}
+
+EvalResult run_eval(NextViT& model, data::DataLoader& loader, Device device) {
+  model.eval();
+  NoGradGuard no_grad;
+  EvalResult r;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  data::Batch batch;
+  while (loader.next(batch)) {
+    Variable logits = model.forward(Variable(batch.images.to(device)));
+    Tensor labels = batch.labels.to(device);
+    loss_sum += ops::cross_entropy(logits, labels, 0.0f).data().item() * batch.labels.numel();
+    std::vector<float> l = logits.data().to_vector();
+    std::vector<int64_t> y = batch.labels.to_vector_i64();
+    const int64_t k = logits.size(1);
+    for (size_t i = 0; i < y.size(); ++i) {
+      int64_t best = 0;
+      for (int64_t c = 1; c < k; ++c) {
+        if (l[i * k + c] > l[i * k + best]) best = c;
+      }
+      correct += best == y[i];
+    }
+    r.images += static_cast<int64_t>(y.size());
+  }
+  r.accuracy = r.images ? double(correct) / r.images : 0.0;
+  r.loss = r.images ? loss_sum / r.images : 0.0;
+  return r;
+}
+
+std::string format_eta(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
+}
+
+}  // namespace
+
+nlohmann::json TrainOptions::to_json() const {
+  return {{"model", model}, {"data", data}, {"img", img}, {"epochs", epochs}, {"batch", batch},
+          {"optimizer", optimizer}, {"lr", lr}, {"min_lr", min_lr}, {"warmup_lr", warmup_lr},
+          {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay},
+          {"momentum", momentum}, {"label_smoothing", label_smoothing},
+          {"drop_path", drop_path}, {"clip_grad", clip_grad}, {"ema_decay", ema_decay},
+          {"flip", flip}, {"random_resized_crop", random_resized_crop}, {"seed", seed},
+          {"limit_train", limit_train}, {"limit_eval", limit_eval}};
+}
+
+TrainResult train(const TrainOptions& o) {
+  NV_CHECK(o.epochs > 0 && o.batch > 0 && o.img > 0, "train: epochs, batch and img must be > 0");
+  NV_CHECK(o.lr > 0, "train: --lr must be positive");
+  NV_CHECK(o.optimizer == "adamw" || o.optimizer == "sgd", "train: --optimizer must be adamw or "
+                                                           "sgd, got '{}'", o.optimizer);
+  auto say = [&](const std::string& s) {
+    if (!o.quiet) std::printf("%s\n", s.c_str()), std::fflush(stdout);
+  };
+
+  DataSets data = make_data(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train,
+                            o.limit_eval);
+  NextViTConfig config = make_config(o.model, data.train->num_classes(), o.drop_path);
+  config.validate_input(o.img, o.img);
+  NextViT model(config, o.seed);
+  model.to(o.device);
+
+  data::LoaderOptions train_opts;
+  train_opts.batch_size = o.batch;
+  train_opts.seed = o.seed;
+  train_opts.workers = o.workers;
+  data::DataLoader train_loader(data.train, data.train_pipeline, train_opts);
+  NV_CHECK(train_loader.batches_per_epoch() > 0, "train: {} training images make no batch of {}",
+           data.train->size(), o.batch);
+  data::LoaderOptions eval_opts = train_opts;
+  eval_opts.shuffle = false;
+  eval_opts.drop_last = false;
+  eval_opts.batch_size = std::max<int64_t>(o.batch, 256);
+  data::DataLoader eval_loader(data.eval, data.eval_pipeline, eval_opts);
+
+  const int64_t steps_per_epoch = train_loader.batches_per_epoch();
+  const int64_t total_steps = steps_per_epoch * o.epochs;
+  std::unique_ptr<Optimizer> optimizer;
+  auto groups = weight_decay_groups(model, o.weight_decay);
+  if (o.optimizer == "adamw") {
+    AdamWOptions a;
+    a.lr = o.lr;
+    optimizer = std::make_unique<AdamW>(groups, a);
+  } else {
+    SgdOptions s;
+    s.lr = o.lr;
+    s.momentum = o.momentum;
+    optimizer = std::make_unique<Sgd>(groups, s);
+  }
+  CosineScheduleOptions sched;
+  sched.base_lr = o.lr;
+  sched.min_lr = o.min_lr;
+  sched.warmup_lr = o.warmup_lr;
+  sched.warmup_steps = static_cast<int64_t>(o.warmup_epochs * steps_per_epoch);
+  sched.total_steps = total_steps;
+  CosineSchedule schedule(sched);
+  std::unique_ptr<ModelEma> ema;
+  if (o.ema_decay > 0) ema = std::make_unique<ModelEma>(model, o.ema_decay);
+
+  CheckpointInfo info;
+  info.config = config.to_json();
+  info.options = o.to_json();
+  if (o.resume && checkpoint_exists(o.out)) {
+    CheckpointInfo saved = read_checkpoint_info(o.out);
+    NV_CHECK(saved.config == info.config && saved.options == info.options,
+             "--resume: the checkpoint in {} was made with other options or another model; "
+             "use another --out or the same options", o.out);
+    info = load_checkpoint(o.out, model, *optimizer, ema.get());
+    train_loader.seek(info.loader);
+    say(fmt::format("resumed from {}: epoch {}, step {}", o.out, info.loader.epoch, info.step));
+  }
+
+  say(fmt::format("model {}: {:.3f} M parameters, {} on {}", config.name,
+                  model.parameter_count() / 1e6, o.img, o.device.str()));
+  say(fmt::format("train: {} | {}", data.train->describe(), data.train_pipeline->describe()));
+  say(fmt::format("eval:  {}", data.eval->describe()));
+  say(fmt::format("{} epochs x {} steps of {}, {} lr {:.2g} (cosine, {} warm-up steps), "
+                  "{} threads", o.epochs, steps_per_epoch, o.batch, o.optimizer, o.lr,
+                  sched.warmup_steps, omp_get_max_threads()));
+
+  fs::create_directories(o.out);
+  std::ofstream log(fs::path(o.out) / "log.jsonl", std::ios::app);
+  const std::vector<Variable> params = model.parameters();
+  TrainResult result;
+  const auto run_start = Clock::now();
+  double train_seconds = 0;
+  int64_t trained_images = 0;
+
+  int64_t step = info.step;
+  for (int64_t epoch = train_loader.position().epoch; epoch < o.epochs; ++epoch) {
+    model.train();
+    double loss_sum = 0;
+    int64_t loss_count = 0;
+    auto epoch_start = Clock::now();
+    int64_t epoch_images = 0;
+    data::Batch batch;
+    while (train_loader.next(batch)) {
+      const auto t0 = Clock::now();
+      const double lr = schedule.lr_at(step);
+      optimizer->set_lr(lr);
+      Variable logits = model.forward(Variable(batch.images.to(o.device)));
+      Variable loss = ops::cross_entropy(logits, batch.labels.to(o.device),
+                                         static_cast<float>(o.label_smoothing));
+      const float loss_value = loss.data().item();
+      NV_CHECK(std::isfinite(loss_value),
+               "training diverged: the loss is {} at step {} (epoch {}, batch {}); the last good "
+               "checkpoint is in {} (try a lower --lr or --clip-grad)",
+               loss_value, step, epoch + 1, batch.index, o.out);
+      optimizer->zero_grad();
+      loss.backward();
+      if (o.clip_grad > 0) {
+        const float norm = clip_grad_norm(params, static_cast<float>(o.clip_grad));
+        check_grad_norm_finite(norm, step);
+      }
+      optimizer->step();
+      if (ema) ema->update(model);
+      ++step;
+      loss_sum += loss_value;
+      ++loss_count;
+      const int64_t n = batch.labels.numel();
+      epoch_images += n;
+      trained_images += n;
+      train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+
+      const int64_t in_epoch = train_loader.position().batch;
+      if (o.log_every > 0 && (in_epoch % o.log_every == 0 || in_epoch == steps_per_epoch)) {
+        const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+        const double rate = epoch_images / std::max(elapsed, 1e-9);
+        const double remaining_images =
+            double(total_steps - step) * o.batch;  // of the whole run
+        say(fmt::format("epoch {}/{} [{:>5}/{}]  loss {:.4f}  lr {:.3e}  {:.0f} img/s  ETA {}",
+                        epoch + 1, o.epochs, in_epoch, steps_per_epoch, loss_sum / loss_count, lr,
+                        rate, format_eta(remaining_images / rate)));
+      }
+      const bool stop_now = o.stop_after_steps > 0 && step >= o.stop_after_steps;
+      if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || stop_now) {
+        info.step = step;
+        info.loader = train_loader.position();
+        info.epoch = epoch;
+        save_checkpoint(o.out, model, *optimizer, ema.get(), info);
+      }
+      if (stop_now) {
+        result.interrupted = true;
+        result.steps = step;
+        result.epochs_done = epoch;
+        return result;
+      }
+    }
+
+    // Evaluate the EMA weights when there are some (what the checkpoint's model file holds).
+    EvalResult ev;
+    if (ema) {
+      NextViT averaged(config, o.seed);
+      averaged.to(o.device);
+      ema->copy_to(averaged);
+      ev = run_eval(averaged, eval_loader, o.device);
+    } else {
+      ev = run_eval(model, eval_loader, o.device);
+    }
+    const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    nlohmann::json line = {{"epoch", epoch + 1}, {"step", step},
+                           {"train_loss", loss_count ? loss_sum / loss_count : 0.0},
+                           {"eval_loss", ev.loss}, {"eval_top1", ev.accuracy},
+                           {"lr", schedule.lr_at(step)},
+                           {"train_images_per_s", epoch_images / std::max(epoch_seconds, 1e-9)},
+                           {"epoch_seconds", epoch_seconds}};
+    log << line.dump() << "\n";
+    log.flush();
+    say(fmt::format("epoch {}/{} done in {:.0f}s: train loss {:.4f}, test loss {:.4f}, "
+                    "test top-1 {:.2f}%",
+                    epoch + 1, o.epochs, epoch_seconds, line["train_loss"].get<double>(), ev.loss,
+                    100.0 * ev.accuracy));
+    info.history.push_back(line);
+    info.epoch = epoch + 1;
+    info.step = step;
+    info.loader = train_loader.position();
+    save_checkpoint(o.out, model, *optimizer, ema.get(), info);
+    result.final_accuracy = ev.accuracy;
+    result.epochs_done = epoch + 1;
+  }
+  result.steps = step;
+  result.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+  result.images_per_second = trained_images / std::max(train_seconds, 1e-9);
+  return result;
+}
+
+EvalResult evaluate(const std::string& model_name, const std::string& weights,
+                    const std::string& data_name, int64_t img, int64_t batch, Device device,
+                    int64_t limit) {
+  DataSets data = make_data(data_name, img, false, false, 1, limit);
+  std::string weights_file = weights;
+  NextViTConfig config;
+  if (fs::is_directory(weights)) {  // a training output directory: its config and weights
+    weights_file = (fs::path(weights) / "model.safetensors").string();
+    config = NextViTConfig::from_json(read_checkpoint_info(weights).config);
+  } else {
+    config = make_config(model_name, data.eval->num_classes(), -1);
+  }
+  NV_CHECK(config.num_classes == data.eval->num_classes(),
+           "eval: the model has {} classes, the data set {}", config.num_classes,
+           data.eval->num_classes());
+  NextViT model(config);
+  load_weights(model, weights_file);
+  model.to(device);
+  data::LoaderOptions lo;
+  lo.batch_size = batch;
+  lo.shuffle = false;
+  lo.drop_last = false;
+  data::DataLoader loader(data.eval, data.eval_pipeline, lo);
+  return run_eval(model, loader, device);
+}
+
+}  // namespace nextvit
