@@ -21,7 +21,7 @@ struct TrainOptions {
   std::string data = "fashion-mnist";  // or an image-folder root with train/ and val/ inside
   std::string out = "runs/fmnist";
   int64_t img = 28;
-  int64_t epochs = 2;
+  int64_t epochs = 5;
   int64_t batch = 128;
   std::string optimizer = "adamw";  // adamw | sgd
   double lr = 2e-3;                 // peak learning rate

@@ -111,10 +111,14 @@ bool spread_items(int64_t items) {
   return t > 1 && items >= t && (items % t == 0 || items >= 3 * t);
 }
 
+// Static round-robin (item i on thread i mod T), never dynamic: the weight gradient sums each
+// thread's items into that thread's partial buffer, so the item-to-thread assignment must not
+// depend on timing, or results would differ from run to run in the last bits (and a resumed
+// training run would not reproduce an uninterrupted one).
 template <typename F>
 void for_items(int64_t items, bool spread, const F& f) {
   if (spread) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(available_threads())
+#pragma omp parallel for schedule(static, 1) num_threads(available_threads())
     for (int64_t i = 0; i < items; ++i) f(i);
   } else {
     for (int64_t i = 0; i < items; ++i) f(i);

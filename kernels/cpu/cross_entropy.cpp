@@ -1,5 +1,5 @@
 // CPU cross-entropy (kernels/cross_entropy.h): one row per iteration, rows split across threads.
-// The per-row log-sum-exp and loss are computed in double; the mean is a double reduction.
+// The per-row log-sum-exp and loss are computed in double; the mean is an ordered double sum.
 #include <algorithm>
 #include <cmath>
 
@@ -11,20 +11,25 @@ namespace nextvit::kernels::cpu {
 void cross_entropy_forward(int64_t n, int64_t k, const float* logits, const int64_t* targets,
                            float smoothing, float* loss, float* lse) {
   const double s = smoothing;
-  double total = 0.0;
-#pragma omp parallel for reduction(+ : total) if (n * k > kElementwiseGrain)
-  for (int64_t r = 0; r < n; ++r) {
-    const float* xr = logits + r * k;
-    const float max = *std::max_element(xr, xr + k);
-    double sum_exp = 0.0, sum_x = 0.0;
-    for (int64_t j = 0; j < k; ++j) {
-      sum_exp += std::exp(double(xr[j] - max));
-      sum_x += xr[j];
+  // Rows are split statically and the per-thread sums added in thread order (parallel_sum), so
+  // the loss has the same bits on every run.
+  const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, k));
+  const double total = parallel_sum(n, grain, [&](int64_t lo, int64_t hi) {
+    double acc = 0.0;
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* xr = logits + r * k;
+      const float max = *std::max_element(xr, xr + k);
+      double sum_exp = 0.0, sum_x = 0.0;
+      for (int64_t j = 0; j < k; ++j) {
+        sum_exp += std::exp(double(xr[j] - max));
+        sum_x += xr[j];
+      }
+      const double row_lse = double(max) + std::log(sum_exp);
+      lse[r] = static_cast<float>(row_lse);
+      acc += row_lse - (1.0 - s) * double(xr[targets[r]]) - s / double(k) * sum_x;
     }
-    const double row_lse = double(max) + std::log(sum_exp);
-    lse[r] = static_cast<float>(row_lse);
-    total += row_lse - (1.0 - s) * double(xr[targets[r]]) - s / double(k) * sum_x;
-  }
+    return acc;
+  });
   loss[0] = static_cast<float>(total / double(n));
 }
 

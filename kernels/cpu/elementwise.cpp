@@ -43,10 +43,11 @@ void relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
 }
 
 void sum(int64_t n, const float* x, float* out) {
-  double total = 0.0;
-#pragma omp parallel for reduction(+ : total) if (n > kElementwiseGrain)
-  for (int64_t i = 0; i < n; ++i) total += x[i];
-  out[0] = static_cast<float>(total);
+  out[0] = static_cast<float>(parallel_sum(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    double acc = 0.0;
+    for (int64_t i = lo; i < hi; ++i) acc += x[i];
+    return acc;
+  }));
 }
 
 }  // namespace nextvit::kernels::cpu

@@ -55,9 +55,12 @@ void ema_update(int64_t n, float decay, float one_minus_decay, const float* valu
 void sum_squares(int64_t n, const float* x, float* out) {
   // Accumulated in double so that a tensor of millions of elements loses nothing; the running
   // total across tensors is the caller's float.
-  double total = 0.0;
-#pragma omp parallel for reduction(+ : total) if (n > kElementwiseGrain)
-  for (int64_t i = 0; i < n; ++i) total += double(x[i]) * double(x[i]);
+  // parallel_sum adds the per-thread partials in thread order: the same bits on every run.
+  const double total = parallel_sum(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    double acc = 0.0;
+    for (int64_t i = lo; i < hi; ++i) acc += double(x[i]) * double(x[i]);
+    return acc;
+  });
   out[0] = static_cast<float>(double(out[0]) + total);
 }
 

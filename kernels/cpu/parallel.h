@@ -27,4 +27,30 @@ void parallel_for(int64_t n, int64_t grain, const F& f) {
   }
 }
 
+// Sum of f(lo, hi) over a static split of [0, n) into one chunk per thread, the partial sums
+// added in thread order. Unlike `omp parallel for reduction(+)`, whose partials are combined
+// in whatever order threads finish, the result is the same bits on every run with the same
+// number of threads.
+template <typename F>
+double parallel_sum(int64_t n, int64_t grain, const F& f) {
+  if (n <= 0) return 0.0;
+  if (n < grain || omp_get_max_threads() == 1 || omp_in_parallel()) return f(int64_t{0}, n);
+  double partial[256] = {};
+  int used = 1;
+#pragma omp parallel
+  {
+    const int64_t nt = std::min(omp_get_num_threads(), 256), t = omp_get_thread_num();
+    if (t < nt) {
+      const int64_t chunk = (n + nt - 1) / nt;
+      const int64_t lo = std::min(n, t * chunk), hi = std::min(n, lo + chunk);
+      if (lo < hi) partial[t] = f(lo, hi);
+    }
+#pragma omp single
+    used = static_cast<int>(nt);
+  }
+  double total = 0.0;
+  for (int t = 0; t < used; ++t) total += partial[t];
+  return total;
+}
+
 }  // namespace nextvit::kernels::cpu
