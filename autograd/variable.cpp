@@ -19,9 +19,10 @@ thread_local bool g_grad_enabled = true;
 //  - a leaf's slot (a parameter's gradient) is modified in place later (accumulation over
 //    backward calls, clipping, optimizers), so it gets its own copy first.
 void accumulate(VariableImpl& node, const Tensor& g, const char* op) {
-  NV_CHECK(g.shape() == node.data.shape(),
-           "autograd: the backward of '{}' returned a gradient of shape {} for an input of shape {}",
-           op, shape_str(g.shape()), shape_str(node.data.shape()));
+  NV_CHECK(
+      g.shape() == node.data.shape(),
+      "autograd: the backward of '{}' returned a gradient of shape {} for an input of shape {}", op,
+      shape_str(g.shape()), shape_str(node.data.shape()));
   Tensor& acc = node.grad;
   const bool leaf = !node.backward;
   if (!acc.defined()) {
@@ -81,8 +82,9 @@ void Variable::backward() const {
 }
 
 void Variable::backward(const Tensor& grad_output) const {
-  NV_CHECK(requires_grad(), "backward(): this result does not require a gradient (no input "
-                            "required one, or it was computed under NoGradGuard)");
+  NV_CHECK(requires_grad(),
+           "backward(): this result does not require a gradient (no input "
+           "required one, or it was computed under NoGradGuard)");
   NV_CHECK(grad_output.shape() == shape(), "backward(): gradient {} does not match result {}",
            grad_output.str(), impl_->data.str());
   NoGradGuard no_grad;  // backward closures run kernels, never record
@@ -109,10 +111,16 @@ void Variable::backward(const Tensor& grad_output) const {
   }
 }
 
-bool grad_enabled() { return g_grad_enabled; }
+bool grad_enabled() {
+  return g_grad_enabled;
+}
 
-NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) {
+  g_grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  g_grad_enabled = previous_;
+}
 
 Variable make_result(const Tensor& output, std::vector<Variable> inputs, const char* op,
                      BackwardFn backward) {

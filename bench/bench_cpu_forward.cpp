@@ -17,8 +17,13 @@ using namespace nextvit;
 
 int main(int argc, char** argv) try {
   cli::Args args(argc, argv, 1,
-                 {{"model", 1}, {"batch", 1}, {"img", 1}, {"threads", 1}, {"runs", 1},
-                  {"json", 1}, {"no-torch", 0}},
+                 {{"model", 1},
+                  {"batch", 1},
+                  {"img", 1},
+                  {"threads", 1},
+                  {"runs", 1},
+                  {"json", 1},
+                  {"no-torch", 0}},
                  "bench_cpu_forward");
   const std::string model_name = args.str("model", "nextvit_small");
   const int64_t batch = args.integer("batch", 1), img = args.integer("img", 224);
@@ -79,11 +84,16 @@ int main(int argc, char** argv) try {
     std::printf("\nratio nextvit / pytorch (median): %.2f\n", ours.median_ms / torch.median_ms);
   }
   if (args.has("json")) {
-    nlohmann::json j = {{"benchmark", "cpu_forward"}, {"model", model_name}, {"batch", batch},
-                        {"image", img}, {"threads", threads}, {"precision", "fp32"},
-                        {"cpu", bench::cpu_model()}, {"date", bench::today()},
-                        {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms},
-                                        {"min", ours.min_ms}}}};
+    nlohmann::json j = {
+        {"benchmark", "cpu_forward"},
+        {"model", model_name},
+        {"batch", batch},
+        {"image", img},
+        {"threads", threads},
+        {"precision", "fp32"},
+        {"cpu", bench::cpu_model()},
+        {"date", bench::today()},
+        {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms}, {"min", ours.min_ms}}}};
     if (have_torch) {
       j["pytorch_ms"] = {{"median", torch.median_ms}, {"p90", torch.p90_ms}, {"min", torch.min_ms}};
       j["ratio_median"] = ours.median_ms / torch.median_ms;

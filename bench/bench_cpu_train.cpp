@@ -23,8 +23,13 @@ using namespace nextvit;
 
 int main(int argc, char** argv) try {
   cli::Args args(argc, argv, 1,
-                 {{"model", 1}, {"batch", 1}, {"img", 1}, {"threads", 1}, {"steps", 1},
-                  {"json", 1}, {"no-torch", 0}},
+                 {{"model", 1},
+                  {"batch", 1},
+                  {"img", 1},
+                  {"threads", 1},
+                  {"steps", 1},
+                  {"json", 1},
+                  {"no-torch", 0}},
                  "bench_cpu_train");
   const std::string model_name = args.str("model", "nextvit_fmnist");
   const int64_t batch = args.integer("batch", 128), img = args.integer("img", 28);
@@ -75,8 +80,8 @@ int main(int argc, char** argv) try {
         " min=ts[0], version=torch.__version__)))\n",
         threads, batch, img, config.num_classes, steps);
     std::ofstream("/tmp/nextvit_bench_train.py") << py;
-    std::string out = bench::run_command("python3 /tmp/nextvit_bench_train.py '" + cfg +
-                                         "' 2>/dev/null");
+    std::string out =
+        bench::run_command("python3 /tmp/nextvit_bench_train.py '" + cfg + "' 2>/dev/null");
     try {
       auto j = nlohmann::json::parse(out.substr(out.find('{')));
       torch.median_ms = j["median"];
@@ -84,16 +89,18 @@ int main(int argc, char** argv) try {
       torch.min_ms = j["min"];
       have_torch = true;
     } catch (...) {
-      std::fprintf(stderr, "PyTorch baseline unavailable (python3 with torch needed; run from "
-                           "the repository root so tools/ is found)\n");
+      std::fprintf(stderr,
+                   "PyTorch baseline unavailable (python3 with torch needed; run from "
+                   "the repository root so tools/ is found)\n");
     }
   }
 
   auto ips = [&](double ms) { return batch * 1000.0 / ms; };
-  std::printf("%s training step (fwd + bwd + AdamW), batch %lld, %lldx%lld, fp32, %d thread(s), "
-              "%s, %s\n\n",
-              model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
-              bench::cpu_model().c_str(), bench::today().c_str());
+  std::printf(
+      "%s training step (fwd + bwd + AdamW), batch %lld, %lldx%lld, fp32, %d thread(s), "
+      "%s, %s\n\n",
+      model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
+      bench::cpu_model().c_str(), bench::today().c_str());
   std::printf("%-10s %12s %12s %12s\n", "impl", "median ms", "p90 ms", "images/s");
   std::printf("%-10s %12.1f %12.1f %12.0f\n", "nextvit", ours.median_ms, ours.p90_ms,
               ips(ours.median_ms));
@@ -103,9 +110,13 @@ int main(int argc, char** argv) try {
     std::printf("\nthroughput ratio nextvit / pytorch: %.2f\n", torch.median_ms / ours.median_ms);
   }
   if (args.has("json")) {
-    nlohmann::json j = {{"benchmark", "cpu_train_step"}, {"model", model_name},
-                        {"batch", batch}, {"image", img}, {"threads", threads},
-                        {"precision", "fp32"}, {"cpu", bench::cpu_model()},
+    nlohmann::json j = {{"benchmark", "cpu_train_step"},
+                        {"model", model_name},
+                        {"batch", batch},
+                        {"image", img},
+                        {"threads", threads},
+                        {"precision", "fp32"},
+                        {"cpu", bench::cpu_model()},
                         {"date", bench::today()},
                         {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms}}},
                         {"nextvit_images_per_s", ips(ours.median_ms)}};

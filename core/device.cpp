@@ -17,6 +17,8 @@ Device parse_device(const std::string& name) {
   NV_FAIL("bad device '{}': expected cpu, cuda or cuda:N", name);
 }
 
-bool cuda_available() { return cuda_rt::available(); }
+bool cuda_available() {
+  return cuda_rt::available();
+}
 
 }  // namespace nextvit

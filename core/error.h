@@ -18,8 +18,8 @@ class Error : public std::runtime_error {
 }  // namespace nextvit
 
 // NV_CHECK(cond, "fmt", args...): throw nextvit::Error with the formatted message when cond fails.
-#define NV_CHECK(cond, ...)                                         \
-  do {                                                              \
+#define NV_CHECK(cond, ...)                                          \
+  do {                                                               \
     if (!(cond)) throw ::nextvit::Error(::fmt::format(__VA_ARGS__)); \
   } while (0)
 

@@ -7,16 +7,28 @@ namespace nextvit::cuda_rt {
 
 namespace {
 [[noreturn]] void no_cuda(const char* what) {
-  NV_FAIL("{}: nextvit was built without CUDA (configure with -DNEXTVIT_CUDA=ON on a machine "
-          "with the CUDA toolkit)", what);
+  NV_FAIL(
+      "{}: nextvit was built without CUDA (configure with -DNEXTVIT_CUDA=ON on a machine "
+      "with the CUDA toolkit)",
+      what);
 }
 }  // namespace
 
-bool available() { return false; }
-Allocator* device_allocator() { no_cuda("CUDA device memory"); }
-void copy_bytes(void*, bool, const void*, bool, size_t) { no_cuda("copy to/from a CUDA device"); }
-void fill_f32(float*, float, int64_t) { no_cuda("fill on a CUDA device"); }
-void memset_zero(void*, size_t) { no_cuda("fill on a CUDA device"); }
+bool available() {
+  return false;
+}
+Allocator* device_allocator() {
+  no_cuda("CUDA device memory");
+}
+void copy_bytes(void*, bool, const void*, bool, size_t) {
+  no_cuda("copy to/from a CUDA device");
+}
+void fill_f32(float*, float, int64_t) {
+  no_cuda("fill on a CUDA device");
+}
+void memset_zero(void*, size_t) {
+  no_cuda("fill on a CUDA device");
+}
 void strided_copy(void*, const void*, size_t, int, const int64_t*, const int64_t*, int64_t) {
   no_cuda("copy on a CUDA device");
 }

@@ -14,7 +14,9 @@ uint64_t splitmix64(uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 float* host_f32(const Tensor& t, const char* what) {
   NV_CHECK(t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous(),
@@ -24,7 +26,9 @@ float* host_f32(const Tensor& t, const char* what) {
 
 }  // namespace
 
-Generator::Generator(uint64_t s) { seed(s); }
+Generator::Generator(uint64_t s) {
+  seed(s);
+}
 
 void Generator::seed(uint64_t s) {
   for (auto& w : s_) w = splitmix64(s);
@@ -42,9 +46,13 @@ uint64_t Generator::next_u64() {
   return result;
 }
 
-float Generator::uniform() { return static_cast<float>(next_u64() >> 40) * (1.0f / 16777216.0f); }
+float Generator::uniform() {
+  return static_cast<float>(next_u64() >> 40) * (1.0f / 16777216.0f);
+}
 
-float Generator::uniform(float lo, float hi) { return lo + (hi - lo) * uniform(); }
+float Generator::uniform(float lo, float hi) {
+  return lo + (hi - lo) * uniform();
+}
 
 float Generator::normal(float mean, float std) {
   // Box-Muller; u1 in (0, 1] so the log is finite.

@@ -14,10 +14,10 @@ class Generator {
   explicit Generator(uint64_t seed = 0x5eed);
   void seed(uint64_t seed);
   uint64_t next_u64();
-  float uniform();                      // [0, 1), 24 random bits
-  float uniform(float lo, float hi);    // [lo, hi)
+  float uniform();                                    // [0, 1), 24 random bits
+  float uniform(float lo, float hi);                  // [lo, hi)
   float normal(float mean = 0.0f, float std = 1.0f);  // Box-Muller, one value per call
-  int64_t randint(int64_t n);           // [0, n), unbiased
+  int64_t randint(int64_t n);                         // [0, n), unbiased
   std::array<uint64_t, 4> state() const { return s_; }
   void set_state(const std::array<uint64_t, 4>& s) { s_ = s; }
 

@@ -121,11 +121,15 @@ Tensor Tensor::from_vector_i64(const std::vector<int64_t>& values, const Shape& 
   return t;
 }
 
-Tensor Tensor::scalar(float value, Device device) { return full({}, value, device); }
+Tensor Tensor::scalar(float value, Device device) {
+  return full({}, value, device);
+}
 
 // ---- properties ------------------------------------------------------------------------------
 
-int64_t Tensor::size(int64_t d) const { return shape_[wrap_dim(d, dim(), "Tensor::size")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape_[wrap_dim(d, dim(), "Tensor::size")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -171,8 +175,8 @@ Tensor Tensor::transpose(int64_t a, int64_t b) const {
 }
 
 Tensor Tensor::permute(const std::vector<int64_t>& order) const {
-  NV_CHECK(static_cast<int64_t>(order.size()) == dim(), "Tensor::permute: {} axes for a {}-d tensor",
-           order.size(), dim());
+  NV_CHECK(static_cast<int64_t>(order.size()) == dim(),
+           "Tensor::permute: {} axes for a {}-d tensor", order.size(), dim());
   std::vector<bool> seen(order.size(), false);
   Tensor t = *this;
   for (size_t i = 0; i < order.size(); ++i) {
@@ -237,24 +241,32 @@ Tensor Tensor::to(DType target) const {
   // or rounds as PyTorch does.
   auto load = [&](int64_t i) -> double {
     switch (dtype_) {
-      case DType::F32: return static_cast<const float*>(src.raw_data())[i];
-      case DType::F16: return f16_to_float(static_cast<const uint16_t*>(src.raw_data())[i]);
-      case DType::BF16: return bf16_to_float(static_cast<const uint16_t*>(src.raw_data())[i]);
-      case DType::I64: return static_cast<double>(static_cast<const int64_t*>(src.raw_data())[i]);
+      case DType::F32:
+        return static_cast<const float*>(src.raw_data())[i];
+      case DType::F16:
+        return f16_to_float(static_cast<const uint16_t*>(src.raw_data())[i]);
+      case DType::BF16:
+        return bf16_to_float(static_cast<const uint16_t*>(src.raw_data())[i]);
+      case DType::I64:
+        return static_cast<double>(static_cast<const int64_t*>(src.raw_data())[i]);
     }
     return 0;
   };
   for (int64_t i = 0; i < n; ++i) {
     double v = load(i);
     switch (target) {
-      case DType::F32: static_cast<float*>(out.raw_data())[i] = static_cast<float>(v); break;
+      case DType::F32:
+        static_cast<float*>(out.raw_data())[i] = static_cast<float>(v);
+        break;
       case DType::F16:
         static_cast<uint16_t*>(out.raw_data())[i] = float_to_f16(static_cast<float>(v));
         break;
       case DType::BF16:
         static_cast<uint16_t*>(out.raw_data())[i] = float_to_bf16(static_cast<float>(v));
         break;
-      case DType::I64: static_cast<int64_t*>(out.raw_data())[i] = static_cast<int64_t>(v); break;
+      case DType::I64:
+        static_cast<int64_t*>(out.raw_data())[i] = static_cast<int64_t>(v);
+        break;
     }
   }
   return out;
@@ -304,7 +316,9 @@ const Tensor& Tensor::fill_(float value) const {
   return *this;
 }
 
-const Tensor& Tensor::zero_() const { return fill_(0.0f); }
+const Tensor& Tensor::zero_() const {
+  return fill_(0.0f);
+}
 
 // ---- host access -----------------------------------------------------------------------------
 

@@ -72,8 +72,8 @@ class Tensor {
   Tensor unsqueeze(int64_t dim) const;
 
   // ---- copies --------------------------------------------------------------------------------
-  Tensor contiguous() const;  // self if already contiguous
-  Tensor clone() const;       // always a new contiguous tensor
+  Tensor contiguous() const;       // self if already contiguous
+  Tensor clone() const;            // always a new contiguous tensor
   Tensor to(Device device) const;  // self if already there
   Tensor to(DType dtype) const;    // CPU conversions between F32/F16/BF16/I64
   Tensor cpu() const { return to(Device::cpu()); }

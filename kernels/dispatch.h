@@ -15,7 +15,7 @@ namespace nextvit::kernels {
 }  // namespace nextvit::kernels
 
 #ifdef NEXTVIT_WITH_CUDA
-#define NV_DISPATCH(device, fn, ...)                                            \
+#define NV_DISPATCH(device, fn, ...)                              \
   ((device).is_cuda() ? ::nextvit::kernels::cuda::fn(__VA_ARGS__) \
                       : ::nextvit::kernels::cpu::fn(__VA_ARGS__))
 #else

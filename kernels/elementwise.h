@@ -6,14 +6,14 @@
 namespace nextvit::kernels {
 
 #define NV_ELEMENTWISE_KERNELS                                                          \
-  void add(int64_t n, const float* a, const float* b, float* out); /* out = a + b */   \
-  void mul(int64_t n, const float* a, const float* b, float* out); /* out = a * b */   \
-  void scale(int64_t n, float s, const float* x, float* out);      /* out = s * x */   \
+  void add(int64_t n, const float* a, const float* b, float* out); /* out = a + b */    \
+  void mul(int64_t n, const float* a, const float* b, float* out); /* out = a * b */    \
+  void scale(int64_t n, float s, const float* x, float* out);      /* out = s * x */    \
   void axpy(int64_t n, float alpha, const float* x, float* y);     /* y += alpha * x */ \
   void relu_forward(int64_t n, const float* x, float* y);                               \
   /* dx = dy where y > 0 (y is the forward output: the mask is recomputed from it) */   \
   void relu_backward(int64_t n, const float* y, const float* dy, float* dx);            \
-  /* out[0] = sum of x, accumulated in double on the CPU / a tree on the GPU */          \
+  /* out[0] = sum of x, accumulated in double on the CPU / a tree on the GPU */         \
   void sum(int64_t n, const float* x, float* out);
 
 namespace cpu {

@@ -5,8 +5,10 @@
 namespace nextvit::kernels {
 
 void no_cuda(const char* kernel) {
-  NV_FAIL("{}: the tensor is on a CUDA device but nextvit was built without CUDA (configure "
-          "with -DNEXTVIT_CUDA=ON on a machine with the CUDA toolkit)", kernel);
+  NV_FAIL(
+      "{}: the tensor is on a CUDA device but nextvit was built without CUDA (configure "
+      "with -DNEXTVIT_CUDA=ON on a machine with the CUDA toolkit)",
+      kernel);
 }
 
 }  // namespace nextvit::kernels

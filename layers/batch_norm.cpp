@@ -26,15 +26,17 @@ ops::BatchNormOptions BatchNorm::options() {
 }
 
 Variable BatchNorm::forward(const Variable& x) {
-  NV_CHECK(!(folded_ && is_training()), "BatchNorm: this layer was folded for deployment and "
-                                        "cannot be trained");
+  NV_CHECK(!(folded_ && is_training()),
+           "BatchNorm: this layer was folded for deployment and "
+           "cannot be trained");
   if (folded_) return x;
   return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, options());
 }
 
 Variable BatchNorm::forward_relu(const Variable& x) {
-  NV_CHECK(!(folded_ && is_training()), "BatchNorm: this layer was folded for deployment and "
-                                        "cannot be trained");
+  NV_CHECK(!(folded_ && is_training()),
+           "BatchNorm: this layer was folded for deployment and "
+           "cannot be trained");
   if (folded_) return ops::relu(x);
   return ops::batch_norm_relu(x, weight_, bias_, running_mean_, running_var_, options());
 }

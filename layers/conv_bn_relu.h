@@ -10,8 +10,8 @@ namespace nextvit {
 class ConvBNReLU : public Module {
  public:
   ConvBNReLU(int64_t in_channels, int64_t out_channels, int64_t stride)
-      : conv(register_module("conv", std::make_shared<Conv2d>(in_channels, out_channels, 3,
-                                                              stride, 1))),
+      : conv(register_module("conv",
+                             std::make_shared<Conv2d>(in_channels, out_channels, 3, stride, 1))),
         norm(register_module("norm", std::make_shared<BatchNorm>(out_channels))) {}
   Variable forward(const Variable& x) { return norm->forward_relu(conv->forward(x)); }
 

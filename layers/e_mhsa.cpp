@@ -27,9 +27,10 @@ Variable EMHSA::forward(const Variable& x) {
     const int64_t window = sr_ratio_ * sr_ratio_;
     NV_CHECK(N >= window,
              "E-MHSA: {} tokens cannot be pooled by sr^2 = {}; the input image is too small for "
-             "sr = {}", N, window, sr_ratio_);
+             "sr = {}",
+             N, window, sr_ratio_);
     Variable pooled = ops::avg_pool1d(ops::transpose(x, 1, 2), window, window);  // (B, C, N')
-    kv_source = ops::transpose(norm->forward(pooled), 1, 2);                    // (B, N', C)
+    kv_source = ops::transpose(norm->forward(pooled), 1, 2);                     // (B, N', C)
   }
   const int64_t Nk = kv_source.size(1);
   // k is laid out (B, h, d, N') so that q k^T is a plain batched (N x d)(d x N') product.
@@ -38,7 +39,7 @@ Variable EMHSA::forward(const Variable& x) {
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   Variable attn = ops::softmax(ops::scale(ops::matmul(qh, kh), scale));  // (B, h, N, N')
-  Variable out = ops::permute(ops::matmul(attn, vh), {0, 2, 1, 3});       // (B, N, h, d)
+  Variable out = ops::permute(ops::matmul(attn, vh), {0, 2, 1, 3});      // (B, N, h, d)
   return proj->forward(ops::reshape(out, {B, N, dim_}));
 }
 

@@ -5,8 +5,8 @@
 namespace nextvit {
 
 int64_t make_divisible(double value, int64_t divisor) {
-  int64_t v = std::max<int64_t>(divisor, static_cast<int64_t>(value + divisor / 2.0) / divisor *
-                                             divisor);
+  int64_t v =
+      std::max<int64_t>(divisor, static_cast<int64_t>(value + divisor / 2.0) / divisor * divisor);
   if (v < 0.9 * value) v += divisor;
   return v;
 }

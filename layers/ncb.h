@@ -14,8 +14,8 @@ namespace nextvit {
 
 class NCB : public Block {
  public:
-  NCB(int64_t in_channels, int64_t out_channels, int64_t stride, float drop_path,
-      int64_t head_dim, double mlp_ratio, Generator* generator);
+  NCB(int64_t in_channels, int64_t out_channels, int64_t stride, float drop_path, int64_t head_dim,
+      double mlp_ratio, Generator* generator);
   Variable forward(const Variable& x) override;
 
   std::shared_ptr<PatchEmbed> patch_embed;

@@ -20,8 +20,8 @@ NTB::NTB(int64_t in_channels, int64_t out_channels, int64_t stride, int64_t sr_r
            "NTB with {} output channels: the attention path takes m = make_divisible({} * {}, {}) "
            "= {} channels, leaving none for the convolution path; use a wider block",
            out_channels, out_channels, mix_block_ratio, head_dim, mhsa_channels_);
-  patch_embed = register_module(
-      "patch_embed", std::make_shared<PatchEmbed>(in_channels, mhsa_channels_, stride));
+  patch_embed = register_module("patch_embed",
+                                std::make_shared<PatchEmbed>(in_channels, mhsa_channels_, stride));
   norm1 = register_module("norm1", std::make_shared<BatchNorm>(mhsa_channels_));
   e_mhsa = register_module("e_mhsa", std::make_shared<EMHSA>(mhsa_channels_, head_dim, sr_ratio));
   projection = register_module("projection",
@@ -38,16 +38,16 @@ Variable NTB::forward(const Variable& input) {
 
   // (B, C, H, W) -> tokens (B, HW, C), row-major over (H, W), as the official rearrange.
   Variable tokens = ops::transpose(ops::reshape(norm1->forward(x), {B, C, H * W}), 1, 2);
-  Variable attn = ops::drop_path(e_mhsa->forward(tokens), drop_path_ * mix_block_ratio_, train,
-                                 *generator_);
+  Variable attn =
+      ops::drop_path(e_mhsa->forward(tokens), drop_path_ * mix_block_ratio_, train, *generator_);
   x = ops::add(x, ops::reshape(ops::transpose(attn, 1, 2), {B, C, H, W}));
 
   Variable y = projection->forward(x);
   y = ops::add(y, ops::drop_path(mhca->forward(y), drop_path_ * (1.0f - mix_block_ratio_), train,
                                  *generator_));
   x = ops::concat({x, y}, 1);
-  return ops::add(x, ops::drop_path(mlp->forward(norm2->forward(x)), drop_path_, train,
-                                    *generator_));
+  return ops::add(x,
+                  ops::drop_path(mlp->forward(norm2->forward(x)), drop_path_, train, *generator_));
 }
 
 }  // namespace nextvit

@@ -18,9 +18,8 @@ namespace nextvit {
 
 class NTB : public Block {
  public:
-  NTB(int64_t in_channels, int64_t out_channels, int64_t stride, int64_t sr_ratio,
-      float drop_path, int64_t head_dim, double mix_block_ratio, double mlp_ratio,
-      Generator* generator);
+  NTB(int64_t in_channels, int64_t out_channels, int64_t stride, int64_t sr_ratio, float drop_path,
+      int64_t head_dim, double mix_block_ratio, double mlp_ratio, Generator* generator);
   Variable forward(const Variable& x) override;
   int64_t mhsa_channels() const { return mhsa_channels_; }
   int64_t mhca_channels() const { return mhca_channels_; }

@@ -8,7 +8,9 @@ namespace {
 
 // Reads a parameter to the host as (rows, cols) doubles-as-floats, and writes it back to the
 // device it lives on. Folding runs once, so clarity beats speed here.
-std::vector<float> host(const Variable& v) { return v.data().to_vector(); }
+std::vector<float> host(const Variable& v) {
+  return v.data().to_vector();
+}
 void store(const Variable& v, const std::vector<float>& values) {
   v.data().copy_(Tensor::from_vector(values, v.shape()).to(v.device()));
 }
@@ -60,7 +62,9 @@ void fold_patch_embed(PatchEmbed& p) {
   if (!p.is_identity()) fold_post(*p.conv, *p.norm);
 }
 
-void fold_mhca(MHCA& m) { fold_post(*m.group_conv3x3, *m.norm); }
+void fold_mhca(MHCA& m) {
+  fold_post(*m.group_conv3x3, *m.norm);
+}
 
 void fold_pre_into_mlp(BatchNorm& bn, Mlp& mlp) {
   if (bn.folded()) return;
@@ -96,8 +100,9 @@ void fold_ntb(NTB& b) {
 }  // namespace
 
 void fold_batch_norms(NextViT& model) {
-  NV_CHECK(!model.is_training(), "fold_batch_norms: put the model in eval mode first (folding "
-                                 "uses the running statistics)");
+  NV_CHECK(!model.is_training(),
+           "fold_batch_norms: put the model in eval mode first (folding "
+           "uses the running statistics)");
   for (const auto& layer : *model.stem) fold_post(*layer->conv, *layer->norm);
   for (const auto& block : *model.features) {
     if (auto* ncb = dynamic_cast<NCB*>(block.get())) {

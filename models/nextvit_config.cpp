@@ -7,18 +7,22 @@
 
 namespace nextvit {
 
-NextViTConfig NextViTConfig::from_depths(const std::string& name,
-                                         const std::array<int64_t, 4>& d, float drop_path) {
+NextViTConfig NextViTConfig::from_depths(const std::string& name, const std::array<int64_t, 4>& d,
+                                         float drop_path) {
   NV_CHECK(d[2] % 5 == 0, "{}: stage-3 depth {} must be a multiple of 5", name, d[2]);
   NextViTConfig c;
   c.name = name;
   c.drop_path = drop_path;
   using B = BlockType;
-  c.stage_channels = {std::vector<int64_t>(d[0], 96), std::vector<int64_t>(d[1] - 1, 192),
-                      {}, std::vector<int64_t>(d[3] - 1, 768)};
+  c.stage_channels = {std::vector<int64_t>(d[0], 96),
+                      std::vector<int64_t>(d[1] - 1, 192),
+                      {},
+                      std::vector<int64_t>(d[3] - 1, 768)};
   c.stage_channels[1].push_back(256);
   c.stage_channels[3].push_back(1024);
-  c.stage_types = {std::vector<B>(d[0], B::NCB), std::vector<B>(d[1] - 1, B::NCB), {},
+  c.stage_types = {std::vector<B>(d[0], B::NCB),
+                   std::vector<B>(d[1] - 1, B::NCB),
+                   {},
                    std::vector<B>(d[3] - 1, B::NCB)};
   c.stage_types[1].push_back(B::NTB);
   c.stage_types[3].push_back(B::NTB);
@@ -29,9 +33,15 @@ NextViTConfig NextViTConfig::from_depths(const std::string& name,
   return c;
 }
 
-NextViTConfig NextViTConfig::small() { return from_depths("nextvit_small", {3, 4, 10, 3}, 0.1f); }
-NextViTConfig NextViTConfig::base() { return from_depths("nextvit_base", {3, 4, 20, 3}, 0.2f); }
-NextViTConfig NextViTConfig::large() { return from_depths("nextvit_large", {3, 4, 30, 3}, 0.2f); }
+NextViTConfig NextViTConfig::small() {
+  return from_depths("nextvit_small", {3, 4, 10, 3}, 0.1f);
+}
+NextViTConfig NextViTConfig::base() {
+  return from_depths("nextvit_base", {3, 4, 20, 3}, 0.2f);
+}
+NextViTConfig NextViTConfig::large() {
+  return from_depths("nextvit_large", {3, 4, 30, 3}, 0.2f);
+}
 
 NextViTConfig NextViTConfig::fmnist() {
   NextViTConfig c;
@@ -52,8 +62,10 @@ NextViTConfig NextViTConfig::from_name(const std::string& name) {
   if (name == "nextvit_base") return base();
   if (name == "nextvit_large") return large();
   std::ifstream in(name);
-  NV_CHECK(in.good(), "unknown model '{}': expected nextvit_small, nextvit_base, nextvit_large, "
-                      "nextvit_fmnist or the path of a JSON configuration", name);
+  NV_CHECK(in.good(),
+           "unknown model '{}': expected nextvit_small, nextvit_base, nextvit_large, "
+           "nextvit_fmnist or the path of a JSON configuration",
+           name);
   nlohmann::json j;
   try {
     in >> j;
@@ -163,8 +175,8 @@ void NextViTConfig::validate() const {
     for (size_t b = 0; b < stage_channels[s].size(); ++b) {
       const int64_t out = stage_channels[s][b];
       NV_CHECK(out > 0 && out % head_dim == 0,
-               "{}: stage {} block {} has {} channels, not a multiple of head_dim {}", m, s + 1,
-               b, out, head_dim);
+               "{}: stage {} block {} has {} channels, not a multiple of head_dim {}", m, s + 1, b,
+               out, head_dim);
       if (stage_types[s][b] == BlockType::NTB) {
         const int64_t mh = ntb_mhsa_channels(out, mix_block_ratio, head_dim);
         NV_CHECK(mh < out,

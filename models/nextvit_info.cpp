@@ -12,7 +12,9 @@ int64_t conv_macs(const Conv2d& conv, int64_t h, int64_t w) {
   return s[0] * s[1] * s[2] * s[3] * h * w;
 }
 
-int64_t half_up(int64_t n) { return (n + 1) / 2; }
+int64_t half_up(int64_t n) {
+  return (n + 1) / 2;
+}
 
 int64_t mhca_macs(const MHCA& m, int64_t h, int64_t w) {
   return conv_macs(*m.group_conv3x3, h, w) + conv_macs(*m.projection, h, w);
@@ -55,7 +57,9 @@ int64_t block_macs(Block& block, int64_t& h, int64_t& w) {
   return macs;
 }
 
-int64_t count_params(const Module& m) { return m.parameter_count(); }
+int64_t count_params(const Module& m) {
+  return m.parameter_count();
+}
 
 }  // namespace
 

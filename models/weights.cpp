@@ -50,9 +50,9 @@ std::string timm_to_official(const std::string& name, const NextViTConfig& confi
     const size_t stage = std::stoul(m[1]);
     const int64_t block = std::stoll(m[2]);
     std::vector<int64_t> offsets = stage_offsets(config);
-    NV_CHECK(stage < offsets.size() &&
-                 block < static_cast<int64_t>(config.stage_channels[stage].size()),
-             "weights: '{}' names a block that {} does not have", name, config.name);
+    NV_CHECK(
+        stage < offsets.size() && block < static_cast<int64_t>(config.stage_channels[stage].size()),
+        "weights: '{}' names a block that {} does not have", name, config.name);
     out = fmt::format("features.{}.{}", offsets[stage] + block, std::string(m[3]));
     out = replace_first(out, ".mlp.fc1.", ".mlp.conv1.");
     out = replace_first(out, ".mlp.fc2.", ".mlp.conv2.");
@@ -99,8 +99,7 @@ WeightLayout load_state_dict(NextViT& model, const NamedTensors& tensors) {
     used[name] = true;
     if (it->second.shape() != current.shape()) {
       wrong_shape.push_back(fmt::format("{} (file {}, model {})", name,
-                                        shape_str(it->second.shape()),
-                                        shape_str(current.shape())));
+                                        shape_str(it->second.shape()), shape_str(current.shape())));
       return {};
     }
     return it->second;

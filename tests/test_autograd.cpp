@@ -5,7 +5,7 @@ using namespace nextvit;
 
 TEST_CASE("autograd: a diamond graph sums the gradients of both paths", "[autograd]") {
   Variable x(Tensor::from_vector({1, -2, 3}, {3}), true);
-  Variable y = ops::relu(x);           // (1, 0, 3)
+  Variable y = ops::relu(x);                 // (1, 0, 3)
   Variable z = ops::add(y, ops::mul(y, x));  // y + y*x
   Variable loss = ops::sum(z);
   loss.backward();

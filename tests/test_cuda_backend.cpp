@@ -81,7 +81,8 @@ TEST_CASE("cuda: elementwise ops match the CPU", "[cuda]") {
     check_backends("mul", [](auto& v, Device) { return ops::mul(v[0], v[1]); }, {a, b});
     check_backends("scale", [](auto& v, Device) { return ops::scale(v[0], 0.3f); }, {a});
     check_backends("relu", [](auto& v, Device) { return ops::relu(v[0]); }, {a});
-    check_backends("sum", [](auto& v, Device) { return ops::sum(v[0]); }, {a}, 1e-4, 1e-3);
+    check_backends(
+        "sum", [](auto& v, Device) { return ops::sum(v[0]); }, {a}, 1e-4, 1e-3);
     check_backends("mean", [](auto& v, Device) { return ops::mean(v[0]); }, {a});
   }
 }
@@ -91,8 +92,7 @@ TEST_CASE("cuda: shape ops match the CPU", "[cuda]") {
   Tensor a = rnd({2, 3, 5, 7}, 4), b = rnd({2, 4, 5, 7}, 5);
   check_backends("reshape", [](auto& v, Device) { return ops::reshape(v[0], {6, -1}); }, {a});
   check_backends("transpose", [](auto& v, Device) { return ops::transpose(v[0], 1, 3); }, {a});
-  check_backends("permute", [](auto& v, Device) { return ops::permute(v[0], {0, 2, 3, 1}); },
-                 {a});
+  check_backends("permute", [](auto& v, Device) { return ops::permute(v[0], {0, 2, 3, 1}); }, {a});
   check_backends("concat", [](auto& v, Device) { return ops::concat({v[0], v[1]}, 1); }, {a, b});
 }
 
@@ -103,20 +103,21 @@ TEST_CASE("cuda: convolutions match the CPU, incl. MHCA's grouped 3x3", "[cuda]"
     int64_t stride, pad, groups;
     bool bias;
   };
-  for (const Case& c : {Case{{2, 3, 17, 19}, {8, 3, 3, 3}, 2, 1, 1, false},   // stem
+  for (const Case& c : {Case{{2, 3, 17, 19}, {8, 3, 3, 3}, 2, 1, 1, false},     // stem
                         Case{{2, 64, 14, 14}, {64, 32, 3, 3}, 1, 1, 2, false},  // MHCA
                         Case{{3, 96, 9, 11}, {96, 32, 3, 3}, 1, 1, 3, false},
-                        Case{{2, 40, 7, 5}, {72, 40, 1, 1}, 1, 0, 1, true},     // 1x1 + bias
+                        Case{{2, 40, 7, 5}, {72, 40, 1, 1}, 1, 0, 1, true},  // 1x1 + bias
                         Case{{1, 6, 12, 12}, {4, 3, 5, 5}, 1, 2, 2, true}}) {
     Tensor x = rnd(c.x, 6), w = rnd(c.w, 7, -0.2f, 0.2f), b = rnd({c.w[0]}, 8);
     ops::Conv2dOptions o = ops::Conv2dOptions::make(c.stride, c.pad, c.groups);
     if (c.bias) {
-      check_backends("conv2d+bias",
-                     [o](auto& v, Device) { return ops::conv2d(v[0], v[1], v[2], o); }, {x, w, b},
-                     1e-4, 1e-4);
+      check_backends(
+          "conv2d+bias", [o](auto& v, Device) { return ops::conv2d(v[0], v[1], v[2], o); },
+          {x, w, b}, 1e-4, 1e-4);
     } else {
-      check_backends("conv2d", [o](auto& v, Device) { return ops::conv2d(v[0], v[1], {}, o); },
-                     {x, w}, 1e-4, 1e-4);
+      check_backends(
+          "conv2d", [o](auto& v, Device) { return ops::conv2d(v[0], v[1], {}, o); }, {x, w}, 1e-4,
+          1e-4);
     }
   }
 }
@@ -124,11 +125,12 @@ TEST_CASE("cuda: convolutions match the CPU, incl. MHCA's grouped 3x3", "[cuda]"
 TEST_CASE("cuda: linear and batched matmul match the CPU", "[cuda]") {
   if (skip_without_gpu()) return;
   Tensor x = rnd({2, 49, 65}, 9), w = rnd({33, 65}, 10), b = rnd({33}, 11);
-  check_backends("linear", [](auto& v, Device) { return ops::linear(v[0], v[1], v[2]); },
-                 {x, w, b}, 1e-4, 1e-4);
+  check_backends(
+      "linear", [](auto& v, Device) { return ops::linear(v[0], v[1], v[2]); }, {x, w, b}, 1e-4,
+      1e-4);
   Tensor q = rnd({2, 3, 50, 32}, 12), k = rnd({2, 3, 32, 49}, 13);
-  check_backends("matmul", [](auto& v, Device) { return ops::matmul(v[0], v[1]); }, {q, k}, 1e-4,
-                 1e-4);
+  check_backends(
+      "matmul", [](auto& v, Device) { return ops::matmul(v[0], v[1]); }, {q, k}, 1e-4, 1e-4);
 }
 
 TEST_CASE("cuda: batch norm (train and eval, plain and fused with ReLU) matches the CPU",
@@ -145,8 +147,8 @@ TEST_CASE("cuda: batch norm (train and eval, plain and fused with ReLU) matches 
           return fused ? ops::batch_norm_relu(v[0], v[1], v[2], rm, rv, o)
                        : ops::batch_norm(v[0], v[1], v[2], rm, rv, o);
         };
-        check_backends(fmt::format("batch_norm train={} fused={}", training, fused), f,
-                       {x, w, b}, 1e-4, 1e-4);
+        check_backends(fmt::format("batch_norm train={} fused={}", training, fused), f, {x, w, b},
+                       1e-4, 1e-4);
       }
     }
     // The running statistics are updated the same way.
@@ -169,11 +171,9 @@ TEST_CASE("cuda: pooling ops match the CPU", "[cuda]") {
   p.stride = 2;
   p.ceil_mode = true;
   p.count_include_pad = false;
-  check_backends("avg_pool2d ceil", [p](auto& v, Device) { return ops::avg_pool2d(v[0], p); },
-                 {x});
+  check_backends("avg_pool2d ceil", [p](auto& v, Device) { return ops::avg_pool2d(v[0], p); }, {x});
   Tensor t = rnd({2, 24, 50}, 20);
-  check_backends("avg_pool1d", [](auto& v, Device) { return ops::avg_pool1d(v[0], 16, 16); },
-                 {t});
+  check_backends("avg_pool1d", [](auto& v, Device) { return ops::avg_pool1d(v[0], 16, 16); }, {t});
   check_backends("global_avg_pool", [](auto& v, Device) { return ops::global_avg_pool(v[0]); },
                  {x});
 }
@@ -186,11 +186,10 @@ TEST_CASE("cuda: softmax, cross-entropy and drop-path match the CPU", "[cuda]") 
   }
   Tensor logits = rnd({6, 11}, 22, -3.0f, 3.0f);
   Tensor targets = Tensor::from_vector_i64({0, 10, 3, 3, 7, 1}, {6});
-  check_backends("cross_entropy",
-                 [targets](auto& v, Device d) {
-                   return ops::cross_entropy(v[0], targets.to(d), 0.1f);
-                 },
-                 {logits});
+  check_backends(
+      "cross_entropy",
+      [targets](auto& v, Device d) { return ops::cross_entropy(v[0], targets.to(d), 0.1f); },
+      {logits});
   Tensor a = rnd({8, 3, 4, 4}, 23);
   check_backends("drop_path",
                  [](auto& v, Device) {

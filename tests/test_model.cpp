@@ -1,7 +1,7 @@
 // models/: configurations, parameter and MAC counts, validation, weight-name layouts.
 #include "layers/ntb.h"
-#include "models/nextvit_info.h"
 #include "models/deploy.h"
+#include "models/nextvit_info.h"
 #include "models/weights.h"
 #include "test_util.h"
 
@@ -66,7 +66,8 @@ TEST_CASE("model: timm and official names map onto each other", "[model]") {
   for (auto& [name, t] : model.state_dict()) {
     REQUIRE(timm_to_official(official_to_timm(name, c), c) == name);
   }
-  REQUIRE(official_to_timm("features.19.mlp.conv1.weight", c) == "stages.3.blocks.2.mlp.fc1.weight");
+  REQUIRE(official_to_timm("features.19.mlp.conv1.weight", c) ==
+          "stages.3.blocks.2.mlp.fc1.weight");
 }
 
 TEST_CASE("model: drop-path rates follow linspace(0, max, blocks)", "[model]") {
@@ -134,7 +135,8 @@ TEST_CASE("model: loading refuses missing, unexpected and misshapen tensors by n
                       Catch::Contains("missing 1 tensor(s): stem.0.conv.weight"));
   NamedTensors extra = sd;
   extra.emplace_back("features.99.bogus", Tensor::zeros({1}));
-  REQUIRE_THROWS_WITH(load_state_dict(model, extra), Catch::Contains("unexpected tensor(s): features.99.bogus"));
+  REQUIRE_THROWS_WITH(load_state_dict(model, extra),
+                      Catch::Contains("unexpected tensor(s): features.99.bogus"));
   NamedTensors bad = sd;
   for (auto& [n, t] : bad) {
     if (n == "norm.weight") t = Tensor::zeros({7});
@@ -172,11 +174,14 @@ TEST_CASE("deploy: folding every BatchNorm keeps the eval logits", "[model][depl
   // Non-trivial statistics and affine parameters, so folding has something to do.
   Generator g(5);
   for (auto& [name, v] : model.named_parameters()) {
-    if (name.find("norm") != std::string::npos) v.data().copy_(test::random_tensor(v.shape(), g, 0.5f, 1.5f));
+    if (name.find("norm") != std::string::npos)
+      v.data().copy_(test::random_tensor(v.shape(), g, 0.5f, 1.5f));
   }
   for (auto& [name, t] : model.named_buffers()) {
-    if (name.find("running_mean") != std::string::npos) t->copy_(test::random_tensor(t->shape(), g));
-    if (name.find("running_var") != std::string::npos) t->copy_(test::random_tensor(t->shape(), g, 0.5f, 2.0f));
+    if (name.find("running_mean") != std::string::npos)
+      t->copy_(test::random_tensor(t->shape(), g));
+    if (name.find("running_var") != std::string::npos)
+      t->copy_(test::random_tensor(t->shape(), g, 0.5f, 2.0f));
   }
   model.eval();
   Tensor x = test::random_tensor({2, 3, 64, 48}, g);

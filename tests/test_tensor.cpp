@@ -74,8 +74,10 @@ TEST_CASE("tensor: dtype conversions round to nearest even", "[core]") {
 }
 
 TEST_CASE("tensor: CUDA tensors fail clearly when there is no CUDA device", "[core]") {
-  if (cuda_available()) SUCCEED("a CUDA device is present; covered by the CUDA tests");
-  else REQUIRE_THROWS_WITH(Tensor::zeros({2}, DType::F32, Device::cuda()), Catch::Contains("CUDA"));
+  if (cuda_available())
+    SUCCEED("a CUDA device is present; covered by the CUDA tests");
+  else
+    REQUIRE_THROWS_WITH(Tensor::zeros({2}, DType::F32, Device::cuda()), Catch::Contains("CUDA"));
   REQUIRE(parse_device("cuda:1").index == 1);
   REQUIRE_THROWS_WITH(parse_device("gpu"), Catch::Contains("expected cpu, cuda or cuda:N"));
 }

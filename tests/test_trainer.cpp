@@ -4,10 +4,10 @@
 #include <fstream>
 
 #include "core/safetensors.h"
+#include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/data/fashion_mnist.h"
 #include "train/trainer.h"
-#include "test_util.h"
 
 using namespace nextvit;
 namespace fs = std::filesystem;

@@ -51,18 +51,18 @@ inline Comparison compare(const Tensor& actual, const Tensor& expected, double r
     }
   }
   c.ok = bad == 0;
-  c.report = fmt::format("{} of {} elements outside atol={} rtol={}; max abs error {:.3g}; "
-                         "normalised error {:.3g}\n{}",
-                         bad, a.size(), atol, rtol, max_err, den > 0 ? std::sqrt(num / den) : num,
-                         first);
+  c.report = fmt::format(
+      "{} of {} elements outside atol={} rtol={}; max abs error {:.3g}; "
+      "normalised error {:.3g}\n{}",
+      bad, a.size(), atol, rtol, max_err, den > 0 ? std::sqrt(num / den) : num, first);
   return c;
 }
 
-#define NV_REQUIRE_CLOSE(actual, expected, rtol, atol)                     \
-  do {                                                                     \
+#define NV_REQUIRE_CLOSE(actual, expected, rtol, atol)                             \
+  do {                                                                             \
     auto nv_cmp_ = ::nextvit::test::compare((actual), (expected), (rtol), (atol)); \
-    INFO(#actual " vs " #expected ": " << nv_cmp_.report);                 \
-    REQUIRE(nv_cmp_.ok);                                                   \
+    INFO(#actual " vs " #expected ": " << nv_cmp_.report);                         \
+    REQUIRE(nv_cmp_.ok);                                                           \
   } while (0)
 
 // Gradient check. For an op f and inputs x_i, takes L = sum(f(x) * w) with fixed random w and
@@ -74,8 +74,8 @@ struct GradCheckOptions {
   float eps = 1e-2f;
   double rtol = 1e-2;
   double atol = 1e-3;
-  int64_t max_elements = 64;      // per input; 0 = all
-  std::vector<bool> check;        // which inputs to check (default: all)
+  int64_t max_elements = 64;  // per input; 0 = all
+  std::vector<bool> check;    // which inputs to check (default: all)
 };
 
 inline void check_gradients(const std::function<Variable(const std::vector<Variable>&)>& f,

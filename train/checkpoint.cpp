@@ -66,7 +66,9 @@ Tensor rng_tensor(const Generator& g) {
 
 }  // namespace
 
-bool checkpoint_exists(const std::string& dir) { return fs::exists(fs::path(dir) / kTensors); }
+bool checkpoint_exists(const std::string& dir) {
+  return fs::exists(fs::path(dir) / kTensors);
+}
 
 void save_checkpoint(const std::string& dir, const NextViT& model, const Optimizer& optimizer,
                      const ModelEma* ema, const CheckpointInfo& info) {
@@ -112,11 +114,16 @@ CheckpointInfo load_checkpoint(const std::string& dir, NextViT& model, Optimizer
   NamedTensors model_state, optim_state, ema_state;
   Tensor rng;
   for (auto& [name, t] : file.tensors()) {
-    if (name.rfind("model.", 0) == 0) model_state.emplace_back(name.substr(6), t);
-    else if (name.rfind("optim.", 0) == 0) optim_state.emplace_back(name.substr(6), t);
-    else if (name.rfind("ema.", 0) == 0) ema_state.emplace_back(name.substr(4), t);
-    else if (name == "rng.drop_path") rng = t;
-    else NV_FAIL("{}: unexpected tensor '{}'", path, name);
+    if (name.rfind("model.", 0) == 0)
+      model_state.emplace_back(name.substr(6), t);
+    else if (name.rfind("optim.", 0) == 0)
+      optim_state.emplace_back(name.substr(6), t);
+    else if (name.rfind("ema.", 0) == 0)
+      ema_state.emplace_back(name.substr(4), t);
+    else if (name == "rng.drop_path")
+      rng = t;
+    else
+      NV_FAIL("{}: unexpected tensor '{}'", path, name);
   }
   try {
     load_state_dict(model, model_state);

@@ -23,11 +23,11 @@
 namespace nextvit {
 
 struct CheckpointInfo {
-  int64_t epoch = 0;          // epochs completed
-  int64_t step = 0;           // optimizer steps taken
+  int64_t epoch = 0;  // epochs completed
+  int64_t step = 0;   // optimizer steps taken
   data::LoaderPosition loader;
-  nlohmann::json config;      // NextViTConfig::to_json()
-  nlohmann::json options;     // the trainer's options, for the record and for resume checks
+  nlohmann::json config;   // NextViTConfig::to_json()
+  nlohmann::json options;  // the trainer's options, for the record and for resume checks
   nlohmann::json history = nlohmann::json::array();  // one object per finished epoch
 };
 

@@ -140,26 +140,42 @@ std::string format_eta(double seconds) {
 }  // namespace
 
 nlohmann::json TrainOptions::to_json() const {
-  return {{"model", model}, {"data", data}, {"img", img}, {"epochs", epochs}, {"batch", batch},
-          {"optimizer", optimizer}, {"lr", lr}, {"min_lr", min_lr}, {"warmup_lr", warmup_lr},
-          {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay},
-          {"momentum", momentum}, {"label_smoothing", label_smoothing},
-          {"drop_path", drop_path}, {"clip_grad", clip_grad}, {"ema_decay", ema_decay},
-          {"flip", flip}, {"random_resized_crop", random_resized_crop}, {"seed", seed},
-          {"limit_train", limit_train}, {"limit_eval", limit_eval}};
+  return {{"model", model},
+          {"data", data},
+          {"img", img},
+          {"epochs", epochs},
+          {"batch", batch},
+          {"optimizer", optimizer},
+          {"lr", lr},
+          {"min_lr", min_lr},
+          {"warmup_lr", warmup_lr},
+          {"warmup_epochs", warmup_epochs},
+          {"weight_decay", weight_decay},
+          {"momentum", momentum},
+          {"label_smoothing", label_smoothing},
+          {"drop_path", drop_path},
+          {"clip_grad", clip_grad},
+          {"ema_decay", ema_decay},
+          {"flip", flip},
+          {"random_resized_crop", random_resized_crop},
+          {"seed", seed},
+          {"limit_train", limit_train},
+          {"limit_eval", limit_eval}};
 }
 
 TrainResult train(const TrainOptions& o) {
   NV_CHECK(o.epochs > 0 && o.batch > 0 && o.img > 0, "train: epochs, batch and img must be > 0");
   NV_CHECK(o.lr > 0, "train: --lr must be positive");
-  NV_CHECK(o.optimizer == "adamw" || o.optimizer == "sgd", "train: --optimizer must be adamw or "
-                                                           "sgd, got '{}'", o.optimizer);
+  NV_CHECK(o.optimizer == "adamw" || o.optimizer == "sgd",
+           "train: --optimizer must be adamw or "
+           "sgd, got '{}'",
+           o.optimizer);
   auto say = [&](const std::string& s) {
     if (!o.quiet) std::printf("%s\n", s.c_str()), std::fflush(stdout);
   };
 
-  DataSets data = make_data(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train,
-                            o.limit_eval);
+  DataSets data =
+      make_data(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train, o.limit_eval);
   NextViTConfig config = make_config(o.model, data.train->num_classes(), o.drop_path);
   config.validate_input(o.img, o.img);
   NextViT model(config, o.seed);
@@ -209,7 +225,8 @@ TrainResult train(const TrainOptions& o) {
     CheckpointInfo saved = read_checkpoint_info(o.out);
     NV_CHECK(saved.config == info.config && saved.options == info.options,
              "--resume: the checkpoint in {} was made with other options or another model; "
-             "use another --out or the same options", o.out);
+             "use another --out or the same options",
+             o.out);
     info = load_checkpoint(o.out, model, *optimizer, ema.get());
     train_loader.seek(info.loader);
     say(fmt::format("resumed from {}: epoch {}, step {}", o.out, info.loader.epoch, info.step));
@@ -219,9 +236,11 @@ TrainResult train(const TrainOptions& o) {
                   model.parameter_count() / 1e6, o.img, o.device.str()));
   say(fmt::format("train: {} | {}", data.train->describe(), data.train_pipeline->describe()));
   say(fmt::format("eval:  {}", data.eval->describe()));
-  say(fmt::format("{} epochs x {} steps of {}, {} lr {:.2g} (cosine, {} warm-up steps), "
-                  "{} threads", o.epochs, steps_per_epoch, o.batch, o.optimizer, o.lr,
-                  sched.warmup_steps, omp_get_max_threads()));
+  say(
+      fmt::format("{} epochs x {} steps of {}, {} lr {:.2g} (cosine, {} warm-up steps), "
+                  "{} threads",
+                  o.epochs, steps_per_epoch, o.batch, o.optimizer, o.lr, sched.warmup_steps,
+                  omp_get_max_threads()));
 
   fs::create_directories(o.out);
   std::ofstream log(fs::path(o.out) / "log.jsonl", std::ios::app);
@@ -271,8 +290,7 @@ TrainResult train(const TrainOptions& o) {
       if (o.log_every > 0 && (in_epoch % o.log_every == 0 || in_epoch == steps_per_epoch)) {
         const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
         const double rate = epoch_images / std::max(elapsed, 1e-9);
-        const double remaining_images =
-            double(total_steps - step) * o.batch;  // of the whole run
+        const double remaining_images = double(total_steps - step) * o.batch;  // of the whole run
         say(fmt::format("epoch {}/{} [{:>5}/{}]  loss {:.4f}  lr {:.3e}  {:.0f} img/s  ETA {}",
                         epoch + 1, o.epochs, in_epoch, steps_per_epoch, loss_sum / loss_count, lr,
                         rate, format_eta(remaining_images / rate)));
@@ -303,15 +321,18 @@ TrainResult train(const TrainOptions& o) {
       ev = run_eval(model, eval_loader, o.device);
     }
     const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    nlohmann::json line = {{"epoch", epoch + 1}, {"step", step},
+    nlohmann::json line = {{"epoch", epoch + 1},
+                           {"step", step},
                            {"train_loss", loss_count ? loss_sum / loss_count : 0.0},
-                           {"eval_loss", ev.loss}, {"eval_top1", ev.accuracy},
+                           {"eval_loss", ev.loss},
+                           {"eval_top1", ev.accuracy},
                            {"lr", schedule.lr_at(step)},
                            {"train_images_per_s", epoch_images / std::max(epoch_seconds, 1e-9)},
                            {"epoch_seconds", epoch_seconds}};
     log << line.dump() << "\n";
     log.flush();
-    say(fmt::format("epoch {}/{} done in {:.0f}s: train loss {:.4f}, test loss {:.4f}, "
+    say(
+        fmt::format("epoch {}/{} done in {:.0f}s: train loss {:.4f}, test loss {:.4f}, "
                     "test top-1 {:.2f}%",
                     epoch + 1, o.epochs, epoch_seconds, line["train_loss"].get<double>(), ev.loss,
                     100.0 * ev.accuracy));

@@ -18,7 +18,7 @@ namespace nextvit {
 
 struct TrainOptions {
   std::string model = "nextvit_fmnist";  // a named model or a JSON configuration
-  std::string data = "fashion-mnist";  // or an image-folder root with train/ and val/ inside
+  std::string data = "fashion-mnist";    // or an image-folder root with train/ and val/ inside
   std::string out = "runs/fmnist";
   int64_t img = 28;
   int64_t epochs = 5;
@@ -29,22 +29,22 @@ struct TrainOptions {
   double warmup_lr = 1e-5;
   double warmup_epochs = 0.2;
   double weight_decay = 0.05;
-  double momentum = 0.9;            // SGD
+  double momentum = 0.9;  // SGD
   double label_smoothing = 0.1;
-  double drop_path = -1;            // < 0: the model configuration's own
-  double clip_grad = 0;             // 0: no clipping
-  double ema_decay = 0;             // 0: no EMA
-  bool flip = true;                 // random horizontal flips
+  double drop_path = -1;  // < 0: the model configuration's own
+  double clip_grad = 0;   // 0: no clipping
+  double ema_decay = 0;   // 0: no EMA
+  bool flip = true;       // random horizontal flips
   bool random_resized_crop = false;
   int workers = 2;
   Device device;
   uint64_t seed = 0;
   bool resume = false;
-  int64_t checkpoint_every = 0;     // steps; 0: at the end of each epoch only
-  int64_t stop_after_steps = 0;     // 0: run to the end (a smaller value simulates an interruption)
-  int64_t limit_train = 0;          // use only the first N training images (0: all)
-  int64_t limit_eval = 0;           // likewise for evaluation
-  int64_t log_every = 50;           // steps between progress lines
+  int64_t checkpoint_every = 0;  // steps; 0: at the end of each epoch only
+  int64_t stop_after_steps = 0;  // 0: run to the end (a smaller value simulates an interruption)
+  int64_t limit_train = 0;       // use only the first N training images (0: all)
+  int64_t limit_eval = 0;        // likewise for evaluation
+  int64_t log_every = 50;        // steps between progress lines
   bool quiet = false;
 
   nlohmann::json to_json() const;
@@ -53,10 +53,10 @@ struct TrainOptions {
 struct TrainResult {
   int64_t epochs_done = 0;
   int64_t steps = 0;
-  double final_accuracy = 0;   // top-1 on the evaluation set after the last epoch, in [0, 1]
+  double final_accuracy = 0;     // top-1 on the evaluation set after the last epoch, in [0, 1]
   double images_per_second = 0;  // training throughput over the whole run
   double seconds = 0;
-  bool interrupted = false;      // stopped by stop_after_steps
+  bool interrupted = false;  // stopped by stop_after_steps
 };
 
 TrainResult train(const TrainOptions& options);

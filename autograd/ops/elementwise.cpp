@@ -1,8 +1,8 @@
 // add, mul, scale, relu, sum, mean: the elementwise ops and their backward passes.
+#include "kernels/elementwise.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
 #include "kernels/dispatch.h"
-#include "kernels/elementwise.h"
 
 namespace nextvit::ops {
 
@@ -14,8 +14,7 @@ Variable add(const Variable& a, const Variable& b) {
   Tensor out = new_f32(ta.shape(), dev);
   NV_DISPATCH(dev, add, out.numel(), ta.data<float>(), tb.data<float>(), out.data<float>());
   // d(a+b)/da = d(a+b)/db = 1: both inputs receive the output gradient itself.
-  return make_result(out, {a, b}, "add",
-                     [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
+  return make_result(out, {a, b}, "add", [](const Tensor& g) { return std::vector<Tensor>{g, g}; });
 }
 
 Variable mul(const Variable& a, const Variable& b) {
@@ -80,7 +79,9 @@ Variable reduce_all(const Variable& x, float factor, const char* op) {
 }
 }  // namespace
 
-Variable sum(const Variable& x) { return reduce_all(x, 1.0f, "sum"); }
+Variable sum(const Variable& x) {
+  return reduce_all(x, 1.0f, "sum");
+}
 
 Variable mean(const Variable& x) {
   NV_CHECK(x.defined() && x.numel() > 0, "mean: input is empty");

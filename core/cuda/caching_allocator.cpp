@@ -44,10 +44,11 @@ class CachingAllocator final : public Allocator {
         (void)cudaGetLastError();
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
-        NV_FAIL("CUDA out of memory allocating {:.1f} MiB ({:.1f} MiB in use by nextvit, "
-                "{:.1f} MiB free of {:.1f} MiB on the device): {}",
-                size / 1048576.0, stats_.in_use_bytes / 1048576.0, free_b / 1048576.0,
-                total_b / 1048576.0, cudaGetErrorString(err));
+        NV_FAIL(
+            "CUDA out of memory allocating {:.1f} MiB ({:.1f} MiB in use by nextvit, "
+            "{:.1f} MiB free of {:.1f} MiB on the device): {}",
+            size / 1048576.0, stats_.in_use_bytes / 1048576.0, free_b / 1048576.0,
+            total_b / 1048576.0, cudaGetErrorString(err));
       }
       ++stats_.cuda_malloc_calls;
     }
@@ -104,8 +105,14 @@ CachingAllocator* instance() {
 }
 }  // namespace
 
-Allocator* caching_allocator() { return instance(); }
-AllocatorStats allocator_stats() { return instance()->stats(); }
-void release_cached_memory() { instance()->release(); }
+Allocator* caching_allocator() {
+  return instance();
+}
+AllocatorStats allocator_stats() {
+  return instance()->stats();
+}
+void release_cached_memory() {
+  instance()->release();
+}
 
 }  // namespace nextvit::cuda_rt

@@ -13,8 +13,8 @@
 namespace nextvit::cuda_rt {
 
 struct AllocatorStats {
-  size_t in_use_bytes = 0;     // handed out and not yet returned
-  size_t cached_bytes = 0;     // returned and kept for reuse
+  size_t in_use_bytes = 0;  // handed out and not yet returned
+  size_t cached_bytes = 0;  // returned and kept for reuse
   size_t peak_in_use_bytes = 0;
   int64_t cuda_malloc_calls = 0;
 };

@@ -16,25 +16,25 @@ const char* cublas_status_name(cublasStatus_t s);
 
 }  // namespace nextvit::cuda_rt
 
-#define NV_CUDA_CHECK(expr, ...)                                                               \
-  do {                                                                                         \
-    cudaError_t nv_err_ = (expr);                                                              \
-    if (nv_err_ != cudaSuccess) {                                                              \
-      (void)cudaGetLastError(); /* clear the sticky error for non-fatal failures */            \
-      throw ::nextvit::Error(::fmt::format("{}: CUDA error {} ({}) in {}",                     \
-                                           ::fmt::format(__VA_ARGS__), int(nv_err_),           \
-                                           cudaGetErrorString(nv_err_), #expr));               \
-    }                                                                                          \
+#define NV_CUDA_CHECK(expr, ...)                                                     \
+  do {                                                                               \
+    cudaError_t nv_err_ = (expr);                                                    \
+    if (nv_err_ != cudaSuccess) {                                                    \
+      (void)cudaGetLastError(); /* clear the sticky error for non-fatal failures */  \
+      throw ::nextvit::Error(::fmt::format("{}: CUDA error {} ({}) in {}",           \
+                                           ::fmt::format(__VA_ARGS__), int(nv_err_), \
+                                           cudaGetErrorString(nv_err_), #expr));     \
+    }                                                                                \
   } while (0)
 
-#define NV_CUBLAS_CHECK(expr, ...)                                                             \
-  do {                                                                                         \
-    cublasStatus_t nv_st_ = (expr);                                                            \
-    if (nv_st_ != CUBLAS_STATUS_SUCCESS) {                                                     \
-      throw ::nextvit::Error(::fmt::format("{}: cuBLAS error {} in {}", ::fmt::format(__VA_ARGS__), \
-                                           ::nextvit::cuda_rt::cublas_status_name(nv_st_),     \
-                                           #expr));                                            \
-    }                                                                                          \
+#define NV_CUBLAS_CHECK(expr, ...)                                               \
+  do {                                                                           \
+    cublasStatus_t nv_st_ = (expr);                                              \
+    if (nv_st_ != CUBLAS_STATUS_SUCCESS) {                                       \
+      throw ::nextvit::Error(                                                    \
+          ::fmt::format("{}: cuBLAS error {} in {}", ::fmt::format(__VA_ARGS__), \
+                        ::nextvit::cuda_rt::cublas_status_name(nv_st_), #expr)); \
+    }                                                                            \
   } while (0)
 
 // After a kernel launch: catches bad launch configurations at the launch site.

@@ -12,16 +12,26 @@ namespace nextvit::cuda_rt {
 
 const char* cublas_status_name(cublasStatus_t s) {
   switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "ALLOC_FAILED (out of memory)";
-    case CUBLAS_STATUS_INVALID_VALUE: return "INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "NOT_SUPPORTED";
-    default: return "UNKNOWN";
+    case CUBLAS_STATUS_SUCCESS:
+      return "SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "ALLOC_FAILED (out of memory)";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+      return "MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "NOT_SUPPORTED";
+    default:
+      return "UNKNOWN";
   }
 }
 
@@ -63,9 +73,15 @@ Handles& handles() {
 }
 }  // namespace
 
-cudaStream_t current_stream() { return handles().stream; }
-cublasHandle_t cublas_handle() { return handles().cublas; }
-cublasLtHandle_t cublaslt_handle() { return handles().cublaslt; }
+cudaStream_t current_stream() {
+  return handles().stream;
+}
+cublasHandle_t cublas_handle() {
+  return handles().cublas;
+}
+cublasLtHandle_t cublaslt_handle() {
+  return handles().cublaslt;
+}
 
 void* workspace(size_t bytes) {
   Handles& h = handles();
@@ -82,13 +98,11 @@ Allocator* device_allocator() {
   return caching_allocator();
 }
 
-void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device,
-                size_t bytes) {
+void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
   if (bytes == 0) return;
-  cudaMemcpyKind kind = dst_on_device ? (src_on_device ? cudaMemcpyDeviceToDevice
-                                                       : cudaMemcpyHostToDevice)
-                                      : (src_on_device ? cudaMemcpyDeviceToHost
-                                                       : cudaMemcpyHostToHost);
+  cudaMemcpyKind kind = dst_on_device
+                            ? (src_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                            : (src_on_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
   if (kind == cudaMemcpyHostToHost) {
     std::memcpy(dst, src, bytes);
     return;
@@ -174,7 +188,8 @@ void strided_copy(void* dst, const void* src, size_t elem_size, int ndim, const 
       strided_copy_kernel<<<grid, 256, 0, s>>>(static_cast<uint16_t*>(dst),
                                                static_cast<const uint16_t*>(src), layout, numel);
       break;
-    default: NV_FAIL("strided copy: unsupported element size {}", elem_size);
+    default:
+      NV_FAIL("strided copy: unsupported element size {}", elem_size);
   }
   NV_CUDA_CHECK_LAUNCH("strided copy of {} elements", numel);
 }

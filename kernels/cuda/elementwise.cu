@@ -35,28 +35,33 @@ __global__ void sum_kernel(int64_t n, const float* x, float* out) {
 }  // namespace
 
 void add(int64_t n, const float* a, const float* b, float* out) {
-  launch_map(n, [=] __device__(int64_t i) { out[i] = a[i] + b[i]; }, "add");
+  launch_map(
+      n, [=] __device__(int64_t i) { out[i] = a[i] + b[i]; }, "add");
 }
 
 void mul(int64_t n, const float* a, const float* b, float* out) {
-  launch_map(n, [=] __device__(int64_t i) { out[i] = a[i] * b[i]; }, "mul");
+  launch_map(
+      n, [=] __device__(int64_t i) { out[i] = a[i] * b[i]; }, "mul");
 }
 
 void scale(int64_t n, float s, const float* x, float* out) {
-  launch_map(n, [=] __device__(int64_t i) { out[i] = s * x[i]; }, "scale");
+  launch_map(
+      n, [=] __device__(int64_t i) { out[i] = s * x[i]; }, "scale");
 }
 
 void axpy(int64_t n, float alpha, const float* x, float* y) {
-  launch_map(n, [=] __device__(int64_t i) { y[i] += alpha * x[i]; }, "axpy");
+  launch_map(
+      n, [=] __device__(int64_t i) { y[i] += alpha * x[i]; }, "axpy");
 }
 
 void relu_forward(int64_t n, const float* x, float* y) {
-  launch_map(n, [=] __device__(int64_t i) { y[i] = fmaxf(x[i], 0.0f); }, "relu_forward");
+  launch_map(
+      n, [=] __device__(int64_t i) { y[i] = fmaxf(x[i], 0.0f); }, "relu_forward");
 }
 
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
-  launch_map(n, [=] __device__(int64_t i) { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; },
-             "relu_backward");
+  launch_map(
+      n, [=] __device__(int64_t i) { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; }, "relu_backward");
 }
 
 void sum(int64_t n, const float* x, float* out) {

@@ -18,7 +18,9 @@ inline int grid_size(int64_t n, int block) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 132 * 32)));
 }
 
-inline cudaStream_t stream() { return cuda_rt::current_stream(); }
+inline cudaStream_t stream() {
+  return cuda_rt::current_stream();
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -12,7 +12,11 @@ namespace nextvit::cli {
 
 int run_forward(int argc, char** argv) {
   Args args(argc, argv, 2,
-            {{"model", 1}, {"weights", 1}, {"input", 1}, {"output", 1}, {"num-classes", 1},
+            {{"model", 1},
+             {"weights", 1},
+             {"input", 1},
+             {"output", 1},
+             {"num-classes", 1},
              {"device", 1}},
             "forward");
   NextViTConfig config = NextViTConfig::from_name(args.required("model"));

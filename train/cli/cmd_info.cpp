@@ -25,9 +25,9 @@ int run_info(int argc, char** argv) {
                         {"macs", s.macs},
                         {"output", {s.channels, s.height, s.width}}});
     }
-    nlohmann::json j = {{"model", info.model}, {"image", {h, w}},
-                        {"num_classes", config.num_classes}, {"params", info.params},
-                        {"macs", info.macs}, {"stages", stages}};
+    nlohmann::json j = {
+        {"model", info.model},   {"image", {h, w}},   {"num_classes", config.num_classes},
+        {"params", info.params}, {"macs", info.macs}, {"stages", stages}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -36,8 +36,7 @@ int run_info(int argc, char** argv) {
   std::printf("%-8s %14s %14s   %s\n", "stage", "params", "MACs", "output (C, H, W)");
   for (const StageInfo& s : info.stages) {
     std::printf("%-8s %14lld %14lld   (%lld, %lld, %lld)\n", s.name.c_str(), (long long)s.params,
-                (long long)s.macs, (long long)s.channels, (long long)s.height,
-                (long long)s.width);
+                (long long)s.macs, (long long)s.channels, (long long)s.height, (long long)s.width);
   }
   std::printf("%-8s %14lld %14lld\n\n", "total", (long long)info.params, (long long)info.macs);
   std::printf("%.2f M parameters, %.3f G multiply-accumulates\n", info.params / 1e6,

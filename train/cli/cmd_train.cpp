@@ -12,12 +12,34 @@ namespace nextvit::cli {
 
 int run_train(int argc, char** argv) {
   Args a(argc, argv, 2,
-         {{"model", 1}, {"data", 1}, {"out", 1}, {"img", 1}, {"epochs", 1}, {"batch", 1},
-          {"optimizer", 1}, {"lr", 1}, {"min-lr", 1}, {"warmup-epochs", 1}, {"weight-decay", 1},
-          {"momentum", 1}, {"label-smoothing", 1}, {"drop-path", 1}, {"clip-grad", 1},
-          {"ema", 1}, {"no-flip", 0}, {"random-resized-crop", 0}, {"workers", 1},
-          {"threads", 1}, {"device", 1}, {"seed", 1}, {"resume", 0}, {"checkpoint-every", 1},
-          {"stop-after-steps", 1}, {"limit-train", 1}, {"limit-eval", 1}, {"log-every", 1},
+         {{"model", 1},
+          {"data", 1},
+          {"out", 1},
+          {"img", 1},
+          {"epochs", 1},
+          {"batch", 1},
+          {"optimizer", 1},
+          {"lr", 1},
+          {"min-lr", 1},
+          {"warmup-epochs", 1},
+          {"weight-decay", 1},
+          {"momentum", 1},
+          {"label-smoothing", 1},
+          {"drop-path", 1},
+          {"clip-grad", 1},
+          {"ema", 1},
+          {"no-flip", 0},
+          {"random-resized-crop", 0},
+          {"workers", 1},
+          {"threads", 1},
+          {"device", 1},
+          {"seed", 1},
+          {"resume", 0},
+          {"checkpoint-every", 1},
+          {"stop-after-steps", 1},
+          {"limit-train", 1},
+          {"limit-eval", 1},
+          {"log-every", 1},
           {"quiet", 0}},
          "train");
   TrainOptions o;
@@ -56,22 +78,28 @@ int run_train(int argc, char** argv) {
     std::printf("stopped after step %lld as asked; continue with --resume\n", (long long)r.steps);
     return 0;
   }
-  std::printf("\nfinal test accuracy: %.2f%% after %lld epochs (%lld steps), %.0f s, "
-              "%.0f training images/s; checkpoint and model.safetensors in %s\n",
-              100.0 * r.final_accuracy, (long long)r.epochs_done, (long long)r.steps, r.seconds,
-              r.images_per_second, o.out.c_str());
+  std::printf(
+      "\nfinal test accuracy: %.2f%% after %lld epochs (%lld steps), %.0f s, "
+      "%.0f training images/s; checkpoint and model.safetensors in %s\n",
+      100.0 * r.final_accuracy, (long long)r.epochs_done, (long long)r.steps, r.seconds,
+      r.images_per_second, o.out.c_str());
   return 0;
 }
 
 int run_eval(int argc, char** argv) {
   Args a(argc, argv, 2,
-         {{"model", 1}, {"weights", 1}, {"data", 1}, {"img", 1}, {"batch", 1}, {"device", 1},
+         {{"model", 1},
+          {"weights", 1},
+          {"data", 1},
+          {"img", 1},
+          {"batch", 1},
+          {"device", 1},
           {"limit", 1}},
          "eval");
-  EvalResult r = evaluate(a.str("model", "nextvit_fmnist"), a.required("weights"),
-                          a.str("data", "fashion-mnist"), a.integer("img", 28),
-                          a.integer("batch", 256), parse_device(a.str("device", "cpu")),
-                          a.integer("limit", 0));
+  EvalResult r =
+      evaluate(a.str("model", "nextvit_fmnist"), a.required("weights"),
+               a.str("data", "fashion-mnist"), a.integer("img", 28), a.integer("batch", 256),
+               parse_device(a.str("device", "cpu")), a.integer("limit", 0));
   std::printf("%lld images: top-1 %.2f%%, mean cross-entropy %.4f\n", (long long)r.images,
               100.0 * r.accuracy, r.loss);
   return 0;

@@ -23,7 +23,8 @@ const char* kUsage =
     "  eval     top-1 accuracy of saved weights on a data set\n"
     "           --weights DIR|W.safetensors [--model NAME] [--data fashion-mnist|DIR]\n"
     "\n"
-    "models: nextvit_fmnist, nextvit_small, nextvit_base, nextvit_large, or a JSON configuration file\n";
+    "models: nextvit_fmnist, nextvit_small, nextvit_base, nextvit_large, or a JSON configuration "
+    "file\n";
 
 }  // namespace
 
