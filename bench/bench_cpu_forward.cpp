@@ -60,17 +60,7 @@ int main(int argc, char** argv) try {
         "print(json.dumps(dict(median=ts[len(ts)//2], p90=ts[min(len(ts)-1, int(0.9*len(ts)))],"
         " min=ts[0], version=torch.__version__)))\n",
         threads, model_name, batch, img, runs);
-    int status = 0;
-    std::string out = bench::run_command("python3 -c \"" + py + "\" 2>/dev/null", &status);
-    try {
-      auto j = nlohmann::json::parse(out.substr(out.find('{')));
-      torch.median_ms = j["median"];
-      torch.p90_ms = j["p90"];
-      torch.min_ms = j["min"];
-      have_torch = true;
-    } catch (...) {
-      std::fprintf(stderr, "PyTorch baseline unavailable (python3 with torch and timm needed)\n");
-    }
+    have_torch = bench::run_python_timing(py, "", torch);
   }
 
   std::printf("%s forward, batch %lld, %lldx%lld, fp32, %d thread(s), %s, %s\n\n",

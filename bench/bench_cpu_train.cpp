@@ -79,20 +79,7 @@ int main(int argc, char** argv) try {
         "print(json.dumps(dict(median=ts[len(ts)//2], p90=ts[min(len(ts)-1, int(0.9*len(ts)))],"
         " min=ts[0], version=torch.__version__)))\n",
         threads, batch, img, config.num_classes, steps);
-    std::ofstream("/tmp/nextvit_bench_train.py") << py;
-    std::string out =
-        bench::run_command("python3 /tmp/nextvit_bench_train.py '" + cfg + "' 2>/dev/null");
-    try {
-      auto j = nlohmann::json::parse(out.substr(out.find('{')));
-      torch.median_ms = j["median"];
-      torch.p90_ms = j["p90"];
-      torch.min_ms = j["min"];
-      have_torch = true;
-    } catch (...) {
-      std::fprintf(stderr,
-                   "PyTorch baseline unavailable (python3 with torch needed; run from "
-                   "the repository root so tools/ is found)\n");
-    }
+    have_torch = bench::run_python_timing(py, "'" + cfg + "'", torch);
   }
 
   auto ips = [&](double ms) { return batch * 1000.0 / ms; };

@@ -2,11 +2,15 @@
 // Shared by the benchmark programs: robust timing statistics, the machine's description, and
 // running a Python baseline (PyTorch) in the same run.
 #include <omp.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -59,6 +63,33 @@ inline std::string run_command(const std::string& cmd, int* status = nullptr) {
   int st = pclose(p);
   if (status) *status = st;
   return out;
+}
+
+// The PyTorch side of a benchmark: writes `script` (Python that prints one JSON object with the
+// keys median, p90 and min, in milliseconds) to a temporary file, runs it as
+// `python3 FILE ARGS` from the current directory, and reads the timing. Returns false, with a
+// message on stderr, when python3, torch or the script fails.
+inline bool run_python_timing(const std::string& script, const std::string& args, Timing& out) {
+  char path[] = "/tmp/nextvit_bench_XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return false;
+  close(fd);
+  std::ofstream(path) << script;
+  const std::string result =
+      run_command(std::string("python3 ") + path + " " + args + " 2>/dev/null");
+  std::remove(path);
+  try {
+    auto j = nlohmann::json::parse(result.substr(result.find('{')));
+    out.median_ms = j.at("median");
+    out.p90_ms = j.at("p90");
+    out.min_ms = j.at("min");
+    return true;
+  } catch (...) {
+    std::fprintf(stderr,
+                 "PyTorch baseline unavailable (needs python3 with torch and timm, run "
+                 "from the repository root)\n");
+    return false;
+  }
 }
 
 inline std::string today() {
