@@ -86,6 +86,7 @@ Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variab
              need_db = bias.requires_grad();
   const bool training = options.training;
   Tensor y_relu = relu ? y : Tensor();
+  // Derivation: docs/derivations.md#batchnorm-backward-train-mode
   return make_result(y, {x, weight, bias}, op, [=](const Tensor& g) {
     Tensor gc = g.contiguous();
     Tensor dx = need_dx ? new_f32(tx.shape(), dev) : Tensor();

@@ -2,6 +2,7 @@
 // normalised tensor before the ReLU is never written; the backward masks dL/dy by y > 0 inside
 // the BatchNorm backward kernel instead of running a separate ReLU backward. Inputs, checks
 // and statistics are those of batch_norm (batch_norm.cpp).
+// Derivation: docs/derivations.md#batchnorm-backward-train-mode
 #include "autograd/ops.h"
 #include "autograd/ops/batch_norm_impl.h"
 

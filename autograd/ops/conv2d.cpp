@@ -81,6 +81,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
   Tensor saved_x = need_w ? tx : Tensor(), saved_w = need_x ? tw : Tensor();
+  // Derivation: docs/derivations.md#grouped-convolution-backward
   return make_result(
       y, {x, weight, bias}, "conv2d",
       [s, dev, need_x, need_w, need_b, saved_x, saved_w](const Tensor& g) {

@@ -37,6 +37,7 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, float labe
               label_smoothing, loss.data<float>(), lse.data<float>());
   // The backward recomputes softmax from the logits and the saved log-sum-exp instead of
   // keeping an (N, K) probability tensor.
+  // Derivation: docs/derivations.md#label-smoothed-cross-entropy-backward
   return make_result(
       loss, {logits}, op, [tx, tt, lse, n, k, label_smoothing, dev](const Tensor& g) {
         Tensor gc = g.contiguous();

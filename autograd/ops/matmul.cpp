@@ -32,6 +32,7 @@ Variable matmul(const Variable& a, const Variable& b) {
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   Tensor saved_a = need_b ? ta : Tensor(), saved_b = need_a ? tb : Tensor();
   Shape a_shape = ta.shape(), b_shape = tb.shape();
+  // Derivation: docs/derivations.md#attention-backward (dA = dC B^T, dB = A^T dC)
   return make_result(c, {a, b}, "matmul", [=](const Tensor& g) {
     Tensor dc = g.contiguous();
     Tensor da, db;

@@ -15,6 +15,7 @@ Variable softmax(const Variable& x) {
   Tensor y = new_f32(tx.shape(), dev);
   NV_DISPATCH(dev, softmax_forward, rows, cols, tx.data<float>(), y.data<float>());
   // dx = y * (dy - sum(y * dy)) needs only y, which the next op (a matmul) keeps anyway.
+  // Derivation: docs/derivations.md#softmax-backward
   return make_result(y, {x}, "softmax", [y, rows, cols, dev](const Tensor& g) {
     Tensor gc = g.contiguous();
     Tensor dx = new_f32(y.shape(), dev);

@@ -140,6 +140,7 @@ void batch_norm_forward_eval(const BatchNormShape& s, const float* x, const floa
   });
 }
 
+// Derivation: docs/derivations.md#batchnorm-backward-train-mode
 void batch_norm_backward(const BatchNormShape& s, const float* x, const float* dy,
                          const float* y_relu, const float* weight, const float* save_mean,
                          const float* save_invstd, bool training, float* dx, float* dweight,

@@ -567,6 +567,7 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   });
 }
 
+// Derivation: docs/derivations.md#grouped-convolution-backward
 void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                           float* workspace) {
   const Geometry g(s);
@@ -670,6 +671,7 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w,
   });
 }
 
+// Derivation: docs/derivations.md#grouped-convolution-backward
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db, float* /*workspace*/) {
   const Geometry g(s);

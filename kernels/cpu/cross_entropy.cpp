@@ -33,6 +33,7 @@ void cross_entropy_forward(int64_t n, int64_t k, const float* logits, const int6
   loss[0] = static_cast<float>(total / double(n));
 }
 
+// Derivation: docs/derivations.md#label-smoothed-cross-entropy-backward
 void cross_entropy_backward(int64_t n, int64_t k, const float* logits, const int64_t* targets,
                             const float* lse, float smoothing, const float* grad_loss,
                             float* dlogits) {

@@ -46,6 +46,7 @@ void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, fl
   });
 }
 
+// Derivation: docs/derivations.md#attention-backward
 void pooled_attention_backward(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
                                const float* q, const float* k, const float* v, const float* probs,
                                const float* dout, float* dq, float* dk, float* dv) {

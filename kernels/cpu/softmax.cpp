@@ -36,6 +36,7 @@ void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) {
   });
 }
 
+// Derivation: docs/derivations.md#softmax-backward
 void softmax_backward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx) {
   parallel_for(rows, row_grain(cols), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
