@@ -5,6 +5,7 @@
 
 #include "core/cuda/caching_allocator.h"
 #include "core/cuda/check.h"
+#include "core/cuda/launch.h"
 #include "core/cuda/stream.h"
 #include "core/cuda_runtime.h"
 
@@ -153,7 +154,7 @@ int grid_for(int64_t n, int block) {
 
 void fill_f32(float* dst, float value, int64_t count) {
   if (count == 0) return;
-  fill_kernel<<<grid_for(count, 256), 256, 0, current_stream()>>>(dst, value, count);
+  NV_LAUNCH(grid_for(count, 256), 256, 0, current_stream(), fill_kernel)(dst, value, count);
   NV_CUDA_CHECK_LAUNCH("fill of {} floats", count);
 }
 
@@ -177,16 +178,16 @@ void strided_copy(void* dst, const void* src, size_t elem_size, int ndim, const 
   cudaStream_t s = current_stream();
   switch (elem_size) {
     case 4:
-      strided_copy_kernel<<<grid, 256, 0, s>>>(static_cast<float*>(dst),
-                                               static_cast<const float*>(src), layout, numel);
+      NV_LAUNCH(grid, 256, 0, s, strided_copy_kernel<float>)
+      (static_cast<float*>(dst), static_cast<const float*>(src), layout, numel);
       break;
     case 8:
-      strided_copy_kernel<<<grid, 256, 0, s>>>(static_cast<int64_t*>(dst),
-                                               static_cast<const int64_t*>(src), layout, numel);
+      NV_LAUNCH(grid, 256, 0, s, strided_copy_kernel<int64_t>)
+      (static_cast<int64_t*>(dst), static_cast<const int64_t*>(src), layout, numel);
       break;
     case 2:
-      strided_copy_kernel<<<grid, 256, 0, s>>>(static_cast<uint16_t*>(dst),
-                                               static_cast<const uint16_t*>(src), layout, numel);
+      NV_LAUNCH(grid, 256, 0, s, strided_copy_kernel<uint16_t>)
+      (static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), layout, numel);
       break;
     default:
       NV_FAIL("strided copy: unsupported element size {}", elem_size);

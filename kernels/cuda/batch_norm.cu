@@ -379,14 +379,14 @@ void launch_apply(const Shape3& z, const float* x, const float2* affine, bool re
   const int grid = grid_size(n, kBlock);
   if (vec) {
     if (relu) {
-      apply_kernel<true, 4><<<grid, kBlock, 0, stream()>>>(z, x, affine, y);
+      NV_LAUNCH(grid, kBlock, 0, stream(), apply_kernel<true, 4>)(z, x, affine, y);
     } else {
-      apply_kernel<false, 4><<<grid, kBlock, 0, stream()>>>(z, x, affine, y);
+      NV_LAUNCH(grid, kBlock, 0, stream(), apply_kernel<false, 4>)(z, x, affine, y);
     }
   } else if (relu) {
-    apply_kernel<true, 1><<<grid, kBlock, 0, stream()>>>(z, x, affine, y);
+    NV_LAUNCH(grid, kBlock, 0, stream(), apply_kernel<true, 1>)(z, x, affine, y);
   } else {
-    apply_kernel<false, 1><<<grid, kBlock, 0, stream()>>>(z, x, affine, y);
+    NV_LAUNCH(grid, kBlock, 0, stream(), apply_kernel<false, 1>)(z, x, affine, y);
   }
   NV_CUDA_CHECK_LAUNCH("batch_norm apply over ({}, {}, {})", z.N, z.C, z.S);
 }
@@ -402,11 +402,11 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
   NV_CHECK(z.C <= 65535, "batch_norm: {} channels exceed the CUDA grid", z.C);
   if (z.M <= kSmallM) {
     if (relu) {
-      forward_small_kernel<true><<<z.C, kBlock, 0, stream()>>>(
-          z, x, weight, bias, momentum, eps, running_mean, running_var, y, save_mean, save_invstd);
+      NV_LAUNCH(z.C, kBlock, 0, stream(), forward_small_kernel<true>)
+      (z, x, weight, bias, momentum, eps, running_mean, running_var, y, save_mean, save_invstd);
     } else {
-      forward_small_kernel<false><<<z.C, kBlock, 0, stream()>>>(
-          z, x, weight, bias, momentum, eps, running_mean, running_var, y, save_mean, save_invstd);
+      NV_LAUNCH(z.C, kBlock, 0, stream(), forward_small_kernel<false>)
+      (z, x, weight, bias, momentum, eps, running_mean, running_var, y, save_mean, save_invstd);
     }
     NV_CUDA_CHECK_LAUNCH("batch_norm training forward over ({}, {}, {})", z.N, z.C, z.S);
     return;
@@ -417,11 +417,11 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
       cuda_rt::workspace(sizeof(double2) * size_t(z.C) * splits + sizeof(float2) * z.C));
   double2* partial = reinterpret_cast<double2*>(ws);
   float2* affine = reinterpret_cast<float2*>(ws + sizeof(double2) * size_t(z.C) * splits);
-  stats_partial_kernel<<<dim3(splits, z.C), kBlock, 0, stream()>>>(z, splits, x, partial);
+  NV_LAUNCH(dim3(splits, z.C), kBlock, 0, stream(), stats_partial_kernel)(z, splits, x, partial);
   NV_CUDA_CHECK_LAUNCH("batch_norm statistics over ({}, {}, {})", z.N, z.C, z.S);
-  stats_finish_kernel<<<(z.C + 127) / 128, 128, 0, stream()>>>(
-      z, splits, x, partial, weight, bias, momentum, eps, running_mean, running_var, save_mean,
-      save_invstd, affine);
+  NV_LAUNCH((z.C + 127) / 128, 128, 0, stream(), stats_finish_kernel)
+  (z, splits, x, partial, weight, bias, momentum, eps, running_mean, running_var, save_mean,
+   save_invstd, affine);
   NV_CUDA_CHECK_LAUNCH("batch_norm statistics of {} channels", z.C);
   launch_apply(z, x, affine, relu, y);
 }
@@ -432,8 +432,8 @@ void batch_norm_forward_eval(const BatchNormShape& s, const float* x, const floa
   const Shape3 z = shape3(s);
   if (z.C == 0) return;
   float2* affine = static_cast<float2*>(cuda_rt::workspace(sizeof(float2) * z.C));
-  eval_prepare_kernel<<<(z.C + 127) / 128, 128, 0, stream()>>>(
-      z.C, weight, bias, running_mean, running_var, eps, save_mean, save_invstd, affine);
+  NV_LAUNCH((z.C + 127) / 128, 128, 0, stream(), eval_prepare_kernel)
+  (z.C, weight, bias, running_mean, running_var, eps, save_mean, save_invstd, affine);
   NV_CUDA_CHECK_LAUNCH("batch_norm eval statistics of {} channels", z.C);
   if (z.M == 0) return;
   launch_apply(z, x, affine, relu, y);
@@ -447,8 +447,8 @@ void batch_norm_backward(const BatchNormShape& s, const float* x, const float* d
   if (z.C == 0) return;
   NV_CHECK(z.C <= 65535, "batch_norm backward: {} channels exceed the CUDA grid", z.C);
   if (z.M > 0 && z.M <= kSmallM) {
-    backward_small_kernel<<<z.C, kBlock, 0, stream()>>>(z, x, dy, y_relu, weight, save_mean,
-                                                        save_invstd, training, dx, dweight, dbias);
+    NV_LAUNCH(z.C, kBlock, 0, stream(), backward_small_kernel)
+    (z, x, dy, y_relu, weight, save_mean, save_invstd, training, dx, dweight, dbias);
     NV_CUDA_CHECK_LAUNCH("batch_norm backward over ({}, {}, {})", z.N, z.C, z.S);
     return;
   }
@@ -461,16 +461,16 @@ void batch_norm_backward(const BatchNormShape& s, const float* x, const float* d
   double2* partial = sums ? reinterpret_cast<double2*>(ws) : nullptr;
   DxCoef* coef = reinterpret_cast<DxCoef*>(ws + sizeof(double2) * size_t(z.C) * splits);
   if (sums) {
-    grad_partial_kernel<<<dim3(splits, z.C), kBlock, 0, stream()>>>(z, splits, x, dy, y_relu,
-                                                                    save_mean, partial);
+    NV_LAUNCH(dim3(splits, z.C), kBlock, 0, stream(), grad_partial_kernel)
+    (z, splits, x, dy, y_relu, save_mean, partial);
     NV_CUDA_CHECK_LAUNCH("batch_norm gradient sums over ({}, {}, {})", z.N, z.C, z.S);
   }
-  grad_finish_kernel<<<(z.C + 127) / 128, 128, 0, stream()>>>(
-      z, splits, partial, weight, save_mean, save_invstd, training, dweight, dbias, coef);
+  NV_LAUNCH((z.C + 127) / 128, 128, 0, stream(), grad_finish_kernel)
+  (z, splits, partial, weight, save_mean, save_invstd, training, dweight, dbias, coef);
   NV_CUDA_CHECK_LAUNCH("batch_norm gradients of {} channels", z.C);
   if (dx == nullptr || z.M == 0) return;
   const int64_t n = int64_t(z.N) * z.C * z.S;
-  dx_kernel<<<grid_size(n, kBlock), kBlock, 0, stream()>>>(z, x, dy, y_relu, coef, dx);
+  NV_LAUNCH(grid_size(n, kBlock), kBlock, 0, stream(), dx_kernel)(z, x, dy, y_relu, coef, dx);
   NV_CUDA_CHECK_LAUNCH("batch_norm input gradient over ({}, {}, {})", z.N, z.C, z.S);
 }
 

@@ -99,10 +99,10 @@ void add_channel_bias(int64_t N, int64_t C, int64_t P, const float* b, float* y)
   const int64_t n = N * C * P;
   if (n == 0) return;
   if (n < (int64_t(1) << 31)) {
-    add_channel_bias_kernel<uint32_t>
-        <<<grid_size(n, 256), 256, 0, stream()>>>(uint32_t(n), uint32_t(C), uint32_t(P), b, y);
+    NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), add_channel_bias_kernel<uint32_t>)
+    (uint32_t(n), uint32_t(C), uint32_t(P), b, y);
   } else {
-    add_channel_bias_kernel<int64_t><<<grid_size(n, 256), 256, 0, stream()>>>(n, C, P, b, y);
+    NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), add_channel_bias_kernel<int64_t>)(n, C, P, b, y);
   }
   NV_CUDA_CHECK_LAUNCH("conv2d bias over ({}, {}, {})", N, C, P);
 }
@@ -112,7 +112,7 @@ void channel_sum(int64_t N, int64_t C, int64_t P, const float* dy, float* db) {
   NV_CHECK(C <= 0x7fffffff && N * P < (int64_t(1) << 31),
            "conv2d bias gradient over ({}, {}, {}): too large for the kernel's index math", N, C,
            P);
-  channel_sum_kernel<<<unsigned(C), 512, 0, stream()>>>(N, C, P, dy, db);
+  NV_LAUNCH(unsigned(C), 512, 0, stream(), channel_sum_kernel)(N, C, P, dy, db);
   NV_CUDA_CHECK_LAUNCH("conv2d bias gradient over ({}, {}, {})", N, C, P);
 }
 

@@ -111,14 +111,14 @@ __global__ void backward_weight_kernel(Geo g, const float* __restrict__ x,
 void direct_forward(const Conv2dShape& s, const float* x, const float* w, float* y) {
   const Geo g = geo(s);
   const int64_t n = g.N * g.Cout * g.Ho * g.Wo;
-  forward_kernel<<<grid_size(n, 256), 256, 0, stream()>>>(g, x, w, y);
+  NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), forward_kernel)(g, x, w, y);
   NV_CUDA_CHECK_LAUNCH("conv2d forward (direct) for input ({}, {}, {}, {})", g.N, g.Cin, g.H, g.W);
 }
 
 void direct_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
   const Geo g = geo(s);
   const int64_t n = g.N * g.Cin * g.H * g.W;
-  backward_data_kernel<<<grid_size(n, 256), 256, 0, stream()>>>(g, dy, w, dx);
+  NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), backward_data_kernel)(g, dy, w, dx);
   NV_CUDA_CHECK_LAUNCH("conv2d backward-data (direct) for input ({}, {}, {}, {})", g.N, g.Cin, g.H,
                        g.W);
 }
@@ -128,7 +128,7 @@ void direct_backward_weight(const Conv2dShape& s, const float* x, const float* d
   const int64_t weights = g.Cout * g.cin_g * g.kh * g.kw;
   NV_CHECK(weights <= 0x7fffffff, "conv2d backward-weight (direct): {} weights exceed the grid",
            weights);
-  backward_weight_kernel<<<unsigned(weights), 256, 0, stream()>>>(g, x, dy, dw);
+  NV_LAUNCH(unsigned(weights), 256, 0, stream(), backward_weight_kernel)(g, x, dy, dw);
   NV_CUDA_CHECK_LAUNCH("conv2d backward-weight (direct) for input ({}, {}, {}, {})", g.N, g.Cin,
                        g.H, g.W);
 }

@@ -100,18 +100,18 @@ void pointwise_backward_weight(const Conv2dShape& s, const float* x, const float
         // part[b] = dy_b (Cout_g, P) x_b^T (P, Cin_g)
         gemm_strided_batched(false, true, z.cout_g, z.cin_g, z.P, 1.0f, dy_n, z.P, z.cout * z.P,
                              x_n, z.P, z.cin * z.P, 0.0f, scratch, z.cin_g, weights, nb);
-        sum_partials_kernel<<<grid_size(weights, 256), 256, 0, stream()>>>(weights, nb, scratch,
-                                                                           n0 > 0, dw_g);
+        NV_LAUNCH(grid_size(weights, 256), 256, 0, stream(), sum_partials_kernel)
+        (weights, nb, scratch, n0 > 0, dw_g);
         NV_CUDA_CHECK_LAUNCH("conv2d 1x1 backward-weight: sum of {} partials of {}", nb, weights);
       } else {
         float* dyt = scratch;                       // (Cout_g, nb * P)
         float* xt = scratch + z.cout_g * nb * z.P;  // (Cin_g, nb * P)
         const int64_t ny = z.cout_g * nb * z.P, nx = z.cin_g * nb * z.P;
-        gather_channels_kernel<<<grid_size(ny, 256), 256, 0, stream()>>>(
-            z.cout_g, nb, z.P, z.cout, g * z.cout_g, dy + n0 * z.cout * z.P, dyt);
+        NV_LAUNCH(grid_size(ny, 256), 256, 0, stream(), gather_channels_kernel)
+        (z.cout_g, nb, z.P, z.cout, g * z.cout_g, dy + n0 * z.cout * z.P, dyt);
         NV_CUDA_CHECK_LAUNCH("conv2d 1x1 backward-weight: gather of dy ({} floats)", ny);
-        gather_channels_kernel<<<grid_size(nx, 256), 256, 0, stream()>>>(
-            z.cin_g, nb, z.P, z.cin, g * z.cin_g, x + n0 * z.cin * z.P, xt);
+        NV_LAUNCH(grid_size(nx, 256), 256, 0, stream(), gather_channels_kernel)
+        (z.cin_g, nb, z.P, z.cin, g * z.cin_g, x + n0 * z.cin * z.P, xt);
         NV_CUDA_CHECK_LAUNCH("conv2d 1x1 backward-weight: gather of x ({} floats)", nx);
         gemm(false, true, z.cout_g, z.cin_g, nb * z.P, 1.0f, dyt, nb * z.P, xt, nb * z.P,
              n0 > 0 ? 1.0f : 0.0f, dw_g, z.cin_g);

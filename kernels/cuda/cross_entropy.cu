@@ -92,10 +92,10 @@ void cross_entropy_forward(int64_t n, int64_t k, const float* logits, const int6
                            float smoothing, float* loss, float* lse) {
   NV_CHECK(n > 0 && n <= 0x7fffffff, "cross_entropy forward: {} rows (1 to 2^31 - 1 supported)", n);
   double* row_loss = static_cast<double*>(cuda_rt::workspace(size_t(n) * sizeof(double)));
-  row_loss_kernel<<<unsigned(n), kBlock, 0, stream()>>>(k, logits, targets, smoothing, lse,
-                                                        row_loss);
+  NV_LAUNCH(unsigned(n), kBlock, 0, stream(), row_loss_kernel)
+  (k, logits, targets, smoothing, lse, row_loss);
   NV_CUDA_CHECK_LAUNCH("cross_entropy forward of ({}, {})", n, k);
-  mean_kernel<<<1, kBlock, 0, stream()>>>(n, row_loss, loss);
+  NV_LAUNCH(1, kBlock, 0, stream(), mean_kernel)(n, row_loss, loss);
   NV_CUDA_CHECK_LAUNCH("cross_entropy mean over {} rows", n);
 }
 
@@ -103,8 +103,8 @@ void cross_entropy_backward(int64_t n, int64_t k, const float* logits, const int
                             const float* lse, float smoothing, const float* grad_loss,
                             float* dlogits) {
   if (n == 0 || k == 0) return;
-  backward_kernel<<<grid_size(n * k, 256), 256, 0, stream()>>>(n, k, logits, targets, lse,
-                                                               smoothing, grad_loss, dlogits);
+  NV_LAUNCH(grid_size(n * k, 256), 256, 0, stream(), backward_kernel)
+  (n, k, logits, targets, lse, smoothing, grad_loss, dlogits);
   NV_CUDA_CHECK_LAUNCH("cross_entropy backward of ({}, {})", n, k);
 }
 

@@ -25,7 +25,7 @@ void scale_rows(int64_t rows, int64_t cols, const float* x, const float* row_sca
   const int64_t col_blocks = (cols + block - 1) / block;
   NV_CHECK(col_blocks <= 0x7fffffff, "scale_rows: {} columns exceed the grid", cols);
   const dim3 grid(unsigned(col_blocks), unsigned(std::min<int64_t>(rows, 65535)));
-  scale_rows_kernel<<<grid, block, 0, stream()>>>(rows, cols, x, row_scale, y);
+  NV_LAUNCH(grid, block, 0, stream(), scale_rows_kernel)(rows, cols, x, row_scale, y);
   NV_CUDA_CHECK_LAUNCH("scale_rows of ({}, {})", rows, cols);
 }
 

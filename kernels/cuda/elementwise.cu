@@ -1,6 +1,7 @@
 // Elementwise kernels on the GPU: grid-stride loops, one element per thread per iteration.
 // All are memory-bound; they read and write each element once, coalesced.
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "kernels/elementwise.h"
 
 namespace nextvit::kernels::cuda {
@@ -17,19 +18,8 @@ __global__ void map_kernel(int64_t n, F f) {
 template <typename F>
 void launch_map(int64_t n, F f, const char* what) {
   if (n == 0) return;
-  map_kernel<<<grid_size(n, 256), 256, 0, stream()>>>(n, f);
+  NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), map_kernel<F>)(n, f);
   NV_CUDA_CHECK_LAUNCH("{} over {} elements", what, n);
-}
-
-// Sum of n floats: each block reduces a grid-stride slice, then atomically adds its partial.
-__global__ void sum_kernel(int64_t n, const float* x, float* out) {
-  float acc = 0.0f;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    acc += x[i];
-  }
-  acc = block_sum(acc);
-  if (threadIdx.x == 0) atomicAdd(out, acc);
 }
 
 }  // namespace
@@ -65,10 +55,12 @@ void relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
 }
 
 void sum(int64_t n, const float* x, float* out) {
-  NV_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(float), stream()), "sum of {} floats", n);
-  if (n == 0) return;
-  sum_kernel<<<grid_size(n, 256), 256, 0, stream()>>>(n, x, out);
-  NV_CUDA_CHECK_LAUNCH("sum of {} floats", n);
+  if (n == 0) {
+    NV_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(float), stream()), "sum of 0 floats");
+    return;
+  }
+  deterministic_sum(
+      n, [=] __device__(int64_t i) { return double(x[i]); }, false, out, "sum");
 }
 
 }  // namespace nextvit::kernels::cuda

@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kMaxThreads)
                float* __restrict__ y) {
   // The weights come first so that the compiler can prove their 16-byte alignment and load a
   // thread's 8 output channels with two 128-bit loads.
-  extern __shared__ __align__(16) float smem[];
+  NV_DYNAMIC_SHARED(float, smem);
   float* w_s = smem;
   float* in_s = smem + weight_chunk_floats<C>();
   const int tile = blockIdx.x, g = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
@@ -55,7 +55,7 @@ template <int C>
 __global__ void __launch_bounds__(WgtShape<C>::kThreads)
     wgt_kernel(WgtTiling t, const float* __restrict__ x, const float* __restrict__ dy,
                float* __restrict__ partial) {
-  extern __shared__ __align__(16) float smem[];
+  NV_DYNAMIC_SHARED(float, smem);
   float* x_s = smem;
   float* dy_s = smem + t.x_floats;
   const int blk = blockIdx.x, g = blockIdx.y, tid = threadIdx.x;
@@ -89,7 +89,7 @@ void launch_fwd(const Conv2dShape& s, const float* x, const float* w, float* y, 
            "memory",
            what, s.in_h, s.in_w, t.smem_bytes());
   const dim3 grid(t.tiles(), unsigned(s.groups), unsigned(s.batch));
-  fwd_kernel<C, Flip><<<grid, t.threads, t.smem_bytes(), stream()>>>(t, x, w, y);
+  NV_LAUNCH(grid, t.threads, t.smem_bytes(), stream(), fwd_kernel<C, Flip>)(t, x, w, y);
   NV_CUDA_CHECK_LAUNCH(
       "{} (grouped 3x3, {} x {} tiles of {}x{}, {} threads) for input ({}, {}, "
       "{}, {}), {} groups",
@@ -104,13 +104,14 @@ void launch_wgt(const Conv2dShape& s, const float* x, const float* dy, float* dw
                                  4 * multiprocessor_count());
   float* partial = static_cast<float*>(cuda_rt::workspace(size_t(t.partial_floats()) * 4));
   const dim3 grid(unsigned(t.blocks), unsigned(s.groups));
-  wgt_kernel<C><<<grid, WgtShape<C>::kThreads, t.smem_bytes(), stream()>>>(t, x, dy, partial);
+  NV_LAUNCH(grid, WgtShape<C>::kThreads, t.smem_bytes(), stream(), wgt_kernel<C>)
+  (t, x, dy, partial);
   NV_CUDA_CHECK_LAUNCH(
       "conv2d backward-weight (grouped 3x3, {} blocks per group) for input ({}, "
       "{}, {}, {}), {} groups",
       t.blocks, s.batch, s.in_channels, s.in_h, s.in_w, s.groups);
   const int64_t n = s.out_channels * C * 9;
-  wgt_reduce_kernel<<<grid_size(n, 256), 256, 0, stream()>>>(t, n, partial, dw);
+  NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), wgt_reduce_kernel)(t, n, partial, dw);
   NV_CUDA_CHECK_LAUNCH("conv2d backward-weight reduction of {} partials", t.blocks);
 }
 

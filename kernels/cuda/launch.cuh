@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/cuda/check.h"
+#include "core/cuda/launch.h"
 #include "core/cuda/stream.h"
 
 namespace nextvit::kernels::cuda {
@@ -22,7 +23,8 @@ inline cudaStream_t stream() {
   return cuda_rt::current_stream();
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
@@ -36,15 +38,16 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // Sum over the block: warp shuffles, then one value per warp through shared memory, then the
 // first warp reduces those. Every thread gets the result. blockDim.x must be a multiple of 32.
-__device__ __forceinline__ float block_sum(float v) {
-  __shared__ float partial[32];
+template <typename T>
+__device__ __forceinline__ T block_sum(T v) {
+  __shared__ T partial[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   v = warp_sum(v);
   __syncthreads();  // partial may still be read by a previous call
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   const int warps = (blockDim.x + 31) >> 5;
-  v = (threadIdx.x < warps) ? partial[threadIdx.x] : 0.0f;
+  v = (threadIdx.x < warps) ? partial[threadIdx.x] : T(0);
   if (warp == 0) v = warp_sum(v);
   if (threadIdx.x == 0) partial[0] = v;
   __syncthreads();

@@ -4,6 +4,7 @@
 // with the same roundings, so the two devices agree to the last bit or two (fmaf contraction is
 // the only difference, and -fmad is nvcc's default). All memory-bound.
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "kernels/optim.h"
 
 namespace nextvit::kernels::cuda {
@@ -55,30 +56,6 @@ __global__ void ema_kernel(int64_t n, float decay, float one_minus_decay,
   }
 }
 
-// Each thread squares and sums its grid-stride slice in double (a parameter tensor has up to a
-// few million elements; float partial sums would lose the small ones); the block reduces its
-// threads' doubles through shared memory and adds one value to out with a float atomic. The
-// order of those atomics varies from run to run: the result may differ in the last bit.
-__global__ void sum_squares_kernel(int64_t n, const float* __restrict__ x, float* out) {
-  double acc = 0.0;
-  NV_GRID_STRIDE(i, n) {
-    acc += double(x[i]) * double(x[i]);
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  __shared__ double partial[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) partial[warp] = acc;
-  __syncthreads();
-  if (warp == 0) {
-    const int warps = blockDim.x >> 5;
-    acc = lane < warps ? partial[lane] : 0.0;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) atomicAdd(out, static_cast<float>(acc));
-  }
-}
-
 #undef NV_GRID_STRIDE
 
 constexpr int kBlock = 256;
@@ -88,28 +65,33 @@ constexpr int kBlock = 256;
 void sgd_step(int64_t n, const SgdHyper& h, float* param, const float* grad,
               float* momentum_buffer) {
   if (n == 0) return;
-  sgd_kernel<<<grid_size(n, kBlock), kBlock, 0, stream()>>>(n, h, param, grad, momentum_buffer);
+  NV_LAUNCH(grid_size(n, kBlock), kBlock, 0, stream(), sgd_kernel)
+  (n, h, param, grad, momentum_buffer);
   NV_CUDA_CHECK_LAUNCH("sgd_step over {} elements", n);
 }
 
 void adamw_step(int64_t n, const AdamWHyper& h, float* param, const float* grad, float* exp_avg,
                 float* exp_avg_sq) {
   if (n == 0) return;
-  adamw_kernel<<<grid_size(n, kBlock), kBlock, 0, stream()>>>(n, h, param, grad, exp_avg,
-                                                              exp_avg_sq);
+  NV_LAUNCH(grid_size(n, kBlock), kBlock, 0, stream(), adamw_kernel)
+  (n, h, param, grad, exp_avg, exp_avg_sq);
   NV_CUDA_CHECK_LAUNCH("adamw_step over {} elements", n);
 }
 
 void ema_update(int64_t n, float decay, float one_minus_decay, const float* value, float* ema) {
   if (n == 0) return;
-  ema_kernel<<<grid_size(n, kBlock), kBlock, 0, stream()>>>(n, decay, one_minus_decay, value, ema);
+  NV_LAUNCH(grid_size(n, kBlock), kBlock, 0, stream(), ema_kernel)
+  (n, decay, one_minus_decay, value, ema);
   NV_CUDA_CHECK_LAUNCH("ema_update over {} elements", n);
 }
 
 void sum_squares(int64_t n, const float* x, float* out) {
   if (n == 0) return;
-  sum_squares_kernel<<<grid_size(n, kBlock), kBlock, 0, stream()>>>(n, x, out);
-  NV_CUDA_CHECK_LAUNCH("sum_squares over {} elements", n);
+  // Squares summed in double (a parameter tensor has up to a few million elements; float
+  // partial sums would lose the small ones), in a fixed order: the same bits on every run.
+  deterministic_sum(
+      n, [=] __device__(int64_t i) { return double(x[i]) * double(x[i]); }, true, out,
+      "sum_squares");
 }
 
 }  // namespace nextvit::kernels::cuda

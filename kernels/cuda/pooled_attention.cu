@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kThreads)
     forward_kernel(FwdLayout L, float scale, const float* __restrict__ q,
                    const float* __restrict__ k, const float* __restrict__ v,
                    float* __restrict__ out, float* __restrict__ probs) {
-  extern __shared__ __align__(16) float smem[];
+  NV_DYNAMIC_SHARED(float, smem);
   const int64_t h = blockIdx.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* k_s = smem + L.k_offset;
@@ -79,7 +79,7 @@ __global__ void __launch_bounds__(kThreads)
                     float* __restrict__ dq, float* __restrict__ dk, float* __restrict__ dv,
                     float* __restrict__ partial) {
   constexpr int kMaxE = max_elems_per_thread<D, KPL>();
-  extern __shared__ __align__(16) float smem[];
+  NV_DYNAMIC_SHARED(float, smem);
   const int64_t h = blockIdx.y;
   const int split = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float* k_s = smem + L.k_offset;
@@ -171,8 +171,8 @@ void launch_forward(int64_t heads, int64_t n, int64_t m, float scale, const floa
   const FwdLayout L = fwd_layout(int(n), int(m), D);
   allow_shared(forward_kernel<D, KPL>, L.smem_bytes(), "pooled_attention_forward", m, D);
   const dim3 grid(unsigned(L.row_blocks), unsigned(heads));
-  forward_kernel<D, KPL>
-      <<<grid, kThreads, L.smem_bytes(), stream()>>>(L, scale, q, k, v, out, probs);
+  NV_LAUNCH(grid, kThreads, L.smem_bytes(), stream(), forward_kernel<D, KPL>)
+  (L, scale, q, k, v, out, probs);
   NV_CUDA_CHECK_LAUNCH("pooled_attention_forward: q ({}, {}, {}), k ({}, {}, {})", heads, n, D,
                        heads, m, D);
 }
@@ -188,13 +188,13 @@ void launch_backward(int64_t heads, int64_t n, int64_t m, float scale, const flo
                        ? static_cast<float*>(cuda_rt::workspace(size_t(L.partial_floats()) * 4))
                        : nullptr;
   const dim3 grid(unsigned(L.splits), unsigned(heads));
-  backward_kernel<D, KPL><<<grid, kThreads, L.smem_bytes(), stream()>>>(L, scale, q, k, v, probs,
-                                                                        dout, dq, dk, dv, partial);
+  NV_LAUNCH(grid, kThreads, L.smem_bytes(), stream(), backward_kernel<D, KPL>)
+  (L, scale, q, k, v, probs, dout, dq, dk, dv, partial);
   NV_CUDA_CHECK_LAUNCH("pooled_attention_backward: q ({}, {}, {}), k ({}, {}, {}), {} splits",
                        heads, n, D, heads, m, D, L.splits);
   if (L.splits > 1) {
     const int64_t elems = heads * m * D;
-    reduce_kernel<<<grid_size(elems, 256), 256, 0, stream()>>>(L, elems, partial, dk, dv);
+    NV_LAUNCH(grid_size(elems, 256), 256, 0, stream(), reduce_kernel)(L, elems, partial, dk, dv);
     NV_CUDA_CHECK_LAUNCH("pooled_attention_backward: sum of {} partials", L.splits);
   }
 }

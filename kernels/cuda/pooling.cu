@@ -110,27 +110,28 @@ __global__ void global_avg_pool_backward_kernel(int64_t rows, int64_t cols,
 void avg_pool2d_forward(const AvgPool2dShape& s, const float* x, float* y) {
   const int64_t n = s.planes * s.out_h * s.out_w;
   if (n == 0) return;
-  avg_pool2d_forward_kernel<<<grid_size(n, 256), 256, 0, stream()>>>(s, x, y);
+  NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), avg_pool2d_forward_kernel)(s, x, y);
   NV_CUDA_CHECK_LAUNCH("avg_pool2d forward over {} planes of {}x{}", s.planes, s.in_h, s.in_w);
 }
 
 void avg_pool2d_backward(const AvgPool2dShape& s, const float* dy, float* dx) {
   const int64_t n = s.planes * s.in_h * s.in_w;
   if (n == 0) return;
-  avg_pool2d_backward_kernel<<<grid_size(n, 256), 256, 0, stream()>>>(s, dy, dx);
+  NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), avg_pool2d_backward_kernel)(s, dy, dx);
   NV_CUDA_CHECK_LAUNCH("avg_pool2d backward over {} planes of {}x{}", s.planes, s.in_h, s.in_w);
 }
 
 void global_avg_pool_forward(int64_t rows, int64_t cols, const float* x, float* y) {
   if (rows == 0) return;
-  global_avg_pool_forward_kernel<<<grid_size(rows * 32, 256), 256, 0, stream()>>>(rows, cols, x, y);
+  NV_LAUNCH(grid_size(rows * 32, 256), 256, 0, stream(), global_avg_pool_forward_kernel)
+  (rows, cols, x, y);
   NV_CUDA_CHECK_LAUNCH("global_avg_pool forward of ({}, {})", rows, cols);
 }
 
 void global_avg_pool_backward(int64_t rows, int64_t cols, const float* dy, float* dx) {
   if (rows == 0 || cols == 0) return;
-  global_avg_pool_backward_kernel<<<grid_size(rows * cols, 256), 256, 0, stream()>>>(rows, cols, dy,
-                                                                                     dx);
+  NV_LAUNCH(grid_size(rows * cols, 256), 256, 0, stream(), global_avg_pool_backward_kernel)
+  (rows, cols, dy, dx);
   NV_CUDA_CHECK_LAUNCH("global_avg_pool backward of ({}, {})", rows, cols);
 }
 

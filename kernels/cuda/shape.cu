@@ -28,7 +28,7 @@ void copy_2d(int64_t rows, int64_t cols, const float* src, int64_t src_stride, f
   const int64_t col_blocks = (cols + block - 1) / block;
   NV_CHECK(col_blocks <= 0x7fffffff, "copy_2d: {} columns exceed the grid", cols);
   const dim3 grid(unsigned(col_blocks), unsigned(std::min<int64_t>(rows, 65535)));
-  copy_2d_kernel<<<grid, block, 0, stream()>>>(rows, cols, src, src_stride, dst, dst_stride);
+  NV_LAUNCH(grid, block, 0, stream(), copy_2d_kernel)(rows, cols, src, src_stride, dst, dst_stride);
   NV_CUDA_CHECK_LAUNCH("copy_2d of ({}, {})", rows, cols);
 }
 

@@ -158,7 +158,7 @@ struct ForwardLaunch {
   float* y;
   template <int VPL>
   void run() const {
-    forward_registers<VPL><<<blocks_for(rows), kBlock, 0, stream()>>>(rows, int(cols), x, y);
+    NV_LAUNCH(blocks_for(rows), kBlock, 0, stream(), forward_registers<VPL>)(rows, int(cols), x, y);
   }
 };
 
@@ -168,7 +168,8 @@ struct BackwardLaunch {
   float* dx;
   template <int VPL>
   void run() const {
-    backward_registers<VPL><<<blocks_for(rows), kBlock, 0, stream()>>>(rows, int(cols), y, dy, dx);
+    NV_LAUNCH(blocks_for(rows), kBlock, 0, stream(), backward_registers<VPL>)
+    (rows, int(cols), y, dy, dx);
   }
 };
 
@@ -177,7 +178,7 @@ struct BackwardLaunch {
 void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) {
   if (rows == 0 || cols == 0) return;
   if (!with_vpl(cols, ForwardLaunch{rows, cols, x, y})) {
-    forward_online<<<blocks_for(rows), kBlock, 0, stream()>>>(rows, cols, x, y);
+    NV_LAUNCH(blocks_for(rows), kBlock, 0, stream(), forward_online)(rows, cols, x, y);
   }
   NV_CUDA_CHECK_LAUNCH("softmax forward of ({}, {})", rows, cols);
 }
@@ -185,7 +186,7 @@ void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) {
 void softmax_backward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx) {
   if (rows == 0 || cols == 0) return;
   if (!with_vpl(cols, BackwardLaunch{rows, cols, y, dy, dx})) {
-    backward_online<<<blocks_for(rows), kBlock, 0, stream()>>>(rows, cols, y, dy, dx);
+    NV_LAUNCH(blocks_for(rows), kBlock, 0, stream(), backward_online)(rows, cols, y, dy, dx);
   }
   NV_CUDA_CHECK_LAUNCH("softmax backward of ({}, {})", rows, cols);
 }

@@ -1,0 +1,228 @@
+// Device memory of the emulated GPU: host heap allocations, one per cudaMalloc, so that
+// AddressSanitizer sees a kernel's out-of-bounds access exactly as it would a host program's.
+// Builds without AddressSanitizer put guard bytes before and after each allocation instead and
+// check them after every launch. New memory is filled with 0xFF bytes (a NaN in every float)
+// so that a kernel reading what nobody wrote produces NaN, not a plausible zero.
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "core/cuda/emulator/state.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define NVEMU_ASAN 1
+#endif
+
+namespace nvemu {
+namespace {
+
+constexpr size_t kAlignment = 256;  // cudaMalloc's alignment
+#ifdef NVEMU_ASAN
+constexpr size_t kGuard = 0;  // AddressSanitizer's redzones do the job, exactly
+#else
+constexpr size_t kGuard = 256;
+#endif
+constexpr unsigned char kGuardByte = 0xA5;
+
+struct Memory {
+  std::map<uintptr_t, Allocation> by_base;
+  size_t in_use = 0;
+  uint64_t next_id = 1;
+};
+
+Memory& memory() {
+  static Memory* m = new Memory();  // never destroyed: tensors may outlive static destructors
+  return *m;
+}
+
+bool in_any_allocation(const void* p) {
+  return find_allocation(p, 0) != nullptr;
+}
+
+cudaError_t copy_checked(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (bytes == 0) return cudaSuccess;
+  if (dst == nullptr || src == nullptr) return set_error(cudaErrorInvalidValue);
+  if (kind == cudaMemcpyDefault) {
+    const bool d = in_any_allocation(dst), s = in_any_allocation(src);
+    kind = d ? (s ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+             : (s ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  }
+  const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (int(kind) < 0 || int(kind) > 4) return set_error(cudaErrorInvalidValue);
+  // A device side must lie inside one allocation; a host side must not be device memory (the
+  // direction was given wrong).
+  if (dst_dev ? find_allocation(dst, bytes) == nullptr : in_any_allocation(dst)) {
+    return set_error(cudaErrorInvalidValue);
+  }
+  if (src_dev ? find_allocation(src, bytes) == nullptr : in_any_allocation(src)) {
+    return set_error(cudaErrorInvalidValue);
+  }
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+
+}  // namespace
+
+const Allocation* find_allocation(const void* p, size_t bytes) {
+  Memory& m = memory();
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = m.by_base.upper_bound(a);
+  if (it == m.by_base.begin()) return nullptr;
+  --it;
+  const Allocation& al = it->second;
+  const uintptr_t base = reinterpret_cast<uintptr_t>(al.base);
+  if (a < base || a > base + al.bytes) return nullptr;
+  if (bytes > al.bytes - (a - base)) return nullptr;
+  if (bytes > 0 && a == base + al.bytes) return nullptr;
+  return &al;
+}
+
+std::vector<const Allocation*> allocations_reached(const void* data, size_t size) {
+  std::vector<const Allocation*> out;
+  const char* p = static_cast<const char*>(data);
+  const uintptr_t start = (reinterpret_cast<uintptr_t>(p) + 7) & ~uintptr_t(7);
+  for (uintptr_t w = start; w + 8 <= reinterpret_cast<uintptr_t>(p) + size; w += 8) {
+    void* v;
+    std::memcpy(&v, reinterpret_cast<const void*>(w), 8);
+    const Allocation* a = find_allocation(v, 0);
+    if (a == nullptr) continue;
+    bool seen = false;
+    for (const Allocation* b : out) seen = seen || b == a;
+    if (!seen) out.push_back(a);
+  }
+  return out;
+}
+
+std::string check_guards(const Allocation& a) {
+  if (kGuard == 0) return {};
+  const unsigned char* before = reinterpret_cast<const unsigned char*>(a.base) - kGuard;
+  const unsigned char* after = reinterpret_cast<const unsigned char*>(a.base) + a.bytes;
+  for (size_t i = kGuard; i-- > 0;) {
+    if (before[i] != kGuardByte) {
+      return "byte " + std::to_string(kGuard - i) + " before the start of allocation #" +
+             std::to_string(a.id) + " (" + std::to_string(a.bytes) + " bytes) was overwritten";
+    }
+  }
+  for (size_t i = 0; i < kGuard; ++i) {
+    if (after[i] != kGuardByte) {
+      return "byte " + std::to_string(i) + " past the end of allocation #" + std::to_string(a.id) +
+             " (" + std::to_string(a.bytes) + " bytes) was overwritten";
+    }
+  }
+  return {};
+}
+
+__attribute__((no_sanitize("address"))) void raw_copy(void* dst, const void* src, size_t bytes) {
+  auto* d = static_cast<volatile unsigned char*>(dst);
+  const auto* s = static_cast<const volatile unsigned char*>(src);
+  for (size_t i = 0; i < bytes; ++i) d[i] = s[i];
+}
+
+__attribute__((no_sanitize("address"))) bool raw_equal(const void* a, const void* b, size_t bytes,
+                                                       size_t* first_difference) {
+  const auto* x = static_cast<const volatile unsigned char*>(a);
+  const auto* y = static_cast<const volatile unsigned char*>(b);
+  for (size_t i = 0; i < bytes; ++i) {
+    if (x[i] != y[i]) {
+      *first_difference = i;
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace nvemu
+
+using nvemu::device_mutex;
+using nvemu::set_error;
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
+  *ptr = nullptr;
+  if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
+  if (bytes == 0) return cudaSuccess;
+  nvemu::Memory& m = nvemu::memory();
+  if (bytes > nvemu::options().memory_bytes - m.in_use) {
+    return set_error(cudaErrorMemoryAllocation);
+  }
+  void* raw = nullptr;
+  if (posix_memalign(&raw, nvemu::kAlignment, bytes + 2 * nvemu::kGuard) != 0) {
+    return set_error(cudaErrorMemoryAllocation);
+  }
+  char* base = static_cast<char*>(raw) + nvemu::kGuard;
+  std::memset(base - nvemu::kGuard, nvemu::kGuardByte, nvemu::kGuard);
+  std::memset(base + bytes, nvemu::kGuardByte, nvemu::kGuard);
+  if (nvemu::options().poison) std::memset(base, 0xFF, bytes);
+  nvemu::Allocation a;
+  a.base = base;
+  a.bytes = bytes;
+  a.id = m.next_id++;
+  m.by_base[reinterpret_cast<uintptr_t>(base)] = a;
+  m.in_use += bytes;
+  *ptr = base;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* ptr) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (ptr == nullptr) return cudaSuccess;
+  nvemu::Memory& m = nvemu::memory();
+  auto it = m.by_base.find(reinterpret_cast<uintptr_t>(ptr));
+  if (it == m.by_base.end()) return set_error(cudaErrorInvalidValue);
+  const std::string broken = nvemu::check_guards(it->second);
+  if (!broken.empty()) {
+    nvemu::fault(cudaErrorIllegalAddress, "cudaFree: " + broken + " by an earlier kernel or copy");
+  }
+  m.in_use -= it->second.bytes;
+  std::free(static_cast<char*>(ptr) - nvemu::kGuard);
+  m.by_base.erase(it);
+  if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
+  *ptr = bytes ? std::malloc(bytes) : nullptr;
+  return bytes && *ptr == nullptr ? set_error(cudaErrorMemoryAllocation) : cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void* ptr) {
+  std::free(ptr);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
+  if (free_bytes) *free_bytes = nvemu::options().memory_bytes - nvemu::memory().in_use;
+  if (total_bytes) *total_bytes = nvemu::options().memory_bytes;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                            cudaStream_t stream) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
+  if (!nvemu::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle);
+  return nvemu::copy_checked(dst, src, bytes, kind);
+}
+
+cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  return cudaMemsetAsync(dst, value, bytes, nullptr);
+}
+
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
+  if (!nvemu::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle);
+  if (bytes == 0) return cudaSuccess;
+  if (nvemu::find_allocation(dst, bytes) == nullptr) return set_error(cudaErrorInvalidValue);
+  std::memset(dst, value, bytes);
+  return cudaSuccess;
+}

@@ -1,0 +1,65 @@
+#pragma once
+// The emulated device's state, shared by the emulator's parts: device memory (memory.cpp), the
+// error state and the options (runtime.cpp), read by the scheduler and the library emulations
+// (cublas.cpp, cudnn.cpp). Internal to core/cuda/emulator/; kernels see only include/.
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace nvemu {
+
+// Every emulator entry point holds this: the emulated device does one thing at a time, as the
+// single stream nextvit uses would.
+std::recursive_mutex& device_mutex();
+
+// ---- options, read once from the environment (docs/cuda-emulator.md) -------------------------
+enum class Order { Forward, Reverse, Shuffle };
+struct Options {
+  std::vector<Order> schedules;  // one: run each launch so; more: race check, compare outputs
+  uint64_t seed = 1;             // for Order::Shuffle
+  size_t memory_bytes = 0;       // the emulated device's memory
+  bool poison = true;            // fill new device memory and shared memory with NaN bytes
+  bool abort_on_fault = false;   // print the fault and abort (to get a core or a debugger stop)
+  std::string coverage_file;     // append "file:kernel" of each kernel's first launch
+  size_t stack_bytes = 0;        // per emulated thread
+};
+const Options& options();
+Options& mutable_options();  // tests: choose schedules for the next launches
+
+// ---- errors --------------------------------------------------------------------------------
+// A failed call's error becomes the last error (cudaGetLastError). A fault (a kernel that
+// broke a rule: out-of-bounds write, divergent barrier, race) is sticky, as a real kernel fault
+// is: every later call returns it. Returns `e`.
+cudaError_t set_error(cudaError_t e);
+void fault(cudaError_t code, const std::string& message);
+cudaError_t sticky_error();
+const std::string& fault_message();
+
+// ---- device memory -------------------------------------------------------------------------
+struct Allocation {
+  char* base = nullptr;  // what cudaMalloc returned
+  size_t bytes = 0;
+  uint64_t id = 0;  // counts allocations, for messages
+};
+// The allocation containing [p, p + bytes), or null. p may be one past the end when bytes is 0.
+const Allocation* find_allocation(const void* p, size_t bytes = 0);
+// Allocations that any 8-byte-aligned word of [data, data + size) points into (conservatively:
+// how a kernel's arguments reach memory, through pointers or structs holding them).
+std::vector<const Allocation*> allocations_reached(const void* data, size_t size);
+// Checks the guard bytes around an allocation (builds without AddressSanitizer); empty when
+// intact, else what was overwritten.
+std::string check_guards(const Allocation& a);
+// Copies that neither AddressSanitizer nor the checks look at (race-check snapshots).
+void raw_copy(void* dst, const void* src, size_t bytes);
+bool raw_equal(const void* a, const void* b, size_t bytes, size_t* first_difference);
+
+bool valid_stream(cudaStream_t s);
+// Dynamic shared memory a launch of `kernel` may request: 48 KB, or what cudaFuncSetAttribute
+// granted.
+int max_dynamic_shared_bytes(const void* kernel);
+
+}  // namespace nvemu
