@@ -1,5 +1,7 @@
 #include "core/allocator.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <new>
 
@@ -7,6 +9,15 @@
 #include "core/error.h"
 
 namespace nextvit {
+
+size_t physical_memory_bytes() {
+  static const size_t bytes = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
+  }();
+  return bytes;
+}
+
 namespace {
 
 // 64-byte aligned host memory from the C library. Sizes are rounded up to the alignment, as
@@ -15,6 +26,12 @@ class CpuAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;
+    // Linux overcommits: a request far beyond the machine's memory may "succeed" and the
+    // process is killed later while touching it. Refuse it here, with its size, instead.
+    const size_t limit = physical_memory_bytes();
+    NV_CHECK(limit == 0 || bytes <= limit,
+             "cannot allocate {:.1f} GB for one tensor: this machine has {:.1f} GB of memory",
+             bytes / 1e9, limit / 1e9);
     size_t rounded = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded);
     NV_CHECK(p != nullptr, "out of host memory allocating {} bytes", bytes);

@@ -24,4 +24,8 @@ Allocator* allocator_for(Device device);
 // at start-up and by tests that count allocations.
 Allocator* set_allocator(DeviceType type, Allocator* allocator);
 
+// The machine's physical memory in bytes (0 when unknown): the CPU allocator refuses any
+// single request above it, and memory estimates are compared against it.
+size_t physical_memory_bytes();
+
 }  // namespace nextvit

@@ -7,11 +7,13 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
-#include <unordered_set>
+#include <sstream>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_input.h"
 
 // The format stores little-endian bytes and tensors are copied to and from memory as they are.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -92,7 +94,10 @@ DType parse_safetensors_dtype(const std::string& name) {
 
 namespace {
 
-using Json = nlohmann::ordered_json;  // keeps the header's key order
+// A plain (sorted-map) object: the tensor order comes from the data offsets, not from the key
+// order, and ordered_json inserts by linear search, which made a 100,000-tensor header take
+// half a minute to parse.
+using Json = nlohmann::json;
 
 // One tensor's header entry after validation. Offsets are relative to the data section.
 struct Entry {
@@ -100,6 +105,35 @@ struct Entry {
   DType dtype;
   Shape shape;
   uint64_t begin, end;
+  size_t header_index = 0;  // position of its key in the header
+};
+
+// SAX events of a header: the top-level keys in order, and the first one named twice.
+struct HeaderKeys : nlohmann::json_sax<Json> {
+  std::unordered_map<std::string, size_t> position;
+  std::string duplicate, error;
+  int depth = 0;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return ++depth, true; }
+  bool end_object() override { return --depth, true; }
+  bool start_array(std::size_t) override { return ++depth, true; }
+  bool end_array() override { return --depth, true; }
+  bool key(string_t& k) override {
+    if (depth == 1 && !position.emplace(k, position.size()).second && duplicate.empty()) {
+      duplicate = k;
+    }
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error = e.what();
+    return false;
+  }
 };
 
 // A non-negative JSON integer, or an error naming the file, the tensor and the field.
@@ -173,58 +207,56 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
 
 }  // namespace
 
-SafeTensors read_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  NV_CHECK(in.is_open(), "safetensors {}: cannot open the file for reading ({})", path,
-           std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0, std::ios::beg);
+namespace {
 
-  // 1. The header length, then the header itself; both must lie inside the file.
-  NV_CHECK(file_size >= 8,
+// 1. The header length, then the header text; both must lie inside the input.
+std::string read_header_text(std::istream& in, uint64_t size, const std::string& path) {
+  NV_CHECK(size >= 8,
            "safetensors {}: truncated: the file has {} bytes, fewer than the 8 of the header "
            "length",
-           path, file_size);
+           path, size);
   unsigned char len_bytes[8];
   in.read(reinterpret_cast<char*>(len_bytes), 8);
   NV_CHECK(in.good(), "safetensors {}: cannot read the header length", path);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
-  NV_CHECK(header_len <= file_size - 8,
+  // Checked against the real size before allocating, so 8 bytes cannot ask for 2^64.
+  NV_CHECK(header_len <= size - 8,
            "safetensors {}: the header length {} runs past the end of the file ({} bytes): the "
            "file is truncated or is not a safetensors file",
-           path, header_len, file_size);
+           path, header_len, size);
   std::string text(header_len, '\0');
   in.read(text.data(), static_cast<std::streamsize>(header_len));
   NV_CHECK(in.good(), "safetensors {}: cannot read the {}-byte header", path, header_len);
+  return text;
+}
 
+// 2. The JSON, then every entry on its own: dtype, shape, offsets inside the data section,
+// size = shape. The metadata goes to `file`.
+std::vector<Entry> parse_header(const std::string& text, uint64_t data_size,
+                                const std::string& path, SafeTensors& file) {
+  check_json_depth(text, "safetensors " + path + ": header");
   // JSON lets a key appear twice and the parser would keep one silently; a tensor named twice
-  // is refused instead, spotted by a callback that sees every top-level key.
-  std::unordered_set<std::string> keys;
-  std::string duplicate;
-  auto on_event = [&](int depth, nlohmann::json::parse_event_t event, Json& parsed) {
-    if (depth == 1 && event == nlohmann::json::parse_event_t::key && parsed.is_string() &&
-        !keys.insert(parsed.get<std::string>()).second && duplicate.empty()) {
-      duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
-  Json header;
+  // is refused instead. A SAX pass sees every top-level key (and records its position, which
+  // orders empty tensors that share an offset as the header lists them); nlohmann's
+  // callback-filtered parse would do the same in quadratic time (160 s for 100,000 tensors).
+  HeaderKeys keys;
   try {
-    header = Json::parse(text, on_event);
-  } catch (const nlohmann::json::exception& e) {
-    NV_FAIL("safetensors {}: the {}-byte header is not valid JSON ({})", path, header_len,
+    Json::sax_parse(text, &keys);
+  } catch (const Json::exception& e) {
+    NV_FAIL("safetensors {}: the {}-byte header is not valid JSON ({})", path, text.size(),
             e.what());
   }
+  NV_CHECK(keys.error.empty(), "safetensors {}: the {}-byte header is not valid JSON ({})", path,
+           text.size(), keys.error);
+  Json header = Json::parse(text);
   NV_CHECK(header.is_object(), "safetensors {}: the header must be a JSON object, found {}", path,
            header.type_name());
-  NV_CHECK(duplicate.empty(), "safetensors {}: the header names '{}' twice", path, duplicate);
+  NV_CHECK(keys.duplicate.empty(), "safetensors {}: the header names '{}' twice", path,
+           keys.duplicate);
 
-  // 2. Every entry on its own: dtype, shape, offsets inside the data section, size = shape.
-  const uint64_t data_size = file_size - 8 - header_len;
-  SafeTensors file(path);
   std::vector<Entry> entries;
+  entries.reserve(header.size());
   for (const auto& item : header.items()) {
     if (item.key() == "__metadata__") {
       NV_CHECK(item.value().is_object(),
@@ -239,13 +271,19 @@ SafeTensors read_safetensors(const std::string& path) {
       continue;
     }
     entries.push_back(parse_entry(path, item.key(), item.value(), data_size));
+    entries.back().header_index = keys.position[item.key()];
   }
+  return entries;
+}
 
-  // 3. Together: sorted by position, the tensors must tile the data section exactly -- no
-  // overlap, no gap, nothing after the last one -- as the reference implementation demands.
-  // The stable sort keeps header order among empty tensors at the same offset.
-  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+// 3. Together: sorted by position, the tensors must tile the data section exactly -- no
+// overlap, no gap, nothing after the last one -- as the reference implementation demands.
+// Equal offsets (empty tensors) keep their header order.
+void sort_and_check_tiling(std::vector<Entry>& entries, uint64_t data_size,
+                           const std::string& path) {
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    if (a.begin != b.begin) return a.begin < b.begin;
+    return a.end != b.end ? a.end < b.end : a.header_index < b.header_index;
   });
   uint64_t pos = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -265,20 +303,50 @@ SafeTensors read_safetensors(const std::string& path) {
            "safetensors {}: the tensors cover {} bytes of the {}-byte data section; the rest "
            "belongs to no tensor",
            path, pos, data_size);
+}
 
-  // 4. The bytes, read straight into each tensor's storage in file order.
+// 4. The bytes, read straight into each tensor's storage in file order. Every size was checked
+// against the input's size in steps 1-3, so no allocation here exceeds it.
+void read_tensor_data(std::istream& in, uint64_t data_start, const std::vector<Entry>& entries,
+                      const std::string& path, SafeTensors& file) {
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
     const uint64_t bytes = e.end - e.begin;
     if (bytes > 0) {
-      in.seekg(static_cast<std::streamoff>(8 + header_len + e.begin), std::ios::beg);
+      in.seekg(static_cast<std::streamoff>(data_start + e.begin), std::ios::beg);
       in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(bytes));
       NV_CHECK(in.good(), "safetensors {}: tensor '{}': cannot read its {} bytes", path, e.name,
                bytes);
     }
     file.add(e.name, t);
   }
+}
+
+SafeTensors read_stream(std::istream& in, uint64_t size, const std::string& path) {
+  const std::string text = read_header_text(in, size, path);
+  const uint64_t data_size = size - 8 - text.size();
+  SafeTensors file(path);
+  std::vector<Entry> entries = parse_header(text, data_size, path, file);
+  sort_and_check_tiling(entries, data_size, path);
+  read_tensor_data(in, 8 + text.size(), entries, path, file);
   return file;
+}
+
+}  // namespace
+
+SafeTensors read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  NV_CHECK(in.is_open(), "safetensors {}: cannot open the file for reading ({})", path,
+           std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0, std::ios::beg);
+  return read_stream(in, file_size, path);
+}
+
+SafeTensors parse_safetensors(const std::string& bytes, const std::string& source) {
+  std::istringstream in(bytes, std::ios::binary);
+  return read_stream(in, bytes.size(), source);
 }
 
 // ---- writing -----------------------------------------------------------------------------------
@@ -289,11 +357,22 @@ void write_safetensors(const std::string& path,
   // Check and stage everything before touching the disk: names, then a contiguous host copy of
   // each tensor (a no-op for a contiguous CPU tensor) whose bytes go out as they are.
   SafeTensors staged(path);
-  Json header = Json::object();
+  // The header is assembled entry by entry in write order (one JSON object per tensor, joined),
+  // which keeps that order in the file without an ordered map's quadratic inserts.
+  std::string text = "{";
+  auto append = [&](const std::string& key, const Json& value) {
+    try {
+      if (text.size() > 1) text += ',';
+      text += Json(key).dump() + ':' + value.dump();
+    } catch (const nlohmann::json::exception& e) {
+      NV_FAIL("safetensors {}: cannot encode the header ({}): names and metadata must be UTF-8",
+              path, e.what());
+    }
+  };
   if (!metadata.empty()) {
     Json m = Json::object();
     for (const auto& kv : metadata) m[kv.first] = kv.second;
-    header["__metadata__"] = m;
+    append("__metadata__", m);
   }
   uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
@@ -304,16 +383,10 @@ void write_safetensors(const std::string& path,
     entry["dtype"] = safetensors_dtype_name(host.dtype());
     entry["shape"] = host.shape();
     entry["data_offsets"] = {offset, offset + host.nbytes()};
-    header[name] = entry;
+    append(name, entry);
     offset += host.nbytes();
   }
-  std::string text;
-  try {
-    text = header.dump();
-  } catch (const nlohmann::json::exception& e) {
-    NV_FAIL("safetensors {}: cannot encode the header ({}): names and metadata must be UTF-8", path,
-            e.what());
-  }
+  text += '}';
   // Spaces after the JSON (allowed by the format) put the data section on an 8-byte boundary.
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');
 

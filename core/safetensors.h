@@ -57,6 +57,8 @@ class SafeTensors {
 // Reads a whole file into CPU tensors of the stored dtype (F32, F16, BF16 or I64; convert with
 // Tensor::to(DType::F32)). Any other dtype is an error naming the tensor.
 SafeTensors read_safetensors(const std::string& path);
+// The same from bytes in memory; `source` names them in errors.
+SafeTensors parse_safetensors(const std::string& bytes, const std::string& source = "<memory>");
 
 // Writes the tensors in the given order; each may live on any device and have any strides (it
 // is copied to contiguous host memory first). Names must be unique and not "__metadata__".

@@ -61,7 +61,7 @@ Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
       infer = static_cast<int>(i);
     } else {
       NV_CHECK(out[i] >= 0, "{}: negative dimension in {}", op, shape_str(requested));
-      known *= out[i];
+      known = checked_mul(known, out[i], op);
     }
   }
   if (infer >= 0) {
@@ -81,9 +81,13 @@ Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape) NV_CHECK(d >= 0, "Tensor::empty: negative size in {}", shape_str(shape));
   Tensor t;
-  t.storage_ = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
-  t.shape_ = shape;
+  // Sizes and strides first, overflow-checked, so an absurd shape is refused before any
+  // allocation is attempted.
   t.strides_ = contiguous_strides(shape);
+  const int64_t bytes =
+      checked_mul(shape_numel(shape), static_cast<int64_t>(dtype_size(dtype)), "Tensor::empty");
+  t.storage_ = std::make_shared<Storage>(static_cast<size_t>(bytes), device);
+  t.shape_ = shape;
   t.dtype_ = dtype;
   return t;
 }

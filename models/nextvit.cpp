@@ -2,12 +2,15 @@
 
 #include "layers/ncb.h"
 #include "layers/ntb.h"
+#include "models/memory_estimate.h"
 
 namespace nextvit {
 
 NextViT::NextViT(const NextViTConfig& config, uint64_t seed)
     : config_(config), drop_path_generator_(std::make_unique<Generator>(seed ^ 0xd809ull)) {
   config_.validate();
+  // Refuse a model whose weights alone cannot fit before allocating any of them.
+  check_memory_fits(config_, 0, 0, 0, false, "model");
   const auto& c = config_;
   stem = register_module("stem", std::make_shared<ModuleList<ConvBNReLU>>());
   stem->push_back(std::make_shared<ConvBNReLU>(c.in_channels, c.stem_channels[0], 2));

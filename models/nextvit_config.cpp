@@ -1,8 +1,11 @@
 #include "models/nextvit_config.h"
 
+#include <cmath>
 #include <fstream>
+#include <set>
 
 #include "core/error.h"
+#include "core/json_input.h"
 #include "layers/ntb.h"
 
 namespace nextvit {
@@ -61,53 +64,119 @@ NextViTConfig NextViTConfig::from_name(const std::string& name) {
   if (name == "nextvit_small") return small();
   if (name == "nextvit_base") return base();
   if (name == "nextvit_large") return large();
-  std::ifstream in(name);
-  NV_CHECK(in.good(),
+  NV_CHECK(std::ifstream(name).good(),
            "unknown model '{}': expected nextvit_small, nextvit_base, nextvit_large, "
            "nextvit_fmnist or the path of a JSON configuration",
            name);
-  nlohmann::json j;
-  try {
-    in >> j;
-  } catch (const std::exception& e) {
-    NV_FAIL("model configuration {}: not valid JSON ({})", name, e.what());
-  }
-  NextViTConfig c = from_json(j);
+  // read_json_file refuses deep nesting and trailing garbage; from_json names this file.
+  NextViTConfig c = from_json(read_json_file(name), name);
   if (c.name == "custom") c.name = name;
   return c;
 }
 
 namespace {
-BlockType parse_block_type(const std::string& s) {
-  if (s == "NCB") return BlockType::NCB;
-  if (s == "NTB") return BlockType::NTB;
-  NV_FAIL("model configuration: block type '{}' is neither NCB nor NTB", s);
+
+// Every key a configuration may hold: anything else is a typo that would otherwise be ignored
+// silently ("num_clases": 10 training a 1000-class head).
+const std::set<std::string> kConfigKeys = {
+    "name",          "in_channels", "stem_chs",   "stage_out_channels", "stage_block_types",
+    "strides",       "sr_ratios",   "head_dim",   "mix_block_ratio",    "ncb_mlp_ratio",
+    "ntb_mlp_ratio", "drop_path",   "num_classes"};
+
+BlockType parse_block_type(const nlohmann::json& v, const std::string& what) {
+  NV_CHECK(v.is_string() && (v == "NCB" || v == "NTB"), "{}: block type {} is neither NCB nor NTB",
+           what, v.is_string() ? "'" + v.get<std::string>() + "'" : v.dump());
+  return v == "NCB" ? BlockType::NCB : BlockType::NTB;
 }
+
+const nlohmann::json& json_array(const nlohmann::json& v, const std::string& what, size_t min,
+                                 size_t max) {
+  NV_CHECK(v.is_array() && v.size() >= min && v.size() <= max,
+           "{} must be a list of {} to {} entries, got {}", what, min, max,
+           v.is_array() ? fmt::format("{} entries", v.size()) : v.dump());
+  return v;
+}
+
+std::vector<int64_t> int_list(const nlohmann::json& v, const std::string& what, size_t min,
+                              size_t max, int64_t lo, int64_t hi) {
+  std::vector<int64_t> out;
+  for (const auto& x : json_array(v, what, min, max)) {
+    out.push_back(json_to_int(x, fmt::format("{}[{}]", what, out.size()), lo, hi));
+  }
+  return out;
+}
+
 }  // namespace
 
-NextViTConfig NextViTConfig::from_json(const nlohmann::json& j) {
+NextViTConfig NextViTConfig::from_json(const nlohmann::json& j, const std::string& source) {
   NextViTConfig c;
-  try {
-    c.name = j.value("name", c.name);
-    c.in_channels = j.value("in_channels", c.in_channels);
-    if (j.contains("stem_chs")) c.stem_channels = j.at("stem_chs").get<std::array<int64_t, 3>>();
-    c.stage_channels = j.at("stage_out_channels").get<std::vector<std::vector<int64_t>>>();
-    for (const auto& stage : j.at("stage_block_types")) {
-      c.stage_types.emplace_back();
-      for (const auto& t : stage) c.stage_types.back().push_back(parse_block_type(t));
-    }
-    c.strides = j.value("strides", c.strides);
-    c.sr_ratios = j.value("sr_ratios", c.sr_ratios);
-    c.head_dim = j.value("head_dim", c.head_dim);
-    c.mix_block_ratio = j.value("mix_block_ratio", c.mix_block_ratio);
-    c.ncb_mlp_ratio = j.value("ncb_mlp_ratio", c.ncb_mlp_ratio);
-    c.ntb_mlp_ratio = j.value("ntb_mlp_ratio", c.ntb_mlp_ratio);
-    c.drop_path = j.value("drop_path", c.drop_path);
-    c.num_classes = j.value("num_classes", c.num_classes);
-  } catch (const nlohmann::json::exception& e) {
-    NV_FAIL("model configuration: {}", e.what());
+  const std::string where = "model configuration " + source;
+  NV_CHECK(j.is_object(), "{}: expected a JSON object, got {}", where, j.type_name());
+  for (const auto& item : j.items()) {
+    NV_CHECK(kConfigKeys.count(item.key()), "{}: unknown key \"{}\"", where, item.key());
   }
-  c.validate();
+  auto key = [&](const char* k) { return fmt::format("{}: \"{}\"", where, k); };
+  for (const char* required : {"stage_out_channels", "stage_block_types"}) {
+    NV_CHECK(j.contains(required), "{}: \"{}\" is missing", where, required);
+  }
+  if (j.contains("name")) {
+    NV_CHECK(j["name"].is_string(), "{} must be a string", key("name"));
+    c.name = j["name"].get<std::string>();
+  }
+  if (j.contains("in_channels")) {
+    c.in_channels = json_to_int(j["in_channels"], key("in_channels"), 1, kMaxChannels);
+  }
+  if (j.contains("stem_chs")) {
+    std::vector<int64_t> stem = int_list(j["stem_chs"], key("stem_chs"), 3, 3, 1, kMaxChannels);
+    std::copy(stem.begin(), stem.end(), c.stem_channels.begin());
+  }
+  c.stage_channels.clear();
+  const auto& stages =
+      json_array(j["stage_out_channels"], key("stage_out_channels"), 1, kMaxStages);
+  for (size_t s = 0; s < stages.size(); ++s) {
+    c.stage_channels.push_back(int_list(stages[s],
+                                        fmt::format("{}[{}]", key("stage_out_channels"), s), 1,
+                                        kMaxBlocksPerStage, 1, kMaxChannels));
+  }
+  const auto& types = json_array(j["stage_block_types"], key("stage_block_types"), 1, kMaxStages);
+  for (size_t s = 0; s < types.size(); ++s) {
+    const std::string what = fmt::format("{}[{}]", key("stage_block_types"), s);
+    c.stage_types.emplace_back();
+    for (const auto& t : json_array(types[s], what, 1, kMaxBlocksPerStage)) {
+      c.stage_types.back().push_back(
+          parse_block_type(t, fmt::format("{}[{}]", what, c.stage_types.back().size())));
+    }
+  }
+  if (j.contains("strides"))
+    c.strides = int_list(j["strides"], key("strides"), 1, kMaxStages, 1, 2);
+  if (j.contains("sr_ratios")) {
+    c.sr_ratios = int_list(j["sr_ratios"], key("sr_ratios"), 1, kMaxStages, 1, kMaxSrRatio);
+  }
+  if (j.contains("head_dim"))
+    c.head_dim = json_to_int(j["head_dim"], key("head_dim"), 1, kMaxChannels);
+  // Ratios: finite and in range before any float-to-int conversion can see them.
+  if (j.contains("mix_block_ratio")) {
+    c.mix_block_ratio = json_to_number(j["mix_block_ratio"], key("mix_block_ratio"), 0.0, 1.0);
+  }
+  if (j.contains("ncb_mlp_ratio")) {
+    c.ncb_mlp_ratio = json_to_number(j["ncb_mlp_ratio"], key("ncb_mlp_ratio"), 0.0, kMaxMlpRatio);
+    NV_CHECK(c.ncb_mlp_ratio > 0, "{} must be positive, got 0", key("ncb_mlp_ratio"));
+  }
+  if (j.contains("ntb_mlp_ratio")) {
+    c.ntb_mlp_ratio = json_to_number(j["ntb_mlp_ratio"], key("ntb_mlp_ratio"), 0.0, kMaxMlpRatio);
+    NV_CHECK(c.ntb_mlp_ratio > 0, "{} must be positive, got 0", key("ntb_mlp_ratio"));
+  }
+  if (j.contains("drop_path")) {
+    c.drop_path = static_cast<float>(json_to_number(j["drop_path"], key("drop_path"), 0.0, 1.0));
+  }
+  if (j.contains("num_classes")) {
+    c.num_classes = json_to_int(j["num_classes"], key("num_classes"), 1, kMaxClasses);
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    NV_FAIL("{}: {}", where, e.what());
+  }
   return c;
 }
 
@@ -151,15 +220,30 @@ float NextViTConfig::drop_path_rate(int64_t block) const {
 
 void NextViTConfig::validate() const {
   const std::string& m = name;
-  NV_CHECK(in_channels > 0, "{}: in_channels must be positive", m);
-  for (int64_t s : stem_channels) NV_CHECK(s > 0, "{}: stem channels must be positive", m);
-  NV_CHECK(num_classes > 0, "{}: num_classes must be positive, got {}", m, num_classes);
-  NV_CHECK(head_dim > 0, "{}: head_dim must be positive, got {}", m, head_dim);
+  // Upper bounds too: a size that passes here is multiplied into parameter counts, MACs and
+  // allocation sizes, which must not overflow.
+  auto in_range = [](int64_t v, int64_t hi) { return v > 0 && v <= hi; };
+  NV_CHECK(in_range(in_channels, kMaxChannels), "{}: in_channels must be in [1, {}], got {}", m,
+           kMaxChannels, in_channels);
+  for (int64_t s : stem_channels) {
+    NV_CHECK(in_range(s, kMaxChannels), "{}: stem channels must be in [1, {}], got {}", m,
+             kMaxChannels, s);
+  }
+  NV_CHECK(in_range(num_classes, kMaxClasses), "{}: num_classes must be in [1, {}], got {}", m,
+           kMaxClasses, num_classes);
+  NV_CHECK(in_range(head_dim, kMaxChannels), "{}: head_dim must be in [1, {}], got {}", m,
+           kMaxChannels, head_dim);
   NV_CHECK(drop_path >= 0.0f && drop_path < 1.0f, "{}: drop_path must be in [0, 1), got {}", m,
            drop_path);
-  NV_CHECK(mix_block_ratio > 0 && mix_block_ratio < 1, "{}: mix_block_ratio must be in (0, 1)", m);
+  NV_CHECK(mix_block_ratio > 0 && mix_block_ratio < 1,
+           "{}: mix_block_ratio must be in (0, 1), got {}", m, mix_block_ratio);
+  for (double r : {ncb_mlp_ratio, ntb_mlp_ratio}) {
+    NV_CHECK(std::isfinite(r) && r > 0 && r <= kMaxMlpRatio,
+             "{}: MLP ratios must be in (0, {}], got {}", m, kMaxMlpRatio, r);
+  }
   const size_t stages = stage_channels.size();
-  NV_CHECK(stages > 0, "{}: no stages", m);
+  NV_CHECK(stages > 0 && stages <= size_t(kMaxStages), "{}: {} stages, expected 1 to {}", m, stages,
+           kMaxStages);
   NV_CHECK(stage_types.size() == stages && strides.size() == stages && sr_ratios.size() == stages,
            "{}: {} stages of channels but {} of block types, {} strides and {} sr ratios", m,
            stages, stage_types.size(), strides.size(), sr_ratios.size());
@@ -170,11 +254,18 @@ void NextViTConfig::validate() const {
              stage_channels[s].size(), stage_types[s].size());
     NV_CHECK(strides[s] == 1 || strides[s] == 2, "{}: stage {} stride must be 1 or 2, got {}", m,
              s + 1, strides[s]);
-    NV_CHECK(sr_ratios[s] >= 1, "{}: stage {} sr ratio must be >= 1, got {}", m, s + 1,
+    NV_CHECK(sr_ratios[s] >= 1 && sr_ratios[s] <= kMaxSrRatio,
+             "{}: stage {} sr ratio must be in [1, {}], got {}", m, s + 1, kMaxSrRatio,
              sr_ratios[s]);
+    NV_CHECK(stage_channels[s].size() <= size_t(kMaxBlocksPerStage),
+             "{}: stage {} has {} blocks, more than {}", m, s + 1, stage_channels[s].size(),
+             kMaxBlocksPerStage);
     for (size_t b = 0; b < stage_channels[s].size(); ++b) {
       const int64_t out = stage_channels[s][b];
-      NV_CHECK(out > 0 && out % head_dim == 0,
+      NV_CHECK(in_range(out, kMaxChannels),
+               "{}: stage {} block {} has {} channels, expected 1 to {}", m, s + 1, b, out,
+               kMaxChannels);
+      NV_CHECK(out % head_dim == 0,
                "{}: stage {} block {} has {} channels, not a multiple of head_dim {}", m, s + 1, b,
                out, head_dim);
       if (stage_types[s][b] == BlockType::NTB) {
@@ -190,6 +281,8 @@ void NextViTConfig::validate() const {
 
 void NextViTConfig::validate_input(int64_t height, int64_t width) const {
   NV_CHECK(height > 0 && width > 0, "{}: input size {}x{} must be positive", name, height, width);
+  NV_CHECK(height <= kMaxImageSide && width <= kMaxImageSide,
+           "{}: input size {}x{} is larger than {} on a side", name, height, width, kMaxImageSide);
   // Stem: two stride-2 3x3 convs with padding 1: each maps n to ceil(n / 2).
   int64_t h = (height + 1) / 2, w = (width + 1) / 2;
   h = (h + 1) / 2;

@@ -15,6 +15,16 @@ namespace nextvit {
 
 enum class BlockType { NCB, NTB };
 
+// Bounds on what a configuration may ask for. Far above any real Next-ViT (widest layer 1024,
+// 1000 classes), low enough that no size or count derived from them overflows int64.
+constexpr int64_t kMaxChannels = 1 << 16;
+constexpr int64_t kMaxClasses = 1 << 24;
+constexpr int64_t kMaxStages = 16;
+constexpr int64_t kMaxBlocksPerStage = 1024;
+constexpr int64_t kMaxSrRatio = 1024;
+constexpr double kMaxMlpRatio = 64.0;
+constexpr int64_t kMaxImageSide = 1 << 15;
+
 struct NextViTConfig {
   std::string name = "custom";
   int64_t in_channels = 3;
@@ -44,7 +54,9 @@ struct NextViTConfig {
   static NextViTConfig fmnist();
   // "nextvit_small" | "nextvit_base" | "nextvit_large" | "nextvit_fmnist" | a JSON file.
   static NextViTConfig from_name(const std::string& name_or_path);
-  static NextViTConfig from_json(const nlohmann::json& j);
+  // Validates every field (types, integers that are integers, ranges, list lengths, no unknown
+  // keys); `source` names the file in errors.
+  static NextViTConfig from_json(const nlohmann::json& j, const std::string& source = "<json>");
   nlohmann::json to_json() const;
 
   int64_t num_blocks() const;

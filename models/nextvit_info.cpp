@@ -1,5 +1,6 @@
 #include "models/nextvit_info.h"
 
+#include "core/checked.h"
 #include "layers/ncb.h"
 #include "layers/ntb.h"
 
@@ -9,7 +10,9 @@ namespace {
 // MACs of a conv producing (out, h, w): every output element sums in/groups * k * k products.
 int64_t conv_macs(const Conv2d& conv, int64_t h, int64_t w) {
   const Shape& s = conv.weight().shape();  // (out, in/groups, k, k)
-  return s[0] * s[1] * s[2] * s[3] * h * w;
+  int64_t macs = h * w;
+  for (int64_t d : s) macs = checked_mul(macs, d, "MAC count");
+  return macs;
 }
 
 int64_t half_up(int64_t n) {
@@ -17,15 +20,17 @@ int64_t half_up(int64_t n) {
 }
 
 int64_t mhca_macs(const MHCA& m, int64_t h, int64_t w) {
-  return conv_macs(*m.group_conv3x3, h, w) + conv_macs(*m.projection, h, w);
+  return checked_add(conv_macs(*m.group_conv3x3, h, w), conv_macs(*m.projection, h, w),
+                     "MAC count");
 }
 
 int64_t mlp_macs(const Mlp& m, int64_t h, int64_t w) {
-  return conv_macs(*m.conv1, h, w) + conv_macs(*m.conv2, h, w);
+  return checked_add(conv_macs(*m.conv1, h, w), conv_macs(*m.conv2, h, w), "MAC count");
 }
 
 int64_t linear_macs(const Linear& l, int64_t tokens) {
-  return l.weight().size(0) * l.weight().size(1) * tokens;
+  return checked_mul(checked_mul(l.weight().size(0), l.weight().size(1), "MAC count"), tokens,
+                     "MAC count");
 }
 
 // Applies a block's PatchEmbed to (h, w) and returns its MACs at the new size.
@@ -40,7 +45,8 @@ int64_t patch_embed_macs(const PatchEmbed& p, int64_t& h, int64_t& w) {
 int64_t block_macs(Block& block, int64_t& h, int64_t& w) {
   if (auto* ncb = dynamic_cast<NCB*>(&block)) {
     int64_t macs = patch_embed_macs(*ncb->patch_embed, h, w);
-    return macs + mhca_macs(*ncb->mhca, h, w) + mlp_macs(*ncb->mlp, h, w);
+    return checked_add(checked_add(macs, mhca_macs(*ncb->mhca, h, w), "MAC count"),
+                       mlp_macs(*ncb->mlp, h, w), "MAC count");
   }
   auto& ntb = dynamic_cast<NTB&>(block);
   int64_t macs = patch_embed_macs(*ntb.patch_embed, h, w);
@@ -48,12 +54,17 @@ int64_t block_macs(Block& block, int64_t& h, int64_t& w) {
   const int64_t n = h * w, window = a.sr_ratio() * a.sr_ratio();
   const int64_t nk = a.sr_ratio() > 1 ? n / window : n;
   const int64_t dim = ntb.mhsa_channels();
-  macs += linear_macs(*a.q, n) + linear_macs(*a.k, nk) + linear_macs(*a.v, nk) +
-          linear_macs(*a.proj, n);
-  macs += 2 * n * nk * dim;  // q k^T and attn v over all heads: N * N' * d * heads each
+  for (int64_t m :
+       {linear_macs(*a.q, n), linear_macs(*a.k, nk), linear_macs(*a.v, nk), linear_macs(*a.proj, n),
+        // q k^T and attn v over all heads: N * N' * d * heads each
+        checked_mul(checked_mul(2 * n, nk, "MAC count"), dim, "MAC count")}) {
+    macs = checked_add(macs, m, "MAC count");
+  }
   int64_t ph = h, pw = w;
-  macs += patch_embed_macs(*ntb.projection, ph, pw);
-  macs += mhca_macs(*ntb.mhca, h, w) + mlp_macs(*ntb.mlp, h, w);
+  for (int64_t m : {patch_embed_macs(*ntb.projection, ph, pw), mhca_macs(*ntb.mhca, h, w),
+                    mlp_macs(*ntb.mlp, h, w)}) {
+    macs = checked_add(macs, m, "MAC count");
+  }
   return macs;
 }
 
@@ -78,7 +89,7 @@ ModelInfo analyze(const NextViT& model, int64_t height, int64_t width) {
       h = half_up(h);
       w = half_up(w);
     }
-    stem.macs += conv_macs(*layer->conv, h, w);
+    stem.macs = checked_add(stem.macs, conv_macs(*layer->conv, h, w), "MAC count");
     stem.params += count_params(*layer);
   }
   stem.channels = c.stem_channels[2];
@@ -91,7 +102,7 @@ ModelInfo analyze(const NextViT& model, int64_t height, int64_t width) {
     StageInfo st{"stage" + std::to_string(s + 1)};
     for (size_t b = 0; b < c.stage_channels[s].size(); ++b, ++block) {
       Block& blk = (*model.features)[block];
-      st.macs += block_macs(blk, h, w);
+      st.macs = checked_add(st.macs, block_macs(blk, h, w), "MAC count");
       st.params += count_params(blk);
     }
     st.channels = c.stage_channels[s].back();
@@ -108,8 +119,8 @@ ModelInfo analyze(const NextViT& model, int64_t height, int64_t width) {
   info.stages.push_back(head);
 
   for (const StageInfo& s : info.stages) {
-    info.params += s.params;
-    info.macs += s.macs;
+    info.params = checked_add(info.params, s.params, "parameter count");
+    info.macs = checked_add(info.macs, s.macs, "MAC count");
   }
   return info;
 }

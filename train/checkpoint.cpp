@@ -3,7 +3,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
+#include "core/json_input.h"
 #include "core/safetensors.h"
 #include "models/weights.h"
 
@@ -27,21 +29,40 @@ nlohmann::json info_to_json(const CheckpointInfo& info, int64_t optimizer_steps)
           {"history", info.history}};
 }
 
+// Every number is checked to be an integer in range (no float-to-int casts of 1e300), and every
+// error names the file and the key.
 CheckpointInfo info_from_json(const nlohmann::json& j, const std::string& where) {
-  try {
-    NV_CHECK(j.at("format") == "nextvit-checkpoint-1", "unknown format {}", j.at("format").dump());
-    CheckpointInfo info;
-    info.epoch = j.at("epoch");
-    info.step = j.at("step");
-    info.loader.epoch = j.at("loader").at("epoch");
-    info.loader.batch = j.at("loader").at("batch");
-    info.config = j.at("config");
-    info.options = j.at("options");
-    info.history = j.value("history", nlohmann::json::array());
-    return info;
-  } catch (const std::exception& e) {
-    NV_FAIL("{}: not a nextvit checkpoint ({})", where, e.what());
-  }
+  const std::string what = where + ": not a nextvit checkpoint";
+  NV_CHECK(j.is_object(), "{} (the metadata is {}, not an object)", what, j.type_name());
+  auto field = [&](const nlohmann::json& obj, const char* key) -> const nlohmann::json& {
+    NV_CHECK(obj.is_object() && obj.contains(key), "{} (\"{}\" is missing)", what, key);
+    return obj.at(key);
+  };
+  auto count = [&](const nlohmann::json& obj, const char* key) {
+    return json_to_int(field(obj, key), fmt::format("{}: \"{}\"", where, key), 0,
+                       std::numeric_limits<int64_t>::max() / 2);
+  };
+  NV_CHECK(field(j, "format") == "nextvit-checkpoint-1", "{} (unknown format {})", what,
+           field(j, "format").dump());
+  CheckpointInfo info;
+  info.epoch = count(j, "epoch");
+  info.step = count(j, "step");
+  info.loader.epoch = count(field(j, "loader"), "epoch");
+  info.loader.batch = count(field(j, "loader"), "batch");
+  info.config = field(j, "config");
+  info.options = field(j, "options");
+  NV_CHECK(info.config.is_object() && info.options.is_object(),
+           "{} (\"config\" and \"options\" must be objects)", what);
+  info.history = j.value("history", nlohmann::json::array());
+  NV_CHECK(info.history.is_array(), "{} (\"history\" must be a list)", what);
+  return info;
+}
+
+// The JSON document a checkpoint keeps in its safetensors metadata.
+nlohmann::json checkpoint_json(const SafeTensors& file, const std::string& path) {
+  auto it = file.metadata.find("nextvit");
+  NV_CHECK(it != file.metadata.end(), "{}: no nextvit metadata; not a training checkpoint", path);
+  return parse_json_text(it->second, path + " (nextvit metadata)");
 }
 
 void write_text_atomic(const fs::path& path, const std::string& text) {
@@ -96,19 +117,14 @@ void save_checkpoint(const std::string& dir, const NextViT& model, const Optimiz
 
 CheckpointInfo read_checkpoint_info(const std::string& dir) {
   const std::string path = (fs::path(dir) / kTensors).string();
-  SafeTensors file = read_safetensors(path);
-  auto it = file.metadata.find("nextvit");
-  NV_CHECK(it != file.metadata.end(), "{}: no nextvit metadata; not a training checkpoint", path);
-  return info_from_json(nlohmann::json::parse(it->second), path);
+  return info_from_json(checkpoint_json(read_safetensors(path), path), path);
 }
 
 CheckpointInfo load_checkpoint(const std::string& dir, NextViT& model, Optimizer& optimizer,
                                ModelEma* ema) {
   const std::string path = (fs::path(dir) / kTensors).string();
   SafeTensors file = read_safetensors(path);
-  auto it = file.metadata.find("nextvit");
-  NV_CHECK(it != file.metadata.end(), "{}: no nextvit metadata; not a training checkpoint", path);
-  const nlohmann::json j = nlohmann::json::parse(it->second);
+  const nlohmann::json j = checkpoint_json(file, path);
   CheckpointInfo info = info_from_json(j, path);
 
   NamedTensors model_state, optim_state, ema_state;
@@ -127,7 +143,9 @@ CheckpointInfo load_checkpoint(const std::string& dir, NextViT& model, Optimizer
   }
   try {
     load_state_dict(model, model_state);
-    optimizer.load_state_dict(optim_state, j.at("optimizer_steps").get<int64_t>());
+    optimizer.load_state_dict(optim_state, json_to_int(j.value("optimizer_steps", nlohmann::json()),
+                                                       path + ": \"optimizer_steps\"", 0,
+                                                       std::numeric_limits<int64_t>::max() / 2));
     if (ema) {
       NV_CHECK(!ema_state.empty(), "the checkpoint has no EMA weights but EMA is enabled");
       ema->load_state_dict(ema_state);

@@ -9,11 +9,13 @@
 #include <fstream>
 
 #include "autograd/ops.h"
+#include "models/memory_estimate.h"
 #include "models/weights.h"
 #include "train/checkpoint.h"
 #include "train/data/fashion_mnist.h"
 #include "train/data/image_folder.h"
 #include "train/data/transforms.h"
+#include "train/interrupt.h"
 #include "train/optim/adamw.h"
 #include "train/optim/grad_clip.h"
 #include "train/optim/schedule.h"
@@ -58,7 +60,7 @@ std::shared_ptr<const data::Dataset> limited(std::shared_ptr<const data::Dataset
 // repeated to 3 channels and normalised with the training set's statistics. Image folders: the
 // usual ImageNet recipes.
 DataSets make_data(const std::string& data, int64_t img, bool flip, bool rrc, int64_t limit_train,
-                   int64_t limit_eval) {
+                   int64_t limit_eval, int64_t max_pixels = data::kDefaultMaxImagePixels) {
   DataSets d;
   const int size = static_cast<int>(img);
   if (data == "fashion-mnist") {
@@ -83,8 +85,17 @@ DataSets make_data(const std::string& data, int64_t img, bool flip, bool rrc, in
     NV_CHECK(fs::is_directory(root / "train") && fs::is_directory(root / "val"),
              "--data {}: expected 'fashion-mnist' or a folder with train/ and val/ image folders",
              data);
-    d.train = std::make_shared<data::ImageFolder>((root / "train").string());
-    d.eval = std::make_shared<data::ImageFolder>((root / "val").string());
+    d.train = std::make_shared<data::ImageFolder>((root / "train").string(), true, max_pixels);
+    d.eval = std::make_shared<data::ImageFolder>((root / "val").string(), true, max_pixels);
+    // A folder that cannot teach anything is refused: with one class every prediction is
+    // right, and val classes named otherwise than train's would score against wrong labels.
+    NV_CHECK(d.train->num_classes() >= 2,
+             "--data {}: {} has {} class folder(s); classification needs at least 2", data,
+             (root / "train").string(), d.train->num_classes());
+    NV_CHECK(d.eval->class_names() == d.train->class_names(),
+             "--data {}: the class folders of {} ({}) differ from those of {} ({})", data,
+             (root / "val").string(), fmt::join(d.eval->class_names(), ", "),
+             (root / "train").string(), fmt::join(d.train->class_names(), ", "));
     const std::vector<float> mean(data::kImagenetMean.begin(), data::kImagenetMean.end());
     const std::vector<float> std(data::kImagenetStd.begin(), data::kImagenetStd.end());
     d.train_pipeline = std::make_shared<data::Pipeline>(data::train_pipeline(size, mean, std));
@@ -131,6 +142,38 @@ EvalResult run_eval(NextViT& model, data::DataLoader& loader, Device device) {
   return r;
 }
 
+// A checkpoint that cannot be written (a full disk) must not lose the previous one: every file
+// is written to a temporary name first, so the old files are intact; say so.
+void save_checkpoint_or_explain(const std::string& out, const NextViT& model,
+                                const Optimizer& optimizer, const ModelEma* ema,
+                                const CheckpointInfo& info) {
+  try {
+    save_checkpoint(out, model, optimizer, ema, info);
+  } catch (const std::exception& e) {
+    NV_FAIL(
+        "cannot write the checkpoint at step {} ({}); the previous checkpoint in {}, if any, "
+        "is intact",
+        info.step, e.what(), out);
+  }
+}
+
+// Refuses an output folder that cannot be created or written before any work is done, rather
+// than failing at the first checkpoint after an epoch of training.
+void check_output_writable(const std::string& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  NV_CHECK(!ec && fs::is_directory(out), "--out {}: cannot create the output folder ({})", out,
+           ec ? ec.message() : "not a directory");
+  const fs::path probe = fs::path(out) / ".nextvit-write-test";
+  {
+    std::ofstream f(probe);
+    f << "x";
+    f.flush();
+    NV_CHECK(f.good(), "--out {}: the output folder is not writable", out);
+  }
+  fs::remove(probe, ec);
+}
+
 std::string format_eta(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
@@ -174,10 +217,12 @@ TrainResult train(const TrainOptions& o) {
     if (!o.quiet) std::printf("%s\n", s.c_str()), std::fflush(stdout);
   };
 
-  DataSets data =
-      make_data(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train, o.limit_eval);
+  check_output_writable(o.out);
+  DataSets data = make_data(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train,
+                            o.limit_eval, o.max_image_pixels);
   NextViTConfig config = make_config(o.model, data.train->num_classes(), o.drop_path);
   config.validate_input(o.img, o.img);
+  check_memory_fits(config, o.batch, o.img, o.img, true, "train");
   NextViT model(config, o.seed);
   model.to(o.device);
 
@@ -250,6 +295,7 @@ TrainResult train(const TrainOptions& o) {
   double train_seconds = 0;
   int64_t trained_images = 0;
 
+  InterruptGuard interrupt_guard;
   int64_t step = info.step;
   for (int64_t epoch = train_loader.position().epoch; epoch < o.epochs; ++epoch) {
     model.train();
@@ -295,15 +341,17 @@ TrainResult train(const TrainOptions& o) {
                         epoch + 1, o.epochs, in_epoch, steps_per_epoch, loss_sum / loss_count, lr,
                         rate, format_eta(remaining_images / rate)));
       }
-      const bool stop_now = o.stop_after_steps > 0 && step >= o.stop_after_steps;
+      const int signal = InterruptGuard::requested();
+      const bool stop_now = (o.stop_after_steps > 0 && step >= o.stop_after_steps) || signal;
       if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || stop_now) {
         info.step = step;
         info.loader = train_loader.position();
         info.epoch = epoch;
-        save_checkpoint(o.out, model, *optimizer, ema.get(), info);
+        save_checkpoint_or_explain(o.out, model, *optimizer, ema.get(), info);
       }
       if (stop_now) {
         result.interrupted = true;
+        result.signal = signal;
         result.steps = step;
         result.epochs_done = epoch;
         return result;
@@ -321,6 +369,13 @@ TrainResult train(const TrainOptions& o) {
       ev = run_eval(model, eval_loader, o.device);
     }
     const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    const int64_t replaced = data.train->take_replaced_count() + data.eval->take_replaced_count();
+    if (replaced > 0) {
+      say(
+          fmt::format("epoch {}: {} sample(s) could not be decoded and were replaced by the next "
+                      "image (paths reported above)",
+                      epoch + 1, replaced));
+    }
     nlohmann::json line = {{"epoch", epoch + 1},
                            {"step", step},
                            {"train_loss", loss_count ? loss_sum / loss_count : 0.0},
@@ -340,7 +395,7 @@ TrainResult train(const TrainOptions& o) {
     info.epoch = epoch + 1;
     info.step = step;
     info.loader = train_loader.position();
-    save_checkpoint(o.out, model, *optimizer, ema.get(), info);
+    save_checkpoint_or_explain(o.out, model, *optimizer, ema.get(), info);
     result.final_accuracy = ev.accuracy;
     result.epochs_done = epoch + 1;
   }
@@ -358,7 +413,8 @@ EvalResult evaluate(const std::string& model_name, const std::string& weights,
   NextViTConfig config;
   if (fs::is_directory(weights)) {  // a training output directory: its config and weights
     weights_file = (fs::path(weights) / "model.safetensors").string();
-    config = NextViTConfig::from_json(read_checkpoint_info(weights).config);
+    config = NextViTConfig::from_json(read_checkpoint_info(weights).config,
+                                      (fs::path(weights) / "checkpoint.safetensors").string());
   } else {
     config = make_config(model_name, data.eval->num_classes(), -1);
   }

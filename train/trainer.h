@@ -45,6 +45,7 @@ struct TrainOptions {
   int64_t limit_train = 0;       // use only the first N training images (0: all)
   int64_t limit_eval = 0;        // likewise for evaluation
   int64_t log_every = 50;        // steps between progress lines
+  int64_t max_image_pixels = int64_t(1) << 26;  // larger images are skipped (image folders)
   bool quiet = false;
 
   nlohmann::json to_json() const;
@@ -56,7 +57,8 @@ struct TrainResult {
   double final_accuracy = 0;     // top-1 on the evaluation set after the last epoch, in [0, 1]
   double images_per_second = 0;  // training throughput over the whole run
   double seconds = 0;
-  bool interrupted = false;  // stopped by stop_after_steps
+  bool interrupted = false;  // stopped by stop_after_steps or a signal (checkpoint written)
+  int signal = 0;            // SIGINT or SIGTERM when a signal stopped it
 };
 
 TrainResult train(const TrainOptions& options);

@@ -1,6 +1,7 @@
 #pragma once
 // A small command-line parser: `--name value`, `--flag`, and `--name v1 v2` for options that take
 // several values. Unknown options and missing values are errors that say which option.
+#include <cmath>
 #include <map>
 #include <set>
 #include <string>
@@ -39,20 +40,31 @@ class Args {
     NV_CHECK(has(name), "{}: --{} is required", command_, name);
     return values_.at(name).at(0);
   }
-  int64_t integer(const std::string& name, int64_t fallback, size_t index = 0) const {
-    return has(name) ? parse_int(name, values_.at(name).at(index)) : fallback;
+  // An integer option in [lo, hi]; anything else (not a number, trailing characters, out of
+  // range) is an error naming the option and the value.
+  int64_t integer(const std::string& name, int64_t fallback, int64_t lo, int64_t hi,
+                  size_t index = 0) const {
+    if (!has(name)) return fallback;
+    const std::string& v = values_.at(name).at(index);
+    const int64_t x = parse_int(name, v);
+    NV_CHECK(x >= lo && x <= hi, "{}: --{} must be in [{}, {}], got {}", command_, name, lo, hi, v);
+    return x;
   }
-  double number(const std::string& name, double fallback) const {
+  // A finite number in [lo, hi].
+  double number(const std::string& name, double fallback, double lo, double hi) const {
     if (!has(name)) return fallback;
     const std::string& v = values_.at(name).at(0);
+    double d = 0;
     try {
       size_t used = 0;
-      double d = std::stod(v, &used);
+      d = std::stod(v, &used);
       NV_CHECK(used == v.size(), "");
-      return d;
     } catch (...) {
       NV_FAIL("{}: --{} expects a number, got '{}'", command_, name, v);
     }
+    NV_CHECK(std::isfinite(d) && d >= lo && d <= hi, "{}: --{} must be in [{}, {}], got {}",
+             command_, name, lo, hi, v);
+    return d;
   }
 
  private:

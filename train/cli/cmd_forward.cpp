@@ -20,7 +20,8 @@ int run_forward(int argc, char** argv) {
              {"device", 1}},
             "forward");
   NextViTConfig config = NextViTConfig::from_name(args.required("model"));
-  config.num_classes = args.integer("num-classes", config.num_classes);
+  config.num_classes = args.integer("num-classes", config.num_classes, 1, kMaxClasses);
+  config.validate();
   const Device device = parse_device(args.str("device", "cpu"));
   const std::string input_path = args.required("input"), output_path = args.required("output");
 

@@ -12,8 +12,11 @@ namespace nextvit::cli {
 int run_info(int argc, char** argv) {
   Args args(argc, argv, 2, {{"model", 1}, {"img", 2}, {"num-classes", 1}, {"json", 0}}, "info");
   NextViTConfig config = NextViTConfig::from_name(args.str("model", "nextvit_small"));
-  config.num_classes = args.integer("num-classes", config.num_classes);
-  const int64_t h = args.integer("img", 224, 0), w = args.integer("img", 224, 1);
+  config.num_classes = args.integer("num-classes", config.num_classes, 1, kMaxClasses);
+  const int64_t h = args.integer("img", 224, 1, kMaxImageSide, 0);
+  const int64_t w = args.integer("img", 224, 1, kMaxImageSide, 1);
+  config.validate();
+  config.validate_input(h, w);
   NextViT model(config);
   ModelInfo info = analyze(model, h, w);
 

@@ -20,6 +20,9 @@ class Dataset {
   virtual int64_t get(int64_t index, Image& out) const = 0;
   // One line for logs: "fashion-mnist train: 60000 images 28x28x1, 10 classes".
   virtual std::string describe() const = 0;
+  // How many get() calls since the last call returned another sample in place of one that could
+  // not be decoded (reported once per epoch by the trainer); 0 for data sets that never do.
+  virtual int64_t take_replaced_count() const { return 0; }
 };
 
 }  // namespace nextvit::data

@@ -51,7 +51,8 @@ bool is_gzip(const uint8_t* data, size_t size) {
   return size >= 2 && data[0] == 0x1F && data[1] == 0x8B;
 }
 
-std::vector<uint8_t> gunzip(const uint8_t* data, size_t size, const std::string& what) {
+std::vector<uint8_t> gunzip(const uint8_t* data, size_t size, const std::string& what,
+                            uint32_t max_output) {
   // Fixed header: ID1 ID2 CM FLG MTIME(4) XFL OS, then the optional fields FLG announces, the
   // deflate stream, and an 8-byte trailer CRC32(4) ISIZE(4), both little-endian.
   NV_CHECK(size >= 18, "gzip: {}: {} bytes is too short for a gzip file (at least 18)", what, size);
@@ -99,28 +100,34 @@ std::vector<uint8_t> gunzip(const uint8_t* data, size_t size, const std::string&
   NV_CHECK(compressed <= size_t(INT_MAX), "gzip: {}: {} compressed bytes exceed the 2 GiB limit",
            what, compressed);
 
-  // One allocation of the size the trailer announces (stb grows the buffer when that is wrong,
-  // and the check below catches it); capped so a corrupt trailer cannot ask for gigabytes.
-  const int guess = static_cast<int>(std::clamp<uint32_t>(expected_size, 64, 1u << 30));
-  int out_len = 0;
-  std::unique_ptr<char, void (*)(void*)> out(
-      stbi_zlib_decode_malloc_guesssize_headerflag(reinterpret_cast<const char*>(data + pos),
-                                                   static_cast<int>(compressed), guess, &out_len,
-                                                   /*parse_header=*/0),
-      std::free);
-  NV_CHECK(out != nullptr, "gzip: {}: corrupt deflate stream ({})", what,
-           stbi_failure_reason() ? stbi_failure_reason() : "unknown reason");
-
-  const auto* bytes = reinterpret_cast<const uint8_t*>(out.get());
+  // The trailer's size is checked before anything is allocated: deflate cannot expand data more
+  // than 1032-fold, and the caller's limit bounds it. The output buffer then has exactly that
+  // size and cannot grow, so a stream that inflates to more (a gzip bomb with a lying trailer)
+  // fails with "output buffer limit" instead of growing to gigabytes.
+  NV_CHECK(expected_size <= max_output,
+           "gzip: {}: the trailer announces {} bytes, more than the {}-byte limit for this file",
+           what, expected_size, max_output);
+  NV_CHECK(uint64_t(expected_size) <= uint64_t(compressed) * 1032 + 64,
+           "gzip: {}: the trailer announces {} bytes, more than {} compressed bytes can hold", what,
+           expected_size, compressed);
+  std::vector<uint8_t> out(size_t(expected_size) + 1);  // +1: a longer stream is noticed
+  const int out_len = stbi_zlib_decode_noheader_buffer(
+      reinterpret_cast<char*>(out.data()), static_cast<int>(out.size()),
+      reinterpret_cast<const char*>(data + pos), static_cast<int>(compressed));
+  NV_CHECK(out_len >= 0,
+           "gzip: {}: corrupt deflate stream, or longer than the {} bytes its "
+           "trailer announces ({})",
+           what, expected_size, stbi_failure_reason() ? stbi_failure_reason() : "unknown reason");
   NV_CHECK(uint32_t(out_len) == expected_size,
            "gzip: {}: inflated {} bytes but the trailer says {} (truncated or corrupt file)", what,
            out_len, expected_size);
-  const uint32_t actual_crc = crc32(bytes, size_t(out_len));
+  out.resize(size_t(out_len));
+  const uint32_t actual_crc = crc32(out.data(), out.size());
   NV_CHECK(actual_crc == expected_crc,
            "gzip: {}: CRC32 mismatch (trailer {:08x}, data {:08x}); the file is corrupt or has "
            "several gzip members, which are not supported",
            what, expected_crc, actual_crc);
-  return std::vector<uint8_t>(bytes, bytes + out_len);
+  return out;
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
@@ -141,10 +148,10 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return bytes;
 }
 
-std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
+std::vector<uint8_t> read_maybe_gzip(const std::string& path, uint32_t max_output) {
   std::vector<uint8_t> bytes = read_file(path);
   if (!is_gzip(bytes.data(), bytes.size())) return bytes;
-  return gunzip(bytes.data(), bytes.size(), path);
+  return gunzip(bytes.data(), bytes.size(), path, max_output);
 }
 
 }  // namespace nextvit::data

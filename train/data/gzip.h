@@ -16,12 +16,17 @@ uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc = 0);
 bool is_gzip(const uint8_t* data, size_t size);
 
 // Inflates one gzip member. `what` (usually the file's path) names the input in every error.
-std::vector<uint8_t> gunzip(const uint8_t* data, size_t size, const std::string& what);
+// At most max_output bytes are produced: a larger announced size is refused before any
+// allocation, and a stream longer than announced fails instead of growing the buffer.
+constexpr uint32_t kMaxGunzipBytes = uint32_t(1) << 30;
+std::vector<uint8_t> gunzip(const uint8_t* data, size_t size, const std::string& what,
+                            uint32_t max_output = kMaxGunzipBytes);
 
 // Reads a whole file into memory; throws naming the path when it cannot.
 std::vector<uint8_t> read_file(const std::string& path);
 
 // Reads a file and inflates it when it is gzip, so callers accept both `x` and `x.gz`.
-std::vector<uint8_t> read_maybe_gzip(const std::string& path);
+std::vector<uint8_t> read_maybe_gzip(const std::string& path,
+                                     uint32_t max_output = kMaxGunzipBytes);
 
 }  // namespace nextvit::data

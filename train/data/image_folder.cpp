@@ -4,25 +4,44 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "core/error.h"
+#include "train/data/gzip.h"
+#include "train/data/image_guard.h"
 
 namespace nextvit::data {
 
 namespace fs = std::filesystem;
 
-bool decode_image_file(const std::string& path, Image& out, std::string& reason) {
+bool decode_image_file(const std::string& path, Image& out, std::string& reason,
+                       int64_t max_pixels) {
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = read_file(path);
+  } catch (const Error& e) {
+    reason = e.what();
+    return false;
+  }
+  return decode_image_bytes(bytes, out, reason, max_pixels);
+}
+
+bool decode_image_bytes(const std::vector<uint8_t>& bytes, Image& out, std::string& reason,
+                        int64_t max_pixels) {
+  // Header, Huffman tables and size first: nothing is allocated for a file that lies.
   int w = 0, h = 0, c = 0;
+  if (!check_image_bytes(bytes.data(), bytes.size(), true, max_pixels, w, h, reason)) return false;
   // Ask for 3 channels: stb converts gray, gray+alpha and RGBA to RGB while decoding.
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &c, 3),
-                                                   stbi_image_free);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &c, 3),
+      stbi_image_free);
   if (pixels == nullptr) {
     const char* why = stbi_failure_reason();
-    reason = why != nullptr ? why : "no reason";
+    reason = std::string("stb_image: ") + (why != nullptr ? why : "no reason");
     return false;
   }
   out.height = h;
@@ -32,6 +51,24 @@ bool decode_image_file(const std::string& path, Image& out, std::string& reason)
   return true;
 }
 
+namespace {
+
+// The first bytes of a file: enough for every header stbi_info reads (and the DHT segments
+// before it), without reading whole images while scanning a folder.
+std::vector<uint8_t> read_prefix(const std::string& path, size_t limit, bool& complete) {
+  std::vector<uint8_t> bytes(limit);
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (f == nullptr) {
+    complete = true;
+    return {};
+  }
+  bytes.resize(std::fread(bytes.data(), 1, limit, f.get()));
+  complete = bytes.size() < limit;
+  return bytes;
+}
+
+}  // namespace
+
 bool ImageFolder::is_image_file(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
@@ -39,7 +76,8 @@ bool ImageFolder::is_image_file(const std::string& path) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
-ImageFolder::ImageFolder(const std::string& root, bool check_headers) : root_(root) {
+ImageFolder::ImageFolder(const std::string& root, bool check_headers, int64_t max_pixels)
+    : root_(root), max_pixels_(max_pixels) {
   try {
     scan(check_headers);
   } catch (const fs::filesystem_error& e) {
@@ -69,10 +107,14 @@ void ImageFolder::scan(bool check_headers) {
     std::sort(files.begin(), files.end());
     size_t kept = 0;
     for (const std::string& path : files) {
-      int w, h, c;
-      if (check_headers && !stbi_info(path.c_str(), &w, &h, &c)) {
-        const char* why = stbi_failure_reason();
-        skipped_.push_back(path + " (stb_image: " + (why != nullptr ? why : "no reason") + ")");
+      int w, h;
+      std::string reason;
+      bool complete = false;
+      const std::vector<uint8_t> head =
+          check_headers ? read_prefix(path, 1 << 20, complete) : std::vector<uint8_t>();
+      if (check_headers &&
+          !check_image_bytes(head.data(), head.size(), complete, max_pixels_, w, h, reason)) {
+        skipped_.push_back(path + " (" + reason + ")");
         std::cerr << "warning: image folder: skipping " << skipped_.back() << "\n";
         continue;
       }
@@ -91,13 +133,14 @@ int64_t ImageFolder::get(int64_t index, Image& out) const {
   for (int64_t k = 0; k < size(); ++k) {
     const int64_t i = (index + k) % size();
     std::string reason;
-    if (decode_image_file(samples_[size_t(i)].path, out, reason)) {
+    if (decode_image_file(samples_[size_t(i)].path, out, reason, max_pixels_)) {
       return samples_[size_t(i)].label;
     }
+    replaced_.fetch_add(1);
     std::lock_guard<std::mutex> lock(warned_mutex_);
     if (warned_.insert(i).second) {
-      std::cerr << "warning: image folder: cannot decode " << samples_[size_t(i)].path
-                << " (stb_image: " << reason << "); using the next sample in its place\n";
+      std::cerr << "warning: image folder: cannot decode " << samples_[size_t(i)].path << " ("
+                << reason << "); using the next sample in its place (reported once per file)\n";
     }
   }
   NV_FAIL("image folder: none of the {} images under {} can be decoded", size(), root_);

@@ -9,12 +9,14 @@
 // stb's reason. A file whose header is fine but whose body fails to decode is found only in
 // get(): it is reported once and the next decodable sample (index + 1, + 2, ...) is returned in
 // its place, with that sample's label, so image and label always match.
+#include <atomic>
 #include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "train/data/dataset.h"
+#include "train/data/image_guard.h"
 
 namespace nextvit::data {
 
@@ -27,13 +29,19 @@ class ImageFolder final : public Dataset {
 
   // check_headers = false skips the per-file header read (faster start on huge folders; bad
   // files are then found by get()).
-  explicit ImageFolder(const std::string& root, bool check_headers = true);
+  // Images above max_pixels are skipped at the scan (or, unchecked, refused when decoded).
+  explicit ImageFolder(const std::string& root, bool check_headers = true,
+                       int64_t max_pixels = kDefaultMaxImagePixels);
+  // The same for a file's bytes in memory.
+  bool decode_image_bytes(const std::vector<uint8_t>& bytes, Image& out, std::string& reason,
+                          int64_t max_pixels = kDefaultMaxImagePixels);
 
   int64_t size() const override { return static_cast<int64_t>(samples_.size()); }
   int64_t num_classes() const override { return static_cast<int64_t>(classes_.size()); }
   const std::vector<std::string>& class_names() const override { return classes_; }
   int64_t get(int64_t index, Image& out) const override;
   std::string describe() const override;
+  int64_t take_replaced_count() const override { return replaced_.exchange(0); }
 
   const std::vector<Sample>& samples() const { return samples_; }
   // "path (stb_image: reason)" for every file skipped at construction.
@@ -46,6 +54,8 @@ class ImageFolder final : public Dataset {
   void scan(bool check_headers);
 
   std::string root_;
+  int64_t max_pixels_;
+  mutable std::atomic<int64_t> replaced_{0};  // get() calls that fell back to another sample
   std::vector<std::string> classes_;
   std::vector<Sample> samples_;
   std::vector<std::string> skipped_;
@@ -54,7 +64,12 @@ class ImageFolder final : public Dataset {
   mutable std::set<int64_t> warned_;
 };
 
-// Decodes an image file to RGB uint8 HWC; returns false and sets `reason` (stb's) on failure.
-bool decode_image_file(const std::string& path, Image& out, std::string& reason);
+// Decodes an image file to RGB uint8 HWC after image_guard's checks; returns false and sets
+// `reason` on failure (a lying header, too many pixels, stb's reason).
+bool decode_image_file(const std::string& path, Image& out, std::string& reason,
+                       int64_t max_pixels = kDefaultMaxImagePixels);
+// The same for a file's bytes in memory.
+bool decode_image_bytes(const std::vector<uint8_t>& bytes, Image& out, std::string& reason,
+                        int64_t max_pixels = kDefaultMaxImagePixels);
 
 }  // namespace nextvit::data

@@ -1,0 +1,109 @@
+#include "train/data/image_guard.h"
+
+#include <stb_image.h>
+
+#include <climits>
+
+#include "core/error.h"
+
+namespace nextvit::data {
+namespace {
+
+uint32_t be16(const uint8_t* p) {
+  return uint32_t(p[0]) << 8 | p[1];
+}
+uint32_t le32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+
+// One DHT segment's body: (class/id byte, 16 counts, sum(counts) symbols) repeated.
+bool dht_ok(const uint8_t* p, size_t len, std::string& reason) {
+  size_t pos = 0;
+  while (pos < len) {
+    if (pos + 17 > len) {
+      reason = "JPEG Huffman table (DHT) truncated";
+      return false;
+    }
+    uint32_t n = 0;
+    for (int i = 0; i < 16; ++i) n += p[pos + 1 + i];
+    if (n > 256) {
+      reason = "JPEG Huffman table (DHT) with " + std::to_string(n) + " codes, more than 256";
+      return false;
+    }
+    pos += 17 + n;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool jpeg_huffman_tables_ok(const uint8_t* d, size_t size, std::string& reason) {
+  if (size < 2 || d[0] != 0xFF || d[1] != 0xD8) return true;  // not a JPEG
+  size_t pos = 2;
+  while (pos + 4 <= size) {
+    if (d[pos] != 0xFF) {  // entropy-coded data after a SOS: skip to the next real marker
+      ++pos;
+      continue;
+    }
+    const uint8_t marker = d[pos + 1];
+    // Fill bytes, byte stuffing (FF 00), restart markers and markers without a length.
+    if (marker == 0xFF || marker == 0x00 || (marker >= 0xD0 && marker <= 0xD8) || marker == 0x01) {
+      pos += marker == 0xFF ? 1 : 2;
+      continue;
+    }
+    if (marker == 0xD9) return true;  // end of image
+    const size_t len = be16(d + pos + 2);
+    if (len < 2) {
+      reason = "JPEG segment with a length below 2";
+      return false;
+    }
+    if (marker == 0xC4 && !dht_ok(d + pos + 4, std::min(len - 2, size - pos - 4), reason)) {
+      return false;
+    }
+    pos += 2 + len;
+  }
+  return true;
+}
+
+bool bmp_size_ok(const uint8_t* d, size_t size, bool complete, std::string& reason) {
+  if (!complete || size < 34 || d[0] != 'B' || d[1] != 'M') return true;
+  const uint32_t header_size = le32(d + 14);
+  if (header_size < 40) return true;  // OS/2 headers: stb checks those itself
+  const uint64_t offset = le32(d + 10);
+  const int64_t width = static_cast<int32_t>(le32(d + 18));
+  const int64_t height = static_cast<int32_t>(le32(d + 22));
+  const uint32_t bpp = uint32_t(d[28]) | uint32_t(d[29]) << 8;
+  const uint32_t compression = le32(d + 30);
+  if (compression != 0 || width <= 0 || bpp == 0) return true;  // only plain BI_RGB rows
+  const uint64_t row = (uint64_t(width) * bpp + 31) / 32 * 4;
+  const uint64_t rows = uint64_t(height < 0 ? -height : height);
+  if (offset + row * rows > size) {
+    reason = "BMP truncated: its header announces " + std::to_string(offset + row * rows) +
+             " bytes, the file has " + std::to_string(size);
+    return false;
+  }
+  return true;
+}
+
+bool check_image_bytes(const uint8_t* data, size_t size, bool complete, int64_t max_pixels, int& w,
+                       int& h, std::string& reason) {
+  if (!jpeg_huffman_tables_ok(data, size, reason)) return false;
+  if (size > size_t(INT_MAX)) {
+    reason = "file larger than 2 GB";
+    return false;
+  }
+  int c = 0;
+  if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &c)) {
+    const char* why = stbi_failure_reason();
+    reason = std::string("stb_image: ") + (why != nullptr ? why : "no reason");
+    return false;
+  }
+  if (w <= 0 || h <= 0 || int64_t(w) * h > max_pixels) {
+    reason = fmt::format("{}x{} = {} pixels, above the limit of {} (--max-image-pixels)", w, h,
+                         int64_t(w) * h, max_pixels);
+    return false;
+  }
+  return bmp_size_ok(data, size, complete, reason);
+}
+
+}  // namespace nextvit::data
