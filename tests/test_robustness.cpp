@@ -276,6 +276,42 @@ TEST_CASE("robustness: JPEG Huffman tables with more than 256 codes are refused"
   REQUIRE_FALSE(data::check_image_bytes(jpg.data(), jpg.size(), true, 1 << 20, w, h, reason));
   data::Image img;
   REQUIRE_FALSE(data::decode_image_bytes(jpg, img, reason));
+  // Found by fuzz_image: stb skips 0xFF fill bytes before the SOI marker, so must the check.
+  std::vector<uint8_t> padded(100, 0xFF);
+  for (size_t i = 1; i < jpg.size(); ++i) padded.push_back(jpg[i]);
+  REQUIRE_FALSE(data::jpeg_huffman_tables_ok(padded.data(), padded.size(), reason));
+  REQUIRE_FALSE(data::decode_image_bytes(padded, img, reason));
+  // 257 codes overflow stb's 257-entry size table (the first fuzz finding): refused too.
+  std::vector<uint8_t> j257 = {0xFF, 0xD8, 0xFF, 0xC4, 0, 0, 0x00};
+  j257[4] = uint8_t((2 + 17 + 257) >> 8);
+  j257[5] = uint8_t((2 + 17 + 257) & 0xff);
+  for (int i = 0; i < 16; ++i) j257.push_back(i == 15 ? 17 : 16);  // 15 * 16 + 17 = 257
+  j257.resize(j257.size() + 257, 0x22);
+  REQUIRE_FALSE(data::jpeg_huffman_tables_ok(j257.data(), j257.size(), reason));
+  REQUIRE_THAT(reason, Catch::Contains("257 codes"));
+}
+
+// Found by fuzz_image: stb grew its IDAT buffer to a chunk's claimed length (108 bytes -> 2 GB).
+TEST_CASE("robustness: PNG chunks must fit in the file", "[robustness]") {
+  const std::vector<uint8_t> oom = {
+      0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48,
+      0x44, 0x52, 0x00, 0x00, 0x41, 0x06, 0x00, 0x00, 0x00, 0x04, 0x08, 0x02, 0x00, 0x00,
+      0x00, 0x22, 0x66, 0xd9, 0x14, 0x00, 0x00, 0x00, 0x17, 0x49, 0x44, 0x41, 0x54, 0x78,
+      0xda, 0x17, 0x49, 0x44, 0x41, 0x44, 0x52, 0x00, 0x00, 0x41, 0x06, 0x00, 0x00, 0x00,
+      0x04, 0x08, 0x02, 0x00, 0x00, 0x00, 0x22, 0x66, 0xd9, 0x14, 0x00, 0x54, 0x78, 0x00,
+      0x00, 0x17, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0x64, 0x60, 0x60, 0x67, 0x10,
+      0x61, 0x40, 0x08, 0x38, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+  std::string reason;
+  REQUIRE_FALSE(data::png_chunks_ok(oom.data(), oom.size(), true, reason));
+  REQUIRE_THAT(reason, Catch::Contains("past the end"));
+  data::Image img;
+  REQUIRE_FALSE(data::decode_image_bytes(oom, img, reason));
+  // The committed test images still decode.
+  std::ifstream in(std::string(NEXTVIT_TEST_DATA_DIR) + "/images/cat/a.png", std::ios::binary);
+  const std::vector<uint8_t> ok((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+  REQUIRE(data::decode_image_bytes(ok, img, reason));
 }
 
 // Before: the reader pre-allocated the trailer's size (1 GiB for 18 bytes) and stb grew the

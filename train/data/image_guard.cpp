@@ -3,6 +3,7 @@
 #include <stb_image.h>
 
 #include <climits>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -38,8 +39,12 @@ bool dht_ok(const uint8_t* p, size_t len, std::string& reason) {
 }  // namespace
 
 bool jpeg_huffman_tables_ok(const uint8_t* d, size_t size, std::string& reason) {
-  if (size < 2 || d[0] != 0xFF || d[1] != 0xD8) return true;  // not a JPEG
-  size_t pos = 2;
+  // stb accepts any number of 0xFF fill bytes before the SOI marker (FF FF .. FF D8), so the
+  // check must too: found by fuzz_image.
+  size_t pos = 0;
+  while (pos < size && d[pos] == 0xFF) ++pos;
+  if (pos == 0 || pos >= size || d[pos] != 0xD8) return true;  // not a JPEG
+  ++pos;
   while (pos + 4 <= size) {
     if (d[pos] != 0xFF) {  // entropy-coded data after a SOS: skip to the next real marker
       ++pos;
@@ -61,6 +66,25 @@ bool jpeg_huffman_tables_ok(const uint8_t* d, size_t size, std::string& reason) 
       return false;
     }
     pos += 2 + len;
+  }
+  return true;
+}
+
+bool png_chunks_ok(const uint8_t* d, size_t size, bool complete, std::string& reason) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', 13, 10, 26, 10};
+  if (size < 8 || std::memcmp(d, kSignature, 8) != 0) return true;  // not a PNG
+  size_t pos = 8;
+  while (pos + 8 <= size) {
+    const uint64_t len = uint64_t(be16(d + pos)) << 16 | be16(d + pos + 2);
+    if (std::memcmp(d + pos + 4, "IEND", 4) == 0) return true;
+    if (complete && pos + 12 + len > size) {
+      reason = fmt::format(
+          "PNG chunk '{}' at byte {} claims {} bytes, past the end of the {}-byte "
+          "file",
+          std::string(reinterpret_cast<const char*>(d + pos + 4), 4), pos, len, size);
+      return false;
+    }
+    pos += 12 + len;
   }
   return true;
 }
@@ -103,7 +127,7 @@ bool check_image_bytes(const uint8_t* data, size_t size, bool complete, int64_t 
                          int64_t(w) * h, max_pixels);
     return false;
   }
-  return bmp_size_ok(data, size, complete, reason);
+  return png_chunks_ok(data, size, complete, reason) && bmp_size_ok(data, size, complete, reason);
 }
 
 }  // namespace nextvit::data

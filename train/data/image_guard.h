@@ -7,7 +7,9 @@
 //    segment of the file is walked and checked here first.
 // 2. Size: the dimensions from the header are compared against a pixel limit before any pixel
 //    buffer is allocated (a 52-byte file may claim 41228x12106).
-// 3. Uncompressed BMP: stb fills a truncated pixel array with black silently; the file must hold
+// 3. PNG chunks: stb 2.27 grows its IDAT buffer to a chunk's claimed length before reading it
+//    (108 bytes made it allocate 2 GB, found by fuzz_image); every chunk must fit in the file.
+// 4. Uncompressed BMP: stb fills a truncated pixel array with black silently; the file must hold
 //    every row its header announces.
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +24,7 @@ constexpr int64_t kDefaultMaxImagePixels = int64_t(1) << 26;
 // Returns false and sets `reason` when the bytes (a whole file, or its first part when
 // `complete` is false) must not be given to stb_image.
 bool jpeg_huffman_tables_ok(const uint8_t* data, size_t size, std::string& reason);
+bool png_chunks_ok(const uint8_t* data, size_t size, bool complete, std::string& reason);
 bool bmp_size_ok(const uint8_t* data, size_t size, bool complete, std::string& reason);
 
 // stbi_info on the bytes, then the checks above and the pixel limit. On success sets w and h.
