@@ -20,6 +20,7 @@
 #include "train/data/gzip.h"
 #include "train/data/image_folder.h"
 #include "train/data/image_guard.h"
+#include "train/data/system_decoders.h"
 #include "train/interrupt.h"
 #include "train/optim/adamw.h"
 #include "train/trainer.h"
@@ -552,4 +553,40 @@ TEST_CASE("robustness: a full disk leaves the previous checkpoint intact", "[rob
   REQUIRE(fs::file_size(dir.path / "checkpoint.safetensors") == before);
   REQUIRE(read_checkpoint_info(dir.path.string()).step == 7);
   REQUIRE_FALSE(fs::exists(dir.path / "checkpoint.safetensors.tmp"));
+}
+
+// JPEG and PNG go to libjpeg-turbo and libpng when the build enables them
+// (train/data/system_decoders.cmake); stb_image otherwise. Both must give the same images, and
+// the libraries must refuse what stb would silently fill with grey.
+TEST_CASE("robustness: JPEG and PNG decode the same with either decoder", "[robustness]") {
+  INFO("system decoders " << (data::system_image_decoders_enabled() ? "on" : "off"));
+  auto read = [](const std::string& name) {
+    std::ifstream in(std::string(NEXTVIT_TEST_DATA_DIR) + "/images/" + name, std::ios::binary);
+    return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+  };
+  data::Image img;
+  std::string reason;
+  REQUIRE(data::decode_image_bytes(read("cat/a.png"), img, reason));
+  REQUIRE(img.height == 4);
+  REQUIRE(img.width == 6);
+  for (int y = 0; y < 4; ++y) {
+    for (int x = 0; x < 6; ++x) {
+      REQUIRE(int(img.at(y, x, 0)) == 10 * y);
+      REQUIRE(int(img.at(y, x, 1)) == 20 * x);
+      REQUIRE(int(img.at(y, x, 2)) == 7);
+    }
+  }
+  const std::vector<uint8_t> jpg = read("dog/d.jpg");
+  REQUIRE(data::decode_image_bytes(jpg, img, reason));
+  REQUIRE(img.height == 8);
+  for (uint8_t v : img.pixels) REQUIRE(std::abs(int(v) - 128) <= 2);
+  // Pixel limit on the system path too (the guard's stbi_info check comes first either way).
+  REQUIRE_FALSE(data::decode_image_bytes(jpg, img, reason, 63));
+  REQUIRE_THAT(reason, Catch::Contains("--max-image-pixels"));
+  if (data::system_image_decoders_enabled()) {
+    const std::vector<uint8_t> cut(jpg.begin(), jpg.begin() + std::ptrdiff_t(jpg.size() - 40));
+    REQUIRE_FALSE(data::decode_image_bytes(cut, img, reason));
+    REQUIRE_THAT(reason, Catch::Contains("libjpeg"));
+  }
 }

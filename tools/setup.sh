@@ -5,7 +5,8 @@
 # built too; without it the build is CPU-only.
 set -euo pipefail
 
-packages=(cmake g++ make catch2 libfmt-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist)
+packages=(cmake g++ make catch2 libfmt-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist
+          libjpeg62-turbo-dev libpng-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "train/data/gzip.h"
 #include "train/data/image_guard.h"
+#include "train/data/system_decoders.h"
 
 namespace nextvit::data {
 
@@ -35,6 +36,9 @@ bool decode_image_bytes(const std::vector<uint8_t>& bytes, Image& out, std::stri
   // Header, Huffman tables and size first: nothing is allocated for a file that lies.
   int w = 0, h = 0, c = 0;
   if (!check_image_bytes(bytes.data(), bytes.size(), true, max_pixels, w, h, reason)) return false;
+  bool handled = false;
+  const bool decoded = decode_with_system_libraries(bytes, max_pixels, out, reason, &handled);
+  if (handled) return decoded;
   // Ask for 3 channels: stb converts gray, gray+alpha and RGBA to RGB while decoding.
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
       stbi_load_from_memory(bytes.data(), static_cast<int>(bytes.size()), &w, &h, &c, 3),
