@@ -74,9 +74,17 @@ bool png_chunks_ok(const uint8_t* d, size_t size, bool complete, std::string& re
   static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', 13, 10, 26, 10};
   if (size < 8 || std::memcmp(d, kSignature, 8) != 0) return true;  // not a PNG
   size_t pos = 8;
+  bool seen_idat = false;
   while (pos + 8 <= size) {
     const uint64_t len = uint64_t(be16(d + pos)) << 16 | be16(d + pos + 2);
     if (std::memcmp(d + pos + 4, "IEND", 4) == 0) return true;
+    // stb memcpy()s an empty first IDAT into its still-null buffer (undefined behaviour, found
+    // by fuzz_image); no encoder writes one.
+    if (len == 0 && !seen_idat && std::memcmp(d + pos + 4, "IDAT", 4) == 0) {
+      reason = fmt::format("PNG with an empty first IDAT chunk at byte {}", pos);
+      return false;
+    }
+    seen_idat = seen_idat || std::memcmp(d + pos + 4, "IDAT", 4) == 0;
     if (complete && pos + 12 + len > size) {
       reason = fmt::format(
           "PNG chunk '{}' at byte {} claims {} bytes, past the end of the {}-byte "
