@@ -2,6 +2,7 @@
 // A small command-line parser: `--name value`, `--flag`, and `--name v1 v2` for options that take
 // several values. Unknown options and missing values are errors that say which option.
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -49,6 +50,15 @@ class Args {
     const int64_t x = parse_int(name, v);
     NV_CHECK(x >= lo && x <= hi, "{}: --{} must be in [{}, {}], got {}", command_, name, lo, hi, v);
     return x;
+  }
+  // Without a range (the benchmarks' options): any int64, still refusing what is not one.
+  int64_t integer(const std::string& name, int64_t fallback, size_t index = 0) const {
+    return integer(name, fallback, std::numeric_limits<int64_t>::min(),
+                   std::numeric_limits<int64_t>::max(), index);
+  }
+  double number(const std::string& name, double fallback) const {
+    return number(name, fallback, -std::numeric_limits<double>::max(),
+                  std::numeric_limits<double>::max());
   }
   // A finite number in [lo, hi].
   double number(const std::string& name, double fallback, double lo, double hi) const {
