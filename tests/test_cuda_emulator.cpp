@@ -343,14 +343,20 @@ TEST_CASE("emulator coverage: every kernel in the tree was launched", "[.emulato
   std::set<std::string> launched, tests_run;
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("test: ", 0) == 0) {
-      tests_run.insert(line.substr(6));
+      // ctest passes the name as a Catch test spec, with ',' '[' ']' escaped by a backslash.
+      std::string name;
+      for (size_t i = 6; i < line.size(); ++i) {
+        if (line[i] == '\\' && i + 1 < line.size()) ++i;
+        name += line[i];
+      }
+      tests_run.insert(name);
     } else if (!line.empty()) {
       launched.insert(line);
     }
   }
   // The whole suite: every test the binary lists.
-  const auto [status, listing] = run_child("--list-test-names-only");
-  REQUIRE(status == 0);
+  // (Catch 2 exits with the number of tests listed, not 0.)
+  const std::string listing = run_child("--list-test-names-only").second;
   std::istringstream names(listing);
   int expected = 0, missing_tests = 0;
   for (std::string name; std::getline(names, name);) {

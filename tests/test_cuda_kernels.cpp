@@ -164,7 +164,10 @@ TEST_CASE("cuda: grouped 3x3 convolution at Next-ViT-S shapes matches the CPU an
         Case{{3, 48, 9, 11}, 16},                             // odd sizes, 16 per group
         Case{{1, 32, 1, 1}, 32},                              // one pixel
         Case{{2, 32, 33, 17}, 16},                            // two tiles across
-        Case{{5, 64, 3, 70}, 32}}) {
+        Case{{5, 64, 3, 70}, 32},                             // wide and flat
+        // backward-weight with more work items than blocks per group (batch 48 at 7x7: 48
+        // items, 44 blocks per group), as at batch 128 in stage 4
+        Case{{48, 384, 7, 7}, 32}}) {
     const int64_t channels = k.x[1];
     const kernels::Conv2dShape s = conv_shape(k.x, {channels, k.c, 3, 3}, 1, 1, channels / k.c);
     INFO("x " << shape_str(k.x) << ", " << k.c << " channels per group");
@@ -333,8 +336,11 @@ TEST_CASE("cuda: batch norm kernels match the CPU (training, eval, fused ReLU)",
   };
   // Multi-block path (M > 4096) with 16-byte vectors and without, the one-block path at
   // Next-ViT's late stages and E-MHSA's BatchNorm1d (S = 49), and BatchNorm1d on (N, C).
+  // The multi-block path at 7x7 and 14x14 (M = N * S above 4096 at a large batch), 7x7 also
+  // without vectors (S % 4 != 0).
   for (const Case& k : {Case{2, 96, 56 * 56}, Case{2, 64, 64 * 65}, Case{16, 8, 1024},
-                        Case{2, 768, 49}, Case{8, 512, 49}, Case{4, 16, 33 * 17}, Case{3, 5, 1}}) {
+                        Case{2, 768, 49}, Case{8, 512, 49}, Case{4, 16, 33 * 17}, Case{3, 5, 1},
+                        Case{96, 24, 7 * 7}, Case{24, 40, 14 * 14}}) {
     INFO("x (" << k.n << ", " << k.c << ", " << k.s << ")");
     kernels::BatchNormShape s;
     s.batch = k.n;

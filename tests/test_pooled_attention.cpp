@@ -97,7 +97,10 @@ TEST_CASE("cuda: pooled attention kernels match the CPU", "[cuda][attention]") {
   // and the largest key counts (8 keys per lane, shared memory above 48 KB).
   for (const Case& c :
        {Case{16, 784, 49, 32}, Case{32, 196, 49, 32}, Case{64, 49, 49, 32}, Case{3, 37, 17, 16},
-        Case{5, 65, 33, 16}, Case{1, 1, 1, 32}, Case{2, 300, 256, 32}, Case{2, 70, 200, 16}}) {
+        Case{5, 65, 33, 16}, Case{1, 1, 1, 32}, Case{2, 300, 256, 32}, Case{2, 70, 200, 16},
+        // 65 to 128 keys (four per lane); enough heads that the backward runs one split per
+        // head, which then loops over every tile of its rows
+        Case{3, 50, 100, 32}, Case{2, 40, 128, 16}, Case{265, 40, 9, 16}}) {
     INFO("heads " << c.heads << " n " << c.n << " m " << c.m << " d " << c.d);
     Generator g(uint64_t(c.heads * 7 + c.n + c.m));
     const float scale = 1.0f / std::sqrt(float(c.d));

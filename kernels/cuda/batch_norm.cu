@@ -18,6 +18,7 @@
 // writes y (or dx) from the registers: x is read once and there is one launch, not three.
 // Sums in double throughout, as the CPU kernel; the per-element maps in float with the CPU's
 // formulas, so the devices agree to float rounding.
+// Explained: docs/kernels/batch_norm_relu_forward.md, docs/kernels/batch_norm_relu_backward.md
 #include <cmath>
 
 #include "kernels/batch_norm.h"
@@ -251,6 +252,7 @@ __global__ void eval_prepare_kernel(int C, const float* weight, const float* bia
 
 // ---- backward -------------------------------------------------------------------------------
 
+// Derivation: docs/derivations.md#batchnorm-backward-train-mode
 // Per-channel coefficients of dx = (g - grad_mean - (x - mean) * proj) * scale.
 struct DxCoef {
   float mean, grad_mean, proj, scale;

@@ -71,6 +71,7 @@ __global__ void __launch_bounds__(kBlock)
   if (threadIdx.x == 0) loss[0] = static_cast<float>(s / double(n));
 }
 
+// Derivation: docs/derivations.md#label-smoothed-cross-entropy-backward
 __global__ void backward_kernel(int64_t n, int64_t k, const float* __restrict__ logits,
                                 const int64_t* __restrict__ targets, const float* __restrict__ lse,
                                 float smoothing, const float* __restrict__ grad_loss,

@@ -20,6 +20,8 @@
 //   tile staged in shared memory, keeping the partial sums of all 9 C^2 weights of its group
 //   in registers (72 per thread). A second kernel adds the blocks' partials in a fixed order.
 // There is no cross-block synchronisation and no atomic, so results are deterministic.
+// Explained: docs/kernels/grouped_conv3x3_{forward,backward_data,backward_weight}.md.
+// Derivation: docs/derivations.md#grouped-convolution-backward
 #include "kernels/cuda/conv2d_paths.h"
 #include "kernels/cuda/device_props.h"
 #include "kernels/cuda/grouped_conv3x3_impl.h"

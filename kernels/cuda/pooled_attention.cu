@@ -15,6 +15,7 @@
 // and the launches. Limits: d in {16, 32} (a lane per output channel, two key classes for 16);
 // m <= 256 keys (up to 8 per lane in registers; K and V then take 66 KB of shared memory,
 // granted through the opt-in above 48 KB).
+// Explained: docs/kernels/pooled_attention_forward.md, docs/kernels/pooled_attention_backward.md
 #include "kernels/cuda/device_props.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/pooled_attention_impl.h"
@@ -71,6 +72,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Derivation: docs/derivations.md#attention-backward
 template <int D, int KPL>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(BwdLayout L, float scale, const float* __restrict__ q,

@@ -8,6 +8,7 @@
 // online form: one pass keeps a running maximum and a sum rescaled whenever the maximum grows,
 // the warp merges the lanes' (max, sum) pairs, a second pass writes. y may alias x and dx may
 // alias dy: every lane reads a value before it writes that same element, and only it does.
+// Explained: docs/kernels/softmax.md
 #include <cmath>
 
 #include "kernels/cuda/launch.cuh"
@@ -90,6 +91,7 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// Derivation: docs/derivations.md#softmax-backward
 template <int VPL>
 __global__ void __launch_bounds__(kBlock)
     backward_registers(int64_t rows, int cols, const float* y, const float* dy, float* dx) {
