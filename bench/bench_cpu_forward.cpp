@@ -9,9 +9,9 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "bench/bench_util.h"
+#include "bench_util.h"
+#include "core/args.h"
 #include "models/nextvit.h"
-#include "train/cli/args.h"
 
 using namespace nextvit;
 

@@ -14,9 +14,9 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/ops.h"
-#include "bench/bench_util.h"
+#include "bench_util.h"
+#include "core/args.h"
 #include "models/nextvit.h"
-#include "train/cli/args.h"
 #include "train/optim/adamw.h"
 
 using namespace nextvit;

@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "bench/bench_util.h"
-#include "train/cli/args.h"
+#include "bench_util.h"
+#include "core/args.h"
 
 #ifdef NEXTVIT_WITH_CUDA
 #include <cuda_runtime.h>

@@ -23,8 +23,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "bench/bench_util.h"
-#include "train/cli/args.h"
+#include "bench_util.h"
+#include "core/args.h"
 
 #ifdef NEXTVIT_WITH_CUDA
 #include <cuda_runtime.h>

@@ -31,7 +31,7 @@
 
 #include <immintrin.h>
 
-#include "bench/bench_util.h"
+#include "bench_util.h"
 #include "kernels/conv2d.h"
 #include "kernels/gemm.h"
 

@@ -3,10 +3,10 @@
 #include <chrono>
 #include <cstdio>
 
+#include "commands.h"
+#include "core/args.h"
 #include "core/safetensors.h"
 #include "models/weights.h"
-#include "train/cli/args.h"
-#include "train/cli/commands.h"
 
 namespace nextvit::cli {
 

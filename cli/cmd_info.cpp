@@ -3,9 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "commands.h"
+#include "core/args.h"
 #include "models/nextvit_info.h"
-#include "train/cli/args.h"
-#include "train/cli/commands.h"
 
 namespace nextvit::cli {
 

@@ -1,21 +1,21 @@
 // nextvit train: trains a Next-ViT (default: a small one on Fashion-MNIST on the CPU) and prints
 // the test accuracy after every epoch. nextvit eval: scores saved weights on a data set.
-#include <omp.h>
 
 #include <cstdio>
 
+#include "commands.h"
+#include "core/args.h"
+#include "core/threads.h"
 #include "models/nextvit_config.h"
-#include "train/cli/args.h"
-#include "train/cli/commands.h"
-#include "train/cli/train_options.h"
 #include "train/trainer.h"
+#include "train_options.h"
 
 namespace nextvit::cli {
 
 int run_train(int argc, char** argv) {
   int threads = 0;
   const TrainOptions o = parse_train_options(argc, argv, &threads);
-  if (threads > 0) omp_set_num_threads(threads);
+  set_num_threads(threads);
   TrainResult r = train(o);
   if (r.interrupted) {
     std::printf(

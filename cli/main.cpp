@@ -3,8 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include "commands.h"
 #include "core/error.h"
-#include "train/cli/commands.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
-#include "train/cli/train_options.h"
+#include "train_options.h"
 
+#include "core/args.h"
 #include "models/nextvit_config.h"
-#include "train/cli/args.h"
 
 namespace nextvit::cli {
 

@@ -1,6 +1,7 @@
 #pragma once
-// A small command-line parser: `--name value`, `--flag`, and `--name v1 v2` for options that take
-// several values. Unknown options and missing values are errors that say which option.
+// A small command-line parser for the programs above the library (cli/, bench/): `--name value`,
+// `--flag`, and `--name v1 v2` for options that take several values. Unknown options and
+// missing values are errors that say which option. Header-only; nothing in the library uses it.
 #include <cmath>
 #include <limits>
 #include <map>

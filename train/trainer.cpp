@@ -1,6 +1,5 @@
 #include "train/trainer.h"
-
-#include <omp.h>
+#include "core/threads.h"
 
 #include <chrono>
 #include <cmath>
@@ -281,11 +280,10 @@ TrainResult train(const TrainOptions& o) {
                   model.parameter_count() / 1e6, o.img, o.device.str()));
   say(fmt::format("train: {} | {}", data.train->describe(), data.train_pipeline->describe()));
   say(fmt::format("eval:  {}", data.eval->describe()));
-  say(
-      fmt::format("{} epochs x {} steps of {}, {} lr {:.2g} (cosine, {} warm-up steps), "
-                  "{} threads",
-                  o.epochs, steps_per_epoch, o.batch, o.optimizer, o.lr, sched.warmup_steps,
-                  omp_get_max_threads()));
+  say(fmt::format(
+      "{} epochs x {} steps of {}, {} lr {:.2g} (cosine, {} warm-up steps), "
+      "{} threads",
+      o.epochs, steps_per_epoch, o.batch, o.optimizer, o.lr, sched.warmup_steps, num_threads()));
 
   fs::create_directories(o.out);
   std::ofstream log(fs::path(o.out) / "log.jsonl", std::ios::app);

@@ -1,8 +1,8 @@
 // Command-line arguments of `nextvit train`: the input is split at NUL bytes into argv.
 #include <vector>
 
+#include "cli/train_options.h"
 #include "fuzz_util.h"
-#include "train/cli/train_options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   return fuzz::run([&] {
