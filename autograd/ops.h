@@ -78,6 +78,14 @@ Variable global_avg_pool(const Variable& x);
 
 // ---- attention pieces ---------------------------------------------------------------------------
 Variable softmax(const Variable& x);  // over the last dimension   ops/softmax.cpp
+// softmax(scale q k^T) v fused (one kernel forward, one backward): q (..., n, d), k and v
+// (..., m, d) with equal leading dimensions -> (..., n, d). For few keys (E-MHSA's pooled ones);
+// throws unless pooled_attention_supported. The forward keeps the probabilities (..., n, m) for
+// the backward only when a gradient is recorded.   ops/pooled_attention.cpp
+Variable pooled_attention(const Variable& q, const Variable& k, const Variable& v, float scale);
+// Whether pooled_attention's kernel on `device` takes heads (the product of the leading
+// dimensions) x n queries with m keys of dimension d: CPU any m >= 1; CUDA d 16 or 32, m <= 256.
+bool pooled_attention_supported(Device device, int64_t heads, int64_t n, int64_t m, int64_t d);
 
 // ---- loss and regularisation (ops/cross_entropy.cpp, ops/drop_path.cpp) -------------------------
 // logits (N, K), targets (N) i64 in [0, K). Mean over the batch of the cross-entropy with the

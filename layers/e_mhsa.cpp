@@ -33,14 +33,32 @@ Variable EMHSA::forward(const Variable& x) {
     kv_source = ops::transpose(norm->forward(pooled), 1, 2);                     // (B, N', C)
   }
   const int64_t Nk = kv_source.size(1);
-  // k is laid out (B, h, d, N') so that q k^T is a plain batched (N x d)(d x N') product.
-  Variable kh = ops::permute(ops::reshape(k->forward(kv_source), {B, Nk, h, d}), {0, 2, 3, 1});
+  Variable kh = ops::permute(ops::reshape(k->forward(kv_source), {B, Nk, h, d}), {0, 2, 1, 3});
   Variable vh = ops::permute(ops::reshape(v->forward(kv_source), {B, Nk, h, d}), {0, 2, 1, 3});
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  Variable attn = ops::softmax(ops::scale(ops::matmul(qh, kh), scale));  // (B, h, N, N')
-  Variable out = ops::permute(ops::matmul(attn, vh), {0, 2, 1, 3});      // (B, N, h, d)
+  Variable attn = fused_attention_ ? emhsa_attention(qh, kh, vh, scale)
+                                   : emhsa_attention_unfused(qh, kh, vh, scale);  // (B, h, N, d)
+  Variable out = ops::permute(attn, {0, 2, 1, 3});                                // (B, N, h, d)
   return proj->forward(ops::reshape(out, {B, N, dim_}));
+}
+
+Variable emhsa_attention_unfused(const Variable& q, const Variable& k, const Variable& v,
+                                 float scale) {
+  // k^T (B, h, d, N') makes q k^T a plain batched (N x d)(d x N') product.
+  Variable scores = ops::scale(ops::matmul(q, ops::transpose(k, 2, 3)), scale);
+  return ops::matmul(ops::softmax(scores), v);  // softmax (B, h, N, N')
+}
+
+Variable emhsa_attention(const Variable& q, const Variable& k, const Variable& v, float scale) {
+  NV_CHECK(q.dim() == 4 && k.dim() == 4,
+           "E-MHSA attention: expected q (B, h, N, d) and k (B, h, N', d), got q {}, k {}",
+           shape_str(q.shape()), shape_str(k.shape()));
+  const int64_t heads = q.size(0) * q.size(1), n = q.size(2), m = k.size(2), d = q.size(3);
+  if (ops::pooled_attention_supported(q.device(), heads, n, m, d)) {
+    return ops::pooled_attention(q, k, v, scale);
+  }
+  return emhsa_attention_unfused(q, k, v, scale);
 }
 
 }  // namespace nextvit

@@ -5,6 +5,8 @@
 //              order (not a 2-D window), then normalises: (B, N / sr^2, C)
 //   k = Linear_k(x'), v = Linear_v(x')                (B, h, N', d)
 //   out = Linear_proj(softmax(q k^T / sqrt(d)) v)     (B, N, C)
+// The attention runs as one fused op (ops::pooled_attention) when its kernel takes the sizes on
+// the input's device (always at Next-ViT's shapes), otherwise as matmul, scale, softmax, matmul.
 #include <memory>
 
 #include "layers/batch_norm.h"
@@ -12,18 +14,29 @@
 
 namespace nextvit {
 
+// softmax(scale q k^T) v on per-head tensors q (B, h, N, d), k and v (B, h, N', d) -> (B, h, N, d).
+// The unfused composition of four ops is the reference the fused op is tested against and the
+// path taken where the fused kernel does not fit (e.g. head_dim 64 on CUDA).
+Variable emhsa_attention_unfused(const Variable& q, const Variable& k, const Variable& v,
+                                 float scale);
+// ops::pooled_attention where its kernel takes these sizes on this device, else the unfused path.
+Variable emhsa_attention(const Variable& q, const Variable& k, const Variable& v, float scale);
+
 class EMHSA : public Module {
  public:
   EMHSA(int64_t dim, int64_t head_dim, int64_t sr_ratio);
   Variable forward(const Variable& x);
   int64_t sr_ratio() const { return sr_ratio_; }
   int64_t heads() const { return heads_; }
+  // Off: always the unfused reference path (tests compare the two on the same weights).
+  void set_fused_attention(bool on) { fused_attention_ = on; }
 
   std::shared_ptr<Linear> q, k, v, proj;
   std::shared_ptr<BatchNorm> norm;  // null when sr_ratio == 1
 
  private:
   int64_t dim_, head_dim_, heads_, sr_ratio_;
+  bool fused_attention_ = true;
 };
 
 }  // namespace nextvit
