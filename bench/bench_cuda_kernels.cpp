@@ -36,6 +36,7 @@
 #include <cmath>
 #include <functional>
 
+#include "core/cuda/check.h"
 #include "core/cuda/stream.h"
 #include "core/cuda_runtime.h"
 #include "core/rng.h"
@@ -56,12 +57,6 @@ using namespace nextvit;
 #ifdef NEXTVIT_WITH_CUDA
 namespace {
 
-#define CHECK_CUDA(expr)                                                     \
-  do {                                                                       \
-    cudaError_t e_ = (expr);                                                 \
-    if (e_ != cudaSuccess) NV_FAIL("{}: {}", #expr, cudaGetErrorString(e_)); \
-  } while (0)
-
 struct Stats {
   double median_ms = 0, p90_ms = 0;
 };
@@ -72,9 +67,9 @@ struct Stats {
 class GpuTimer {
  public:
   explicit GpuTimer(size_t l2_bytes) : flush_bytes_(2 * l2_bytes) {
-    CHECK_CUDA(cudaMalloc(&flush_, flush_bytes_));
-    CHECK_CUDA(cudaEventCreate(&start_));
-    CHECK_CUDA(cudaEventCreate(&stop_));
+    NV_CUDA_CHECK(cudaMalloc(&flush_, flush_bytes_), "bench_cuda_kernels");
+    NV_CUDA_CHECK(cudaEventCreate(&start_), "bench_cuda_kernels");
+    NV_CUDA_CHECK(cudaEventCreate(&stop_), "bench_cuda_kernels");
   }
   ~GpuTimer() {
     cudaFree(flush_);
@@ -83,17 +78,17 @@ class GpuTimer {
   }
   Stats time(const std::function<void()>& f, int warmup, int runs) {
     for (int i = 0; i < warmup; ++i) f();
-    CHECK_CUDA(cudaDeviceSynchronize());
+    NV_CUDA_CHECK(cudaDeviceSynchronize(), "bench_cuda_kernels");
     std::vector<double> ms;
     cudaStream_t s = cuda_rt::current_stream();
     for (int i = 0; i < runs; ++i) {
-      CHECK_CUDA(cudaMemsetAsync(flush_, i & 0xff, flush_bytes_, s));
-      CHECK_CUDA(cudaEventRecord(start_, s));
+      NV_CUDA_CHECK(cudaMemsetAsync(flush_, i & 0xff, flush_bytes_, s), "bench_cuda_kernels");
+      NV_CUDA_CHECK(cudaEventRecord(start_, s), "bench_cuda_kernels");
       f();
-      CHECK_CUDA(cudaEventRecord(stop_, s));
-      CHECK_CUDA(cudaEventSynchronize(stop_));
+      NV_CUDA_CHECK(cudaEventRecord(stop_, s), "bench_cuda_kernels");
+      NV_CUDA_CHECK(cudaEventSynchronize(stop_), "bench_cuda_kernels");
       float t = 0;
-      CHECK_CUDA(cudaEventElapsedTime(&t, start_, stop_));
+      NV_CUDA_CHECK(cudaEventElapsedTime(&t, start_, stop_), "bench_cuda_kernels");
       ms.push_back(t);
     }
     std::sort(ms.begin(), ms.end());
@@ -117,17 +112,20 @@ struct Gpu {
 Gpu describe_device() {
   Gpu d;
   cudaDeviceProp p{};
-  CHECK_CUDA(cudaGetDeviceProperties(&p, 0));
+  NV_CUDA_CHECK(cudaGetDeviceProperties(&p, 0), "bench_cuda_kernels");
   d.name = p.name;
   d.sms = p.multiProcessorCount;
   d.cc_major = p.major;
   d.cc_minor = p.minor;
   d.l2_bytes = p.l2CacheSize;
-  CHECK_CUDA(cudaDriverGetVersion(&d.driver));
-  CHECK_CUDA(cudaRuntimeGetVersion(&d.runtime));
-  CHECK_CUDA(cudaDeviceGetAttribute(&d.sm_clock_khz, cudaDevAttrClockRate, 0));
-  CHECK_CUDA(cudaDeviceGetAttribute(&d.mem_clock_khz, cudaDevAttrMemoryClockRate, 0));
-  CHECK_CUDA(cudaDeviceGetAttribute(&d.bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0));
+  NV_CUDA_CHECK(cudaDriverGetVersion(&d.driver), "bench_cuda_kernels");
+  NV_CUDA_CHECK(cudaRuntimeGetVersion(&d.runtime), "bench_cuda_kernels");
+  NV_CUDA_CHECK(cudaDeviceGetAttribute(&d.sm_clock_khz, cudaDevAttrClockRate, 0),
+                "bench_cuda_kernels");
+  NV_CUDA_CHECK(cudaDeviceGetAttribute(&d.mem_clock_khz, cudaDevAttrMemoryClockRate, 0),
+                "bench_cuda_kernels");
+  NV_CUDA_CHECK(cudaDeviceGetAttribute(&d.bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0),
+                "bench_cuda_kernels");
   // FP32 lanes per SM: 64 on sm_70 / sm_80 (V100, A100), 128 on sm_86 and later (H100: 128).
   const int lanes = (d.cc_major == 7 || (d.cc_major == 8 && d.cc_minor == 0)) ? 64 : 128;
   d.peak_fp32_tflops = 2.0 * lanes * d.sms * d.sm_clock_khz * 1e3 / 1e12;
@@ -181,18 +179,19 @@ void require_close(const char* what, const Tensor& ours, const Tensor& lib, doub
 void measure_ceilings(Gpu& d, GpuTimer& timer, int runs) {
   const size_t bytes = size_t(1) << 30;
   void *a = nullptr, *b = nullptr;
-  CHECK_CUDA(cudaMalloc(&a, bytes));
-  CHECK_CUDA(cudaMalloc(&b, bytes));
-  CHECK_CUDA(cudaMemset(a, 1, bytes));
+  NV_CUDA_CHECK(cudaMalloc(&a, bytes), "bench_cuda_kernels");
+  NV_CUDA_CHECK(cudaMalloc(&b, bytes), "bench_cuda_kernels");
+  NV_CUDA_CHECK(cudaMemset(a, 1, bytes), "bench_cuda_kernels");
   Stats s = timer.time(
       [&] {
-        CHECK_CUDA(
-            cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, cuda_rt::current_stream()));
+        NV_CUDA_CHECK(
+            cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, cuda_rt::current_stream()),
+            "bench_cuda_kernels: copy");
       },
       3, runs);
   d.copy_gbps = 2.0 * double(bytes) / (s.median_ms * 1e-3) / 1e9;
-  CHECK_CUDA(cudaFree(a));
-  CHECK_CUDA(cudaFree(b));
+  NV_CUDA_CHECK(cudaFree(a), "bench_cuda_kernels");
+  NV_CUDA_CHECK(cudaFree(b), "bench_cuda_kernels");
 
   const int64_t n = 8192;
   Tensor x = random_device({n, n}, 1), y = random_device({n, n}, 2), z = empty_device({n, n});

@@ -199,6 +199,21 @@ TEST_CASE("emulator: a host pointer passed to a kernel is an illegal address", "
   REQUIRE_THAT(f, Catch::Contains("noop_kernel") && Catch::Contains("not device memory"));
 }
 
+TEST_CASE("emulator: after a kernel fault, allocation reports the fault, not out of memory",
+          "[emulator]") {
+  std::vector<float> host(4);
+  NV_LAUNCH(1, 4, 0, nullptr, noop_kernel)(host.data());  // faults: a host pointer
+  REQUIRE_THROWS_WITH(
+      nextvit::Tensor::empty({777777}, nextvit::DType::F32, nextvit::Device::cuda()),
+      Catch::Contains("error state from an earlier kernel") && !Catch::Contains("out of memory"));
+  take_fault();
+  // A real out-of-memory says so, with the numbers.
+  REQUIRE_THROWS_WITH(
+      nextvit::Tensor::empty({int64_t(1) << 40}, nextvit::DType::F32, nextvit::Device::cuda()),
+      Catch::Contains("CUDA out of memory: requested 4398046511104 bytes") &&
+          Catch::Contains("free of"));
+}
+
 // Run in a child process by the next test: with AddressSanitizer the write aborts the process.
 TEST_CASE("emulator child: out-of-bounds write", "[.emulator-child]") {
   DeviceBuffer out(64);

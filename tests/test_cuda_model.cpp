@@ -2,6 +2,8 @@
 // against the CPU, and training on the device with a checkpoint saved and resumed. Named
 // "cuda: ..." (skipped without a device); in the emulated build they run every kernel, cuBLAS
 // and cuDNN call of a training step.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -16,22 +18,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Every block kind (NCB; NTB with and without a spatial reduction), small enough for the
-// emulator.
+// test::reduced_config with the spatial reductions of a small image and no stochastic depth.
 NextViTConfig reduced_config(int64_t in_channels, int64_t classes) {
-  NextViTConfig c;
-  c.name = "cuda_test";
-  c.in_channels = in_channels;
-  c.stem_channels = {16, 16, 32};
-  c.head_dim = 16;
-  c.stage_channels = {{32}, {32, 64}, {64, 96}, {96, 128}};
-  c.stage_types = {{BlockType::NCB},
-                   {BlockType::NCB, BlockType::NTB},
-                   {BlockType::NCB, BlockType::NTB},
-                   {BlockType::NCB, BlockType::NTB}};
+  NextViTConfig c = test::reduced_config("cuda_test", in_channels, classes);
   c.sr_ratios = {4, 2, 2, 1};
   c.drop_path = 0.0f;
-  c.num_classes = classes;
   return c;
 }
 
@@ -86,12 +77,13 @@ TEST_CASE("cuda: training on the device saves a checkpoint and resumes it exactl
     WARN("skipped: Fashion-MNIST not found (apt-get install dataset-fashion-mnist)");
     return;
   }
-  const std::string config = "/tmp/nextvit_cuda_train_config.json";
+  const std::string tag = "." + std::to_string(::getpid());
+  const std::string config = "/tmp/nextvit_cuda_train_config" + tag + ".json";
   std::ofstream(config) << reduced_config(3, 10).to_json().dump();
   auto options = [&](const std::string& out) {
     TrainOptions o;
     o.model = config;
-    o.out = out;
+    o.out = out + tag;
     o.device = Device::cuda();
     o.batch = 4;
     o.epochs = 2;
@@ -102,7 +94,7 @@ TEST_CASE("cuda: training on the device saves a checkpoint and resumes it exactl
     o.warmup_epochs = 0;
     o.clip_grad = 1.0;  // the gradient norm's reduction on the device too
     o.seed = 5;
-    fs::remove_all(out);
+    fs::remove_all(o.out);
     return o;
   };
   TrainOptions full = options("/tmp/nextvit_cuda_train_full");

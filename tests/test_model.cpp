@@ -159,17 +159,8 @@ TEST_CASE("model: loading refuses missing, unexpected and misshapen tensors by n
 }
 
 TEST_CASE("deploy: folding every BatchNorm keeps the eval logits", "[model][deploy]") {
-  // A reduced config with every block kind: NTB with sr > 1 (composed norms) and sr = 1.
-  NextViTConfig c;
-  c.name = "fold_test";
-  c.stem_channels = {16, 16, 32};
-  c.head_dim = 16;
-  c.stage_channels = {{32}, {32, 64}, {64, 96}, {96, 128}};
-  c.stage_types = {{BlockType::NCB},
-                   {BlockType::NCB, BlockType::NTB},
-                   {BlockType::NCB, BlockType::NTB},
-                   {BlockType::NCB, BlockType::NTB}};
-  c.num_classes = 7;
+  // Every block kind: NTB with sr > 1 (composed norms) and sr = 1.
+  const NextViTConfig c = test::reduced_config("fold_test", 3, 7);
   NextViT model(c, 11);
   // Non-trivial statistics and affine parameters, so folding has something to do.
   Generator g(5);

@@ -1,5 +1,7 @@
 // train/: short real training runs on Fashion-MNIST (Debian's dataset-fashion-mnist, installed
 // by tools/setup.sh; the tests skip with a warning without it).
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -26,7 +28,8 @@ bool have_fashion_mnist() {
 // A small, fast run: 384 training images in batches of 64, 6 steps an epoch.
 TrainOptions small_run(const std::string& out) {
   TrainOptions o;
-  o.out = out;
+  // Per process: test suites of several build folders may run at once on one machine.
+  o.out = out + "." + std::to_string(::getpid());
   o.batch = 64;
   o.epochs = 2;
   o.limit_train = 384;
@@ -36,7 +39,7 @@ TrainOptions small_run(const std::string& out) {
   o.lr = 2e-3;
   o.warmup_epochs = 0;
   o.seed = 7;
-  fs::remove_all(out);
+  fs::remove_all(o.out);
   return o;
 }
 
@@ -125,4 +128,26 @@ TEST_CASE("trainer: bad options are refused with clear messages", "[trainer]") {
   o = TrainOptions();
   o.data = "/nonexistent";
   REQUIRE_THROWS_WITH(train(o), Catch::Contains("expected 'fashion-mnist' or a folder"));
+}
+
+TEST_CASE("trainer: resume compares settings as values, so new fields keep checkpoints usable",
+          "[trainer]") {
+  if (!have_fashion_mnist()) return;
+  TrainOptions o = small_run("/tmp/nextvit_test_resume_fields");
+  o.stop_after_steps = 2;
+  REQUIRE(train(o).interrupted);
+  // A checkpoint written before "ema_decay" and "in_channels" existed: their defaults apply.
+  const std::string path = o.out + "/checkpoint.safetensors";
+  SafeTensors file = read_safetensors(path);
+  nlohmann::json info = nlohmann::json::parse(file.metadata.at("nextvit"));
+  REQUIRE(info["options"].erase("ema_decay") == 1);
+  REQUIRE(info["config"].erase("in_channels") == 1);
+  file.metadata["nextvit"] = info.dump();
+  write_safetensors(path, file);
+  o.stop_after_steps = 3;
+  o.resume = true;
+  REQUIRE(train(o).steps == 3);
+  // A setting that did change is named, with both values.
+  o.lr = 1e-3;
+  REQUIRE_THROWS_WITH(train(o), Catch::Contains("lr (0.002 then, 0.001 now)"));
 }

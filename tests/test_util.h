@@ -12,10 +12,29 @@
 #include "autograd/variable.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "models/nextvit_config.h"
 
 namespace nextvit::test {
 
 // Uniform values in [lo, hi) on the CPU.
+// A reduced Next-ViT with every block kind (NCB; NTB with a spatial reduction and without),
+// small enough for quick tests and for the emulated GPU.
+inline NextViTConfig reduced_config(const std::string& name, int64_t in_channels,
+                                    int64_t classes) {
+  NextViTConfig c;
+  c.name = name;
+  c.in_channels = in_channels;
+  c.stem_channels = {16, 16, 32};
+  c.head_dim = 16;
+  c.stage_channels = {{32}, {32, 64}, {64, 96}, {96, 128}};
+  c.stage_types = {{BlockType::NCB},
+                   {BlockType::NCB, BlockType::NTB},
+                   {BlockType::NCB, BlockType::NTB},
+                   {BlockType::NCB, BlockType::NTB}};
+  c.num_classes = classes;
+  return c;
+}
+
 inline Tensor random_tensor(const Shape& shape, Generator& g, float lo = -1.0f, float hi = 1.0f) {
   Tensor t = Tensor::empty(shape);
   fill_uniform(t, g, lo, hi);

@@ -1,5 +1,4 @@
 #include "train/trainer.h"
-#include "core/threads.h"
 
 #include <chrono>
 #include <cmath>
@@ -8,6 +7,7 @@
 #include <fstream>
 
 #include "autograd/ops.h"
+#include "core/threads.h"
 #include "models/memory_estimate.h"
 #include "models/weights.h"
 #include "train/checkpoint.h"
@@ -179,6 +179,38 @@ std::string format_eta(double seconds) {
   return s >= 60 ? fmt::format("{}m{:02d}s", s / 60, s % 60) : fmt::format("{}s", s);
 }
 
+// The fields of `now` whose value differs from `saved`'s, a field missing from `saved` (written
+// before the field existed) counting as its default.
+std::vector<std::string> changed_fields(const nlohmann::json& saved, const nlohmann::json& now,
+                                        const nlohmann::json& defaults) {
+  std::vector<std::string> changed;
+  for (const auto& [key, value] : now.items()) {
+    const nlohmann::json& before =
+        saved.contains(key) ? saved.at(key) : (defaults.contains(key) ? defaults.at(key) : value);
+    if (before != value)
+      changed.push_back(fmt::format("{} ({} then, {} now)", key, before.dump(), value.dump()));
+  }
+  return changed;
+}
+
+// --resume continues only the run the checkpoint belongs to. Configurations and options are
+// compared as values with defaults filled in, not as JSON text, so that a field added to
+// either since the checkpoint was written does not make it un-resumable.
+void check_resumable(const CheckpointInfo& saved, const NextViTConfig& config,
+                     const TrainOptions& o) {
+  const nlohmann::json saved_config = NextViTConfig::from_json(saved.config).to_json();
+  std::vector<std::string> changed =
+      changed_fields(saved_config, config.to_json(), NextViTConfig().to_json());
+  for (std::string& c : changed) c = "model " + c;
+  for (std::string& c : changed_fields(saved.options, o.to_json(), TrainOptions().to_json())) {
+    changed.push_back(std::move(c));
+  }
+  NV_CHECK(changed.empty(),
+           "--resume: the checkpoint in {} was made with other settings: {}; use another --out "
+           "or the same settings",
+           o.out, fmt::join(changed, ", "));
+}
+
 }  // namespace
 
 nlohmann::json TrainOptions::to_json() const {
@@ -266,11 +298,7 @@ TrainResult train(const TrainOptions& o) {
   info.config = config.to_json();
   info.options = o.to_json();
   if (o.resume && checkpoint_exists(o.out)) {
-    CheckpointInfo saved = read_checkpoint_info(o.out);
-    NV_CHECK(saved.config == info.config && saved.options == info.options,
-             "--resume: the checkpoint in {} was made with other options or another model; "
-             "use another --out or the same options",
-             o.out);
+    check_resumable(read_checkpoint_info(o.out), config, o);
     info = load_checkpoint(o.out, model, *optimizer, ema.get());
     train_loader.seek(info.loader);
     say(fmt::format("resumed from {}: epoch {}, step {}", o.out, info.loader.epoch, info.step));

@@ -35,21 +35,14 @@ class CachingAllocator final : public Allocator {
       stats_.cached_bytes -= size;
     } else {
       cudaError_t err = cudaMalloc(&ptr, size);
+      const size_t cached_before = stats_.cached_bytes;
       if (err == cudaErrorMemoryAllocation) {
+        // Out of memory: give the cached blocks back to the device and try once more.
         (void)cudaGetLastError();
         release_locked();
         err = cudaMalloc(&ptr, size);
       }
-      if (err != cudaSuccess) {
-        (void)cudaGetLastError();
-        size_t free_b = 0, total_b = 0;
-        cudaMemGetInfo(&free_b, &total_b);
-        NV_FAIL(
-            "CUDA out of memory allocating {:.1f} MiB ({:.1f} MiB in use by nextvit, "
-            "{:.1f} MiB free of {:.1f} MiB on the device): {}",
-            size / 1048576.0, stats_.in_use_bytes / 1048576.0, free_b / 1048576.0,
-            total_b / 1048576.0, cudaGetErrorString(err));
-      }
+      if (err != cudaSuccess) fail_allocation(err, bytes, cached_before);
       ++stats_.cuda_malloc_calls;
     }
     sizes_[ptr] = size;
@@ -73,6 +66,25 @@ class CachingAllocator final : public Allocator {
   }
 
   const char* name() const override { return "cuda-caching"; }
+
+  // Only a real out-of-memory is reported as one: any other error of cudaMalloc is a fault that
+  // happened earlier (a kernel's illegal address is sticky: every later call returns it), and
+  // calling it "out of memory" would send the user looking in the wrong place.
+  [[noreturn]] void fail_allocation(cudaError_t err, size_t bytes, size_t cached_before) {
+    (void)cudaGetLastError();
+    NV_CHECK(err == cudaErrorMemoryAllocation,
+             "CUDA error {} ({}) while allocating {} bytes: the device is in an error state "
+             "from an earlier kernel or copy (run with NEXTVIT_CUDA_SYNC=1 to find which)",
+             int(err), cudaGetErrorString(err), bytes);
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    NV_FAIL(
+        "CUDA out of memory: requested {} bytes ({:.1f} MiB); {:.1f} MiB in use by nextvit, "
+        "{:.1f} MiB were cached and have been released, {:.1f} MiB free of {:.1f} MiB on the "
+        "device",
+        bytes, bytes / 1048576.0, stats_.in_use_bytes / 1048576.0, cached_before / 1048576.0,
+        free_b / 1048576.0, total_b / 1048576.0);
+  }
 
   AllocatorStats stats() {
     std::lock_guard<std::mutex> lock(mutex_);

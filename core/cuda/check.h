@@ -37,5 +37,22 @@ const char* cublas_status_name(cublasStatus_t s);
     }                                                                            \
   } while (0)
 
-// After a kernel launch: catches bad launch configurations at the launch site.
-#define NV_CUDA_CHECK_LAUNCH(...) NV_CUDA_CHECK(cudaGetLastError(), __VA_ARGS__)
+namespace nextvit::cuda_rt {
+cudaStream_t current_stream();  // core/cuda/stream.h
+// NEXTVIT_CUDA_SYNC=1 in the environment: every launch is followed by a synchronisation, so a
+// kernel that faults is reported at its own launch site (with the op and shapes) instead of at
+// some later call. Slow; for debugging.
+bool sync_after_launch();
+}  // namespace nextvit::cuda_rt
+
+// After a kernel launch: catches bad launch configurations at the launch site, and with
+// NEXTVIT_CUDA_SYNC=1 the kernel's own faults too.
+#define NV_CUDA_CHECK_LAUNCH(...)                                                \
+  do {                                                                           \
+    NV_CUDA_CHECK(cudaGetLastError(), __VA_ARGS__);                              \
+    if (::nextvit::cuda_rt::sync_after_launch()) {                               \
+      NV_CUDA_CHECK(cudaStreamSynchronize(::nextvit::cuda_rt::current_stream()), \
+                    "{} (NEXTVIT_CUDA_SYNC: the kernel itself failed)",          \
+                    ::fmt::format(__VA_ARGS__));                                 \
+    }                                                                            \
+  } while (0)

@@ -1,7 +1,9 @@
 // core/'s CUDA services (core/cuda_runtime.h): device presence, the stream and library
 // handles, copies, fills and the strided gather behind Tensor::contiguous() on the device.
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 
 #include "core/cuda/caching_allocator.h"
 #include "core/cuda/check.h"
@@ -34,6 +36,14 @@ const char* cublas_status_name(cublasStatus_t s) {
     default:
       return "UNKNOWN";
   }
+}
+
+bool sync_after_launch() {
+  static const bool sync = [] {
+    const char* v = std::getenv("NEXTVIT_CUDA_SYNC");
+    return v != nullptr && std::string(v) != "0";
+  }();
+  return sync;
 }
 
 bool available() {

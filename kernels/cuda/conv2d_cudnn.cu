@@ -3,9 +3,9 @@
 // convolution descriptors and, chosen on first use of each pass, the algorithm and the scratch
 // it needs; later calls of that shape go straight to cudnnConvolution*. Algorithms come from
 // cuDNN's heuristics (the *_v7 queries: no trial runs, so the first call is cheap and the
-// choice reproducible), restricted to plain FMA math: no TF32, so results agree with the CPU to
-// fp32 rounding, as the cuBLAS handle does (core/cuda/runtime.cu). Scratch comes from
-// cuda_rt::workspace.
+// choice reproducible), restricted to deterministic algorithms with plain FMA math: no TF32, so
+// results agree with the CPU to fp32 rounding, as the cuBLAS handle does (core/cuda/runtime.cu),
+// and have the same bits on every run. Scratch comes from cuda_rt::workspace.
 #include "kernels/cuda/conv2d_paths.h"
 #include "kernels/cuda/launch.cuh"
 
@@ -26,15 +26,19 @@ namespace {
 // Algorithms needing more scratch than this are passed over for the next one.
 constexpr size_t kMaxWorkspaceBytes = size_t(1) << 30;
 
+// The algorithm of one pass (forward, backward-data or backward-filter), chosen on first use.
+struct Choice {
+  bool chosen = false;
+  int algo = 0;
+  size_t bytes = 0;  // its workspace
+  cudnnMathType_t math = CUDNN_FMA_MATH;
+};
+
 struct Plan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
-  bool have_fwd = false, have_bwd_data = false, have_bwd_filter = false;
-  cudnnConvolutionFwdAlgo_t fwd{};
-  cudnnConvolutionBwdDataAlgo_t bwd_data{};
-  cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
-  size_t fwd_bytes = 0, bwd_data_bytes = 0, bwd_filter_bytes = 0;
+  Choice fwd, bwd_data, bwd_filter;
 };
 
 std::string describe(const Conv2dShape& s) {
@@ -98,17 +102,33 @@ Plan& plan_for(const Conv2dShape& s) {
   return *it->second;
 }
 
-// The first heuristic choice that succeeds with FMA math and fits kMaxWorkspaceBytes (any
-// successful one if none is FMA-only).
+// The first of cuDNN's heuristic choices that succeeds, is deterministic (the same bits on
+// every run: backward ALGO_0 and ALGO_3 accumulate with atomics and are not) and fits
+// kMaxWorkspaceBytes, preferring plain FMA math; the math type it was ranked with is applied to
+// the descriptor before each call, so the algorithm runs as it was chosen (no TF32 unless the
+// heuristics offer nothing else).
 template <typename Perf>
-const Perf* pick(const Perf* perf, int count) {
+Choice choose(const Perf* perf, int count, const Conv2dShape& s, const char* pass) {
   const Perf* fallback = nullptr;
-  for (int i = 0; i < count; ++i) {
-    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > kMaxWorkspaceBytes) continue;
-    if (perf[i].mathType == CUDNN_FMA_MATH) return &perf[i];
-    if (!fallback) fallback = &perf[i];
+  const Perf* best = nullptr;
+  for (int i = 0; i < count && best == nullptr; ++i) {
+    const Perf& p = perf[i];
+    if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspaceBytes ||
+        p.determinism != CUDNN_DETERMINISTIC) {
+      continue;
+    }
+    if (p.mathType == CUDNN_FMA_MATH || p.mathType == CUDNN_DEFAULT_MATH) best = &p;
+    if (fallback == nullptr) fallback = &p;
   }
-  return fallback;
+  if (best == nullptr) best = fallback;
+  NV_CHECK(best, "{}: cuDNN offers no deterministic {} algorithm", describe(s), pass);
+  return Choice{true, int(best->algo), best->memory, best->mathType};
+}
+
+// Applies the chosen algorithm's math type to the convolution descriptor.
+void use_math(const Plan& p, const Choice& c, const Conv2dShape& s) {
+  NV_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, c.math), "{}: setting the math type",
+                 describe(s));
 }
 
 void* scratch(size_t bytes) {
@@ -125,21 +145,19 @@ void cudnn_forward(const Conv2dShape& s, const float* x, const float* w, float* 
   std::lock_guard<std::mutex> lock(plan_mutex());
   Plan& p = plan_for(s);
   cudnnHandle_t h = cudnn_handle();
-  if (!p.have_fwd) {
+  if (!p.fwd.chosen) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
     NV_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
                        h, p.x, p.w, p.conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
                    "{}: choosing the forward algorithm", describe(s));
-    const auto* best = pick(perf, n);
-    NV_CHECK(best, "{}: cuDNN offers no forward algorithm", describe(s));
-    p.fwd = best->algo;
-    p.fwd_bytes = best->memory;
-    p.have_fwd = true;
+    p.fwd = choose(perf, n, s, "forward");
   }
+  use_math(p, p.fwd, s);
   const float one = 1.0f, zero = 0.0f;
-  NV_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv, p.fwd,
-                                         scratch(p.fwd_bytes), p.fwd_bytes, &zero, p.y, y),
+  NV_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv,
+                                         cudnnConvolutionFwdAlgo_t(p.fwd.algo),
+                                         scratch(p.fwd.bytes), p.fwd.bytes, &zero, p.y, y),
                  "{}: forward", describe(s));
 }
 
@@ -147,22 +165,20 @@ void cudnn_backward_data(const Conv2dShape& s, const float* dy, const float* w, 
   std::lock_guard<std::mutex> lock(plan_mutex());
   Plan& p = plan_for(s);
   cudnnHandle_t h = cudnn_handle();
-  if (!p.have_bwd_data) {
+  if (!p.bwd_data.chosen) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
     NV_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
                        h, p.w, p.y, p.conv, p.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf),
                    "{}: choosing the backward-data algorithm", describe(s));
-    const auto* best = pick(perf, n);
-    NV_CHECK(best, "{}: cuDNN offers no backward-data algorithm", describe(s));
-    p.bwd_data = best->algo;
-    p.bwd_data_bytes = best->memory;
-    p.have_bwd_data = true;
+    p.bwd_data = choose(perf, n, s, "backward-data");
   }
+  use_math(p, p.bwd_data, s);
   const float one = 1.0f, zero = 0.0f;
   NV_CUDNN_CHECK(
-      cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, dy, p.conv, p.bwd_data,
-                                   scratch(p.bwd_data_bytes), p.bwd_data_bytes, &zero, p.x, dx),
+      cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, dy, p.conv,
+                                   cudnnConvolutionBwdDataAlgo_t(p.bwd_data.algo),
+                                   scratch(p.bwd_data.bytes), p.bwd_data.bytes, &zero, p.x, dx),
       "{}: backward-data", describe(s));
 }
 
@@ -170,21 +186,19 @@ void cudnn_backward_weight(const Conv2dShape& s, const float* x, const float* dy
   std::lock_guard<std::mutex> lock(plan_mutex());
   Plan& p = plan_for(s);
   cudnnHandle_t h = cudnn_handle();
-  if (!p.have_bwd_filter) {
+  if (!p.bwd_filter.chosen) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
     NV_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
                        h, p.x, p.y, p.conv, p.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf),
                    "{}: choosing the backward-filter algorithm", describe(s));
-    const auto* best = pick(perf, n);
-    NV_CHECK(best, "{}: cuDNN offers no backward-filter algorithm", describe(s));
-    p.bwd_filter = best->algo;
-    p.bwd_filter_bytes = best->memory;
-    p.have_bwd_filter = true;
+    p.bwd_filter = choose(perf, n, s, "backward-filter");
   }
+  use_math(p, p.bwd_filter, s);
   const float one = 1.0f, zero = 0.0f;
-  NV_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, dy, p.conv, p.bwd_filter,
-                                                scratch(p.bwd_filter_bytes), p.bwd_filter_bytes,
+  NV_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, dy, p.conv,
+                                                cudnnConvolutionBwdFilterAlgo_t(p.bwd_filter.algo),
+                                                scratch(p.bwd_filter.bytes), p.bwd_filter.bytes,
                                                 &zero, p.w, dw),
                  "{}: backward-filter", describe(s));
 }

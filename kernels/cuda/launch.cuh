@@ -9,14 +9,16 @@
 #include "core/cuda/check.h"
 #include "core/cuda/launch.h"
 #include "core/cuda/stream.h"
+#include "kernels/cuda/device_props.h"
 
 namespace nextvit::kernels::cuda {
 
-// Enough blocks to fill the GPU several times over, no more: each thread then loops
-// (grid-stride), which amortises index math and keeps launches cheap for any n.
+// Enough blocks to fill the GPU several times over (32 per SM of the device), no more: each
+// thread then loops (grid-stride), which amortises index math and keeps launches cheap for any n.
 inline int grid_size(int64_t n, int block) {
   const int64_t blocks = (n + block - 1) / block;
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 132 * 32)));
+  const int64_t most = int64_t(multiprocessor_count()) * 32;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, most)));
 }
 
 inline cudaStream_t stream() {

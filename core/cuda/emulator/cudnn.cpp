@@ -10,7 +10,9 @@
 #include <cudnn.h>
 
 #include <cstring>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/cuda/emulator/state.h"
@@ -175,6 +177,31 @@ void fill(Perf* perf, int requested, int* returned, const Conv& c,
     perf[n++] = p;
   }
   *returned = n;
+}
+
+struct Operand {
+  const char* name;
+  const void* p;
+  size_t elems;
+};
+
+// The three convolution calls: check the call and the operands, accumulate every term with
+// `add` (acc, x index, w index, y index) into an accumulator of `out_elems`, and blend it into
+// `out`. Returns the status cuDNN would.
+template <typename Add>
+cudnnStatus_t run(const char* call, cudnnHandle_t h, const void* alpha, const void* beta,
+                  void* workspace, size_t have, size_t need, const Conv& c,
+                  std::initializer_list<Operand> operands, size_t out_elems, void* out,
+                  const Add& add) {
+  if (cudnnStatus_t s = check_call(h, alpha, beta, workspace, have, need)) return s;
+  for (const Operand& o : operands) {
+    if (!on_device(o.p, o.elems, call, o.name)) return CUDNN_STATUS_EXECUTION_FAILED;
+  }
+  std::vector<double> acc(out_elems, 0.0);
+  for_each_term(c, [&](size_t xi, size_t wi, size_t yi) { add(acc, xi, wi, yi); });
+  blend(static_cast<float*>(out), acc, *static_cast<const float*>(alpha),
+        *static_cast<const float*>(beta));
+  return CUDNN_STATUS_SUCCESS;
 }
 
 }  // namespace
@@ -373,24 +400,15 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void* alpha,
   Conv c;
   if (cudnnStatus_t s = nvemu::make_conv(conv, x_desc, w_desc, y_desc, &c)) return s;
   if (algo < 0 || algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT) return CUDNN_STATUS_BAD_PARAM;
-  if (cudnnStatus_t s = nvemu::check_call(handle, alpha, beta, workspace, workspace_bytes,
-                                          nvemu::fwd_bytes(c, algo))) {
-    return s;
-  }
-  const char* call = "cudnnConvolutionForward";
-  if (!nvemu::on_device(x, nvemu::elems_x(c), call, "x") ||
-      !nvemu::on_device(w, nvemu::elems_w(c), call, "w") ||
-      !nvemu::on_device(y, nvemu::elems_y(c), call, "y")) {
-    return CUDNN_STATUS_EXECUTION_FAILED;
-  }
   const float* xf = static_cast<const float*>(x);
   const float* wf = static_cast<const float*>(w);
-  std::vector<double> acc(nvemu::elems_y(c), 0.0);
-  nvemu::for_each_term(
-      c, [&](size_t xi, size_t wi, size_t yi) { acc[yi] += double(xf[xi]) * double(wf[wi]); });
-  nvemu::blend(static_cast<float*>(y), acc, *static_cast<const float*>(alpha),
-               *static_cast<const float*>(beta));
-  return CUDNN_STATUS_SUCCESS;
+  return nvemu::run(
+      "cudnnConvolutionForward", handle, alpha, beta, workspace, workspace_bytes,
+      nvemu::fwd_bytes(c, algo), c,
+      {{"x", x, nvemu::elems_x(c)}, {"w", w, nvemu::elems_w(c)}, {"y", y, nvemu::elems_y(c)}},
+      nvemu::elems_y(c), y, [&](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
+        acc[yi] += double(xf[xi]) * wf[wi];
+      });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alpha,
@@ -404,24 +422,15 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
   Conv c;
   if (cudnnStatus_t s = nvemu::make_conv(conv, dx_desc, w_desc, dy_desc, &c)) return s;
   if (algo < 0 || algo >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT) return CUDNN_STATUS_BAD_PARAM;
-  if (cudnnStatus_t s = nvemu::check_call(handle, alpha, beta, workspace, workspace_bytes,
-                                          nvemu::bwd_data_bytes(c, algo))) {
-    return s;
-  }
-  const char* call = "cudnnConvolutionBackwardData";
-  if (!nvemu::on_device(dx, nvemu::elems_x(c), call, "dx") ||
-      !nvemu::on_device(w, nvemu::elems_w(c), call, "w") ||
-      !nvemu::on_device(dy, nvemu::elems_y(c), call, "dy")) {
-    return CUDNN_STATUS_EXECUTION_FAILED;
-  }
   const float* wf = static_cast<const float*>(w);
   const float* dyf = static_cast<const float*>(dy);
-  std::vector<double> acc(nvemu::elems_x(c), 0.0);
-  nvemu::for_each_term(
-      c, [&](size_t xi, size_t wi, size_t yi) { acc[xi] += double(dyf[yi]) * double(wf[wi]); });
-  nvemu::blend(static_cast<float*>(dx), acc, *static_cast<const float*>(alpha),
-               *static_cast<const float*>(beta));
-  return CUDNN_STATUS_SUCCESS;
+  return nvemu::run(
+      "cudnnConvolutionBackwardData", handle, alpha, beta, workspace, workspace_bytes,
+      nvemu::bwd_data_bytes(c, algo), c,
+      {{"dx", dx, nvemu::elems_x(c)}, {"w", w, nvemu::elems_w(c)}, {"dy", dy, nvemu::elems_y(c)}},
+      nvemu::elems_x(c), dx, [&](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
+        acc[xi] += double(dyf[yi]) * wf[wi];
+      });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void* alpha,
@@ -435,22 +444,13 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void* a
   Conv c;
   if (cudnnStatus_t s = nvemu::make_conv(conv, x_desc, dw_desc, dy_desc, &c)) return s;
   if (algo < 0 || algo >= CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT) return CUDNN_STATUS_BAD_PARAM;
-  if (cudnnStatus_t s = nvemu::check_call(handle, alpha, beta, workspace, workspace_bytes,
-                                          nvemu::bwd_filter_bytes(c, algo))) {
-    return s;
-  }
-  const char* call = "cudnnConvolutionBackwardFilter";
-  if (!nvemu::on_device(x, nvemu::elems_x(c), call, "x") ||
-      !nvemu::on_device(dw, nvemu::elems_w(c), call, "dw") ||
-      !nvemu::on_device(dy, nvemu::elems_y(c), call, "dy")) {
-    return CUDNN_STATUS_EXECUTION_FAILED;
-  }
   const float* xf = static_cast<const float*>(x);
   const float* dyf = static_cast<const float*>(dy);
-  std::vector<double> acc(nvemu::elems_w(c), 0.0);
-  nvemu::for_each_term(
-      c, [&](size_t xi, size_t wi, size_t yi) { acc[wi] += double(dyf[yi]) * double(xf[xi]); });
-  nvemu::blend(static_cast<float*>(dw), acc, *static_cast<const float*>(alpha),
-               *static_cast<const float*>(beta));
-  return CUDNN_STATUS_SUCCESS;
+  return nvemu::run(
+      "cudnnConvolutionBackwardFilter", handle, alpha, beta, workspace, workspace_bytes,
+      nvemu::bwd_filter_bytes(c, algo), c,
+      {{"x", x, nvemu::elems_x(c)}, {"dw", dw, nvemu::elems_w(c)}, {"dy", dy, nvemu::elems_y(c)}},
+      nvemu::elems_w(c), dw, [&](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
+        acc[wi] += double(dyf[yi]) * xf[xi];
+      });
 }

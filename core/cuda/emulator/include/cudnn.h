@@ -62,8 +62,11 @@ enum cudnnConvolutionBwdFilterAlgo_t {
   CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT = 7,
 };
 
-struct cudnnConvolutionFwdAlgoPerf_t {
-  cudnnConvolutionFwdAlgo_t algo;
+// What the algorithm queries return per algorithm (cuDNN declares one struct per direction,
+// with these fields).
+template <typename Algo>
+struct cudnnAlgoPerf {
+  Algo algo;
   cudnnStatus_t status;
   float time;
   size_t memory;
@@ -71,24 +74,9 @@ struct cudnnConvolutionFwdAlgoPerf_t {
   cudnnMathType_t mathType;
   int reserved[3];
 };
-struct cudnnConvolutionBwdDataAlgoPerf_t {
-  cudnnConvolutionBwdDataAlgo_t algo;
-  cudnnStatus_t status;
-  float time;
-  size_t memory;
-  cudnnDeterminism_t determinism;
-  cudnnMathType_t mathType;
-  int reserved[3];
-};
-struct cudnnConvolutionBwdFilterAlgoPerf_t {
-  cudnnConvolutionBwdFilterAlgo_t algo;
-  cudnnStatus_t status;
-  float time;
-  size_t memory;
-  cudnnDeterminism_t determinism;
-  cudnnMathType_t mathType;
-  int reserved[3];
-};
+typedef cudnnAlgoPerf<cudnnConvolutionFwdAlgo_t> cudnnConvolutionFwdAlgoPerf_t;
+typedef cudnnAlgoPerf<cudnnConvolutionBwdDataAlgo_t> cudnnConvolutionBwdDataAlgoPerf_t;
+typedef cudnnAlgoPerf<cudnnConvolutionBwdFilterAlgo_t> cudnnConvolutionBwdFilterAlgoPerf_t;
 
 struct cudnnContext;
 struct cudnnTensorStruct;
