@@ -19,8 +19,7 @@ namespace nextvit::test {
 // Uniform values in [lo, hi) on the CPU.
 // A reduced Next-ViT with every block kind (NCB; NTB with a spatial reduction and without),
 // small enough for quick tests and for the emulated GPU.
-inline NextViTConfig reduced_config(const std::string& name, int64_t in_channels,
-                                    int64_t classes) {
+inline NextViTConfig reduced_config(const std::string& name, int64_t in_channels, int64_t classes) {
   NextViTConfig c;
   c.name = name;
   c.in_channels = in_channels;
