@@ -21,10 +21,7 @@
 
 int main(int argc, char* argv[]) {
   if (const char* coverage = std::getenv("NVEMU_COVERAGE_FILE"); coverage && argc > 1) {
-    // CMake splits a test name at ';' into several arguments: join them back.
-    std::string name = argv[1];
-    for (int i = 2; i < argc && argv[i][0] != '-'; ++i) name += std::string(";") + argv[i];
-    std::ofstream(coverage, std::ios::app) << "test: " << name << "\n";
+    std::ofstream(coverage, std::ios::app) << "test: " << argv[1] << "\n";
   }
   if (argc > 1 && std::string(argv[1]).rfind("cuda:", 0) == 0 && !nextvit::cuda_available()) {
     std::printf("SKIPPED %s: no CUDA device (or a build without CUDA)\n", argv[1]);

@@ -48,7 +48,7 @@ TEST_CASE("tensor: views share storage, transpose and permute move strides", "[c
   REQUIRE(t.unsqueeze(0).shape() == Shape{1, 2, 3});
 }
 
-TEST_CASE("tensor: writes through a view reach the base; clone does not", "[core]") {
+TEST_CASE("tensor: writes through a view reach the base, a clone does not", "[core]") {
   Tensor t = Tensor::zeros({4});
   Tensor c = t.clone();
   t.narrow(0, 1, 2).fill_(7.0f);
