@@ -34,11 +34,22 @@ struct Choice {
   cudnnMathType_t math = CUDNN_FMA_MATH;
 };
 
+// Owns its descriptors (destroyed with the plan cache at exit).
 struct Plan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   Choice fwd, bwd_data, bwd_filter;
+
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (x) cudnnDestroyTensorDescriptor(x);
+  }
 };
 
 std::string describe(const Conv2dShape& s) {
@@ -54,8 +65,9 @@ int to_int(int64_t v, const Conv2dShape& s) {
   return static_cast<int>(v);
 }
 
-Plan make_plan(const Conv2dShape& s) {
-  Plan p;
+std::unique_ptr<Plan> make_plan(const Conv2dShape& s) {
+  auto plan = std::make_unique<Plan>();
+  Plan& p = *plan;
   const std::string what = describe(s);
   NV_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.x), "{}", what);
   NV_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p.y), "{}", what);
@@ -80,7 +92,7 @@ Plan make_plan(const Conv2dShape& s) {
                  "{}", what);
   NV_CUDNN_CHECK(cudnnSetConvolutionGroupCount(p.conv, to_int(s.groups, s)), "{}", what);
   NV_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, CUDNN_FMA_MATH), "{}", what);
-  return p;
+  return plan;
 }
 
 // Guards the plan cache and the plans (whose algorithms are filled in on first use): each
@@ -98,7 +110,7 @@ Plan& plan_for(const Conv2dShape& s) {
   const Key key{s.batch,    s.in_channels, s.in_h,     s.in_w,  s.out_channels, s.kernel_h,
                 s.kernel_w, s.stride_h,    s.stride_w, s.pad_h, s.pad_w,        s.groups};
   auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, std::make_unique<Plan>(make_plan(s))).first;
+  if (it == plans.end()) it = plans.emplace(key, make_plan(s)).first;
   return *it->second;
 }
 

@@ -14,7 +14,6 @@
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define NVEMU_ASAN 1
 #endif
@@ -195,15 +194,5 @@ void Fiber::yield() {
 }
 
 #endif
-
-void Fiber::reset() {
-  started_ = false;
-  fake_stack_ = nullptr;
-#ifdef NVEMU_ASAN
-  // Frames abandoned mid-function leave their redzones poisoned; the next thread must not
-  // trip over them.
-  __asan_unpoison_memory_region(stack_, stack_bytes_);
-#endif
-}
 
 }  // namespace nvemu

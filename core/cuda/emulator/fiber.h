@@ -24,9 +24,6 @@ class Fiber {
   void resume();
   // From inside this fiber: give control back to the scheduler.
   void yield();
-  // Forget whatever the fiber was doing (its thread was abandoned after a fault): the next
-  // resume() starts it afresh at its entry function.
-  void reset();
 
   void* user = nullptr;  // the emulated thread this fiber currently runs
 

@@ -84,6 +84,7 @@ Options read_options() {
   const char* sched = std::getenv("NVEMU_SCHEDULES");
   o.schedules = parse_orders(sched && *sched ? sched : "forward");
   if (const char* s = std::getenv("NVEMU_SEED")) o.seed = std::strtoull(s, nullptr, 10);
+  if (const char* s = std::getenv("NVEMU_RACECHECK_LIMIT")) o.racecheck_limit = std::atoi(s);
   double gib = 4.0;
   if (const char* s = std::getenv("NVEMU_MEMORY_GIB")) gib = std::strtod(s, nullptr);
   o.memory_bytes = static_cast<size_t>(gib * 1024.0 * 1024.0 * 1024.0);

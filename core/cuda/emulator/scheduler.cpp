@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -44,7 +45,12 @@ const ThreadRegs* g_regs = nullptr;
 
 namespace {
 
-enum class State { Runnable, AtBarrier, AtCollective, Done, Faulted };
+enum class State { Runnable, AtBarrier, AtCollective, Done };
+
+// Thrown on a thread's fiber to unwind its kernel frames when the block is abandoned: by the
+// thread that broke a rule, and by every other started thread when the scheduler resumes it
+// once more to clean up (so that nothing the frames own is leaked).
+struct Cancelled {};
 
 struct EmuThread {
   ThreadRegs regs{};
@@ -57,6 +63,7 @@ struct EmuThread {
   uint64_t value = 0, result = 0;
   int param = 0, width = 32;
   Fiber* fiber = nullptr;
+  bool started = false;
 };
 
 // A warp collective some lanes have reached and others not yet.
@@ -76,7 +83,8 @@ struct BlockRun {
   std::vector<std::vector<Pending>> warps;
   unsigned char* shared = nullptr;  // dynamic shared memory (+ guard)
   EmuThread* current = nullptr;
-  std::string fault;  // the broken rule, once one is
+  std::string fault;    // the broken rule, once one is
+  bool cancel = false;  // unwinding every started thread after a fault
 };
 
 struct Scheduler {
@@ -85,6 +93,7 @@ struct Scheduler {
   uint64_t launches = 0;
   std::set<std::string> covered;
   std::vector<std::string> covered_in_order;
+  std::map<const void*, int> race_checked;  // launches race-checked, per kernel instantiation
 };
 
 Scheduler& scheduler() {
@@ -163,13 +172,15 @@ BlockRun& running_block(const char* what) {
   return *b;
 }
 
-// Called on the faulting thread's fiber: record the rule it broke and never come back.
+// Called on the faulting thread's fiber: record the rule it broke and unwind the thread.
 [[noreturn]] void thread_fault(BlockRun& b, const std::string& what) {
-  EmuThread* t = b.current;
-  if (b.fault.empty()) b.fault = thread_name(*t) + ": " + what;
-  t->state = State::Faulted;
-  t->fiber->yield();
-  std::abort();  // the scheduler abandons a faulted block; it never resumes this fiber
+  if (b.fault.empty()) b.fault = thread_name(*b.current) + ": " + what;
+  throw Cancelled{};
+}
+
+// After a thread resumes from a wait: unwind if its block is being abandoned.
+void continue_or_unwind(const BlockRun& b) {
+  if (b.cancel) throw Cancelled{};
 }
 
 void fiber_main(Fiber* f) {
@@ -178,6 +189,8 @@ void fiber_main(Fiber* f) {
     BlockRun& b = *scheduler().block;
     try {
       b.spec->run_thread(b.spec->bound);
+    } catch (const Cancelled&) {
+      // The fault is recorded already; the kernel's frames are unwound.
     } catch (const std::exception& e) {
       if (b.fault.empty()) b.fault = thread_name(*t) + ": exception in kernel: " + e.what();
     } catch (...) {
@@ -197,6 +210,7 @@ Fiber* fiber_for(size_t i) {
 }
 
 void run_thread_until_it_yields(BlockRun& b, EmuThread& t) {
+  t.started = true;
   b.current = &t;
   g_regs = &t.regs;
   t.fiber->resume();
@@ -308,10 +322,13 @@ void run_block(BlockRun& b, uint3 block_idx, Order order, std::mt19937_64& rng) 
     }
   }
   if (!b.fault.empty()) {
-    // The block is abandoned mid-flight: its fibers start afresh next time.
+    // The block is abandoned mid-flight: each started thread resumes once more and unwinds.
+    b.cancel = true;
     for (EmuThread& t : b.threads) {
-      if (t.state != State::Done) t.fiber->reset();
+      if (t.state != State::Done && t.started) run_thread_until_it_yields(b, t);
+      t.state = State::Done;
     }
+    b.cancel = false;
   }
   if (b.shared != nullptr && b.fault.empty()) {
     for (size_t i = 0; i < kSharedGuard; ++i) {
@@ -479,7 +496,13 @@ void launch(const LaunchSpec& s) {
     return;
   }
   const std::vector<const Allocation*> reached = allocations_reached(s.arg_bytes, s.arg_size);
-  const std::vector<Order>& orders = options().schedules;
+  std::vector<Order> orders = options().schedules;
+  // NVEMU_RACECHECK_LIMIT=N: each kernel instantiation is race-checked on its first N launches
+  // and then runs once per launch (most launches repeat a kernel on other data).
+  if (orders.size() > 1 && options().racecheck_limit > 0 &&
+      sc.race_checked[s.kernel]++ >= options().racecheck_limit) {
+    orders.resize(1);
+  }
   std::vector<Snapshot> before, after_first;
   if (orders.size() > 1) before = snapshot(reached);
   for (size_t k = 0; k < orders.size(); ++k) {
@@ -509,6 +532,7 @@ void block_barrier(const char* file, int line) {
   t->file = file;
   t->line = line;
   t->fiber->yield();
+  continue_or_unwind(b);
 }
 
 void* dynamic_shared_memory() {
@@ -592,14 +616,15 @@ uint64_t warp_collective(Collective op, unsigned mask, uint64_t value, int param
   const int n = int(b.threads.size());
   const int lanes_here = std::min(32, n - t->warp * 32);
   const unsigned existing = lanes_here == 32 ? 0xffffffffu : (1u << lanes_here) - 1;
-  const std::string at = std::string(op_name(op)) + " at " + where(file, line);
-  if (!(mask >> t->lane & 1u)) thread_fault(b, at + ": the mask does not include the caller");
+  // Built only for a message: a shuffle is called millions of times.
+  auto at = [&] { return std::string(op_name(op)) + " at " + where(file, line); };
+  if (!(mask >> t->lane & 1u)) thread_fault(b, at() + ": the mask does not include the caller");
   if (mask & ~existing) {
-    thread_fault(b, at + ": the mask names lanes that do not exist (the warp has " +
+    thread_fault(b, at() + ": the mask names lanes that do not exist (the warp has " +
                         std::to_string(lanes_here) + " threads)");
   }
   if (width < 1 || width > 32 || (width & (width - 1))) {
-    thread_fault(b, at + ": width " + std::to_string(width) + " is not a power of two <= 32");
+    thread_fault(b, at() + ": width " + std::to_string(width) + " is not a power of two <= 32");
   }
   std::vector<Pending>& pending = b.warps[size_t(t->warp)];
   Pending* group = nullptr;
@@ -607,14 +632,14 @@ uint64_t warp_collective(Collective op, unsigned mask, uint64_t value, int param
     if (p.mask == mask) {
       group = &p;
     } else if (p.mask & mask) {
-      thread_fault(b, at + ": lanes with overlapping masks wait at different collectives");
+      thread_fault(b, at() + ": lanes with overlapping masks wait at different collectives");
     }
   }
   if (group == nullptr) {
     pending.push_back(Pending{mask, 0, op, file, line});
     group = &pending.back();
   } else if (group->op != op || group->file != file || group->line != line) {
-    thread_fault(b, at + ": other lanes of the mask wait at " + op_name(group->op) + " at " +
+    thread_fault(b, at() + ": other lanes of the mask wait at " + op_name(group->op) + " at " +
                         where(group->file, group->line) + " (divergent warp collective)");
   }
   t->op = op;
@@ -634,6 +659,7 @@ uint64_t warp_collective(Collective op, unsigned mask, uint64_t value, int param
   }
   t->state = State::AtCollective;
   t->fiber->yield();
+  continue_or_unwind(b);
   return t->result;
 }
 

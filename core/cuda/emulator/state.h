@@ -20,6 +20,7 @@ std::recursive_mutex& device_mutex();
 enum class Order { Forward, Reverse, Shuffle };
 struct Options {
   std::vector<Order> schedules;  // one: run each launch so; more: race check, compare outputs
+  int racecheck_limit = 0;       // race-check only the first N launches of each kernel (0: all)
   uint64_t seed = 1;             // for Order::Shuffle
   size_t memory_bytes = 0;       // the emulated device's memory
   bool poison = true;            // fill new device memory and shared memory with NaN bytes
@@ -53,7 +54,7 @@ std::vector<const Allocation*> allocations_reached(const void* data, size_t size
 // Checks the guard bytes around an allocation (builds without AddressSanitizer); empty when
 // intact, else what was overwritten.
 std::string check_guards(const Allocation& a);
-// Copies that neither AddressSanitizer nor the checks look at (race-check snapshots).
+// Copies and comparisons of device memory (race-check snapshots).
 void raw_copy(void* dst, const void* src, size_t bytes);
 bool raw_equal(const void* a, const void* b, size_t bytes, size_t* first_difference);
 
