@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "core/args.h"
 #include "core/safetensors.h"
+#include "models/memory_estimate.h"
 #include "models/weights.h"
 
 namespace nextvit::cli {
@@ -33,6 +34,7 @@ int run_forward(int argc, char** argv) {
   Tensor x = read_safetensors(input_path).at("input");
   NV_CHECK(x.dim() == 4, "{}: 'input' must be (N, C, H, W), got {}", input_path,
            shape_str(x.shape()));
+  check_memory_fits(config, x.shape()[0], x.shape()[2], x.shape()[3], false, "forward");
   x = x.to(DType::F32).to(device);
 
   const auto start = std::chrono::steady_clock::now();

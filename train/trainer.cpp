@@ -447,6 +447,7 @@ EvalResult evaluate(const std::string& model_name, const std::string& weights,
   NV_CHECK(config.num_classes == data.eval->num_classes(),
            "eval: the model has {} classes, the data set {}", config.num_classes,
            data.eval->num_classes());
+  check_memory_fits(config, batch, img, img, false, "eval");
   NextViT model(config);
   load_weights(model, weights_file);
   model.to(device);
