@@ -434,6 +434,16 @@ TEST_CASE("cuda: softmax kernels match the CPU", "[cuda][softmax]") {
     kernels::cuda::softmax_backward(rows, cols, cp(inplace), cp(ginplace), mp(ginplace));
     NV_REQUIRE_CLOSE(ginplace.cpu(), dx, 1e-4, 1e-6);
   }
+  // A row of all -inf gives what the CPU gives (NaN, as PyTorch), at every row length.
+  for (int64_t cols : {1, 49, 1000, 1025}) {
+    INFO("all -inf, " << cols << " columns");
+    const Tensor x = Tensor::full({3, cols}, -std::numeric_limits<float>::infinity());
+    Tensor y = Tensor::empty(x.shape()), yg = poisoned_gpu(x.shape());
+    kernels::cpu::softmax_forward(3, cols, cp(x), mp(y));
+    kernels::cuda::softmax_forward(3, cols, cp(gpu(x)), mp(yg));
+    const std::vector<float> a = y.to_vector(), b = yg.cpu().to_vector();
+    for (size_t i = 0; i < a.size(); ++i) REQUIRE(std::isnan(a[i]) == std::isnan(b[i]));
+  }
 #endif
 }
 

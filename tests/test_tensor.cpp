@@ -78,7 +78,10 @@ TEST_CASE("tensor: CUDA tensors fail clearly when there is no CUDA device", "[co
     SUCCEED("a CUDA device is present; covered by the CUDA tests");
   else
     REQUIRE_THROWS_WITH(Tensor::zeros({2}, DType::F32, Device::cuda()), Catch::Contains("CUDA"));
-  REQUIRE(parse_device("cuda:1").index == 1);
+  REQUIRE(parse_device("cuda:0").index == 0);
+  // One GPU per process: cuda:1 is refused, not silently run on device 0.
+  REQUIRE_THROWS_WITH(parse_device("cuda:1"), Catch::Contains("runs on one GPU, cuda:0"));
+  REQUIRE_THROWS_WITH(parse_device("cuda:99999999999"), Catch::Contains("expected cpu, cuda"));
   REQUIRE_THROWS_WITH(parse_device("gpu"), Catch::Contains("expected cpu, cuda or cuda:N"));
 }
 
