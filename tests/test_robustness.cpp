@@ -16,6 +16,7 @@
 #include "models/memory_estimate.h"
 #include "models/nextvit_info.h"
 #include "models/weights.h"
+#include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/data/gzip.h"
 #include "train/data/image_folder.h"
@@ -30,21 +31,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Scratch {
-  fs::path path;
-  Scratch() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           fmt::format("nextvit_robust_{}_{}", static_cast<long>(getpid()), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using nextvit::test::TempDir;
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -157,7 +144,7 @@ TEST_CASE("robustness: integer fields must be integers", "[robustness]") {
 
 // Before: `in >> j` stopped after the first value and ignored the rest of the file.
 TEST_CASE("robustness: trailing garbage after a configuration is refused", "[robustness]") {
-  Scratch dir;
+  TempDir dir;
   std::ifstream in(std::string(NEXTVIT_TEST_DATA_DIR) + "/nextvit_tiny_config.json");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   write_text(dir.file("ok.json"), text + "\n  \n");
@@ -190,7 +177,7 @@ TEST_CASE("robustness: deeply nested JSON is refused in headers and checkpoints"
   REQUIRE_THROWS_WITH(parse_safetensors(file + deep, "deep.safetensors"),
                       Catch::Contains("deep.safetensors") && Catch::Contains("nested"));
 
-  Scratch dir;
+  TempDir dir;
   write_safetensors(dir.file("checkpoint.safetensors"), {{"x", Tensor::zeros({1})}},
                     {{"nextvit", deep}});
   REQUIRE_THROWS_WITH(read_checkpoint_info(dir.path.string()), Catch::Contains("nested"));
@@ -245,7 +232,7 @@ TEST_CASE("robustness: image dimensions are capped before decoding", "[robustnes
   REQUIRE_THAT(reason,
                Catch::Contains("400000000 pixels") && Catch::Contains("--max-image-pixels"));
 
-  Scratch dir;
+  TempDir dir;
   for (const char* cls : {"a", "b"}) fs::create_directories(dir.path / cls);
   write_bytes(dir.file("a/huge.png"), png);
   write_bytes(dir.file("a/ok.bmp"), complete_bmp(4, 4, 1));
@@ -364,7 +351,7 @@ TEST_CASE("robustness: errors name the file instead of escaping as library excep
   REQUIRE_THROWS_AS(load_state_dict(model, bad), Error);
   REQUIRE_THROWS_WITH(load_state_dict(model, bad), Catch::Contains("99999999999999999999"));
 
-  Scratch dir;
+  TempDir dir;
   nlohmann::json meta = {{"format", "nextvit-checkpoint-1"},
                          {"epoch", 1e300},
                          {"step", 1},
@@ -474,7 +461,7 @@ void write_tiny_config(const std::string& path) {
 
 // Before: one class trained to "100%" with no warning.
 TEST_CASE("robustness: data sets that cannot train are refused at start", "[robustness]") {
-  Scratch dir;
+  TempDir dir;
   write_tiny_config(dir.file("model.json"));
   make_image_data(dir.path / "one", {"only"}, 3);
   REQUIRE_THROWS_WITH(train(tiny_run(dir.path / "one", dir.file("model.json"), dir.path / "o1")),
@@ -497,7 +484,7 @@ TEST_CASE("robustness: data sets that cannot train are refused at start", "[robu
 
 // Before: a sample that failed to decode was replaced silently after the first warning.
 TEST_CASE("robustness: replaced samples are counted", "[robustness]") {
-  Scratch dir;
+  TempDir dir;
   for (const char* cls : {"a", "b"}) fs::create_directories(dir.path / cls);
   write_bytes(dir.file("a/0.bmp"), complete_bmp(4, 4, 1));
   write_text(dir.file("a/1.png"), "not a png at all");
@@ -512,7 +499,7 @@ TEST_CASE("robustness: replaced samples are counted", "[robustness]") {
 
 // Before: Ctrl-C killed training and lost everything since the last epoch.
 TEST_CASE("robustness: SIGINT during training writes a checkpoint and stops", "[robustness]") {
-  Scratch dir;
+  TempDir dir;
   write_tiny_config(dir.file("model.json"));
   make_image_data(dir.path / "data", {"a", "b"}, 4);
   TrainOptions o = tiny_run(dir.path / "data", dir.file("model.json"), dir.path / "out");
@@ -533,7 +520,7 @@ TEST_CASE("robustness: SIGINT during training writes a checkpoint and stops", "[
 
 // Before: untested; a failed write must leave the previous checkpoint readable.
 TEST_CASE("robustness: a full disk leaves the previous checkpoint intact", "[robustness]") {
-  Scratch dir;
+  TempDir dir;
   NextViT model(small_test_config());
   AdamW opt(weight_decay_groups(model, 0.05));
   CheckpointInfo info;

@@ -3,7 +3,10 @@
 // central-difference gradient check.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -17,6 +20,26 @@
 namespace nextvit::test {
 
 // Uniform values in [lo, hi) on the CPU.
+// A fresh directory under the system's temporary folder, removed with everything in it when the
+// object goes: per process and per object, so that tests running at once never share one.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag = "test") {
+    static int counter = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("nextvit_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
 // A reduced Next-ViT with every block kind (NCB; NTB with a spatial reduction and without),
 // small enough for quick tests and for the emulated GPU.
 inline NextViTConfig reduced_config(const std::string& name, int64_t in_channels, int64_t classes) {
