@@ -19,6 +19,8 @@
 
 #include "core/cuda/emulator/include/nvemu.h"
 #include "core/cuda/launch.h"
+#include "kernels/conv2d.h"
+#include "kernels/cuda/conv2d_paths.h"
 #include "test_util.h"
 
 namespace {
@@ -112,9 +114,9 @@ std::vector<float> iota_floats(int n) {
 
 // Runs this test binary on one hidden test and returns what it printed and its exit status
 // (a fault that AddressSanitizer turns into an abort is observed from outside the process).
-std::pair<int, std::string> run_child(const std::string& test_name) {
+std::pair<int, std::string> run_child(const std::string& test_name, const std::string& env = "") {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  const std::string cmd = "'" + self + "' \"" + test_name + "\" 2>&1";
+  const std::string cmd = env + "'" + self + "' \"" + test_name + "\" 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   std::string out;
@@ -345,6 +347,45 @@ TEST_CASE("emulator: cuDNN checks descriptors and workspace as cuDNN does", "[em
   cudnnDestroyTensorDescriptor(y);
   cudnnDestroyTensorDescriptor(x);
   cudnnDestroy(h);
+}
+
+// Run in a child process with a 16 MiB emulated device by the next test: the 1x1 convolution's
+// weight gradient then works through its images in chunks (the scratch is capped at an eighth of
+// the device's memory, 2 MiB): by partial products (512 x 512 weights per 16x16 image: two
+// images a chunk) and by gathering (384 channels of 7x7 images: 13 images a chunk).
+TEST_CASE("emulator child: 1x1 convolution in image chunks", "[.emulator-child]") {
+  for (const auto& [x_shape, c] :
+       {std::pair<nextvit::Shape, int64_t>{{3, 512, 16, 16}, 512}, {{16, 384, 7, 7}, 384}}) {
+    nextvit::kernels::Conv2dShape s;
+    s.batch = x_shape[0];
+    s.in_channels = s.out_channels = c;
+    s.in_h = x_shape[2];
+    s.in_w = x_shape[3];
+    s.kernel_h = s.kernel_w = 1;
+    s.stride_h = s.stride_w = 1;
+    s.pad_h = s.pad_w = 0;
+    s.groups = 1;
+    nextvit::Generator g(7);
+    const nextvit::Tensor x = nextvit::test::random_tensor(x_shape, g);
+    const nextvit::Tensor dy = nextvit::test::random_tensor({s.batch, c, s.in_h, s.in_w}, g);
+    nextvit::Tensor dw = nextvit::Tensor::empty({c, c, 1, 1});
+    nextvit::kernels::cpu::conv2d_backward_weight(s, x.data<float>(), dy.data<float>(),
+                                                  dw.data<float>(), nullptr, nullptr);
+    const nextvit::Tensor xd = x.to(nextvit::Device::cuda()), dyd = dy.to(nextvit::Device::cuda());
+    nextvit::Tensor dwd = nextvit::Tensor::full({c, c, 1, 1}, NAN, nextvit::Device::cuda());
+    nextvit::kernels::cuda::conv_paths::pointwise_backward_weight(
+        s, xd.data<float>(), dyd.data<float>(), dwd.data<float>());
+    NV_REQUIRE_CLOSE(dwd.cpu(), dw, 1e-4, 1e-3);
+  }
+  std::printf("chunked 1x1 weight gradients match\n");
+}
+
+TEST_CASE("emulator: the 1x1 convolution's chunked weight gradient matches the CPU", "[emulator]") {
+  const auto [status, out] =
+      run_child("emulator child: 1x1 convolution in image chunks", "NVEMU_MEMORY_GIB=0.015625 ");
+  INFO(out);
+  REQUIRE(status == 0);
+  REQUIRE_THAT(out, Catch::Contains("chunked 1x1 weight gradients match"));
 }
 
 // Every __global__ function in core/ and kernels/ has been launched by the suite. ctest runs it

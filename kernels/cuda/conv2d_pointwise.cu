@@ -14,7 +14,8 @@
 //   gather    copy dy and x into (C, images * P) matrices, then ONE GEMM with K = images * P:
 //             extra traffic 2 * (Cout_g + Cin_g) * P floats per image. Wins for small images and
 //             wide layers (stage 4 at 7x7: 768 x 2304 weights vs 49 pixels).
-// Images are processed in chunks that keep the scratch under kScratchFloats.
+// Images are processed in chunks that keep the scratch under scratch_floats(): 128 MiB, or an
+// eighth of the device's memory on a small device.
 #include <algorithm>
 
 #include "kernels/cuda/conv2d_paths.h"
@@ -24,7 +25,14 @@
 namespace nextvit::kernels::cuda::conv_paths {
 namespace {
 
-constexpr int64_t kScratchFloats = int64_t(32) << 20;  // 128 MiB of scratch at most
+int64_t scratch_floats() {
+  static const int64_t limit = [] {
+    size_t free_bytes = 0, total_bytes = 0;
+    NV_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), "reading the device's memory size");
+    return std::min<int64_t>(int64_t(32) << 20, int64_t(total_bytes / 8 / sizeof(float)));
+  }();
+  return limit;
+}
 
 // dst (rows, images, P) <- src (images of `channels` channels, P) channels [c0, c0 + rows):
 // a permute of the first two axes. Consecutive threads copy consecutive pixels: coalesced on
@@ -88,7 +96,7 @@ void pointwise_backward_weight(const Conv2dShape& s, const float* x, const float
   const int64_t weights = z.cout_g * z.cin_g, pixels = (z.cout_g + z.cin_g) * z.P;
   const bool partials = weights <= pixels;
   const int64_t per_image = partials ? weights : pixels;
-  const int64_t chunk = std::clamp<int64_t>(kScratchFloats / per_image, 1, z.N);
+  const int64_t chunk = std::clamp<int64_t>(scratch_floats() / per_image, 1, z.N);
   float* scratch = static_cast<float*>(cuda_rt::workspace(size_t(chunk * per_image) * 4));
   for (int64_t g = 0; g < z.G; ++g) {
     float* dw_g = dw + g * weights;
