@@ -147,6 +147,11 @@ TEST_CASE("emulator: a missing barrier is caught as a race, naming the kernel", 
   std::vector<float> got(64);
   REQUIRE(cudaMemcpy(got.data(), out.p, 64 * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
   for (int i = 0; i < 64; ++i) REQUIRE(got[size_t(i)] == float((i + 1) % 64));
+  // Both kernels are recorded for the coverage test, by launch-site file and name.
+  const std::vector<std::string> launched = nvemu::kernels_launched();
+  const std::set<std::string> seen(launched.begin(), launched.end());
+  REQUIRE(seen.count("tests/test_cuda_emulator.cpp:with_barrier_kernel") == 1);
+  REQUIRE(seen.count("tests/test_cuda_emulator.cpp:missing_barrier_kernel") == 1);
 }
 
 TEST_CASE("emulator: a barrier not reached by every thread is an error, never a hang",
