@@ -366,6 +366,14 @@ TrainResult train(const TrainOptions& o) {
         say(fmt::format("epoch {}/{} [{:>5}/{}]  loss {:.4f}  lr {:.3e}  {:.0f} img/s  ETA {}",
                         epoch + 1, o.epochs, in_epoch, steps_per_epoch, loss_sum / loss_count, lr,
                         rate, format_eta(remaining_images / rate)));
+        // A step line (no "eval_top1"): what tools/plot_training.py draws within an epoch.
+        nlohmann::json step_line = {{"step", step},
+                                    {"epoch", epoch + double(in_epoch) / double(steps_per_epoch)},
+                                    {"train_loss", loss_sum / loss_count},
+                                    {"lr", lr},
+                                    {"train_images_per_s", rate}};
+        log << step_line.dump() << "\n";
+        log.flush();
       }
       const int signal = InterruptGuard::requested();
       const bool stop_now = (o.stop_after_steps > 0 && step >= o.stop_after_steps) || signal;
