@@ -1,5 +1,6 @@
 // nextvit forward: logits of the tensor `input` (N, 3, H, W) of a safetensors file, written as
-// `logits` (N, classes) to another. Eval mode: BatchNorm uses its running statistics.
+// `logits` (N, classes) to another. Eval mode: BatchNorm uses its running statistics (or is
+// folded away, for a deploy-form file).
 #include <chrono>
 #include <cstdio>
 
@@ -7,7 +8,7 @@
 #include "core/args.h"
 #include "core/safetensors.h"
 #include "models/memory_estimate.h"
-#include "models/weights.h"
+#include "models/saved_model.h"
 
 namespace nextvit::cli {
 
@@ -20,15 +21,15 @@ int run_forward(int argc, char** argv) {
              {"num-classes", 1},
              {"device", 1}},
             "forward");
-  NextViTConfig config = NextViTConfig::from_name(args.required("model"));
-  config.num_classes = args.integer("num-classes", config.num_classes, 1, kMaxClasses);
-  config.validate();
   const Device device = parse_device(args.str("device", "cpu"));
   const std::string input_path = args.required("input"), output_path = args.required("output");
 
-  NextViT model(config);
-  const WeightLayout layout = load_weights(model, args.required("weights"));
-  model.eval();
+  // A self-describing file needs no --model; a bare one (official, timm) does.
+  SavedModel saved = load_saved_model(args.required("weights"), args.str("model", ""),
+                                      args.integer("num-classes", 0, 1, kMaxClasses));
+  NextViT& model = *saved.model;  // eval mode
+  const NextViTConfig& config = model.config();
+  const WeightLayout layout = saved.layout;
   model.to(device);
 
   Tensor x = read_safetensors(input_path).at("input");
@@ -46,9 +47,10 @@ int run_forward(int argc, char** argv) {
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   write_safetensors(output_path, {{"logits", logits}});
-  std::fprintf(stderr, "%s (%s weights) on %s: input %s -> logits %s in %.1f ms, wrote %s\n",
+  std::fprintf(stderr,
+               "%s (%s weights, %s form) on %s: input %s -> logits %s in %.1f ms, wrote %s\n",
                config.name.c_str(), layout == WeightLayout::Timm ? "timm" : "official",
-               device.str().c_str(), shape_str(x.shape()).c_str(),
+               form_name(saved.metadata.form), device.str().c_str(), shape_str(x.shape()).c_str(),
                shape_str(logits.shape()).c_str(), ms, output_path.c_str());
   return 0;
 }

@@ -42,10 +42,10 @@ int run_eval(int argc, char** argv) {
           {"device", 1},
           {"limit", 1}},
          "eval");
-  EvalResult r = evaluate(a.str("model", "nextvit_fmnist"), a.required("weights"),
-                          a.str("data", "fashion-mnist"), a.integer("img", 28, 1, kMaxImageSide),
-                          a.integer("batch", 256, 1, 1 << 20), parse_device(a.str("device", "cpu")),
-                          a.integer("limit", 0, 0, kMaxCount));
+  EvalResult r =
+      evaluate(a.str("model", ""), a.required("weights"), a.str("data", "fashion-mnist"),
+               a.integer("img", 0, 1, kMaxImageSide), a.integer("batch", 256, 1, 1 << 20),
+               parse_device(a.str("device", "cpu")), a.integer("limit", 0, 0, kMaxCount));
   std::printf("%lld images: top-1 %.2f%%, mean cross-entropy %.4f\n", (long long)r.images,
               100.0 * r.accuracy, r.loss);
   return 0;

@@ -10,6 +10,7 @@ TrainOptions parse_train_options(int argc, char** argv, int* threads) {
          {{"model", 1},
           {"data", 1},
           {"out", 1},
+          {"init", 1},
           {"img", 1},
           {"epochs", 1},
           {"batch", 1},
@@ -42,6 +43,7 @@ TrainOptions parse_train_options(int argc, char** argv, int* threads) {
   o.model = a.str("model", o.model);
   o.data = a.str("data", o.data);
   o.out = a.str("out", o.out);
+  o.init = a.str("init", o.init);
   o.img = a.integer("img", o.img, 1, kMaxImageSide);
   o.epochs = a.integer("epochs", o.epochs, 1, 1000000);
   o.batch = a.integer("batch", o.batch, 1, 1 << 20);
