@@ -29,9 +29,25 @@ std::vector<float> float_list(const nlohmann::json& v, const std::string& what, 
 
 }  // namespace
 
+namespace {
+
+// A float as the shortest decimal that reads back as the same float: 0.286f is written 0.286,
+// not 0.28600001335144043.
+nlohmann::json short_floats(const std::vector<float>& values) {
+  nlohmann::json out = nlohmann::json::array();
+  for (float v : values) out.push_back(std::stod(fmt::format("{}", v)));
+  return out;
+}
+
+}  // namespace
+
 nlohmann::json Preprocess::to_json() const {
-  return {{"size", size}, {"resize", resize}, {"crop_pct", crop_pct},
-          {"mean", mean}, {"std", std},       {"gray_to_rgb", gray_to_rgb}};
+  return {{"size", size},
+          {"resize", resize},
+          {"crop_pct", crop_pct},
+          {"mean", short_floats(mean)},
+          {"std", short_floats(std)},
+          {"gray_to_rgb", gray_to_rgb}};
 }
 
 Preprocess Preprocess::from_json(const nlohmann::json& j, const std::string& source) {
