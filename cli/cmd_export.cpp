@@ -6,35 +6,51 @@
 #include <filesystem>
 
 #include "commands.h"
-#include "core/args.h"
+#include "common_options.h"
 #include "models/deploy.h"
 #include "models/saved_model.h"
 
 namespace nextvit::cli {
+namespace {
 
-int run_export(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {{"weights", 1}, {"model", 1}, {"num-classes", 1}, {"format", 1}, {"output", 1}},
-         "export");
-  const std::string weights = a.required("weights"), output = a.required("output");
-  const std::string format = a.required("format");
-  NV_CHECK(format == "deploy", "export: --format must be deploy, got '{}'", format);
+struct ExportValues {
+  std::string weights, model, format, output;
+  int64_t num_classes = 0;
+};
 
-  SavedModel saved =
-      load_saved_model(weights, a.str("model", ""), a.integer("num-classes", 0, 1, kMaxClasses));
+void declare(Options& o, ExportValues& v) {
+  o.text("weights", &v.weights, "W.safetensors", "the model to export").required();
+  o.choice("format", &v.format, {"deploy"},
+           "deploy: safetensors of the network with every BatchNorm folded")
+      .required();
+  o.text("output", &v.output, "FILE", "where to write it").required();
+  model_option(o, &v.model)
+      .note("(only for weights without metadata: official or timm checkpoints)")
+      .shown_default("the file's own");
+  num_classes_option(o, &v.num_classes);
+}
+
+int run(const ExportValues& v) {
+  SavedModel saved = load_saved_model(v.weights, v.model, v.num_classes);
   NextViT& model = *saved.model;  // eval mode
   // Every form exported is the deployment network: BatchNorms folded away.
   fold_batch_norms(model);
   const size_t folded = folded_batch_norm_tensors(model).size() / 5;  // 5 tensors each
 
-  if (format == "deploy") {
+  if (v.format == "deploy") {
     saved.metadata.form = ModelForm::Deploy;
-    save_model(model, saved.metadata, output);
+    save_model(model, saved.metadata, v.output);
     std::fprintf(stderr, "%s: deploy form, %zu BatchNorm layers folded, %.1f MB written to %s\n",
-                 model.config().name.c_str(), folded, std::filesystem::file_size(output) / 1e6,
-                 output.c_str());
+                 model.config().name.c_str(), folded, std::filesystem::file_size(v.output) / 1e6,
+                 v.output.c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+Command export_command() {
+  return make_command<ExportValues>("export", "a saved model in its deployment form", declare, run);
 }
 
 }  // namespace nextvit::cli

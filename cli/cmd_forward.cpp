@@ -5,36 +5,47 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "core/args.h"
+#include "common_options.h"
 #include "core/safetensors.h"
 #include "models/memory_estimate.h"
 #include "models/saved_model.h"
 
 namespace nextvit::cli {
+namespace {
 
-int run_forward(int argc, char** argv) {
-  Args args(argc, argv, 2,
-            {{"model", 1},
-             {"weights", 1},
-             {"input", 1},
-             {"output", 1},
-             {"num-classes", 1},
-             {"device", 1}},
-            "forward");
-  const Device device = parse_device(args.str("device", "cpu"));
-  const std::string input_path = args.required("input"), output_path = args.required("output");
+struct ForwardValues {
+  std::string model, weights, input, output;
+  int64_t num_classes = 0;  // 0: the model's own
+  Device device;
+};
 
+void declare(Options& o, ForwardValues& v) {
+  o.text("weights", &v.weights, "W.safetensors",
+         "weights in the official layout or timm's (detected); a file with metadata (from train "
+         "or export) says which model it holds")
+      .required();
+  model_option(o, &v.model)
+      .note("(only for weights without metadata: official or timm checkpoints)")
+      .shown_default("the file's own");
+  o.text("input", &v.input, "X.safetensors", "file holding the tensor 'input' (N, 3, H, W)")
+      .required();
+  o.text("output", &v.output, "Y.safetensors", "file to write the tensor 'logits' (N, classes) to")
+      .required();
+  num_classes_option(o, &v.num_classes);
+  device_option(o, &v.device);
+}
+
+int run(const ForwardValues& v) {
   // A self-describing file needs no --model; a bare one (official, timm) does.
-  SavedModel saved = load_saved_model(args.required("weights"), args.str("model", ""),
-                                      args.integer("num-classes", 0, 1, kMaxClasses));
+  SavedModel saved = load_saved_model(v.weights, v.model, v.num_classes);
   NextViT& model = *saved.model;  // eval mode
   const NextViTConfig& config = model.config();
   const WeightLayout layout = saved.layout;
+  const Device device = v.device;
   model.to(device);
 
-  Tensor x = read_safetensors(input_path).at("input");
-  NV_CHECK(x.dim() == 4, "{}: 'input' must be (N, C, H, W), got {}", input_path,
-           shape_str(x.shape()));
+  Tensor x = read_safetensors(v.input).at("input");
+  NV_CHECK(x.dim() == 4, "{}: 'input' must be (N, C, H, W), got {}", v.input, shape_str(x.shape()));
   check_memory_fits(config, x.shape()[0], x.shape()[2], x.shape()[3], false, "forward");
   x = x.to(DType::F32).to(device);
 
@@ -46,13 +57,19 @@ int run_forward(int argc, char** argv) {
   }
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  write_safetensors(output_path, {{"logits", logits}});
+  write_safetensors(v.output, {{"logits", logits}});
   std::fprintf(stderr,
                "%s (%s weights, %s form) on %s: input %s -> logits %s in %.1f ms, wrote %s\n",
                config.name.c_str(), layout == WeightLayout::Timm ? "timm" : "official",
                form_name(saved.metadata.form), device.str().c_str(), shape_str(x.shape()).c_str(),
-               shape_str(logits.shape()).c_str(), ms, output_path.c_str());
+               shape_str(logits.shape()).c_str(), ms, v.output.c_str());
   return 0;
+}
+
+}  // namespace
+
+Command forward_command() {
+  return make_command<ForwardValues>("forward", "logits of a batch in eval mode", declare, run);
 }
 
 }  // namespace nextvit::cli

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "core/args.h"
+#include "common_options.h"
 #include "models/saved_model.h"
 #include "train/data/preprocess.h"
 #include "train/predict.h"
@@ -15,27 +15,29 @@
 namespace nextvit::cli {
 namespace {
 
-const std::map<std::string, int> kSpec = {{"weights", 1}, {"model", 1},           {"top-k", 1},
-                                          {"json", 0},    {"device", 1},          {"batch", 1},
-                                          {"img", 1},     {"max-image-pixels", 1}};
+struct PredictValues {
+  std::string weights, model;
+  std::vector<std::string> inputs;
+  int64_t top_k = 5, batch = 32, max_image_pixels = data::kDefaultMaxImagePixels;
+  bool json = false;
+  Device device;
+};
 
-// Splits argv into the options (with their values, for Args) and the image paths around them.
-std::vector<std::string> take_paths(int argc, char** argv, std::vector<char*>& options) {
-  std::vector<std::string> paths;
-  options = {argv[0], argv[1]};
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) {
-      paths.push_back(a);
-      continue;
-    }
-    options.push_back(argv[i]);
-    auto it = kSpec.find(a.substr(2));
-    for (int k = 0; it != kSpec.end() && k < it->second && i + 1 < argc; ++k) {
-      options.push_back(argv[++i]);
-    }
-  }
-  return paths;
+void declare(Options& o, PredictValues& v) {
+  o.positional("IMAGE|DIR", &v.inputs,
+               "image files (JPEG, PNG, BMP) or folders of them (every image at any depth)");
+  o.text("weights", &v.weights, "W.safetensors",
+         "a model.safetensors from train, or its deploy form from export")
+      .required();
+  model_option(o, &v.model)
+      .note("(only for weights without metadata: official or timm checkpoints)")
+      .shown_default("the file's own");
+  o.integer("top-k", &v.top_k, "K", 1, kMaxClasses, "classes shown per image");
+  o.flag("json", &v.json, "one JSON object per image and line");
+  o.integer("batch", &v.batch, "B", 1, 1 << 16, "images per forward pass");
+  device_option(o, &v.device);
+  o.integer("max-image-pixels", &v.max_image_pixels, "N", 1, int64_t(1) << 31,
+            "images whose header declares more pixels are skipped before decoding");
 }
 
 std::string class_name(const std::vector<std::string>& classes, int64_t label) {
@@ -60,22 +62,14 @@ void print_json(const Prediction& p, const std::vector<std::string>& classes) {
   std::printf("%s\n", nlohmann::json({{"path", p.path}, {"top", top}}).dump().c_str());
 }
 
-}  // namespace
-
-int run_predict(int argc, char** argv) {
-  std::vector<char*> option_argv;
-  const std::vector<std::string> inputs = take_paths(argc, argv, option_argv);
-  Args a(static_cast<int>(option_argv.size()), option_argv.data(), 2, kSpec, "predict");
-  NV_CHECK(!inputs.empty(), "predict: name at least one image file or folder");
-  const std::string weights = a.required("weights");
+int run(const PredictValues& v) {
   PredictOptions o;
-  o.top_k = a.integer("top-k", 5, 1, kMaxClasses);
-  o.batch = a.integer("batch", 32, 1, 1 << 16);
-  o.device = parse_device(a.str("device", "cpu"));
-  o.max_pixels = a.integer("max-image-pixels", o.max_pixels, 1, int64_t(1) << 31);
-  const bool json = a.has("json");
+  o.top_k = v.top_k;
+  o.batch = v.batch;
+  o.device = v.device;
+  o.max_pixels = v.max_image_pixels;
 
-  SavedModel saved = load_saved_model(weights, a.str("model", ""));
+  SavedModel saved = load_saved_model(v.weights, v.model);
   Preprocess preprocess;
   if (saved.metadata.preprocess) {
     preprocess = *saved.metadata.preprocess;
@@ -83,23 +77,22 @@ int run_predict(int argc, char** argv) {
     preprocess = data::imagenet_preprocess(224);
     std::fprintf(stderr,
                  "predict: %s does not record its preprocessing; using ImageNet's evaluation "
-                 "transform (resize, centre crop, ImageNet mean and std)\n",
-                 weights.c_str());
+                 "transform (resize to 256, centre crop 224, ImageNet mean and std)\n",
+                 v.weights.c_str());
   }
-  if (a.has("img")) preprocess.size = a.integer("img", 224, 1, kMaxImageSide);
   const std::vector<std::string>& classes = saved.metadata.classes;
   saved.model->to(o.device);
 
-  const std::vector<std::string> paths = list_images(inputs);
+  const std::vector<std::string> paths = list_images(v.inputs);
   const int64_t failed =
       predict_images(*saved.model, preprocess, paths, o, [&](const Prediction& p) {
         if (!p.error.empty()) {
           std::fprintf(stderr, "predict: skipped %s: %s\n", p.path.c_str(), p.error.c_str());
-          if (json) {
+          if (v.json) {
             std::printf("%s\n",
                         nlohmann::json({{"path", p.path}, {"error", p.error}}).dump().c_str());
           }
-        } else if (json) {
+        } else if (v.json) {
           print_json(p, classes);
         } else {
           print_text(p, classes);
@@ -112,6 +105,14 @@ int run_predict(int argc, char** argv) {
     return 3;
   }
   return 0;
+}
+
+}  // namespace
+
+Command predict_command() {
+  return make_command<PredictValues>(
+      "predict", "top classes of image files under a saved model (exit 3: some skipped)", declare,
+      run);
 }
 
 }  // namespace nextvit::cli
