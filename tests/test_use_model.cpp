@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/args.h"
 #include "core/safetensors.h"
 #include "models/deploy.h"
 #include "models/saved_model.h"
@@ -376,4 +377,30 @@ TEST_CASE("fine-tune: a Fashion-MNIST model continues on a 2-class image folder"
   other.head_dim = 32;
   REQUIRE_THROWS_WITH(init_config(read_init_weights(pretrained), other, true, false),
                       Catch::Contains("drop --model"));
+}
+
+TEST_CASE("predict: image paths are taken from around the options", "[use][cli]") {
+  std::vector<std::string> inputs;
+  int64_t k = 5;
+  cli::Options o("nextvit predict", "");
+  o.positional("IMAGE|DIR", &inputs, "images").integer("top-k", &k, "K", 1, 10, "classes");
+  std::vector<std::string> args{"nextvit", "predict", "a.png", "--top-k", "2", "dir"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  REQUIRE(o.parse(static_cast<int>(argv.size()), argv.data(), 2));
+  REQUIRE(inputs == std::vector<std::string>{"a.png", "dir"});
+  REQUIRE(k == 2);
+  REQUIRE_THAT(o.help(), Catch::Contains("[options] IMAGE|DIR...") && Catch::Contains("images"));
+
+  std::vector<std::string> none{"nextvit", "predict", "--top-k", "2"};
+  std::vector<char*> none_argv;
+  for (std::string& a : none) none_argv.push_back(a.data());
+  std::vector<std::string> empty;
+  cli::Options p("nextvit predict", "");
+  p.positional("IMAGE|DIR", &empty, "images").integer("top-k", &k, "K", 1, 10, "classes");
+  REQUIRE_THROWS_WITH(p.parse(4, none_argv.data(), 2), Catch::Contains("name at least one IMAGE"));
+  // Without a positional declaration a bare word stays an error.
+  cli::Options q("nextvit forward", "");
+  REQUIRE_THROWS_WITH(q.parse(static_cast<int>(argv.size()), argv.data(), 2),
+                      Catch::Contains("unexpected argument 'a.png'"));
 }
