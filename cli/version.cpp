@@ -1,4 +1,5 @@
 // nextvit --version: what was built and which code paths this machine gets.
+#include <cstdlib>
 #include <string>
 
 #include <fmt/format.h>
@@ -82,10 +83,16 @@ std::string version_text() {
   std::string s = fmt::format("nextvit {}\n", NEXTVIT_VERSION);
   s += fmt::format("build type: {} ({}, {})\n", NEXTVIT_BUILD_TYPE, compiler(),
                    NEXTVIT_CPU_ARCH_FLAGS);
+  const char* forced = std::getenv("NEXTVIT_CPU_ISA");
+  const std::string arch =
+      *NEXTVIT_CPU_ARCH_FLAGS ? NEXTVIT_CPU_ARCH_FLAGS : "the target's baseline";
   s += fmt::format(
-      "CPU ISA: {} GEMM micro-kernels (chosen at run time from this CPU; the other kernels are "
-      "compiled for {}), {} OpenMP threads\n",
-      kernels::cpu::gemm_isa_name(kernels::cpu::gemm_isa()), NEXTVIT_CPU_ARCH_FLAGS, num_threads());
+      "CPU ISA: {} GEMM micro-kernels ({}; the other kernels are compiled for {}), "
+      "{} OpenMP threads\n",
+      kernels::cpu::gemm_isa_name(kernels::cpu::gemm_isa()),
+      forced && *forced ? fmt::format("NEXTVIT_CPU_ISA={}", forced)
+                        : std::string("chosen at run time from this CPU"),
+      arch, num_threads());
 #ifdef NEXTVIT_WITH_CUDA
   s += "CUDA: " + cuda_line() + "\n";
 #else

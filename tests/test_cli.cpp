@@ -309,7 +309,7 @@ TEST_CASE("cli: --version names the version, build type, CPU ISA path and CUDA",
   REQUIRE(lines.size() == 4);
   CHECK_THAT(lines[0], Catch::Matches("nextvit [0-9]+\\.[0-9]+\\.[0-9]+"));
   CHECK_THAT(lines[1], Catch::Matches("build type: [A-Za-z]+ \\(.+\\)"));
-  CHECK_THAT(lines[2], Catch::Matches("CPU ISA: (avx2|avx512) GEMM micro-kernels .*"));
+  CHECK_THAT(lines[2], Catch::Matches("CPU ISA: (avx2|avx512|portable) GEMM micro-kernels .*"));
 #ifdef NEXTVIT_WITH_CUDA
   CHECK_THAT(lines[3], Catch::Matches("CUDA: .*runtime [0-9]+\\.[0-9]+, driver .*, cuDNN .*"));
 #else

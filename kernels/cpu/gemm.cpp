@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -380,27 +381,35 @@ bool isa_compiled(GemmIsa isa) {
   return NEXTVIT_CPU_X86 || isa == GemmIsa::kPortable;
 }
 
-// The family kAuto stands for: NEXTVIT_CPU_ISA when set, else the best this CPU runs.
+// The best family this CPU runs.
+GemmIsa detected_isa() {
+  if (!NEXTVIT_CPU_X86) return GemmIsa::kPortable;
+  return cpu_has_avx512() ? GemmIsa::kAvx512 : GemmIsa::kAvx2;
+}
+
+// The family kAuto stands for: NEXTVIT_CPU_ISA when set, else the best this CPU runs. A value
+// that names no family, or one this build or CPU cannot run, is reported on stderr once and
+// ignored, as OpenMP treats a bad OMP_NUM_THREADS: the first GEMM may run inside a parallel
+// region, where an exception could only terminate the program.
 GemmIsa default_isa() {
   static const GemmIsa isa = [] {
     const char* env = std::getenv("NEXTVIT_CPU_ISA");
-    if (env == nullptr || *env == '\0') {
-      if (!NEXTVIT_CPU_X86) return GemmIsa::kPortable;
-      return cpu_has_avx512() ? GemmIsa::kAvx512 : GemmIsa::kAvx2;
-    }
-    GemmIsa chosen = GemmIsa::kAuto;
+    if (env == nullptr || *env == '\0') return detected_isa();
     for (GemmIsa candidate : {GemmIsa::kAvx512, GemmIsa::kAvx2, GemmIsa::kPortable}) {
-      if (std::strcmp(env, gemm_isa_name(candidate)) == 0) chosen = candidate;
+      if (std::strcmp(env, gemm_isa_name(candidate)) != 0) continue;
+      if (gemm_isa_runs_here(candidate)) return candidate;
+      std::fprintf(stderr, "nextvit: warning: NEXTVIT_CPU_ISA=%s: %s; using %s\n", env,
+                   isa_compiled(candidate) ? "this CPU has no AVX-512"
+                                           : "this build for a non-x86 CPU has only the portable "
+                                             "kernels",
+                   gemm_isa_name(detected_isa()));
+      return detected_isa();
     }
-    NV_CHECK(chosen != GemmIsa::kAuto,
-             "NEXTVIT_CPU_ISA={}: not one of avx512, avx2, portable (or unset)", env);
-    NV_CHECK(isa_compiled(chosen),
-             "NEXTVIT_CPU_ISA={}: this build for a non-x86 CPU has only "
-             "the portable kernels",
-             env);
-    NV_CHECK(chosen != GemmIsa::kAvx512 || cpu_has_avx512(),
-             "NEXTVIT_CPU_ISA=avx512: this CPU has no AVX-512");
-    return chosen;
+    std::fprintf(stderr,
+                 "nextvit: warning: NEXTVIT_CPU_ISA=%s is not one of avx512, avx2, portable: "
+                 "ignored, using %s\n",
+                 env, gemm_isa_name(detected_isa()));
+    return detected_isa();
   }();
   return isa;
 }
