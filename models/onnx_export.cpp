@@ -293,8 +293,8 @@ bool onnx_export_available() {
   return true;
 }
 
-void export_onnx(const NextViT& deploy_model, const std::string& path, int64_t img_h,
-                 int64_t img_w) {
+void export_onnx(const NextViT& deploy_model, const std::string& path, int64_t img_h, int64_t img_w,
+                 const std::map<std::string, std::string>& metadata) {
   NV_CHECK(!deploy_model.is_training(), "export_onnx: put the model in eval mode first");
   const NextViTConfig& config = deploy_model.config();
   config.validate_input(img_h, img_w);
@@ -306,8 +306,10 @@ void export_onnx(const NextViT& deploy_model, const std::string& path, int64_t i
   onnx::OperatorSetIdProto* opset = model.add_opset_import();
   opset->set_domain("");
   opset->set_version(kOpset);
-  add_metadata(model, "nextvit.config", config.to_json().dump());
-  add_metadata(model, "nextvit.form", "deploy");
+  std::map<std::string, std::string> entries = metadata;
+  entries["nextvit.config"] = config.to_json().dump();
+  entries["nextvit.form"] = "deploy";
+  for (const auto& [key, value] : entries) add_metadata(model, key, value);
 
   onnx::GraphProto* graph = model.mutable_graph();
   graph->set_name(config.name);
@@ -394,7 +396,8 @@ namespace {
 bool onnx_export_available() {
   return false;
 }
-void export_onnx(const NextViT&, const std::string&, int64_t, int64_t) {
+void export_onnx(const NextViT&, const std::string&, int64_t, int64_t,
+                 const std::map<std::string, std::string>&) {
   no_onnx();
 }
 OnnxSummary check_onnx(const std::string&) {

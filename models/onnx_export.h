@@ -30,11 +30,13 @@ namespace nextvit {
 bool onnx_export_available();
 
 // Writes `deploy_model` (eval mode, fold_batch_norms applied) for input images of
-// img_h x img_w to `path`, after onnx::checker has accepted the graph. Throws, naming the
-// reason, for a model with an unfolded BatchNorm, an input size the model refuses, a file that
-// cannot be written, or a build without ONNX.
-void export_onnx(const NextViT& deploy_model, const std::string& path, int64_t img_h,
-                 int64_t img_w);
+// img_h x img_w to `path`, after onnx::checker has accepted the graph. The model's metadata_props
+// hold `metadata` (e.g. metadata_entries() of models/model_metadata.h: preprocessing, class
+// names) with "nextvit.config" set to the model's configuration and "nextvit.form" to "deploy".
+// Throws, naming the reason, for a model with an unfolded BatchNorm, an input size the model
+// refuses, a file that cannot be written, or a build without ONNX.
+void export_onnx(const NextViT& deploy_model, const std::string& path, int64_t img_h, int64_t img_w,
+                 const std::map<std::string, std::string>& metadata = {});
 
 // What an ONNX file holds, after onnx::checker (check_model) and strict shape inference have
 // accepted it. Dimensions are given as text: a number, or the name of a symbolic one ("batch").

@@ -52,7 +52,7 @@ TEST_CASE("onnx export: the tiny deploy model passes onnx::checker with the mode
     return;
   }
   // 48x70: odd sizes send partial windows through the ceil-mode pooling.
-  export_onnx(*model, path, 48, 70);
+  export_onnx(*model, path, 48, 70, {{"nextvit.classes", R"(["a", "b"])"}});
   const OnnxSummary s = check_onnx(path);
   CHECK(s.opset == 17);
   CHECK(s.ir_version >= 8);
@@ -62,6 +62,7 @@ TEST_CASE("onnx export: the tiny deploy model passes onnx::checker with the mode
   CHECK(s.output_dims == std::vector<std::string>{"batch", "10"});
   CHECK(s.parameters == deploy_parameter_count(*model));
   CHECK(s.metadata.at("nextvit.form") == "deploy");
+  CHECK(s.metadata.at("nextvit.classes") == R"(["a", "b"])");
   CHECK(
       NextViTConfig::from_json(nlohmann::json::parse(s.metadata.at("nextvit.config"))).to_json() ==
       model->config().to_json());
