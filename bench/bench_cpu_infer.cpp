@@ -152,23 +152,31 @@ nlohmann::json timing_json(const bench::Timing& t) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  cli::Args args(argc, argv, 1,
-                 {{"model", 1},
-                  {"batches", 3},
-                  {"img", 1},
-                  {"threads", 1},
-                  {"runs", 1},
-                  {"json", 1},
-                  {"no-python", 0}},
-                 "bench_cpu_infer");
-  const std::string model_name = args.str("model", "nextvit_small");
+  std::string model_name = "nextvit_small", json_path;
   std::vector<int64_t> batches{1, 8, 32};
-  for (size_t i = 0; args.has("batches") && i < 3; ++i) {
-    batches[i] = args.integer("batches", 1, 1, 4096, i);
-  }
-  const int64_t img = args.integer("img", 224, 1, kMaxImageSide);
-  const int threads = static_cast<int>(args.integer("threads", 2, 1, 1024));
-  const int runs = static_cast<int>(args.integer("runs", 10, 1, 100000));
+  int64_t img = 224;
+  int threads = 2, runs = 10;
+  bool no_python = false;
+  cli::Options args("bench_cpu_infer",
+                    "deploy-form inference against PyTorch eager and ONNX Runtime");
+  args.text("model", &model_name, "NAME|CONFIG.json", "model")
+      .add({"batches", "B...", 1, 8, "1 8 32", "batch sizes, one table row each", false,
+            [&batches](const std::vector<std::string>& v) {
+              batches.clear();
+              for (const auto& b : v) {
+                size_t used = 0;
+                const long long n = std::stoll(b, &used);
+                NV_CHECK(used == b.size() && n >= 1 && n <= 4096,
+                         "bench_cpu_infer: --batches takes integers in [1, 4096], got '{}'", b);
+                batches.push_back(n);
+              }
+            }})
+      .integer("img", &img, "S", 1, kMaxImageSide, "image side")
+      .integer("threads", &threads, "N", 1, 4096, "threads of every implementation")
+      .integer("runs", &runs, "N", 1, 1000000, "timed runs per batch size and implementation")
+      .text("json", &json_path, "FILE", "also write the results as JSON")
+      .flag("no-python", &no_python, "skip the PyTorch and ONNX Runtime baselines");
+  if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
   omp_set_num_threads(threads);
   const std::string load_start = load_average();
 
@@ -209,7 +217,7 @@ int main(int argc, char** argv) try {
           logits = model.forward(Variable(x)).data();
         },
         2, runs);
-    if (!args.has("no-python")) {
+    if (!no_python) {
       const std::string xp = (dir / "x.safetensors").string(),
                         yp = (dir / "y.safetensors").string();
       write_safetensors(xp, {{"input", x}});
@@ -244,7 +252,7 @@ int main(int argc, char** argv) try {
       runs, load_start.c_str(), load_end.c_str());
   print_table(rows);
 
-  if (args.has("json")) {
+  if (!json_path.empty()) {
     nlohmann::json results = nlohmann::json::array();
     for (const Row& r : rows) {
       nlohmann::json j = {{"batch", r.batch},
@@ -273,7 +281,7 @@ int main(int argc, char** argv) try {
     for (const char* v : {"pytorch_version", "onnxruntime_version"}) {
       if (!rows.empty() && rows.back().baselines.contains(v)) j[v] = rows.back().baselines[v];
     }
-    std::ofstream(args.str("json")) << j.dump(2) << "\n";
+    std::ofstream(json_path) << j.dump(2) << "\n";
   }
   return 0;
 } catch (const std::exception& e) {
