@@ -10,7 +10,9 @@
 //
 //   build/bench/bench_cpu_infer [--model nextvit_small] [--batches 1 8 32] [--img 224]
 //                               [--threads 2] [--runs 10] [--json out.json] [--no-python]
-// Needs python3 with torch, timm, onnxruntime and safetensors on PATH for the baselines.
+// Needs python3 with torch, timm, onnxruntime and safetensors on PATH for the baselines. On a
+// machine shared with other work, run it with OMP_WAIT_POLICY=passive: libgomp's active waiting
+// then costs far more than the work (16x at load ~19 on 2 cores; bench/results/README.md).
 #include <omp.h>
 
 #include <cstdio>
