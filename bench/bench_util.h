@@ -65,21 +65,33 @@ inline std::string run_command(const std::string& cmd, int* status = nullptr) {
   return out;
 }
 
-// The PyTorch side of a benchmark: writes `script` (Python that prints one JSON object with the
-// keys median, p90 and min, in milliseconds) to a temporary file, runs it as
-// `python3 FILE ARGS` from the current directory, and reads the timing. Returns false, with a
-// message on stderr, when python3, torch or the script fails.
-inline bool run_python_timing(const std::string& script, const std::string& args, Timing& out) {
+// A Python baseline: writes `script` (Python that prints one JSON object last) to a temporary
+// file, runs it as `python3 FILE ARGS` from the current directory, and returns that object, or
+// null when python3 or the script fails (its stderr is dropped; the caller says what is missing).
+inline nlohmann::json run_python_json(const std::string& script, const std::string& args) {
   char path[] = "/tmp/nextvit_bench_XXXXXX";
   const int fd = mkstemp(path);
-  if (fd < 0) return false;
+  if (fd < 0) return nullptr;
   close(fd);
   std::ofstream(path) << script;
   const std::string result =
       run_command(std::string("python3 ") + path + " " + args + " 2>/dev/null");
   std::remove(path);
+  const size_t start =
+      result.rfind("\n{") == std::string::npos ? result.find('{') : result.rfind("\n{") + 1;
   try {
-    auto j = nlohmann::json::parse(result.substr(result.find('{')));
+    return nlohmann::json::parse(result.substr(start));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+// The PyTorch side of a benchmark: `script` prints one JSON object with the keys median, p90
+// and min, in milliseconds. Returns false, with a message on stderr, when python3, torch or the
+// script fails.
+inline bool run_python_timing(const std::string& script, const std::string& args, Timing& out) {
+  try {
+    const nlohmann::json j = run_python_json(script, args);
     out.median_ms = j.at("median");
     out.p90_ms = j.at("p90");
     out.min_ms = j.at("min");

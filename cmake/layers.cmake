@@ -128,6 +128,7 @@ foreach(pair autograd:kernels layers:autograd models:layers train:models)
 endforeach()
 target_include_directories(nextvit_train PRIVATE ${STB_INCLUDE_DIR})
 include(${PROJECT_SOURCE_DIR}/train/data/system_decoders.cmake)
+include(${PROJECT_SOURCE_DIR}/cmake/onnx.cmake)
 
 # Everything: what programs and other projects link (nextvit::nextvit).
 add_library(nextvit_lib INTERFACE)
