@@ -22,6 +22,9 @@ const char* kUsage =
     "           [--lr LR] [--device cpu|cuda] [--out DIR] [--resume] ... (see README)\n"
     "  eval     top-1 accuracy of saved weights on a data set\n"
     "           --weights DIR|W.safetensors [--model NAME] [--data fashion-mnist|DIR]\n"
+    "  profile  time of a step per layer and per op kind, with MACs and achieved rates\n"
+    "           [--model NAME|CONFIG.json] [--img H W] [--batch B] [--device cpu|cuda] [--train]\n"
+    "           [--json] [--out FILE.json] [--threads N] [--warmup N] [--iterations N]\n"
     "\n"
     "models: nextvit_fmnist, nextvit_small, nextvit_base, nextvit_large, or a JSON configuration "
     "file\n";
@@ -39,6 +42,7 @@ int main(int argc, char** argv) {
     if (command == "forward") return nextvit::cli::run_forward(argc, argv);
     if (command == "train") return nextvit::cli::run_train(argc, argv);
     if (command == "eval") return nextvit::cli::run_eval(argc, argv);
+    if (command == "profile") return nextvit::cli::run_profile(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nextvit %s: error: %s\n", command.c_str(), e.what());
     return 1;
