@@ -1,6 +1,7 @@
 // nextvit profile: where the time of a step goes, per layer and per op kind (models/profile.h),
 // as a table or, with --json, one JSON object with the environment.
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <string>
@@ -45,6 +46,7 @@ nlohmann::json environment(const ProfileReport& r) {
           {"cpu", first_line_of("/proc/cpuinfo", "model name")},
           {"threads", r.threads},
           {"load_average", first_line_of("/proc/loadavg", "")},
+          {"omp_wait_policy", std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : ""},
           {"compiler", __VERSION__},
 #ifdef NDEBUG
           {"build", "release"},
@@ -71,25 +73,29 @@ nlohmann::json report_json(const ProfileReport& r) {
   for (const ProfileRow& row : r.layers) layers.push_back(row_json(row));
   for (const ProfileRow& row : r.kinds) kinds.push_back(row_json(row));
   const ProfileOptions& o = r.options;
-  return {{"model", r.model},
-          {"image", {o.height, o.width}},
-          {"batch", o.batch},
-          {"mode", o.train ? "train" : "eval"},
-          {"warmup", o.warmup},
-          {"iterations", o.iterations},
-          {"environment", environment(r)},
-          {"step_ms", {{"mean", r.step_ms}, {"median", r.step_median_ms}}},
-          {"profiled_step_ms", r.profiled_step_ms},
-          {"op_ms", r.op_ms},
-          {"op_share_of_step", r.op_ms / r.step_ms},
-          {"profiler",
-           {{"marks_per_step", r.marks_per_step},
-            {"mark_cost_ns", r.mark_cost_ns},
-            {"overhead_ms", r.overhead_ms()}}},
-          {"macs", r.macs},
-          {"backward_mac_factor", kBackwardMacFactor},
-          {"layers", layers},
-          {"kinds", kinds}};
+  return {
+      {"model", r.model},
+      {"image", {o.height, o.width}},
+      {"batch", o.batch},
+      {"mode", o.train ? "train" : "eval"},
+      {"warmup", o.warmup},
+      {"iterations", o.iterations},
+      {"environment", environment(r)},
+      {"step_ms", {{"mean", r.step_ms}, {"median", r.step_median_ms}}},
+      {"profiled_step_ms", {{"mean", r.profiled_step_ms}, {"median", r.profiled_step_median_ms}}},
+      {"op_ms", {{"mean", r.op_ms}, {"median", r.op_median_ms}}},
+      {"op_share_of_step",
+       {{"mean", r.op_ms / r.step_ms},
+        {"median", r.op_median_ms / r.step_median_ms},
+        {"paired", r.op_share_paired}}},
+      {"profiler",
+       {{"marks_per_step", r.marks_per_step},
+        {"mark_cost_ns", r.mark_cost_ns},
+        {"overhead_ms", r.overhead_ms()}}},
+      {"macs", r.macs},
+      {"backward_mac_factor", kBackwardMacFactor},
+      {"layers", layers},
+      {"kinds", kinds}};
 }
 
 void print_header(const ProfileReport& r) {
@@ -100,11 +106,19 @@ void print_header(const ProfileReport& r) {
               o.train ? "train step (forward + cross-entropy + backward)" : "eval forward",
               r.threads, o.iterations, o.warmup);
   std::printf("timed with %s; %.3f GMACs forward per step\n\n", r.clock.c_str(), r.macs / 1e9);
-  std::printf("step without profiler  %9.2f ms (median %.2f ms)\n", r.step_ms, r.step_median_ms);
-  std::printf("step with profiler     %9.2f ms; its own cost: %lld marks x %.0f ns = %.3f ms\n",
-              r.profiled_step_ms, (long long)r.marks_per_step, r.mark_cost_ns, r.overhead_ms());
-  std::printf("time inside ops        %9.2f ms = %.1f%% of the step without profiler\n\n", r.op_ms,
-              100.0 * r.op_ms / r.step_ms);
+  std::printf("                          mean ms  median ms\n");
+  std::printf("step without profiler  %9.2f  %9.2f\n", r.step_ms, r.step_median_ms);
+  std::printf(
+      "step with profiler     %9.2f  %9.2f   its own cost: %lld marks x %.0f ns = %.3f ms\n",
+      r.profiled_step_ms, r.profiled_step_median_ms, (long long)r.marks_per_step, r.mark_cost_ns,
+      r.overhead_ms());
+  std::printf(
+      "time inside ops        %9.2f  %9.2f   = %.1f%% (mean), %.1f%% (median) of the step "
+      "without profiler\n",
+      r.op_ms, r.op_median_ms, 100.0 * r.op_ms / r.step_ms,
+      100.0 * r.op_median_ms / r.step_median_ms);
+  std::printf("%25s paired with the plain step before it: %.1f%% (median of %d pairs)\n\n", "",
+              100.0 * r.op_share_paired, r.options.iterations);
 }
 
 void print_rows(const char* title, const std::vector<ProfileRow>& rows, const ProfileReport& r,

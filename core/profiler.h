@@ -154,7 +154,7 @@ class Session {
 
   // Host time of one mark (a clock reading or an event record plus the bookkeeping), from
   // `pairs` empty scopes opened and closed in a fresh session: the profiler's own cost.
-  static double mark_cost_ns(Clock clock, int pairs = 20000);
+  static double mark_cost_ns(Clock clock, int pairs = 2000);
 
  private:
   friend void detail::push(Context);

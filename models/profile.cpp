@@ -138,6 +138,22 @@ std::vector<ProfileRow> kind_rows(const profiler::Session& s, const ModelInfo& i
   return rows;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Time inside no op so far (the "other" row), all modules and phases.
+double other_ms(const profiler::Session& s) {
+  double ms = 0;
+  for (int id = -1; id < profiler::module_count(); ++id) {
+    ms +=
+        s.cell(id, OpKind::None, Phase::Forward).ms + s.cell(id, OpKind::None, Phase::Backward).ms;
+  }
+  return ms;
+}
+
 void synchronize(Device device) {
   if (device.is_cuda()) cuda_rt::synchronize();
 }
@@ -167,19 +183,22 @@ ProfileReport profile_model(NextViT& model, const ProfileOptions& o) {
   synchronize(o.device);
   // Plain and profiled steps alternate, so that drift in a shared machine's load hits both.
   profiler::Session plain(clock, /*scopes=*/false), profiled(clock);
-  std::vector<double> plain_ms;
+  std::vector<double> plain_ms, profiled_ms, shares;
   for (int i = 0; i < o.iterations; ++i) {
     plain.begin_step();
     step.run();
     plain_ms.push_back(plain.end_step());
+    const double other_before = other_ms(profiled);
     profiled.begin_step();
     step.run();
-    profiled.end_step();
+    profiled_ms.push_back(profiled.end_step());
+    shares.push_back((profiled_ms.back() - (other_ms(profiled) - other_before)) / plain_ms.back());
   }
-  std::sort(plain_ms.begin(), plain_ms.end());
+  r.op_share_paired = median(shares);
   r.step_ms = plain.total_ms() / o.iterations;
-  r.step_median_ms = plain_ms[plain_ms.size() / 2];
+  r.step_median_ms = median(plain_ms);
   r.profiled_step_ms = profiled.total_ms() / o.iterations;
+  r.profiled_step_median_ms = median(profiled_ms);
   r.marks_per_step = profiled.marks_per_step();
   r.mark_cost_ns = profiler::Session::mark_cost_ns(clock);
 
@@ -188,6 +207,7 @@ ProfileReport profile_model(NextViT& model, const ProfileOptions& o) {
   for (const ProfileRow& k : r.kinds) {
     if (k.name != profiler::kind_name(OpKind::None)) r.op_ms += k.total_ms();
   }
+  r.op_median_ms = r.op_ms / r.profiled_step_ms * r.profiled_step_median_ms;
   return r;
 }
 

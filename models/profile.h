@@ -37,10 +37,15 @@ struct ProfileReport {
   ProfileOptions options;
   std::string clock;  // how time was read: "host steady_clock" or "CUDA events"
   int threads = 0;    // CPU threads of the kernels
-  // Step times: the plain step (mean and median) and the profiled step (mean).
-  double step_ms = 0, step_median_ms = 0, profiled_step_ms = 0;
-  // Sum of the op-kind rows except "other": the time inside ops.
-  double op_ms = 0;
+  // Step times: the plain step (mean and median) and the profiled step (mean and median).
+  double step_ms = 0, step_median_ms = 0, profiled_step_ms = 0, profiled_step_median_ms = 0;
+  // Sum of the op-kind rows except "other": the time inside ops (mean per profiled step), and
+  // that share of the median profiled step applied to it (robust to a few slow steps on a
+  // shared machine; compare it with step_median_ms).
+  double op_ms = 0, op_median_ms = 0;
+  // Median over the timed pairs of (time inside ops of the profiled step) / (plain step just
+  // before it): neighbours share the machine's load, so this is the least noisy comparison.
+  double op_share_paired = 0;
   // The profiler's own cost: marks per step (two per scope) times one mark's host time.
   int64_t marks_per_step = 0;
   double mark_cost_ns = 0;
