@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "core/args.h"
+#include "common_options.h"
 #include "core/threads.h"
 #include "models/memory_estimate.h"
 #include "models/profile.h"
@@ -165,50 +165,72 @@ void print_table(const ProfileReport& r) {
       kBackwardMacFactor);
 }
 
-}  // namespace
+struct ProfileValues {
+  std::string model = "nextvit_small";
+  int64_t height = 224, width = 224;
+  int64_t batch = 1;
+  Device device;
+  bool train = false, json = false;
+  std::string out;
+  int threads = 0;  // 0: OpenMP's default
+  int warmup = 2, iterations = 5;
+  int64_t num_classes = 0;  // 0: the model's own
+};
 
-int run_profile(int argc, char** argv) {
-  Args args(argc, argv, 2,
-            {{"model", 1},
-             {"img", 2},
-             {"batch", 1},
-             {"device", 1},
-             {"train", 0},
-             {"json", 0},
-             {"out", 1},
-             {"threads", 1},
-             {"warmup", 1},
-             {"iterations", 1},
-             {"num-classes", 1}},
-            "profile");
-  NextViTConfig config = NextViTConfig::from_name(args.str("model", "nextvit_small"));
-  config.num_classes = args.integer("num-classes", config.num_classes, 1, kMaxClasses);
+void declare(Options& o, ProfileValues& v) {
+  model_option(o, &v.model);
+  image_option(o, &v.height, &v.width);
+  o.integer("batch", &v.batch, "B", 1, 1 << 20, "images per step");
+  device_option(o, &v.device);
+  o.flag("train", &v.train,
+         "profile a training step (forward, cross-entropy, backward) instead of an eval forward");
+  o.flag("json", &v.json, "print one JSON object (the numbers and the environment), no table");
+  o.text("out", &v.out, "FILE.json", "also write the JSON to this file");
+  o.integer("threads", &v.threads, "N", 1, 4096, "CPU threads of the kernels")
+      .shown_default("OMP_NUM_THREADS, else one per core");
+  o.integer("warmup", &v.warmup, "N", 0, 1000, "untimed steps first");
+  o.integer("iterations", &v.iterations, "N", 1, 10000,
+            "timed pairs of steps (one without, one with the profiler)");
+  num_classes_option(o, &v.num_classes);
+}
+
+int run(const ProfileValues& v) {
+  NextViTConfig config = NextViTConfig::from_name(v.model);
+  if (v.num_classes > 0) config.num_classes = v.num_classes;
   config.validate();
   ProfileOptions o;
-  o.height = args.integer("img", 224, 1, kMaxImageSide, 0);
-  o.width = args.integer("img", 224, 1, kMaxImageSide, 1);
-  o.batch = args.integer("batch", 1, 1, 1 << 20);
-  o.device = parse_device(args.str("device", "cpu"));
-  o.train = args.has("train");
-  o.warmup = static_cast<int>(args.integer("warmup", 2, 0, 1000));
-  o.iterations = static_cast<int>(args.integer("iterations", 5, 1, 10000));
-  set_num_threads(static_cast<int>(args.integer("threads", 0, 1, 4096)));
+  o.height = v.height;
+  o.width = v.width;
+  o.batch = v.batch;
+  o.device = v.device;
+  o.train = v.train;
+  o.warmup = v.warmup;
+  o.iterations = v.iterations;
+  set_num_threads(v.threads);
   config.validate_input(o.height, o.width);
   check_memory_fits(config, o.batch, o.height, o.width, o.train, "profile");
 
   NextViT model(config);
   const ProfileReport r = profile_model(model, o);
   const nlohmann::json j = report_json(r);
-  if (args.has("out")) {
-    std::ofstream out(args.str("out"));
-    NV_CHECK(out << j.dump(2) << "\n", "profile: cannot write {}", args.str("out"));
+  if (!v.out.empty()) {
+    std::ofstream out(v.out);
+    NV_CHECK(out << j.dump(2) << "\n", "profile: cannot write {}", v.out);
   }
-  if (args.has("json")) {
+  if (v.json) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     print_table(r);
   }
   return 0;
+}
+
+}  // namespace
+
+Command profile_command() {
+  return make_command<ProfileValues>(
+      "profile", "time of a step per layer and per op kind, with MACs and achieved rates", declare,
+      run);
 }
 
 }  // namespace nextvit::cli
