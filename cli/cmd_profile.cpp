@@ -185,7 +185,7 @@ void declare(Options& o, ProfileValues& v) {
   o.flag("train", &v.train,
          "profile a training step (forward, cross-entropy, backward) instead of an eval forward");
   o.flag("json", &v.json, "print one JSON object (the numbers and the environment), no table");
-  o.text("out", &v.out, "FILE.json", "also write the JSON to this file");
+  o.text("out", &v.out, "FILE.json", "also write the JSON to this file").shown_default("none");
   o.integer("threads", &v.threads, "N", 1, 4096, "CPU threads of the kernels")
       .shown_default("OMP_NUM_THREADS, else one per core");
   o.integer("warmup", &v.warmup, "N", 0, 1000, "untimed steps first");
