@@ -2,7 +2,9 @@
 // Every differentiable op, declared once. Each is implemented in autograd/ops/<op>.cpp, which
 // checks shapes (throwing a nextvit::Error that names the op and the shapes), dispatches the
 // forward to kernels/cpu or kernels/cuda by the inputs' device, and records its backward next
-// to it. All inputs of one op must be f32 and on the same device.
+// to it. All inputs of one op must be f32 and on the same device. Each op opens a
+// profiler::OpScope of its kind (core/profiler.h) first, so a profile files its time, and that
+// of its backward, under that kind.
 //
 // Layout conventions (as PyTorch): images are NCHW, conv weights (Cout, Cin/groups, kh, kw),
 // linear weights (out, in), tokens (B, N, C).

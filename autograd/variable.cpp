@@ -62,6 +62,15 @@ std::vector<Variable> topological_order(const Variable& root) {
   return order;  // inputs before the nodes that use them
 }
 
+// The least a backward reads and writes: the output's gradient and the inputs' gradients.
+int64_t moved_bytes(const Tensor& grad_output, const std::vector<Tensor>& grads) {
+  int64_t bytes = static_cast<int64_t>(grad_output.nbytes());
+  for (const Tensor& g : grads) {
+    if (g.defined()) bytes += static_cast<int64_t>(g.nbytes());
+  }
+  return bytes;
+}
+
 }  // namespace
 
 Variable::Variable(Tensor data, bool requires_grad) : impl_(std::make_shared<VariableImpl>()) {
@@ -88,13 +97,18 @@ void Variable::backward(const Tensor& grad_output) const {
   NV_CHECK(grad_output.shape() == shape(), "backward(): gradient {} does not match result {}",
            grad_output.str(), impl_->data.str());
   NoGradGuard no_grad;  // backward closures run kernels, never record
+  profiler::Scope backward_phase({-1, profiler::OpKind::None, profiler::Phase::Backward});
   std::vector<Variable> order = topological_order(*this);
   accumulate(*impl_, grad_output, impl_->op);
   for (size_t i = order.size(); i-- > 0;) {
     VariableImpl* node = order[i].impl();
     if (!node->backward) continue;  // a leaf: its gradient stays for the optimizer
+    // The node's backward, the summing of its gradients and the freeing of its saved tensors
+    // count for the module and op kind of its forward.
+    profiler::Scope scope({node->profile.module, node->profile.kind, profiler::Phase::Backward});
     if (node->grad.defined()) {
       std::vector<Tensor> grads = node->backward(node->grad);
+      if (profiler::enabled()) profiler::add_bytes(moved_bytes(node->grad, grads));
       NV_CHECK(grads.size() == node->inputs.size(),
                "autograd: backward of '{}' returned {} gradients for {} inputs", node->op,
                grads.size(), node->inputs.size());
@@ -124,6 +138,13 @@ NoGradGuard::~NoGradGuard() {
 
 Variable make_result(const Tensor& output, std::vector<Variable> inputs, const char* op,
                      BackwardFn backward) {
+  if (profiler::enabled()) {
+    int64_t bytes = static_cast<int64_t>(output.nbytes());
+    for (const Variable& v : inputs) {
+      if (v.defined()) bytes += static_cast<int64_t>(v.data().nbytes());
+    }
+    profiler::add_bytes(bytes);
+  }
   Variable out(output, false);
   if (!g_grad_enabled) return out;
   bool any = false;
@@ -134,6 +155,7 @@ Variable make_result(const Tensor& output, std::vector<Variable> inputs, const c
   impl->inputs = std::move(inputs);
   impl->backward = std::move(backward);
   impl->op = op;
+  if (profiler::enabled()) impl->profile = profiler::current();
   return out;
 }
 

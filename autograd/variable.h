@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/profiler.h"
 #include "core/tensor.h"
 
 namespace nextvit {
@@ -33,6 +34,9 @@ struct VariableImpl {
   std::vector<Variable> inputs;  // empty for leaves
   BackwardFn backward;           // empty for leaves
   const char* op = "leaf";
+  // The module and op kind the forward ran in, when a profiler was recording: the backward is
+  // attributed to them (autograd runs it outside any module).
+  profiler::Context profile;
 };
 
 class Variable {

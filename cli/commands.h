@@ -15,6 +15,7 @@ Command train_command();
 Command eval_command();
 Command predict_command();
 Command export_command();
+Command profile_command();
 
 // Every command, in the order `nextvit --help` lists them.
 const std::vector<Command>& all_commands();

@@ -18,5 +18,11 @@ void memset_zero(void* dst, size_t bytes);              // device memory
 void strided_copy(void* dst, const void* src, size_t elem_size, int ndim, const int64_t* shape,
                   const int64_t* src_strides, int64_t numel);
 void synchronize();
+// Timing events on the current stream (the profiler's CUDA clock).
+void* event_create();
+void event_destroy(void* event);
+void event_record(void* event);
+void event_synchronize(void* event);
+float event_elapsed_ms(void* start, void* end);
 
 }  // namespace nextvit::cuda_rt

@@ -33,5 +33,18 @@ void strided_copy(void*, const void*, size_t, int, const int64_t*, const int64_t
   no_cuda("copy on a CUDA device");
 }
 void synchronize() {}
+void* event_create() {
+  no_cuda("CUDA event");
+}
+void event_destroy(void*) {}
+void event_record(void*) {
+  no_cuda("CUDA event");
+}
+void event_synchronize(void*) {
+  no_cuda("CUDA event");
+}
+float event_elapsed_ms(void*, void*) {
+  no_cuda("CUDA event");
+}
 
 }  // namespace nextvit::cuda_rt

@@ -5,6 +5,7 @@
 
 #include "core/cuda_runtime.h"
 #include "core/half.h"
+#include "core/profiler.h"
 
 namespace nextvit {
 namespace {
@@ -220,6 +221,8 @@ Tensor Tensor::contiguous() const {
 
 Tensor Tensor::clone() const {
   NV_CHECK(defined(), "clone() of an undefined tensor");
+  profiler::OpScope scope(profiler::OpKind::Copies);  // contiguous() copies land here too
+  profiler::add_bytes(2 * static_cast<int64_t>(nbytes()));
   Tensor out = empty(shape_, dtype_, device());
   out.copy_(*this);
   return out;

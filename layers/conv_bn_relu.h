@@ -13,7 +13,10 @@ class ConvBNReLU : public Module {
       : conv(register_module("conv",
                              std::make_shared<Conv2d>(in_channels, out_channels, 3, stride, 1))),
         norm(register_module("norm", std::make_shared<BatchNorm>(out_channels))) {}
-  Variable forward(const Variable& x) { return norm->forward_relu(conv->forward(x)); }
+  Variable forward(const Variable& x) {
+    profiler::ModuleScope scope(profile_id());
+    return norm->forward_relu(conv->forward(x));
+  }
 
   std::shared_ptr<Conv2d> conv;
   std::shared_ptr<BatchNorm> norm;

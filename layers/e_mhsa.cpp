@@ -17,6 +17,7 @@ EMHSA::EMHSA(int64_t dim, int64_t head_dim, int64_t sr_ratio)
 }
 
 Variable EMHSA::forward(const Variable& x) {
+  profiler::ModuleScope scope(profile_id());
   NV_CHECK(x.dim() == 3 && x.size(2) == dim_, "E-MHSA: expected tokens (B, N, {}), got {}", dim_,
            shape_str(x.shape()));
   const int64_t B = x.size(0), N = x.size(1), h = heads_, d = head_dim_;

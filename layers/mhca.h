@@ -13,6 +13,7 @@ class MHCA : public Module {
  public:
   MHCA(int64_t channels, int64_t head_dim);
   Variable forward(const Variable& x) {
+    profiler::ModuleScope scope(profile_id());
     return projection->forward(norm->forward_relu(group_conv3x3->forward(x)));
   }
 

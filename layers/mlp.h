@@ -14,7 +14,10 @@ int64_t make_divisible(double value, int64_t divisor);
 class Mlp : public Module {
  public:
   Mlp(int64_t channels, double ratio, int64_t divisor);
-  Variable forward(const Variable& x) { return conv2->forward(ops::relu(conv1->forward(x))); }
+  Variable forward(const Variable& x) {
+    profiler::ModuleScope scope(profile_id());
+    return conv2->forward(ops::relu(conv1->forward(x)));
+  }
   int64_t hidden() const { return conv1->weight().size(0); }
 
   std::shared_ptr<Conv2d> conv1, conv2;

@@ -1,5 +1,7 @@
 #include "layers/module.h"
 
+#include "core/profiler.h"
+
 namespace nextvit {
 
 Variable Module::register_parameter(const std::string& name, const Tensor& value) {
@@ -83,6 +85,14 @@ void Module::reset_parameters(Generator& generator) {
 
 void Module::zero_grad() {
   for (auto& [name, v] : named_parameters()) v.zero_grad();
+}
+
+void Module::name_for_profiling(const std::string& prefix) {
+  for (auto& [name, child] : children_) {
+    const std::string path = prefix.empty() ? name : prefix + "." + name;
+    child->profile_id_ = profiler::intern(path);
+    child->name_for_profiling(path);
+  }
 }
 
 }  // namespace nextvit

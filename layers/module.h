@@ -49,6 +49,12 @@ class Module {
     return children_;
   }
 
+  // Names the descendants of this module by their paths from it ("features.3.mhca") in the
+  // profiler's table (core/profiler.h), so that the ModuleScope a forward opens with
+  // profile_id() files time under that path. Until then profile_id() is -1 and opens nothing.
+  void name_for_profiling(const std::string& prefix = "");
+  int profile_id() const { return profile_id_; }
+
  protected:
   Variable register_parameter(const std::string& name, const Tensor& value);
   // The module keeps `*slot` as a member; the registry points at it so loading and to() can
@@ -69,6 +75,7 @@ class Module {
                      std::vector<std::pair<std::string, Tensor>>& out) const;
 
   bool training_ = true;
+  int profile_id_ = -1;
   std::vector<std::pair<std::string, Variable>> parameters_;
   std::vector<std::pair<std::string, Tensor*>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;

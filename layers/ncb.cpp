@@ -13,6 +13,7 @@ NCB::NCB(int64_t in_channels, int64_t out_channels, int64_t stride, float drop_p
 }
 
 Variable NCB::forward(const Variable& input) {
+  profiler::ModuleScope scope(profile_id());
   const bool train = is_training();
   Variable x = patch_embed->forward(input);
   x = ops::add(x, ops::drop_path(mhca->forward(x), drop_path_, train, *generator_));

@@ -32,6 +32,7 @@ NTB::NTB(int64_t in_channels, int64_t out_channels, int64_t stride, int64_t sr_r
 }
 
 Variable NTB::forward(const Variable& input) {
+  profiler::ModuleScope scope(profile_id());
   const bool train = is_training();
   Variable x = patch_embed->forward(input);
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);

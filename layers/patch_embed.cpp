@@ -13,6 +13,7 @@ PatchEmbed::PatchEmbed(int64_t in_channels, int64_t out_channels, int64_t stride
 
 Variable PatchEmbed::forward(const Variable& x) {
   if (is_identity()) return x;
+  profiler::ModuleScope scope(profile_id());
   Variable y = x;
   if (stride_ == 2) {
     ops::AvgPool2dOptions pool;

@@ -52,11 +52,21 @@ Variable NextViT::forward_features(const Variable& x) {
   Variable y = x;
   for (const auto& layer : *stem) y = layer->forward(y);
   for (const auto& block : *features) y = block->forward(y);
+  profiler::ModuleScope scope(head_profile_id());
   return ops::global_avg_pool(norm->forward(y));
 }
 
 Variable NextViT::forward(const Variable& x) {
-  return (*proj_head)[0].forward(forward_features(x));
+  Variable features = forward_features(x);
+  profiler::ModuleScope scope(head_profile_id());
+  return (*proj_head)[0].forward(features);
+}
+
+int NextViT::head_profile_id() const {
+  // The final norm, pooling and classifier are one row of a profile, "head".
+  if (norm->profile_id() < 0 || !profiler::enabled()) return -1;
+  static const int id = profiler::intern("head");
+  return id;
 }
 
 }  // namespace nextvit

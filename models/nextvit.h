@@ -26,6 +26,8 @@ class NextViT : public Module {
   Variable forward_features(const Variable& x);
 
   const NextViTConfig& config() const { return config_; }
+  // The profiler id of "head" (norm, pooling, proj_head) once named for profiling, else -1.
+  int head_profile_id() const;
   // Draws drop-path masks; its state belongs in a checkpoint for exact resume.
   Generator& drop_path_generator() { return *drop_path_generator_; }
 

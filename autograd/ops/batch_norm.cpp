@@ -105,6 +105,7 @@ Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variab
 Variable batch_norm(const Variable& x, const Variable& weight, const Variable& bias,
                     const Tensor& running_mean, const Tensor& running_var,
                     const BatchNormOptions& options) {
+  profiler::OpScope scope(profiler::OpKind::BatchNorm);
   return detail::batch_norm_impl(x, weight, bias, running_mean, running_var, options,
                                  /*relu=*/false, "batch_norm");
 }

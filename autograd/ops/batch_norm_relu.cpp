@@ -11,6 +11,7 @@ namespace nextvit::ops {
 Variable batch_norm_relu(const Variable& x, const Variable& weight, const Variable& bias,
                          const Tensor& running_mean, const Tensor& running_var,
                          const BatchNormOptions& options) {
+  profiler::OpScope scope(profiler::OpKind::BatchNorm);
   return detail::batch_norm_impl(x, weight, bias, running_mean, running_var, options,
                                  /*relu=*/true, "batch_norm_relu");
 }

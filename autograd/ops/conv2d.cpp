@@ -16,6 +16,13 @@ Tensor workspace(const kernels::Conv2dShape& s, Device dev) {
   return floats > 0 ? new_f32({floats}, dev) : Tensor();
 }
 
+// What the profiler files this convolution under (before the checks: a bad weight still has
+// its time counted somewhere).
+profiler::OpKind conv_op_kind(const Variable& weight, const Conv2dOptions& o) {
+  if (!weight.defined() || weight.dim() != 4) return profiler::OpKind::Conv;
+  return profiler::conv_kind(o.groups, weight.size(2), weight.size(3));
+}
+
 float* data_or_null(const Tensor& t) {
   return t.defined() ? t.data<float>() : nullptr;
 }
@@ -24,6 +31,7 @@ float* data_or_null(const Tensor& t) {
 
 Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
                 const Conv2dOptions& options) {
+  profiler::OpScope scope(conv_op_kind(weight, options));
   Tensor tx = f32_input(x, "conv2d", "x"), tw = f32_input(weight, "conv2d", "weight");
   Tensor tb = bias.defined() ? f32_input(bias, "conv2d", "bias") : Tensor();
   const Device dev = common_device({&x, &weight, &bias}, "conv2d");

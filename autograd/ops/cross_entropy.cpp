@@ -7,6 +7,7 @@
 namespace nextvit::ops {
 
 Variable cross_entropy(const Variable& logits, const Tensor& targets, float label_smoothing) {
+  profiler::OpScope scope(profiler::OpKind::Loss);
   const char* op = "cross_entropy";
   Tensor tx = f32_input(logits, op, "logits");
   NV_CHECK(tx.dim() == 2 && tx.size(1) > 0, "{}: expected logits (N, K) with K > 0, got {}", op,

@@ -11,6 +11,7 @@
 namespace nextvit::ops {
 
 Variable drop_path(const Variable& x, float p, bool training, Generator& generator) {
+  profiler::OpScope scope(profiler::OpKind::Elementwise);
   const char* op = "drop_path";
   NV_CHECK(x.defined(), "{}: input 'x' is undefined", op);
   NV_CHECK(p >= 0.0f && p <= 1.0f, "{}: drop probability must be in [0, 1], got {}", op, p);

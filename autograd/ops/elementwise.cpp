@@ -7,6 +7,7 @@
 namespace nextvit::ops {
 
 Variable add(const Variable& a, const Variable& b) {
+  profiler::OpScope scope(profiler::OpKind::Elementwise);
   Tensor ta = f32_input(a, "add", "a"), tb = f32_input(b, "add", "b");
   Device dev = common_device({&a, &b}, "add");
   NV_CHECK(ta.shape() == tb.shape(), "add: shapes {} and {} differ", shape_str(ta.shape()),
@@ -18,6 +19,7 @@ Variable add(const Variable& a, const Variable& b) {
 }
 
 Variable mul(const Variable& a, const Variable& b) {
+  profiler::OpScope scope(profiler::OpKind::Elementwise);
   Tensor ta = f32_input(a, "mul", "a"), tb = f32_input(b, "mul", "b");
   Device dev = common_device({&a, &b}, "mul");
   NV_CHECK(ta.shape() == tb.shape(), "mul: shapes {} and {} differ", shape_str(ta.shape()),
@@ -34,6 +36,7 @@ Variable mul(const Variable& a, const Variable& b) {
 }
 
 Variable scale(const Variable& x, float s) {
+  profiler::OpScope scope(profiler::OpKind::Elementwise);
   Tensor tx = f32_input(x, "scale", "x");
   Tensor out = new_f32(tx.shape(), tx.device());
   NV_DISPATCH(tx.device(), scale, out.numel(), s, tx.data<float>(), out.data<float>());
@@ -46,6 +49,7 @@ Variable scale(const Variable& x, float s) {
 }
 
 Variable relu(const Variable& x) {
+  profiler::OpScope scope(profiler::OpKind::Elementwise);
   Tensor tx = f32_input(x, "relu", "x");
   Tensor y = new_f32(tx.shape(), tx.device());
   NV_DISPATCH(tx.device(), relu_forward, y.numel(), tx.data<float>(), y.data<float>());
@@ -80,10 +84,12 @@ Variable reduce_all(const Variable& x, float factor, const char* op) {
 }  // namespace
 
 Variable sum(const Variable& x) {
+  profiler::OpScope scope(profiler::OpKind::Elementwise);
   return reduce_all(x, 1.0f, "sum");
 }
 
 Variable mean(const Variable& x) {
+  profiler::OpScope scope(profiler::OpKind::Elementwise);
   NV_CHECK(x.defined() && x.numel() > 0, "mean: input is empty");
   return reduce_all(x, 1.0f / static_cast<float>(x.numel()), "mean");
 }

@@ -9,6 +9,7 @@
 namespace nextvit::ops {
 
 Variable linear(const Variable& x, const Variable& weight, const Variable& bias) {
+  profiler::OpScope scope(profiler::OpKind::Gemm);
   Tensor tx = f32_input(x, "linear", "x"), tw = f32_input(weight, "linear", "weight");
   Tensor tb = bias.defined() ? f32_input(bias, "linear", "bias") : Tensor();
   const Device dev = common_device({&x, &weight, &bias}, "linear");

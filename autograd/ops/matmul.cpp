@@ -8,6 +8,7 @@
 namespace nextvit::ops {
 
 Variable matmul(const Variable& a, const Variable& b) {
+  profiler::OpScope scope(profiler::OpKind::Gemm);
   Tensor ta = f32_input(a, "matmul", "a"), tb = f32_input(b, "matmul", "b");
   const Device dev = common_device({&a, &b}, "matmul");
   const std::string as = shape_str(ta.shape()), bs = shape_str(tb.shape());

@@ -53,6 +53,7 @@ bool pooled_attention_supported(Device device, int64_t heads, int64_t n, int64_t
 }
 
 Variable pooled_attention(const Variable& q, const Variable& k, const Variable& v, float scale) {
+  profiler::OpScope scope(profiler::OpKind::Attention);
   Tensor tq = f32_input(q, kOp, "q"), tk = f32_input(k, kOp, "k"), tv = f32_input(v, kOp, "v");
   const Device dev = common_device({&q, &k, &v}, kOp);
   const Dims s = check_shapes(tq, tk, tv);

@@ -28,6 +28,7 @@ Variable run_avg_pool(const Variable& x, const Tensor& tx, const kernels::AvgPoo
 }  // namespace
 
 Variable avg_pool2d(const Variable& x, const AvgPool2dOptions& o) {
+  profiler::OpScope scope(profiler::OpKind::Pooling);
   const char* op = "avg_pool2d";
   Tensor tx = f32_input(x, op, "x");
   NV_CHECK(tx.dim() == 4, "{}: expected input (N, C, H, W), got {}", op, shape_str(tx.shape()));
@@ -53,6 +54,7 @@ Variable avg_pool2d(const Variable& x, const AvgPool2dOptions& o) {
 }
 
 Variable avg_pool1d(const Variable& x, int64_t kernel, int64_t stride) {
+  profiler::OpScope scope(profiler::OpKind::Pooling);
   const char* op = "avg_pool1d";
   Tensor tx = f32_input(x, op, "x");
   NV_CHECK(tx.dim() == 3, "{}: expected input (N, C, L), got {}", op, shape_str(tx.shape()));
@@ -72,6 +74,7 @@ Variable avg_pool1d(const Variable& x, int64_t kernel, int64_t stride) {
 }
 
 Variable global_avg_pool(const Variable& x) {
+  profiler::OpScope scope(profiler::OpKind::Pooling);
   const char* op = "global_avg_pool";
   Tensor tx = f32_input(x, op, "x");
   NV_CHECK(tx.dim() == 4 && tx.size(2) * tx.size(3) > 0,

@@ -21,6 +21,7 @@ int64_t wrap_dim(int64_t d, const Tensor& t, const char* op) {
 }  // namespace
 
 Variable reshape(const Variable& x, const Shape& shape) {
+  profiler::OpScope scope(profiler::OpKind::Copies);
   Tensor tx = f32_input(x, "reshape", "x");
   int64_t known = 1, inferred = 0;
   for (int64_t d : shape) {
@@ -43,6 +44,7 @@ Variable reshape(const Variable& x, const Shape& shape) {
 }
 
 Variable transpose(const Variable& x, int64_t dim0, int64_t dim1) {
+  profiler::OpScope scope(profiler::OpKind::Copies);
   Tensor tx = f32_input(x, "transpose", "x");
   const int64_t a = wrap_dim(dim0, tx, "transpose"), b = wrap_dim(dim1, tx, "transpose");
   Tensor y = tx.transpose(a, b).contiguous();
@@ -52,6 +54,7 @@ Variable transpose(const Variable& x, int64_t dim0, int64_t dim1) {
 }
 
 Variable permute(const Variable& x, const std::vector<int64_t>& order) {
+  profiler::OpScope scope(profiler::OpKind::Copies);
   Tensor tx = f32_input(x, "permute", "x");
   NV_CHECK(static_cast<int64_t>(order.size()) == tx.dim(),
            "permute: order {} has {} axes but input {} has {}", order, order.size(),
@@ -70,6 +73,7 @@ Variable permute(const Variable& x, const std::vector<int64_t>& order) {
 }
 
 Variable concat(const std::vector<Variable>& xs, int64_t dim) {
+  profiler::OpScope scope(profiler::OpKind::Copies);
   const char* op = "concat";
   NV_CHECK(!xs.empty(), "{}: needs at least one input", op);
   std::vector<Tensor> ts;

@@ -7,6 +7,7 @@
 namespace nextvit::ops {
 
 Variable softmax(const Variable& x) {
+  profiler::OpScope scope(profiler::OpKind::Softmax);
   Tensor tx = f32_input(x, "softmax", "x");
   NV_CHECK(tx.dim() >= 1, "softmax: expected at least one dimension, got a scalar {}",
            shape_str(tx.shape()));

@@ -210,4 +210,27 @@ void synchronize() {
   NV_CUDA_CHECK(cudaStreamSynchronize(current_stream()), "synchronising the stream");
 }
 
+void* event_create() {
+  cudaEvent_t e = nullptr;
+  NV_CUDA_CHECK(cudaEventCreate(&e), "creating a timing event");
+  return e;
+}
+void event_destroy(void* event) {
+  (void)cudaEventDestroy(static_cast<cudaEvent_t>(event));  // at teardown: nothing to report
+}
+void event_record(void* event) {
+  NV_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), current_stream()),
+                "recording a timing event");
+}
+void event_synchronize(void* event) {
+  NV_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "waiting for an event");
+}
+float event_elapsed_ms(void* start, void* end) {
+  float ms = 0;
+  NV_CUDA_CHECK(
+      cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)),
+      "reading the time between two events");
+  return ms;
+}
+
 }  // namespace nextvit::cuda_rt
