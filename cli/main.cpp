@@ -20,6 +20,7 @@ const char* kUsage =
     "  train    train a Next-ViT (default: a small one on Fashion-MNIST, on the CPU)\n"
     "           [--model NAME] [--data fashion-mnist|DIR] [--epochs E] [--batch B] [--img S]\n"
     "           [--lr LR] [--device cpu|cuda] [--out DIR] [--resume] ... (see README)\n"
+    "           data-parallel: mpirun -np N nextvit train ... [--sync-bn] (docs/distributed.md)\n"
     "  eval     top-1 accuracy of saved weights on a data set\n"
     "           --weights DIR|W.safetensors [--model NAME] [--data fashion-mnist|DIR]\n"
     "\n"

@@ -5,7 +5,7 @@
 
 namespace nextvit::cli {
 
-TrainOptions parse_train_options(int argc, char** argv, int* threads) {
+TrainOptions parse_train_options(int argc, char** argv, int* threads, bool* distributed) {
   Args a(argc, argv, 2,
          {{"model", 1},
           {"data", 1},
@@ -36,7 +36,9 @@ TrainOptions parse_train_options(int argc, char** argv, int* threads) {
           {"limit-eval", 1},
           {"log-every", 1},
           {"max-image-pixels", 1},
-          {"quiet", 0}},
+          {"quiet", 0},
+          {"sync-bn", 0},
+          {"distributed", 0}},
          "train");
   TrainOptions o;
   o.model = a.str("model", o.model);
@@ -68,6 +70,8 @@ TrainOptions parse_train_options(int argc, char** argv, int* threads) {
   o.log_every = a.integer("log-every", o.log_every, 0, kMaxCount);
   o.max_image_pixels = a.integer("max-image-pixels", o.max_image_pixels, 1, int64_t(1) << 31);
   o.quiet = a.has("quiet");
+  o.sync_bn = a.has("sync-bn");
+  if (distributed != nullptr) *distributed = a.has("distributed");
   *threads = static_cast<int>(a.integer("threads", 0, 1, 4096));
   return o;
 }

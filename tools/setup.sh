@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(cmake g++ make catch2 libfmt-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist
-          libjpeg62-turbo-dev libpng-dev)
+          libjpeg62-turbo-dev libpng-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
