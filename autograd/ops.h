@@ -59,7 +59,7 @@ struct BatchNormOptions {
   // training, the statistics are those of the union of every process's batch, forward and
   // backward. It must replace a host vector by its element-wise sum over the processes (an
   // all-reduce); every process calls it in the same order.
-  std::function<void(std::vector<double>&)> sum_across_processes;
+  std::function<void(std::vector<double>&)> sum_across_processes = nullptr;
 };
 Variable batch_norm(const Variable& x, const Variable& weight, const Variable& bias,
                     const Tensor& running_mean, const Tensor& running_var,

@@ -231,6 +231,39 @@ TEST_CASE("mpi: 2 ranks with sync BN give the weights of 1 rank after 20 steps",
   CHECK(shared[1] <= 1e-4);
 }
 
+TEST_CASE("mpi: on CUDA devices (NCCL, or its emulation) 2 ranks with sync BN match 1 rank",
+          "[mpi]") {
+  if (!have_fashion_mnist()) return;
+  if (!cuda_available()) {
+    WARN("skipped: no CUDA device (the emulated device runs it: -DNEXTVIT_CUDA=EMULATE)");
+    return;
+  }
+  SharedDir dir("cuda");
+  const std::string model = reduced_model(dir);
+  TrainOptions two = run(model, dir.sub("two"));
+  two.device = Device::cuda();
+  two.limit_train = 32;  // 4 steps: the emulated device is slow
+  two.comm = g_comm;
+  two.sync_bn = true;
+  CHECK(train(two).steps == 4);
+  double rel = 0;
+  std::string worst;
+  if (g_comm->rank() == 0) {
+    TrainOptions one = run(model, dir.sub("one"));
+    one.device = Device::cuda();
+    one.limit_train = 32;
+    CHECK(train(one).steps == 4);
+    rel = max_relative_difference(dir.sub("two/model.safetensors"),
+                                  dir.sub("one/model.safetensors"), &worst);
+    std::printf("cuda: 2 ranks (sync BN) vs 1 rank after 4 steps: max relative difference %.3g\n",
+                rel);
+  }
+  std::vector<double> shared{rel};
+  g_comm->sum(shared);
+  INFO("largest in " << worst);
+  CHECK(shared[0] <= 1e-5);
+}
+
 TEST_CASE("mpi: a 2-rank run stopped and resumed with 2 ranks ends where the whole run does",
           "[mpi]") {
   if (!have_fashion_mnist()) return;
