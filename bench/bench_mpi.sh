@@ -46,7 +46,7 @@ date=$(date -u +%Y-%m-%d)
 table=$(cat <<TABLE
 Data-parallel training, nextvit_fmnist on Fashion-MNIST 28x28, global batch $batch, $steps steps,
 AdamW (the trainer's default), best of $repeats runs each; $(nproc) cores: $cpu
-$(date -u '+%Y-%m-%d %H:%M UTC')
+$(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg) (other processes share the cores)
 
 | configuration                       | images/s | communication share (rank 0) |
 |-------------------------------------|---------:|-----------------------------:|
