@@ -9,6 +9,7 @@
 // Layout conventions (as PyTorch): images are NCHW, conv weights (Cout, Cin/groups, kh, kw),
 // linear weights (out, in), tokens (B, N, C).
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "autograd/variable.h"
@@ -56,6 +57,11 @@ struct BatchNormOptions {
   bool training = false;
   float momentum = 0.1f;
   float eps = 1e-5f;
+  // Synchronised BatchNorm (data-parallel training, ops/sync_batch_norm.cpp): when set and
+  // training, the statistics are those of the union of every process's batch, forward and
+  // backward. It must replace a host vector by its element-wise sum over the processes (an
+  // all-reduce); every process calls it in the same order.
+  std::function<void(std::vector<double>&)> sum_across_processes = nullptr;
 };
 Variable batch_norm(const Variable& x, const Variable& weight, const Variable& bias,
                     const Tensor& running_mean, const Tensor& running_var,

@@ -91,6 +91,18 @@ void Variable::backward() const {
 }
 
 void Variable::backward(const Tensor& grad_output) const {
+  run_backward(grad_output, nullptr);
+}
+
+void Variable::backward_notifying(const LeafReady& leaf_ready) const {
+  NV_CHECK(numel() == 1, "backward() without a gradient needs a one-element result, got {}",
+           impl_->data.str());
+  run_backward(Tensor::full(shape(), 1.0f, device()), &leaf_ready);
+}
+
+// The order is a post-order from the root, so walking it backwards reaches every node after all
+// the nodes that use it: a leaf's gradient is complete when the walk reaches the leaf.
+void Variable::run_backward(const Tensor& grad_output, const LeafReady* leaf_ready) const {
   NV_CHECK(requires_grad(),
            "backward(): this result does not require a gradient (no input "
            "required one, or it was computed under NoGradGuard)");
@@ -102,7 +114,10 @@ void Variable::backward(const Tensor& grad_output) const {
   accumulate(*impl_, grad_output, impl_->op);
   for (size_t i = order.size(); i-- > 0;) {
     VariableImpl* node = order[i].impl();
-    if (!node->backward) continue;  // a leaf: its gradient stays for the optimizer
+    if (!node->backward) {  // a leaf: its gradient stays for the optimizer
+      if (leaf_ready != nullptr && node->grad.defined()) (*leaf_ready)(order[i]);
+      continue;
+    }
     // The node's backward, the summing of its gradients and the freeing of its saved tensors
     // count for the module and op kind of its forward.
     profiler::Scope scope({node->profile.module, node->profile.kind, profiler::Phase::Backward});

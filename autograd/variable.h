@@ -61,6 +61,11 @@ class Variable {
   // (a loss), seeded with 1.
   void backward() const;
   void backward(const Tensor& grad_output) const;
+  // backward() that calls leaf_ready(leaf) for each leaf as soon as its gradient is final (every
+  // op that uses it has run its backward), while the rest of the graph is still being
+  // differentiated: data-parallel training starts summing those gradients across processes then.
+  using LeafReady = std::function<void(const Variable& leaf)>;
+  void backward_notifying(const LeafReady& leaf_ready) const;
 
   // A new leaf sharing this variable's data, cut from the graph.
   Variable detach() const { return Variable(impl_->data, false); }
@@ -75,6 +80,8 @@ class Variable {
   VariableImpl* impl() const { return impl_.get(); }
 
  private:
+  void run_backward(const Tensor& grad_output, const LeafReady* leaf_ready) const;
+
   std::shared_ptr<VariableImpl> impl_;
 };
 

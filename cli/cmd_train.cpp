@@ -1,19 +1,42 @@
 // nextvit train: trains a Next-ViT (default: a small one on Fashion-MNIST on the CPU) and prints
 // the test accuracy after every epoch. nextvit eval: scores saved weights on a data set.
 
+#include <algorithm>
 #include <cstdio>
+
+#include <fmt/format.h>
 
 #include "commands.h"
 #include "core/threads.h"
+#include "train/distributed/session.h"
 #include "train_options.h"
 
 namespace nextvit::cli {
 namespace {
 
 int run_train(const TrainValues& v) {
-  const TrainOptions& o = v.train;
+  TrainOptions o = v.train;
   set_num_threads(v.threads);
-  TrainResult r = train(o);
+  // Under mpirun (or with --distributed): one rank of a data-parallel job. An error on any rank
+  // ends them all (the others would wait for it in their next collective).
+  DistributedSession session(v.distributed);
+  o.comm = session.communicator(o.device);
+  NV_CHECK(!o.sync_bn || o.comm, "--sync-bn: needs a data-parallel run (mpirun -np N, N > 1)");
+  TrainResult r;
+  try {
+    r = train(o);
+  } catch (const std::exception& e) {
+    if (o.comm) session.abort(fmt::format("train failed: {}; ending every rank", e.what()));
+    throw;
+  }
+  if (session.rank() != 0) return 0;  // rank 0 reports
+  if (o.comm && !r.interrupted) {
+    std::printf(
+        "data-parallel: %.2f s of %.2f s of training steps blocked in communication (%.1f%%, "
+        "rank 0)\n",
+        r.communication_seconds, r.train_seconds,
+        100.0 * r.communication_seconds / std::max(r.train_seconds, 1e-9));
+  }
   if (r.interrupted) {
     std::printf(
         "%s after step %lld; checkpoint written to %s; continue with the same options "

@@ -58,6 +58,11 @@ void declare_train_options(Options& o, TrainValues& v) {
   o.integer("max-image-pixels", &t.max_image_pixels, "N", 1, int64_t(1) << 31,
             "image-folder images with more pixels are skipped with a message");
   o.flag("quiet", &t.quiet, "print only the final result");
+  o.flag("sync-bn", &t.sync_bn,
+         "data-parallel runs (mpirun -np N): BatchNorm statistics over all ranks' batches");
+  o.flag("distributed", &v.distributed,
+         "run as one rank of a data-parallel job even when not started by mpirun (MPI "
+         "required; docs/distributed.md)");
 }
 
 TrainOptions parse_train_options(int argc, char** argv, int* threads) {

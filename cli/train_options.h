@@ -13,6 +13,7 @@ struct TrainValues {
   TrainOptions train;
   int64_t img_width = train.img;  // --img H W must have W = H (the pipelines crop squares)
   int threads = 0;                // --threads; 0 keeps OpenMP's default
+  bool distributed = false;       // --distributed: MPI required (else: when mpirun started us)
 };
 
 void declare_train_options(Options& o, TrainValues& v);

@@ -127,6 +127,7 @@ foreach(pair autograd:kernels layers:autograd models:layers train:models)
   add_nextvit_layer(${layer} SOURCES ${sources} DEPENDS nextvit_${below})
 endforeach()
 target_include_directories(nextvit_train PRIVATE ${STB_INCLUDE_DIR})
+include(${PROJECT_SOURCE_DIR}/train/distributed/mpi.cmake)
 include(${PROJECT_SOURCE_DIR}/train/data/system_decoders.cmake)
 include(${PROJECT_SOURCE_DIR}/cmake/onnx.cmake)
 

@@ -22,7 +22,7 @@ ops::BatchNormOptions BatchNorm::options() {
     // A host-side counter (Module::to keeps integer buffers on the CPU).
     num_batches_tracked_.data<int64_t>()[0] += 1;
   }
-  return {is_training(), momentum_, eps_};
+  return {is_training(), momentum_, eps_, sum_across_processes_};
 }
 
 Variable BatchNorm::forward(const Variable& x) {

@@ -21,6 +21,13 @@ class BatchNorm : public Module {
   // The eval-mode map as y = scale * x + shift per channel (CPU tensors, computed in double).
   std::pair<Tensor, Tensor> affine() const;
 
+  // Synchronised BatchNorm (data-parallel training): in training, the batch statistics are
+  // those of every process's batch, summed by `sum` (an all-reduce set by train/, so that this
+  // layer knows nothing of MPI; ops::BatchNormOptions::sum_across_processes). Empty: local.
+  void set_sum_across_processes(std::function<void(std::vector<double>&)> sum) {
+    sum_across_processes_ = std::move(sum);
+  }
+
   int64_t channels() const { return channels_; }
   float eps() const { return eps_; }
   const Variable& weight() const { return weight_; }
@@ -36,6 +43,7 @@ class BatchNorm : public Module {
   bool folded_ = false;
   Variable weight_, bias_;
   Tensor running_mean_, running_var_, num_batches_tracked_;
+  std::function<void(std::vector<double>&)> sum_across_processes_;
 };
 
 }  // namespace nextvit

@@ -6,7 +6,8 @@
 set -euo pipefail
 
 packages=(cmake g++ make catch2 libfmt-dev nlohmann-json3-dev libstb-dev dataset-fashion-mnist
-          libjpeg62-turbo-dev libpng-dev libonnx-dev libprotobuf-dev)
+          libjpeg62-turbo-dev libpng-dev libonnx-dev libprotobuf-dev
+          libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

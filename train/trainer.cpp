@@ -18,6 +18,8 @@
 #include "train/data/preprocess.h"
 #include "train/data/transforms.h"
 #include "train/init_weights.h"
+#include "train/distributed/communicator.h"
+#include "train/distributed/data_parallel.h"
 #include "train/interrupt.h"
 #include "train/optim/adamw.h"
 #include "train/optim/grad_clip.h"
@@ -117,7 +119,9 @@ NextViTConfig make_config(const std::string& model, int64_t classes, double drop
   return c;
 }
 
-EvalResult run_eval(NextViT& model, data::DataLoader& loader, Device device) {
+// Data-parallel: each rank scores its shard of every batch and the counts are summed.
+EvalResult run_eval(NextViT& model, data::DataLoader& loader, Device device,
+                    DataParallel* dp = nullptr) {
   model.eval();
   NoGradGuard no_grad;
   EvalResult r;
@@ -125,6 +129,7 @@ EvalResult run_eval(NextViT& model, data::DataLoader& loader, Device device) {
   int64_t correct = 0;
   data::Batch batch;
   while (loader.next(batch)) {
+    if (batch.labels.numel() == 0) continue;  // this rank's shard of a short last batch
     Variable logits = model.forward(Variable(batch.images.to(device)));
     Tensor labels = batch.labels.to(device);
     loss_sum += ops::cross_entropy(logits, labels, 0.0f).data().item() * batch.labels.numel();
@@ -139,6 +144,11 @@ EvalResult run_eval(NextViT& model, data::DataLoader& loader, Device device) {
       correct += best == y[i];
     }
     r.images += static_cast<int64_t>(y.size());
+  }
+  if (dp != nullptr) {
+    std::vector<double> sums{double(r.images), double(correct), loss_sum};
+    dp->sum(sums);
+    r.images = int64_t(sums[0]), correct = int64_t(sums[1]), loss_sum = sums[2];
   }
   r.accuracy = r.images ? double(correct) / r.images : 0.0;
   r.loss = r.images ? loss_sum / r.images : 0.0;
@@ -239,7 +249,9 @@ nlohmann::json TrainOptions::to_json() const {
           {"seed", seed},
           {"limit_train", limit_train},
           {"limit_eval", limit_eval},
-          {"init", init}};
+          {"init", init},
+          {"ranks", comm ? comm->size() : 1},
+          {"sync_bn", sync_bn}};
 }
 
 TrainResult train(const TrainOptions& o) {
@@ -249,13 +261,14 @@ TrainResult train(const TrainOptions& o) {
            "train: --optimizer must be adamw or "
            "sgd, got '{}'",
            o.optimizer);
+  const bool root = !o.comm || o.comm->rank() == 0;  // prints, logs and checkpoints
   // Progress lines redraw in place on a terminal and stay one a line in a file (progress_line.h).
   ProgressLine printer = ProgressLine::for_stdout();
   auto say = [&](const std::string& s) {
-    if (!o.quiet) printer.line(s);
+    if (!o.quiet && root) printer.line(s);
   };
 
-  check_output_writable(o.out);
+  if (root) check_output_writable(o.out);
   DataSets data = make_data(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train,
                             o.limit_eval, o.max_image_pixels);
   NextViTConfig config = make_config(o.model, data.train->num_classes(), o.drop_path);
@@ -265,13 +278,21 @@ TrainResult train(const TrainOptions& o) {
     config = init_config(*init, config, o.model != TrainOptions().model, o.drop_path >= 0);
   }
   config.validate_input(o.img, o.img);
-  check_memory_fits(config, o.batch, o.img, o.img, true, "train");
+  check_memory_fits(config, o.batch / (o.comm ? o.comm->size() : 1), o.img, o.img, true, "train");
   NextViT model(config, o.seed);
   if (init && !(o.resume && checkpoint_exists(o.out))) say(apply_init_weights(model, *init));
   init.reset();  // the file's tensors are no longer needed
   model.to(o.device);
+  DataParallel dp(o.comm, model, o.sync_bn);
+  NV_CHECK(o.batch % dp.size() == 0, "train: --batch {} must be a multiple of the {} ranks",
+           o.batch, dp.size());
+  dp.check_same_everywhere("configuration or data",
+                           o.to_json().dump() + config.to_json().dump() + data.train->describe() +
+                               data.eval->describe() + data.train_pipeline->describe());
 
   data::LoaderOptions train_opts;
+  train_opts.shard = dp.rank();
+  train_opts.shards = dp.size();
   train_opts.batch_size = o.batch;
   train_opts.seed = o.seed;
   train_opts.workers = o.workers;
@@ -323,6 +344,7 @@ TrainResult train(const TrainOptions& o) {
   metadata.preprocess = data.eval_preprocess;
   metadata.classes = data.train->class_names();
   info.model_metadata = metadata_entries(metadata);
+  dp.broadcast_state();  // all ranks start from rank 0's weights
 
   say(fmt::format("model {}: {:.3f} M parameters, {} on {}", config.name,
                   model.parameter_count() / 1e6, o.img, o.device.str()));
@@ -332,9 +354,14 @@ TrainResult train(const TrainOptions& o) {
       "{} epochs x {} steps of {}, {} lr {:.2g} (cosine, {} warm-up steps), "
       "{} threads",
       o.epochs, steps_per_epoch, o.batch, o.optimizer, o.lr, sched.warmup_steps, num_threads()));
+  if (dp.distributed()) {
+    say(fmt::format("data-parallel: {}, {} images per rank per step, {} gradient buckets, {}",
+                    o.comm->describe(), o.batch / dp.size(), dp.bucket_count(),
+                    o.sync_bn ? "synchronised BatchNorm" : "BatchNorm per rank"));
+  }
 
-  fs::create_directories(o.out);
-  std::ofstream log(fs::path(o.out) / "log.jsonl", std::ios::app);
+  std::ofstream log;
+  if (root) log.open(fs::path(o.out) / "log.jsonl", std::ios::app);
   const std::vector<Variable> params = model.parameters();
   TrainResult result;
   const auto run_start = Clock::now();
@@ -363,7 +390,7 @@ TrainResult train(const TrainOptions& o) {
                "checkpoint is in {} (try a lower --lr or --clip-grad)",
                loss_value, step, epoch + 1, batch.index, o.out);
       optimizer->zero_grad();
-      loss.backward();
+      dp.backward(loss);
       if (o.clip_grad > 0) {
         const float norm = clip_grad_norm(params, static_cast<float>(o.clip_grad));
         check_grad_norm_finite(norm, step);
@@ -371,9 +398,14 @@ TrainResult train(const TrainOptions& o) {
       optimizer->step();
       if (ema) ema->update(model);
       ++step;
-      loss_sum += loss_value;
+      dp.fault_point(step);
+      // The ranks agree on the loss they log and on whether a signal stops them.
+      std::vector<double> agreed{loss_value, double(InterruptGuard::requested() != 0),
+                                 double(InterruptGuard::requested())};
+      dp.sum(agreed);
+      loss_sum += agreed[0] / dp.size();
       ++loss_count;
-      const int64_t n = batch.labels.numel();
+      const int64_t n = batch.labels.numel() * dp.size();
       epoch_images += n;
       trained_images += n;
       train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
@@ -383,7 +415,7 @@ TrainResult train(const TrainOptions& o) {
         const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
         const double rate = epoch_images / std::max(elapsed, 1e-9);
         const double remaining_images = double(total_steps - step) * o.batch;  // of the whole run
-        if (!o.quiet)
+        if (!o.quiet && root)
           printer.progress(
               fmt::format("epoch {}/{} [{:>5}/{}]  loss {:.4f}  lr {:.3e}  {:.0f} img/s  ETA {}",
                           epoch + 1, o.epochs, in_epoch, steps_per_epoch, loss_sum / loss_count, lr,
@@ -397,19 +429,20 @@ TrainResult train(const TrainOptions& o) {
         log << step_line.dump() << "\n";
         log.flush();
       }
-      const int signal = InterruptGuard::requested();
+      const int signal = agreed[1] > 0 ? int(agreed[2] / agreed[1]) : 0;
       const bool stop_now = (o.stop_after_steps > 0 && step >= o.stop_after_steps) || signal;
       if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || stop_now) {
         info.step = step;
         info.loader = train_loader.position();
         info.epoch = epoch;
-        save_checkpoint_or_explain(o.out, model, *optimizer, ema.get(), info);
+        if (root) save_checkpoint_or_explain(o.out, model, *optimizer, ema.get(), info);
       }
       if (stop_now) {
         result.interrupted = true;
         result.signal = signal;
         result.steps = step;
         result.epochs_done = epoch;
+        result.communication_seconds = dp.communication_seconds();
         return result;
       }
     }
@@ -420,9 +453,9 @@ TrainResult train(const TrainOptions& o) {
       NextViT averaged(config, o.seed);
       averaged.to(o.device);
       ema->copy_to(averaged);
-      ev = run_eval(averaged, eval_loader, o.device);
+      ev = run_eval(averaged, eval_loader, o.device, &dp);
     } else {
-      ev = run_eval(model, eval_loader, o.device);
+      ev = run_eval(model, eval_loader, o.device, &dp);
     }
     const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     const int64_t replaced = data.train->take_replaced_count() + data.eval->take_replaced_count();
@@ -451,13 +484,15 @@ TrainResult train(const TrainOptions& o) {
     info.epoch = epoch + 1;
     info.step = step;
     info.loader = train_loader.position();
-    save_checkpoint_or_explain(o.out, model, *optimizer, ema.get(), info);
+    if (root) save_checkpoint_or_explain(o.out, model, *optimizer, ema.get(), info);
     result.final_accuracy = ev.accuracy;
     result.epochs_done = epoch + 1;
   }
   result.steps = step;
   result.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
   result.images_per_second = trained_images / std::max(train_seconds, 1e-9);
+  result.train_seconds = train_seconds;
+  result.communication_seconds = dp.communication_seconds();
   return result;
 }
 

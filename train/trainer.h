@@ -16,6 +16,8 @@
 
 namespace nextvit {
 
+class Communicator;
+
 struct TrainOptions {
   std::string model = "nextvit_fmnist";  // a named model or a JSON configuration
   std::string data = "fashion-mnist";    // or an image-folder root with train/ and val/ inside
@@ -48,6 +50,10 @@ struct TrainOptions {
   int64_t log_every = 50;        // steps between progress lines
   int64_t max_image_pixels = int64_t(1) << 26;  // larger images are skipped (image folders)
   bool quiet = false;
+  // Data-parallel training (train/distributed/): null for one process. Every rank runs train()
+  // with the same options; `batch` stays the global batch, split between the ranks.
+  std::shared_ptr<Communicator> comm;
+  bool sync_bn = false;  // BatchNorm statistics over all ranks' batches
 
   nlohmann::json to_json() const;
 };
@@ -58,8 +64,10 @@ struct TrainResult {
   double final_accuracy = 0;     // top-1 on the evaluation set after the last epoch, in [0, 1]
   double images_per_second = 0;  // training throughput over the whole run
   double seconds = 0;
-  bool interrupted = false;  // stopped by stop_after_steps or a signal (checkpoint written)
-  int signal = 0;            // SIGINT or SIGTERM when a signal stopped it
+  bool interrupted = false;          // stopped by stop_after_steps or a signal (checkpoint written)
+  int signal = 0;                    // SIGINT or SIGTERM when a signal stopped it
+  double train_seconds = 0;          // of `seconds`, in training steps
+  double communication_seconds = 0;  // data-parallel: of train_seconds, blocked in communication
 };
 
 TrainResult train(const TrainOptions& options);

@@ -66,6 +66,11 @@ Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variab
            "{}: expected more than 1 value per channel when training, got input {}", op,
            shape_str(tx.shape()));
 
+  if (options.training && options.sum_across_processes) {
+    return sync_batch_norm_train(x, weight, bias, tw, tb, running_mean, running_var, options, relu,
+                                 op);
+  }
+
   Tensor y = new_f32(tx.shape(), dev);
   Tensor save_mean = new_f32({s.channels}, dev), save_invstd = new_f32({s.channels}, dev);
   if (options.training) {

@@ -11,4 +11,12 @@ Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variab
                          const Tensor& running_mean, const Tensor& running_var,
                          const BatchNormOptions& options, bool relu, const char* op);
 
+// The training forward when options.sum_across_processes is set (sync_batch_norm.cpp), called
+// by batch_norm_impl after its checks; tw and tb are the affine parameters' tensors (or
+// undefined).
+Variable sync_batch_norm_train(const Variable& x, const Variable& weight, const Variable& bias,
+                               const Tensor& tw, const Tensor& tb, const Tensor& running_mean,
+                               const Tensor& running_var, const BatchNormOptions& options,
+                               bool relu, const char* op);
+
 }  // namespace nextvit::ops::detail

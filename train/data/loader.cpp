@@ -33,6 +33,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset,
   NV_CHECK(options_.batch_size > 0, "DataLoader: batch size {} must be positive",
            options_.batch_size);
   NV_CHECK(options_.workers >= 0, "DataLoader: {} workers", options_.workers);
+  NV_CHECK(options_.shards >= 1 && options_.shard >= 0 && options_.shard < options_.shards,
+           "DataLoader: shard {} of {}", options_.shard, options_.shards);
   NV_CHECK(options_.prefetch >= 1, "DataLoader: prefetch {} must be at least 1", options_.prefetch);
   const int64_t n = dataset_->size();
   batches_per_epoch_ = options_.drop_last ? n / options_.batch_size
@@ -77,8 +79,10 @@ bool DataLoader::build(int64_t epoch, int64_t batch, const std::atomic<bool>* st
            batches_per_epoch_);
   const auto order = order_for(epoch);
   const int64_t B = options_.batch_size;
-  const int64_t first = batch * B;
-  const int64_t count = std::min(B, dataset_->size() - first);
+  const int64_t whole = std::min(B, dataset_->size() - batch * B);  // rows of the global batch
+  const int64_t lo = whole * options_.shard / options_.shards;
+  const int64_t first = batch * B + lo;
+  const int64_t count = whole * (options_.shard + 1) / options_.shards - lo;
 
   out.epoch = epoch;
   out.index = batch;
@@ -88,6 +92,7 @@ bool DataLoader::build(int64_t epoch, int64_t batch, const std::atomic<bool>* st
   float* images = nullptr;
   int C = 0, H = 0, W = 0;
 
+  if (count == 0) out.images = Tensor::empty({0, 0, 0, 0});  // a shard of a short last batch
   Image img;
   for (int64_t i = 0; i < count; ++i) {
     if (stop != nullptr && stop->load(std::memory_order_relaxed)) return false;

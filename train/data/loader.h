@@ -37,12 +37,18 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int workers = 2;   // 0: each batch is built inside next(), on the calling thread
   int prefetch = 4;  // batches built or being built ahead of the consumer
+  // Data-parallel training: this process builds only its part of each batch, rows
+  // [count * shard / shards, count * (shard + 1) / shards) of the batch of `batch_size` (the
+  // global batch) that one process would build. Order, augmentation and batch numbering are
+  // those of the whole batch, so the union over shards is exactly the single-process batch.
+  int shard = 0;
+  int shards = 1;
 };
 
 struct Batch {
   Tensor images;                 // f32 (B, C, H, W), CPU
   Tensor labels;                 // i64 (B), CPU
-  std::vector<int64_t> indices;  // the dataset index of each row
+  std::vector<int64_t> indices;  // the dataset index of each row (this shard's rows)
   int64_t epoch = 0;
   int64_t index = 0;  // batch number within the epoch
 };
