@@ -33,5 +33,11 @@ void strided_copy(void*, const void*, size_t, int, const int64_t*, const int64_t
   no_cuda("copy on a CUDA device");
 }
 void synchronize() {}
+int64_t host_synchronizations() {
+  return 0;
+}
+DeviceMemoryStats device_memory_stats() {
+  return {};
+}
 
 }  // namespace nextvit::cuda_rt
