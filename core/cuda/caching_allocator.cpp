@@ -180,15 +180,21 @@ class CachingAllocator final : public Allocator {
 
  private:
   Block* new_segment(size_t bytes, size_t size, cudaStream_t stream) {
-    const size_t seg = split_ ? segment_size(size) : size;
+    size_t seg = split_ ? segment_size(size) : size;
     void* ptr = nullptr;
     cudaError_t err = cudaMalloc(&ptr, seg);
     const size_t cached_before = stats_.reserved_bytes - stats_.allocated_bytes;
     if (err == cudaErrorMemoryAllocation) {
-      // Out of memory: give the free segments back to the device and try once more.
+      // Out of memory: give the free segments back to the device and try once more, with a
+      // segment of just the request if the usual one is larger (a small device).
       (void)cudaGetLastError();
       release_free_segments();
       err = cudaMalloc(&ptr, seg);
+      if (err == cudaErrorMemoryAllocation && seg > size) {
+        (void)cudaGetLastError();
+        seg = size;
+        err = cudaMalloc(&ptr, seg);
+      }
     }
     if (err != cudaSuccess) fail_allocation(err, bytes, cached_before);
     ++stats_.cuda_malloc_calls;

@@ -164,7 +164,7 @@ void allow_shared(Kernel kernel, int bytes, const char* what, int64_t m, int64_t
   }
 }
 
-void check_supported(int64_t heads, int64_t n, int64_t m, int64_t d, const char* what) {
+void check_supported(int64_t n, int64_t m, int64_t d, const char* what) {
   NV_CHECK(pooled_attention_cuda_supported(d, m),
            "{}: the CUDA kernel takes head dimension 16 or 32 and 1 to {} keys, got dimension "
            "{} with {} keys",
@@ -244,7 +244,7 @@ struct Backward {
 void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
                               const float* q, const float* k, const float* v, float* out,
                               float* probs) {
-  check_supported(heads, n, m, d, "pooled_attention_forward");
+  check_supported(n, m, d, "pooled_attention_forward");
   if (heads == 0 || n == 0) return;
   dispatch<Forward>(m, d, heads, n, m, scale, q, k, v, out, probs);
 }
@@ -252,7 +252,7 @@ void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, fl
 void pooled_attention_backward(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
                                const float* q, const float* k, const float* v, const float* probs,
                                const float* dout, float* dq, float* dk, float* dv) {
-  check_supported(heads, n, m, d, "pooled_attention_backward");
+  check_supported(n, m, d, "pooled_attention_backward");
   if (heads == 0) return;
   if (n == 0) {
     // No query: the key and value gradients are zero.
