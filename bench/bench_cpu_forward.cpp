@@ -16,19 +16,19 @@
 using namespace nextvit;
 
 int main(int argc, char** argv) try {
-  cli::Args args(argc, argv, 1,
-                 {{"model", 1},
-                  {"batch", 1},
-                  {"img", 1},
-                  {"threads", 1},
-                  {"runs", 1},
-                  {"json", 1},
-                  {"no-torch", 0}},
-                 "bench_cpu_forward");
-  const std::string model_name = args.str("model", "nextvit_small");
-  const int64_t batch = args.integer("batch", 1), img = args.integer("img", 224);
-  const int threads = static_cast<int>(args.integer("threads", 2));
-  const int runs = static_cast<int>(args.integer("runs", 10));
+  std::string model_name = "nextvit_small", json_path;
+  int64_t batch = 1, img = 224;
+  int threads = 2, runs = 10;
+  bool no_torch = false;
+  cli::Options args("bench_cpu_forward", "Next-ViT forward on the CPU against PyTorch");
+  args.text("model", &model_name, "NAME|CONFIG.json", "model")
+      .integer("batch", &batch, "B", 1, 1 << 20, "images per forward")
+      .integer("img", &img, "S", 1, 1 << 15, "image side")
+      .integer("threads", &threads, "N", 1, 4096, "OpenMP threads (PyTorch gets as many)")
+      .integer("runs", &runs, "N", 1, 1000000, "timed runs")
+      .text("json", &json_path, "FILE", "also write the results as JSON")
+      .flag("no-torch", &no_torch, "skip the PyTorch side");
+  if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
   omp_set_num_threads(threads);
 
   NextViT model(NextViTConfig::from_name(model_name));
@@ -45,7 +45,7 @@ int main(int argc, char** argv) try {
 
   bench::Timing torch;
   bool have_torch = false;
-  if (!args.has("no-torch")) {
+  if (!no_torch) {
     const std::string py = fmt::format(
         "import json, time, torch, timm\n"
         "torch.set_num_threads({0})\n"
@@ -73,7 +73,7 @@ int main(int argc, char** argv) try {
                 torch.min_ms);
     std::printf("\nratio nextvit / pytorch (median): %.2f\n", ours.median_ms / torch.median_ms);
   }
-  if (args.has("json")) {
+  if (!json_path.empty()) {
     nlohmann::json j = {
         {"benchmark", "cpu_forward"},
         {"model", model_name},
@@ -88,7 +88,7 @@ int main(int argc, char** argv) try {
       j["pytorch_ms"] = {{"median", torch.median_ms}, {"p90", torch.p90_ms}, {"min", torch.min_ms}};
       j["ratio_median"] = ours.median_ms / torch.median_ms;
     }
-    std::ofstream(args.str("json")) << j.dump(2) << "\n";
+    std::ofstream(json_path) << j.dump(2) << "\n";
   }
   return 0;
 } catch (const std::exception& e) {

@@ -22,19 +22,19 @@
 using namespace nextvit;
 
 int main(int argc, char** argv) try {
-  cli::Args args(argc, argv, 1,
-                 {{"model", 1},
-                  {"batch", 1},
-                  {"img", 1},
-                  {"threads", 1},
-                  {"steps", 1},
-                  {"json", 1},
-                  {"no-torch", 0}},
-                 "bench_cpu_train");
-  const std::string model_name = args.str("model", "nextvit_fmnist");
-  const int64_t batch = args.integer("batch", 128), img = args.integer("img", 28);
-  const int threads = static_cast<int>(args.integer("threads", 2));
-  const int steps = static_cast<int>(args.integer("steps", 20));
+  std::string model_name = "nextvit_fmnist", json_path;
+  int64_t batch = 128, img = 28;
+  int threads = 2, steps = 20;
+  bool no_torch = false;
+  cli::Options args("bench_cpu_train", "training steps per second on the CPU against PyTorch");
+  args.text("model", &model_name, "NAME|CONFIG.json", "model")
+      .integer("batch", &batch, "B", 1, 1 << 20, "images per step")
+      .integer("img", &img, "S", 1, 1 << 15, "image side")
+      .integer("threads", &threads, "N", 1, 4096, "OpenMP threads (PyTorch gets as many)")
+      .integer("steps", &steps, "N", 1, 1000000, "timed steps")
+      .text("json", &json_path, "FILE", "also write the results as JSON")
+      .flag("no-torch", &no_torch, "skip the PyTorch side");
+  if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
   omp_set_num_threads(threads);
 
   NextViTConfig config = NextViTConfig::from_name(model_name);
@@ -58,7 +58,7 @@ int main(int argc, char** argv) try {
 
   bench::Timing torch;
   bool have_torch = false;
-  if (!args.has("no-torch")) {
+  if (!no_torch) {
     const std::string cfg = config.to_json().dump();
     const std::string py = fmt::format(
         "import json, sys, time, torch\n"
@@ -96,7 +96,7 @@ int main(int argc, char** argv) try {
                 ips(torch.median_ms));
     std::printf("\nthroughput ratio nextvit / pytorch: %.2f\n", torch.median_ms / ours.median_ms);
   }
-  if (args.has("json")) {
+  if (!json_path.empty()) {
     nlohmann::json j = {{"benchmark", "cpu_train_step"},
                         {"model", model_name},
                         {"batch", batch},
@@ -112,7 +112,7 @@ int main(int argc, char** argv) try {
       j["pytorch_images_per_s"] = ips(torch.median_ms);
       j["throughput_ratio"] = torch.median_ms / ours.median_ms;
     }
-    std::ofstream(args.str("json")) << j.dump(2) << "\n";
+    std::ofstream(json_path) << j.dump(2) << "\n";
   }
   return 0;
 } catch (const std::exception& e) {

@@ -563,9 +563,20 @@ void bench_softmax(const Gpu& d, GpuTimer& timer, int64_t batch, int warmup, int
 #endif  // NEXTVIT_WITH_CUDA
 
 int main(int argc, char** argv) try {
-  cli::Args args(argc, argv, 1,
-                 {{"batch", 1}, {"runs", 1}, {"warmup", 1}, {"only", 1}, {"json", 1}, {"quick", 0}},
-                 "bench_cuda_kernels");
+  int64_t batch = 0;
+  int runs = 50, warmup = 10;
+  std::string only, json_path;
+  bool quick = false;
+  cli::Options args("bench_cuda_kernels", "our CUDA kernels against cuDNN and the roofline");
+  args.integer("batch", &batch, "B", 1, 1 << 20, "one batch size")
+      .shown_default("8 and 128")
+      .integer("runs", &runs, "N", 1, 1000000, "timed runs per kernel")
+      .integer("warmup", &warmup, "N", 0, 1000000, "untimed runs first")
+      .choice("only", &only, {"conv", "attention", "bn", "softmax"}, "one kernel family")
+      .shown_default("all")
+      .text("json", &json_path, "FILE", "also write the results as JSON")
+      .flag("quick", &quick, "small ceilings (16 MiB copy, 128^3 SGEMM): for rehearsals");
+  if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
 #ifndef NEXTVIT_WITH_CUDA
   std::fprintf(stderr, "bench_cuda_kernels: this build has no CUDA backend\n");
   return 1;
@@ -574,18 +585,12 @@ int main(int argc, char** argv) try {
     std::fprintf(stderr, "bench_cuda_kernels: no CUDA device\n");
     return 1;
   }
-  const int runs = static_cast<int>(args.integer("runs", 50));
-  const int warmup = static_cast<int>(args.integer("warmup", 10));
-  const std::string only = args.str("only", "");
-  NV_CHECK(
-      only.empty() || only == "conv" || only == "attention" || only == "bn" || only == "softmax",
-      "bench_cuda_kernels: --only takes conv, attention, bn or softmax, got '{}'", only);
   std::vector<int64_t> batches = {8, 128};
-  if (args.has("batch")) batches = {args.integer("batch", 8)};
+  if (batch > 0) batches = {batch};
 
   Gpu d = describe_device();
   GpuTimer timer(size_t(d.l2_bytes));
-  measure_ceilings(d, timer, runs, args.has("quick"));
+  measure_ceilings(d, timer, runs, quick);
   std::printf(
       "%s (sm_%d%d, %d SMs, SM clock %d MHz, memory clock %d MHz), driver %s, CUDA "
       "runtime %s, fp32, %s\n",
@@ -603,7 +608,7 @@ int main(int argc, char** argv) try {
     if (only.empty() || only == "softmax") bench_softmax(d, timer, batch, warmup, runs);
   }
 
-  if (args.has("json")) {
+  if (!json_path.empty()) {
     nlohmann::json rows = nlohmann::json::array();
     for (const Row& r : g_rows) {
       rows.push_back({{"kernel", r.kernel},
@@ -641,7 +646,7 @@ int main(int argc, char** argv) try {
                           {"bandwidth_gbps_from_clocks", d.peak_gbps},
                           {"fp32_tflops_from_clocks", d.peak_fp32_tflops}}},
                         {"rows", rows}};
-    std::ofstream(args.str("json")) << j.dump(2) << "\n";
+    std::ofstream(json_path) << j.dump(2) << "\n";
   }
   return 0;
 #endif

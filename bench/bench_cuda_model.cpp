@@ -186,34 +186,32 @@ nlohmann::json timing_json(const bench::Timing& t) {
 #endif  // NEXTVIT_WITH_CUDA
 
 int main(int argc, char** argv) try {
-  cli::Args args(argc, argv, 1,
-                 {{"model", 1},
-                  {"infer-batch", 1},
-                  {"train-batch", 1},
-                  {"img", 1},
-                  {"runs", 1},
-                  {"warmup", 1},
-                  {"json", 1},
-                  {"no-torch", 0}},
-                 "bench_cuda_model");
+  std::string name = "nextvit_small", json_path;
+  int64_t infer_batch = 8, train_batch = 128, img = 224;
+  int runs = 20, warmup = 3;
+  bool no_torch = false;
+  cli::Options args("bench_cuda_model", "Next-ViT on the GPU against PyTorch");
+  args.text("model", &name, "NAME|CONFIG.json", "model")
+      .integer("infer-batch", &infer_batch, "B", 1, 1 << 20, "batch of the inference timing")
+      .integer("train-batch", &train_batch, "B", 1, 1 << 20, "batch of the training-step timing")
+      .integer("img", &img, "S", 1, 1 << 15, "image side")
+      .integer("runs", &runs, "N", 1, 1000000, "timed runs")
+      .integer("warmup", &warmup, "N", 0, 1000000, "untimed runs first")
+      .text("json", &json_path, "FILE", "also write the results as JSON")
+      .flag("no-torch", &no_torch, "skip the PyTorch side");
+  if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
 #ifndef NEXTVIT_WITH_CUDA
   std::fprintf(stderr, "bench_cuda_model: this build has no CUDA backend\n");
   return 1;
 #else
   NV_CHECK(cuda_rt::available(), "bench_cuda_model: no CUDA device");
-  const std::string name = args.str("model", "nextvit_small");
-  const int64_t infer_batch = args.integer("infer-batch", 8);
-  const int64_t train_batch = args.integer("train-batch", 128);
-  const int64_t img = args.integer("img", 224);
-  const int runs = static_cast<int>(args.integer("runs", 20));
-  const int warmup = static_cast<int>(args.integer("warmup", 3));
   const char* conv_env = std::getenv("NEXTVIT_CUDA_CONV");
   const std::string conv_path = conv_env ? conv_env : "auto";
 
   const Side ours = run_ours(name, infer_batch, train_batch, img, warmup, runs);
   cuda_rt::release_cached_memory();
   Side torch;
-  if (!args.has("no-torch")) torch = run_torch(name, infer_batch, train_batch, img, warmup, runs);
+  if (!no_torch) torch = run_torch(name, infer_batch, train_batch, img, warmup, runs);
 
   std::printf("%s, %s, driver %s, fp32 (no TF32), %lldx%lld, %s, convolutions: %s\n\n",
               name.c_str(), gpu_name().c_str(), driver_version().c_str(), (long long)img,
@@ -236,7 +234,7 @@ int main(int argc, char** argv) try {
                 ours.infer.median_ms / torch.infer.median_ms,
                 ours.train.median_ms / torch.train.median_ms);
   }
-  if (args.has("json")) {
+  if (!json_path.empty()) {
     nlohmann::json j = {{"benchmark", "cuda_model"},
                         {"model", name},
                         {"image", img},
@@ -265,7 +263,7 @@ int main(int argc, char** argv) try {
       j["ratio_infer_median"] = ours.infer.median_ms / torch.infer.median_ms;
       j["ratio_train_median"] = ours.train.median_ms / torch.train.median_ms;
     }
-    std::ofstream(args.str("json")) << j.dump(2) << "\n";
+    std::ofstream(json_path) << j.dump(2) << "\n";
   }
   return 0;
 #endif

@@ -4,36 +4,46 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "core/args.h"
+#include "common_options.h"
 #include "core/safetensors.h"
 #include "models/memory_estimate.h"
 #include "models/weights.h"
 
 namespace nextvit::cli {
+namespace {
 
-int run_forward(int argc, char** argv) {
-  Args args(argc, argv, 2,
-            {{"model", 1},
-             {"weights", 1},
-             {"input", 1},
-             {"output", 1},
-             {"num-classes", 1},
-             {"device", 1}},
-            "forward");
-  NextViTConfig config = NextViTConfig::from_name(args.required("model"));
-  config.num_classes = args.integer("num-classes", config.num_classes, 1, kMaxClasses);
+struct ForwardValues {
+  std::string model, weights, input, output;
+  int64_t num_classes = 0;  // 0: the model's own
+  Device device;
+};
+
+void declare(Options& o, ForwardValues& v) {
+  model_option(o, &v.model).required();
+  o.text("weights", &v.weights, "W.safetensors",
+         "weights in the official layout or timm's (detected)")
+      .required();
+  o.text("input", &v.input, "X.safetensors", "file holding the tensor 'input' (N, 3, H, W)")
+      .required();
+  o.text("output", &v.output, "Y.safetensors", "file to write the tensor 'logits' (N, classes) to")
+      .required();
+  num_classes_option(o, &v.num_classes);
+  device_option(o, &v.device);
+}
+
+int run(const ForwardValues& v) {
+  NextViTConfig config = NextViTConfig::from_name(v.model);
+  if (v.num_classes > 0) config.num_classes = v.num_classes;
   config.validate();
-  const Device device = parse_device(args.str("device", "cpu"));
-  const std::string input_path = args.required("input"), output_path = args.required("output");
+  const Device device = v.device;
 
   NextViT model(config);
-  const WeightLayout layout = load_weights(model, args.required("weights"));
+  const WeightLayout layout = load_weights(model, v.weights);
   model.eval();
   model.to(device);
 
-  Tensor x = read_safetensors(input_path).at("input");
-  NV_CHECK(x.dim() == 4, "{}: 'input' must be (N, C, H, W), got {}", input_path,
-           shape_str(x.shape()));
+  Tensor x = read_safetensors(v.input).at("input");
+  NV_CHECK(x.dim() == 4, "{}: 'input' must be (N, C, H, W), got {}", v.input, shape_str(x.shape()));
   check_memory_fits(config, x.shape()[0], x.shape()[2], x.shape()[3], false, "forward");
   x = x.to(DType::F32).to(device);
 
@@ -45,12 +55,18 @@ int run_forward(int argc, char** argv) {
   }
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  write_safetensors(output_path, {{"logits", logits}});
+  write_safetensors(v.output, {{"logits", logits}});
   std::fprintf(stderr, "%s (%s weights) on %s: input %s -> logits %s in %.1f ms, wrote %s\n",
                config.name.c_str(), layout == WeightLayout::Timm ? "timm" : "official",
                device.str().c_str(), shape_str(x.shape()).c_str(),
-               shape_str(logits.shape()).c_str(), ms, output_path.c_str());
+               shape_str(logits.shape()).c_str(), ms, v.output.c_str());
   return 0;
+}
+
+}  // namespace
+
+Command forward_command() {
+  return make_command<ForwardValues>("forward", "logits of a batch in eval mode", declare, run);
 }
 
 }  // namespace nextvit::cli

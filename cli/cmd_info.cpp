@@ -4,23 +4,36 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "core/args.h"
+#include "common_options.h"
 #include "models/nextvit_info.h"
 
 namespace nextvit::cli {
+namespace {
 
-int run_info(int argc, char** argv) {
-  Args args(argc, argv, 2, {{"model", 1}, {"img", 2}, {"num-classes", 1}, {"json", 0}}, "info");
-  NextViTConfig config = NextViTConfig::from_name(args.str("model", "nextvit_small"));
-  config.num_classes = args.integer("num-classes", config.num_classes, 1, kMaxClasses);
-  const int64_t h = args.integer("img", 224, 1, kMaxImageSide, 0);
-  const int64_t w = args.integer("img", 224, 1, kMaxImageSide, 1);
+struct InfoValues {
+  std::string model = "nextvit_small";
+  int64_t height = 224, width = 224;
+  int64_t num_classes = 0;  // 0: the model's own
+  bool json = false;
+};
+
+void declare(Options& o, InfoValues& v) {
+  model_option(o, &v.model);
+  image_option(o, &v.height, &v.width);
+  num_classes_option(o, &v.num_classes);
+  o.flag("json", &v.json, "print one JSON object instead of the table");
+}
+
+int run(const InfoValues& v) {
+  NextViTConfig config = NextViTConfig::from_name(v.model);
+  if (v.num_classes > 0) config.num_classes = v.num_classes;
+  const int64_t h = v.height, w = v.width;
   config.validate();
   config.validate_input(h, w);
   NextViT model(config);
   ModelInfo info = analyze(model, h, w);
 
-  if (args.has("json")) {
+  if (v.json) {
     nlohmann::json stages = nlohmann::json::array();
     for (const StageInfo& s : info.stages) {
       stages.push_back({{"name", s.name},
@@ -45,6 +58,13 @@ int run_info(int argc, char** argv) {
   std::printf("%.2f M parameters, %.3f G multiply-accumulates\n", info.params / 1e6,
               info.macs / 1e9);
   return 0;
+}
+
+}  // namespace
+
+Command info_command() {
+  return make_command<InfoValues>(
+      "info", "parameters and multiply-accumulates of a model, per stage", declare, run);
 }
 
 }  // namespace nextvit::cli

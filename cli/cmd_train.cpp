@@ -4,18 +4,15 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "core/args.h"
 #include "core/threads.h"
-#include "models/nextvit_config.h"
-#include "train/trainer.h"
 #include "train_options.h"
 
 namespace nextvit::cli {
+namespace {
 
-int run_train(int argc, char** argv) {
-  int threads = 0;
-  const TrainOptions o = parse_train_options(argc, argv, &threads);
-  set_num_threads(threads);
+int run_train(const TrainValues& v) {
+  const TrainOptions& o = v.train;
+  set_num_threads(v.threads);
   TrainResult r = train(o);
   if (r.interrupted) {
     std::printf(
@@ -32,23 +29,45 @@ int run_train(int argc, char** argv) {
   return 0;
 }
 
-int run_eval(int argc, char** argv) {
-  Args a(argc, argv, 2,
-         {{"model", 1},
-          {"weights", 1},
-          {"data", 1},
-          {"img", 1},
-          {"batch", 1},
-          {"device", 1},
-          {"limit", 1}},
-         "eval");
-  EvalResult r = evaluate(a.str("model", "nextvit_fmnist"), a.required("weights"),
-                          a.str("data", "fashion-mnist"), a.integer("img", 28, 1, kMaxImageSide),
-                          a.integer("batch", 256, 1, 1 << 20), parse_device(a.str("device", "cpu")),
-                          a.integer("limit", 0, 0, kMaxCount));
+struct EvalValues {
+  std::string model = "nextvit_fmnist", weights, data = "fashion-mnist";
+  int64_t height = 28, width = 28;
+  int64_t batch = 256, limit = 0;
+  Device device;
+};
+
+void declare_eval(Options& o, EvalValues& v) {
+  o.text("weights", &v.weights, "DIR|W.safetensors",
+         "a training run's folder (its model.safetensors) or a weights file")
+      .required();
+  model_option(o, &v.model).note("(used when --weights is a file; a run's folder has its own)");
+  o.text("data", &v.data, "fashion-mnist|DIR",
+         "Fashion-MNIST's test set, or a folder with train/ and val/ image folders (val/ is "
+         "scored)");
+  image_option(o, &v.height, &v.width, /*square_only=*/true);
+  o.integer("batch", &v.batch, "B", 1, 1 << 20, "images per forward pass");
+  device_option(o, &v.device);
+  o.integer("limit", &v.limit, "N", 0, kMaxCount, "score the first N images only (0: all)");
+}
+
+int run_eval(const EvalValues& v) {
+  EvalResult r = evaluate(v.model, v.weights, v.data, v.height, v.batch, v.device, v.limit);
   std::printf("%lld images: top-1 %.2f%%, mean cross-entropy %.4f\n", (long long)r.images,
               100.0 * r.accuracy, r.loss);
   return 0;
+}
+
+}  // namespace
+
+Command train_command() {
+  return make_command<TrainValues>(
+      "train", "train a Next-ViT (default: a small one on Fashion-MNIST, on the CPU)",
+      declare_train_options, run_train);
+}
+
+Command eval_command() {
+  return make_command<EvalValues>("eval", "top-1 accuracy of saved weights on a data set",
+                                  declare_eval, run_eval);
 }
 
 }  // namespace nextvit::cli

@@ -86,7 +86,7 @@ endfunction()
 # ---- core: tensors, storage, allocators, RNG, safetensors, the CUDA runtime (or emulator) ----
 nextvit_layer_sources(core NEXTVIT_CORE_SOURCES)
 add_nextvit_layer(core SOURCES ${NEXTVIT_CORE_SOURCES}
-                  DEPENDS OpenMP::OpenMP_CXX fmt::fmt nlohmann_json::nlohmann_json)
+                  DEPENDS OpenMP::OpenMP_CXX ${NEXTVIT_FMT_TARGET} nlohmann_json::nlohmann_json)
 if(NEXTVIT_CUDA_EMULATED)
   target_compile_definitions(nextvit_core PUBLIC NEXTVIT_WITH_CUDA=1 NEXTVIT_CUDA_EMULATED=1
                                                  NEXTVIT_WITH_CUDNN=1)

@@ -33,14 +33,21 @@ NV_GEMM_KERNELS
 
 // The CPU product is cache-blocked (GotoBLAS/BLIS): panels of op(A) and op(B) are packed into
 // aligned buffers and a register-tiled micro-kernel does the multiply-adds. Which micro-kernel
-// runs is chosen once at start-up from the CPU (AVX-512 when present, else AVX2+FMA); tests and
-// benchmarks may force one. Forcing AVX-512 on a CPU without it throws.
-enum class GemmIsa { kAuto, kAvx2, kAvx512 };
-// Sets the micro-kernel family used from now on; returns the one in use before the call.
+// runs is chosen once at start-up: on x86-64 from the CPU (AVX-512 when present, else AVX2+FMA),
+// elsewhere (aarch64) the portable vector-extension kernel. The environment variable
+// NEXTVIT_CPU_ISA=avx512|avx2|portable overrides the choice for the whole process (to test or
+// measure the AVX2 path on an AVX-512 machine); tests and benchmarks may also force one. Forcing
+// AVX-512 on a CPU without it, or an x86 family in a non-x86 build, throws.
+enum class GemmIsa { kAuto, kAvx2, kAvx512, kPortable };
+// Sets the micro-kernel family used from now on (kAuto: back to the start-up choice); returns
+// the one in use before the call.
 GemmIsa set_gemm_isa(GemmIsa isa);
-// The family the next call will use (never kAuto), and its name ("avx512" / "avx2").
+// The family the next call will use (never kAuto), and its name ("avx512" / "avx2" /
+// "portable").
 GemmIsa gemm_isa();
 const char* gemm_isa_name(GemmIsa isa);
+// Whether this build has the family and this CPU can run it (kAuto: true).
+bool gemm_isa_runs_here(GemmIsa isa);
 
 // The micro-kernel with B given row by row, for implicit-GEMM convolution (kernels/cpu/conv2d):
 // there row k of B is a run of input pixels, read where it lies instead of copied by im2col.

@@ -128,15 +128,21 @@ TEST_CASE("conv2d: forward and gradients match a direct convolution", "[conv2d]"
   for (const Config& c : configs()) check_config(c, g);
 }
 
-TEST_CASE("conv2d: the same with the AVX2 GEMM (im2col for every stride-1 shape)", "[conv2d]") {
-  // The implicit-GEMM forward needs AVX-512; under the AVX2 micro-kernels wide stride-1 images
+TEST_CASE("conv2d: the same with the AVX2 and portable GEMMs (im2col for every stride-1 shape)",
+          "[conv2d]") {
+  // The implicit-GEMM forward needs AVX-512; under the other micro-kernels wide stride-1 images
   // take the run-by-run im2col instead.
-  struct Avx2 {  // restores the previous choice even when a check fails
-    kernels::cpu::GemmIsa previous = kernels::cpu::set_gemm_isa(kernels::cpu::GemmIsa::kAvx2);
-    ~Avx2() { kernels::cpu::set_gemm_isa(previous); }
-  } avx2;
-  Generator g(25);
-  for (const Config& c : configs()) check_config(c, g);
+  using kernels::cpu::GemmIsa;
+  for (GemmIsa isa : {GemmIsa::kAvx2, GemmIsa::kPortable}) {
+    if (!kernels::cpu::gemm_isa_runs_here(isa)) continue;
+    INFO("GEMM micro-kernel " << kernels::cpu::gemm_isa_name(isa));
+    struct Isa {  // restores the previous choice even when a check fails
+      GemmIsa previous;
+      ~Isa() { kernels::cpu::set_gemm_isa(previous); }
+    } restore{kernels::cpu::set_gemm_isa(isa)};
+    Generator g(25);
+    for (const Config& c : configs()) check_config(c, g);
+  }
 }
 
 TEST_CASE("conv2d: one thread and two threads give the same results", "[conv2d]") {

@@ -43,11 +43,15 @@ TrainOptions small_run(const std::string& out) {
   return o;
 }
 
-std::vector<nlohmann::json> read_log(const std::string& out) {
+// The lines of log.jsonl: per epoch (they have "eval_top1") or, with `steps`, per --log-every step.
+std::vector<nlohmann::json> read_log(const std::string& out, bool steps = false) {
   std::vector<nlohmann::json> lines;
   std::ifstream in(fs::path(out) / "log.jsonl");
   std::string line;
-  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("eval_top1") != steps) lines.push_back(j);
+  }
   return lines;
 }
 
@@ -64,6 +68,12 @@ TEST_CASE("trainer: a short run lowers the training loss and writes its outputs"
   REQUIRE(log.size() == 3);
   REQUIRE(log[2]["train_loss"].get<double>() < log[0]["train_loss"].get<double>());
   REQUIRE(log[0]["train_loss"].get<double>() < 2.5);  // ln(10) = 2.30 at chance, + smoothing
+  // --log-every 50 with 6 steps an epoch: a step line at each epoch's end, before its epoch line.
+  auto steps = read_log(o.out, true);
+  REQUIRE(steps.size() == 3);
+  REQUIRE(steps[1]["step"] == 12);
+  REQUIRE(steps[1]["epoch"].get<double>() == 2.0);
+  REQUIRE(steps[1]["lr"].get<double>() > 0);
   REQUIRE(fs::exists(fs::path(o.out) / "checkpoint.safetensors"));
   REQUIRE(fs::exists(fs::path(o.out) / "checkpoint.json"));
   REQUIRE(fs::exists(fs::path(o.out) / "model.safetensors"));

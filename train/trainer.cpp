@@ -19,6 +19,7 @@
 #include "train/optim/adamw.h"
 #include "train/optim/schedule.h"
 #include "train/optim/sgd.h"
+#include "train/progress_line.h"
 #include "train/train_step.h"
 
 namespace nextvit {
@@ -261,8 +262,10 @@ TrainResult train(const TrainOptions& o) {
            "train: --optimizer must be adamw or "
            "sgd, got '{}'",
            o.optimizer);
+  // Progress lines redraw in place on a terminal and stay one a line in a file (progress_line.h).
+  ProgressLine printer = ProgressLine::for_stdout();
   auto say = [&](const std::string& s) {
-    if (!o.quiet) std::printf("%s\n", s.c_str()), std::fflush(stdout);
+    if (!o.quiet) printer.line(s);
   };
 
   check_output_writable(o.out);
@@ -385,9 +388,19 @@ TrainResult train(const TrainOptions& o) {
         const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
         const double rate = epoch_images / std::max(elapsed, 1e-9);
         const double remaining_images = double(total_steps - step) * o.batch;  // of the whole run
-        say(fmt::format("epoch {}/{} [{:>5}/{}]  loss {:.4f}  lr {:.3e}  {:.0f} img/s  ETA {}",
-                        epoch + 1, o.epochs, in_epoch, steps_per_epoch, loss_sum / loss_count, lr,
-                        rate, format_eta(remaining_images / rate)));
+        if (!o.quiet)
+          printer.progress(
+              fmt::format("epoch {}/{} [{:>5}/{}]  loss {:.4f}  lr {:.3e}  {:.0f} img/s  ETA {}",
+                          epoch + 1, o.epochs, in_epoch, steps_per_epoch, loss_sum / loss_count, lr,
+                          rate, format_eta(remaining_images / rate)));
+        // A step line (no "eval_top1"): what tools/plot_training.py draws within an epoch.
+        nlohmann::json step_line = {{"step", step},
+                                    {"epoch", epoch + double(in_epoch) / double(steps_per_epoch)},
+                                    {"train_loss", loss_sum / loss_count},
+                                    {"lr", lr},
+                                    {"train_images_per_s", rate}};
+        log << step_line.dump() << "\n";
+        log.flush();
       }
       if (save_now) {
         info.step = step;

@@ -29,7 +29,6 @@
 // a private copy, added up at the end.
 #include "kernels/conv2d.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -37,7 +36,11 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel.h"
+#if NEXTVIT_CPU_X86
+#include <immintrin.h>
+#endif
 #include "kernels/gemm.h"
 
 namespace nextvit::kernels::cpu {
@@ -212,11 +215,13 @@ void im2col(const Geometry& g, const float* x, int64_t images, int64_t image_str
         float* d = dst + row * ld;
         // Eight positions per masked gather; padding lanes are masked off (never read, 0).
         int64_t q = 0;
+#if NEXTVIT_CPU_X86
         for (; q + 8 <= width; q += 8) {
           const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + q));
           const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(-1)));
           _mm256_storeu_ps(d + q, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), xc, idx, valid, 4));
         }
+#endif
         for (; q < width; ++q) d[q] = t[q] >= 0 ? xc[t[q]] : 0.0f;
       }
     });

@@ -34,13 +34,12 @@
 // other. Called from inside a parallel region (an op that already parallelises over images),
 // the product runs on the calling thread only: no oversubscription.
 //
-// Micro-kernels. AVX-512: 14 x 32 (28 zmm accumulators + 2 for B + 1 broadcast of the 32
-// registers). AVX2+FMA: 6 x 16 (12 ymm accumulators of 16). The AVX-512 functions carry
-// __attribute__((target("avx512f"))) because the project compiles for x86-64-v3; the choice is
-// made at run time with __builtin_cpu_supports.
+// Micro-kernels (kernels/cpu/gemm_micro_kernel.h): AVX-512 14 x 32, AVX2+FMA 6 x 16, and a
+// portable 8 x 12 in vector extensions (NEON on aarch64). On x86 the family is chosen at run
+// time: AVX-512 when the CPU has it, else AVX2; NEXTVIT_CPU_ISA=avx512|avx2|portable forces one
+// (kernels/gemm.h). Elsewhere only the portable family is compiled.
 #include "kernels/gemm.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -51,6 +50,14 @@
 #include <utility>
 
 #include "core/error.h"
+#include "kernels/cpu/gemm_micro_kernel.h"
+#include "kernels/cpu/gemm_portable.h"
+#if NEXTVIT_CPU_X86
+#include <immintrin.h>
+
+#include "kernels/cpu/gemm_avx2.h"
+#include "kernels/cpu/gemm_avx512.h"
+#endif
 
 namespace nextvit::kernels::cpu {
 namespace {
@@ -83,13 +90,16 @@ inline int64_t panel_stride(int64_t kb, int P) {
 // Copies P floats (P a compile-time constant) with full-width vector moves where possible.
 template <int P>
 inline void copy_lanes(float* d, const float* s) {
+#if NEXTVIT_CPU_X86
   if constexpr (P % 8 == 0) {
     for (int q = 0; q < P; q += 8) _mm256_storeu_ps(d + q, _mm256_loadu_ps(s + q));
-  } else {
-    std::memcpy(d, s, sizeof(float) * P);
+    return;
   }
+#endif
+  std::memcpy(d, s, sizeof(float) * P);
 }
 
+#if NEXTVIT_CPU_X86
 // Transposes the 8 x 8 block held in rows r[0..7] (r[i] = row i) in registers.
 inline void transpose8x8(__m256 r[8]) {
   __m256 t[8], u[8];
@@ -108,6 +118,7 @@ inline void transpose8x8(__m256 r[8]) {
     r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
   }
 }
+#endif
 
 // Packs `width` (<= P) source vectors into one panel of P lanes, k-major:
 //   dst[k * P + q] = src[q * stride + k] for k < kb, q < width; dst[k * P + q] = 0 for q >= width.
@@ -119,6 +130,7 @@ inline void transpose8x8(__m256 r[8]) {
 template <int P>
 void pack_panel_transposing(const float* src, int64_t stride, int64_t kb, int width, float* dst) {
   int64_t k_done = 0;
+#if NEXTVIT_CPU_X86
   if constexpr (P >= 8) {
     k_done = kb / 8 * 8;
     for (int q0 = 0; q0 < P; q0 += 8) {
@@ -134,6 +146,7 @@ void pack_panel_transposing(const float* src, int64_t stride, int64_t kb, int wi
       }
     }
   }
+#endif
   for (int64_t k = k_done; k < kb; ++k) {
     float* d = dst + k * P;
     for (int q = 0; q < width; ++q) d[q] = src[q * stride + k];
@@ -190,196 +203,21 @@ void pack_b(const Problem& p, int64_t k0, int64_t kb, int64_t j0, int64_t nb, fl
   }
 }
 
-// ---- micro-kernels ------------------------------------------------------------------------------
-// C[0:ROWS, 0:n] = alpha * (a panel x b panel) + beta * C[0:ROWS, 0:n], C not read when
-// beta == 0. a: kc x MR packed (a[k * MR + r]). b: kc rows of NR floats, row k at b + k * ldb:
-// a packed panel (ldb = NR) or, in the direct mode, op(B) itself (ldb = its leading dimension).
-// ROWS <= MR is a template argument so that an edge panel of A (M not a multiple of MR) costs
-// only its real rows; n <= NR is masked at the loads of B and at the C store, so a direct B is
-// never read past its last column.
-using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
-                             int64_t ldc, int n, float alpha, float beta);
+// ---- micro-kernels: gemm_avx512.h, gemm_avx2.h, gemm_portable.h --------------------------------
 
-constexpr int kMr512 = 14, kNr512 = 32;
-
-template <int ROWS, bool kDirectB>
-__attribute__((target("avx512f"))) void micro_kernel_avx512(int64_t kc, const float* a,
-                                                            const float* b, int64_t ldb, float* c,
-                                                            int64_t ldc, int n, float alpha,
-                                                            float beta) {
-  // Column masks of a partial tile; masked lanes are neither read nor written.
-  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
-  const __mmask16 m1 = n >= 32  ? __mmask16(0xFFFF)
-                       : n > 16 ? __mmask16((1u << (n - 16)) - 1)
-                                : __mmask16(0);
-  __m512 acc[ROWS][2];
-#pragma GCC unroll 14
-  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    // Ask for the C tile now so that its lines arrive while the k loop runs.
-#pragma GCC unroll 14
-  for (int r = 0; r < ROWS; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + kNr512 - 1), _MM_HINT_T0);
-  }
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < kc; ++k) {
-    __m512 b0, b1;
-    if constexpr (kDirectB) {
-      b0 = _mm512_maskz_loadu_ps(m0, b);
-      b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-      // The next tile to the right reads the next 32 floats of this row: fetch them now, as
-      // the prefetcher cannot follow kc interleaved rows.
-      _mm_prefetch(reinterpret_cast<const char*>(b + kNr512), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(b + kNr512 + 16), _MM_HINT_T0);
-    } else {
-      b0 = _mm512_load_ps(b);
-      b1 = _mm512_load_ps(b + 16);
-    }
-#pragma GCC unroll 14
-    for (int r = 0; r < ROWS; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-    }
-    a += kMr512;
-    b += ldb;
-  }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 14
-  for (int r = 0; r < ROWS; ++r) {
-    float* cr = c + r * ldc;
-    __m512 v0 = _mm512_mul_ps(acc[r][0], va), v1 = _mm512_mul_ps(acc[r][1], va);
-    if (beta != 0.0f) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
-    }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
-  }
-}
-
-constexpr int kMr256 = 6, kNr256 = 16;
-
-// Lane masks for _mm256_maskload/maskstore: kLaneMask + 8 - n holds n leading -1 lanes.
-alignas(32) constexpr int kLaneMask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-template <int ROWS, bool kDirectB>
-void micro_kernel_avx2(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
-                       int64_t ldc, int n, float alpha, float beta) {
-  const __m256i m0 =
-      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLaneMask + 8 - std::min(n, 8)));
-  const __m256i m1 = _mm256_loadu_si256(
-      reinterpret_cast<const __m256i*>(kLaneMask + 8 - std::max(0, std::min(n - 8, 8))));
-  __m256 acc[ROWS][2];
-#pragma GCC unroll 6
-  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-#pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k) {
-    __m256 b0, b1;
-    if constexpr (kDirectB) {
-      b0 = _mm256_maskload_ps(b, m0);
-      b1 = _mm256_maskload_ps(b + 8, m1);
-      _mm_prefetch(reinterpret_cast<const char*>(b + kNr256), _MM_HINT_T0);
-    } else {
-      b0 = _mm256_load_ps(b);
-      b1 = _mm256_load_ps(b + 8);
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < ROWS; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + r);
-      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
-    }
-    a += kMr256;
-    b += ldb;
-  }
-  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-#pragma GCC unroll 6
-  for (int r = 0; r < ROWS; ++r) {
-    float* cr = c + r * ldc;
-    __m256 v0 = _mm256_mul_ps(acc[r][0], va), v1 = _mm256_mul_ps(acc[r][1], va);
-    if (n == kNr256) {
-      if (beta != 0.0f) {
-        v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), v0);
-        v1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), v1);
-      }
-      _mm256_storeu_ps(cr, v0);
-      _mm256_storeu_ps(cr + 8, v1);
-    } else {
-      if (beta != 0.0f) {
-        v0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr, m0), v0);
-        v1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, m1), v1);
-      }
-      _mm256_maskstore_ps(cr, m0, v0);
-      _mm256_maskstore_ps(cr + 8, m1, v1);
-    }
-  }
-}
-
-// kernels[direct][rows - 1] for rows = 1 .. MR.
-template <int... R>
-constexpr std::array<std::array<MicroKernel, sizeof...(R)>, 2> avx512_table(
-    std::integer_sequence<int, R...>) {
-  return {{{&micro_kernel_avx512<R + 1, false>...}, {&micro_kernel_avx512<R + 1, true>...}}};
-}
-template <int... R>
-constexpr std::array<std::array<MicroKernel, sizeof...(R)>, 2> avx2_table(
-    std::integer_sequence<int, R...>) {
-  return {{{&micro_kernel_avx2<R + 1, false>...}, {&micro_kernel_avx2<R + 1, true>...}}};
-}
-constexpr auto kKernels512 = avx512_table(std::make_integer_sequence<int, kMr512>{});
-constexpr auto kKernels256 = avx2_table(std::make_integer_sequence<int, kMr256>{});
-
-// The row-gathering variant behind gemm_rows_b: row k of B is rows[k][0..32), lane q taken only
-// where bit q of masks[k] is set (0 elsewhere, the memory not touched). Otherwise as above.
-template <int ROWS>
-__attribute__((target("avx512f"))) void rows_kernel_avx512(int64_t kc, const float* a,
-                                                           const float* const* rows,
-                                                           const uint32_t* masks, float* c,
-                                                           int64_t ldc, int n, float alpha,
-                                                           float beta) {
-  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
-  const __mmask16 m1 = n >= 32  ? __mmask16(0xFFFF)
-                       : n > 16 ? __mmask16((1u << (n - 16)) - 1)
-                                : __mmask16(0);
-  __m512 acc[ROWS][2];
-#pragma GCC unroll 14
-  for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* b = rows[k];
-    const uint32_t m = masks[k];
-    const __m512 b0 = _mm512_maskz_loadu_ps(__mmask16(m & 0xFFFF), b);
-    const __m512 b1 = _mm512_maskz_loadu_ps(__mmask16(m >> 16), b + 16);
-#pragma GCC unroll 14
-    for (int r = 0; r < ROWS; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-    }
-    a += kMr512;
-  }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 14
-  for (int r = 0; r < ROWS; ++r) {
-    float* cr = c + r * ldc;
-    __m512 v0 = _mm512_mul_ps(acc[r][0], va), v1 = _mm512_mul_ps(acc[r][1], va);
-    if (beta != 0.0f) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
-    }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
-  }
-}
-
-using RowsKernel = void (*)(int64_t, const float*, const float* const*, const uint32_t*, float*,
-                            int64_t, int, float, float);
-template <int... R>
-constexpr std::array<RowsKernel, sizeof...(R)> rows_table(std::integer_sequence<int, R...>) {
-  return {&rows_kernel_avx512<R + 1>...};
-}
-constexpr auto kRowsKernels = rows_table(std::make_integer_sequence<int, kMr512>{});
+using micro::MicroKernel;
+#if NEXTVIT_CPU_X86
+using micro::kKernels256;
+using micro::kKernels512;
+using micro::kMr256;
+using micro::kMr512;
+using micro::kNr256;
+using micro::kNr512;
+using micro::kRowsKernels;
+#endif
+using micro::kKernelsPortable;
+using micro::kMrPortable;
+using micro::kNrPortable;
 
 // ---- blocking -----------------------------------------------------------------------------------
 
@@ -402,8 +240,13 @@ constexpr Config make_config(int64_t kc, int64_t mc, int64_t nc,
 
 // AVX-512: A panels 384 x 14 floats (21 KiB), B blocks 384 x 512 (768 KiB), A blocks 336 x 384
 // (504 KiB). AVX2: the same proportions for its 6 x 16 tile.
+// Portable: 256 x 8 panels of A (8 KiB), B blocks 256 x 480 (480 KiB).
+#if NEXTVIT_CPU_X86
 constexpr Config kConfigAvx512 = make_config<kMr512, kNr512>(384, 14 * 24, 32 * 16, kKernels512);
 constexpr Config kConfigAvx2 = make_config<kMr256, kNr256>(256, 6 * 32, 16 * 32, kKernels256);
+#endif
+constexpr Config kConfigPortable =
+    make_config<kMrPortable, kNrPortable>(256, 8 * 32, 12 * 40, kKernelsPortable);
 
 // op(B) is read in place instead of packed when it is not transposed, each of its elements is
 // used by at most kDirectBMaxPanels panels of A (packing would then cost a large part of the
@@ -525,12 +368,54 @@ int available_threads() {
 std::atomic<GemmIsa> g_isa{GemmIsa::kAuto};
 
 bool cpu_has_avx512() {
+#if NEXTVIT_CPU_X86
   static const bool has = __builtin_cpu_supports("avx512f");
   return has;
+#else
+  return false;
+#endif
+}
+
+bool isa_compiled(GemmIsa isa) {
+  return NEXTVIT_CPU_X86 || isa == GemmIsa::kPortable;
+}
+
+// The family kAuto stands for: NEXTVIT_CPU_ISA when set, else the best this CPU runs.
+GemmIsa default_isa() {
+  static const GemmIsa isa = [] {
+    const char* env = std::getenv("NEXTVIT_CPU_ISA");
+    if (env == nullptr || *env == '\0') {
+      if (!NEXTVIT_CPU_X86) return GemmIsa::kPortable;
+      return cpu_has_avx512() ? GemmIsa::kAvx512 : GemmIsa::kAvx2;
+    }
+    GemmIsa chosen = GemmIsa::kAuto;
+    for (GemmIsa candidate : {GemmIsa::kAvx512, GemmIsa::kAvx2, GemmIsa::kPortable}) {
+      if (std::strcmp(env, gemm_isa_name(candidate)) == 0) chosen = candidate;
+    }
+    NV_CHECK(chosen != GemmIsa::kAuto,
+             "NEXTVIT_CPU_ISA={}: not one of avx512, avx2, portable (or unset)", env);
+    NV_CHECK(isa_compiled(chosen),
+             "NEXTVIT_CPU_ISA={}: this build for a non-x86 CPU has only "
+             "the portable kernels",
+             env);
+    NV_CHECK(chosen != GemmIsa::kAvx512 || cpu_has_avx512(),
+             "NEXTVIT_CPU_ISA=avx512: this CPU has no AVX-512");
+    return chosen;
+  }();
+  return isa;
 }
 
 const Config& config() {
-  return gemm_isa() == GemmIsa::kAvx512 ? kConfigAvx512 : kConfigAvx2;
+  switch (gemm_isa()) {
+#if NEXTVIT_CPU_X86
+    case GemmIsa::kAvx512:
+      return kConfigAvx512;
+    case GemmIsa::kAvx2:
+      return kConfigAvx2;
+#endif
+    default:
+      return kConfigPortable;
+  }
 }
 
 // One product on up to `threads` threads.
@@ -591,11 +476,16 @@ void check_args(const char* fn, bool trans_a, bool trans_b, int64_t M, int64_t N
 
 GemmIsa gemm_isa() {
   GemmIsa isa = g_isa.load(std::memory_order_relaxed);
-  if (isa == GemmIsa::kAuto) isa = cpu_has_avx512() ? GemmIsa::kAvx512 : GemmIsa::kAvx2;
-  return isa;
+  return isa == GemmIsa::kAuto ? default_isa() : isa;
+}
+
+bool gemm_isa_runs_here(GemmIsa isa) {
+  return isa_compiled(isa) && (isa != GemmIsa::kAvx512 || cpu_has_avx512());
 }
 
 GemmIsa set_gemm_isa(GemmIsa isa) {
+  NV_CHECK(isa_compiled(isa), "set_gemm_isa: the {} kernels exist only in x86-64 builds",
+           gemm_isa_name(isa));
   NV_CHECK(isa != GemmIsa::kAvx512 || cpu_has_avx512(),
            "set_gemm_isa: this CPU has no AVX-512, cannot force the avx512 GEMM kernel");
   const GemmIsa previous = gemm_isa();
@@ -609,6 +499,8 @@ const char* gemm_isa_name(GemmIsa isa) {
       return "avx512";
     case GemmIsa::kAvx2:
       return "avx2";
+    case GemmIsa::kPortable:
+      return "portable";
     default:
       return "auto";
   }
@@ -653,6 +545,7 @@ bool gemm_rows_b_supported() {
   return gemm_isa() == GemmIsa::kAvx512;
 }
 
+#if NEXTVIT_CPU_X86
 int64_t gemm_rows_b_packed_floats(int64_t M, int64_t K) {
   return ceil_div(M, kMr512) * panel_stride(K, kMr512);
 }
@@ -676,5 +569,17 @@ void gemm_rows_b(int64_t M, int64_t K, int64_t n, float alpha, const float* pack
                         static_cast<int>(n), alpha, beta);
   }
 }
+#else
+int64_t gemm_rows_b_packed_floats(int64_t, int64_t) {
+  NV_FAIL("gemm_rows_b: needs the AVX-512 micro-kernels (x86-64 only)");
+}
+void gemm_rows_b_pack(int64_t, int64_t, const float*, int64_t, float*) {
+  NV_FAIL("gemm_rows_b: needs the AVX-512 micro-kernels (x86-64 only)");
+}
+void gemm_rows_b(int64_t, int64_t, int64_t, float, const float*, const float* const*,
+                 const uint32_t*, float, float*, int64_t) {
+  NV_FAIL("gemm_rows_b: needs the AVX-512 micro-kernels (x86-64 only)");
+}
+#endif
 
 }  // namespace nextvit::kernels::cpu
