@@ -20,6 +20,7 @@
 //
 // Usage: bench_cuda_kernels [--batch N] [--runs 50] [--warmup 10]
 //                           [--only conv|attention|bn|softmax] [--json FILE]
+//                           [--quick]  (small ceilings: for rehearsals on the emulated device)
 // Without --batch both 8 and 128 are run.
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -107,6 +108,7 @@ struct Gpu {
   int sm_clock_khz = 0, mem_clock_khz = 0, bus_bits = 0, l2_bytes = 0;
   double peak_fp32_tflops = 0, peak_gbps = 0;  // from the clocks
   double copy_gbps = 0, sgemm_tflops = 0;      // measured here
+  int64_t sgemm_n = 0;                         // the SGEMM size of that ceiling
 };
 
 Gpu describe_device() {
@@ -176,8 +178,10 @@ void require_close(const char* what, const Tensor& ours, const Tensor& lib, doub
 
 // ---- ceilings -------------------------------------------------------------------------------
 
-void measure_ceilings(Gpu& d, GpuTimer& timer, int runs) {
-  const size_t bytes = size_t(1) << 30;
+// quick (--quick, for rehearsals on the emulated device): a 16 MiB copy and a 128^3 SGEMM
+// instead of 1 GiB and 8192^3.
+void measure_ceilings(Gpu& d, GpuTimer& timer, int runs, bool quick) {
+  const size_t bytes = quick ? size_t(16) << 20 : size_t(1) << 30;
   void *a = nullptr, *b = nullptr;
   NV_CUDA_CHECK(cudaMalloc(&a, bytes), "bench_cuda_kernels");
   NV_CUDA_CHECK(cudaMalloc(&b, bytes), "bench_cuda_kernels");
@@ -193,7 +197,8 @@ void measure_ceilings(Gpu& d, GpuTimer& timer, int runs) {
   NV_CUDA_CHECK(cudaFree(a), "bench_cuda_kernels");
   NV_CUDA_CHECK(cudaFree(b), "bench_cuda_kernels");
 
-  const int64_t n = 8192;
+  const int64_t n = quick ? 128 : 8192;
+  d.sgemm_n = n;
   Tensor x = random_device({n, n}, 1), y = random_device({n, n}, 2), z = empty_device({n, n});
   s = timer.time(
       [&] { kernels::cuda::gemm(false, false, n, n, n, 1.0f, cp(x), n, cp(y), n, 0.0f, mp(z), n); },
@@ -561,6 +566,7 @@ int main(int argc, char** argv) try {
   int64_t batch = 0;
   int runs = 50, warmup = 10;
   std::string only, json_path;
+  bool quick = false;
   cli::Options args("bench_cuda_kernels", "our CUDA kernels against cuDNN and the roofline");
   args.integer("batch", &batch, "B", 1, 1 << 20, "one batch size")
       .shown_default("8 and 128")
@@ -568,7 +574,8 @@ int main(int argc, char** argv) try {
       .integer("warmup", &warmup, "N", 0, 1000000, "untimed runs first")
       .choice("only", &only, {"conv", "attention", "bn", "softmax"}, "one kernel family")
       .shown_default("all")
-      .text("json", &json_path, "FILE", "also write the results as JSON");
+      .text("json", &json_path, "FILE", "also write the results as JSON")
+      .flag("quick", &quick, "small ceilings (16 MiB copy, 128^3 SGEMM): for rehearsals");
   if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
 #ifndef NEXTVIT_WITH_CUDA
   std::fprintf(stderr, "bench_cuda_kernels: this build has no CUDA backend\n");
@@ -583,16 +590,16 @@ int main(int argc, char** argv) try {
 
   Gpu d = describe_device();
   GpuTimer timer(size_t(d.l2_bytes));
-  measure_ceilings(d, timer, runs);
+  measure_ceilings(d, timer, runs, quick);
   std::printf(
       "%s (sm_%d%d, %d SMs, SM clock %d MHz, memory clock %d MHz), driver %s, CUDA "
       "runtime %s, fp32, %s\n",
       d.name.c_str(), d.cc_major, d.cc_minor, d.sms, d.sm_clock_khz / 1000, d.mem_clock_khz / 1000,
       version_str(d.driver).c_str(), version_str(d.runtime).c_str(), bench::today().c_str());
   std::printf(
-      "ceilings measured: D2D copy %.0f GB/s (clock peak %.0f), SGEMM 8192^3 %.1f TFLOP/s "
+      "ceilings measured: D2D copy %.0f GB/s (clock peak %.0f), SGEMM %lld^3 %.1f TFLOP/s "
       "(clock peak %.1f)\n\n",
-      d.copy_gbps, d.peak_gbps, d.sgemm_tflops, d.peak_fp32_tflops);
+      d.copy_gbps, d.peak_gbps, (long long)d.sgemm_n, d.sgemm_tflops, d.peak_fp32_tflops);
   print_header();
   for (int64_t batch : batches) {
     if (only.empty() || only == "conv") bench_grouped_conv(d, timer, batch, warmup, runs);
@@ -635,6 +642,7 @@ int main(int argc, char** argv) try {
                         {"ceilings",
                          {{"copy_gbps_measured", d.copy_gbps},
                           {"sgemm_tflops_measured", d.sgemm_tflops},
+                          {"sgemm_n", d.sgemm_n},
                           {"bandwidth_gbps_from_clocks", d.peak_gbps},
                           {"fp32_tflops_from_clocks", d.peak_fp32_tflops}}},
                         {"rows", rows}};

@@ -44,6 +44,7 @@ namespace {
 struct Side {
   bench::Timing infer, train;
   double peak_gib = 0;
+  nlohmann::json allocator;  // ours: the caching allocator's statistics after the run
   std::string version;
   bool ok = false;
 };
@@ -90,7 +91,12 @@ Side run_ours(const std::string& name, int64_t infer_batch, int64_t train_batch,
         cuda_rt::synchronize();
       },
       warmup, runs);
-  s.peak_gib = double(cuda_rt::allocator_stats().peak_in_use_bytes) / (1 << 30);
+  const cuda_rt::AllocatorStats m = cuda_rt::allocator_stats();
+  s.peak_gib = double(m.peak_allocated_bytes) / (1 << 30);
+  s.allocator = {{"peak_allocated_bytes", m.peak_allocated_bytes},
+                 {"peak_reserved_bytes", m.peak_reserved_bytes},
+                 {"cuda_malloc_calls", m.cuda_malloc_calls},
+                 {"splits", m.splits}};
   s.ok = true;
   return s;
 }
@@ -246,7 +252,8 @@ int main(int argc, char** argv) try {
                          {{"infer_ms", timing_json(ours.infer)},
                           {"train_ms", timing_json(ours.train)},
                           {"train_images_per_s", train_batch / (ours.train.median_ms * 1e-3)},
-                          {"peak_gib", ours.peak_gib}}}};
+                          {"peak_gib", ours.peak_gib},
+                          {"allocator", ours.allocator}}}};
     if (torch.ok) {
       j["pytorch"] = {{"version", torch.version},
                       {"infer_ms", timing_json(torch.infer)},

@@ -9,6 +9,22 @@
 
 namespace nextvit::cuda_rt {
 
+// The caching allocator's account (core/cuda/caching_allocator.h), in bytes.
+struct DeviceMemoryStats {
+  size_t allocated_bytes = 0;       // in blocks handed out
+  size_t reserved_bytes = 0;        // in segments taken from the device (cudaMalloc)
+  size_t peak_allocated_bytes = 0;  // highest allocated_bytes so far
+  size_t peak_reserved_bytes = 0;
+  size_t cached_bytes = 0;  // reserved - allocated: free for reuse
+  // Older names, kept for callers: in_use = allocated, peak_in_use = peak_allocated.
+  size_t in_use_bytes = 0;
+  size_t peak_in_use_bytes = 0;
+  int64_t cuda_malloc_calls = 0;
+  int64_t cuda_free_calls = 0;
+  int64_t segments = 0;
+  int64_t splits = 0;  // blocks split off a larger free block
+};
+
 bool available();               // built with CUDA and a device is present
 Allocator* device_allocator();  // the caching device allocator
 void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
@@ -24,5 +40,11 @@ void event_destroy(void* event);
 void event_record(void* event);
 void event_synchronize(void* event);
 float event_elapsed_ms(void* start, void* end);
+// How many times nextvit has made the host wait for the device (reads from the device,
+// synchronize(), NEXTVIT_CUDA_SYNC's waits, a full staging pool): training keeps this at zero
+// except where it reads the loss (tests/test_host_sync.cpp). 0 in a build without CUDA.
+int64_t host_synchronizations();
+// The device allocator's statistics (all zero in a build without CUDA or before first use).
+DeviceMemoryStats device_memory_stats();
 
 }  // namespace nextvit::cuda_rt

@@ -46,5 +46,11 @@ void event_synchronize(void*) {
 float event_elapsed_ms(void*, void*) {
   no_cuda("CUDA event");
 }
+int64_t host_synchronizations() {
+  return 0;
+}
+DeviceMemoryStats device_memory_stats() {
+  return {};
+}
 
 }  // namespace nextvit::cuda_rt

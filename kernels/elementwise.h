@@ -14,7 +14,9 @@ namespace nextvit::kernels {
   /* dx = dy where y > 0 (y is the forward output: the mask is recomputed from it) */   \
   void relu_backward(int64_t n, const float* y, const float* dy, float* dx);            \
   /* out[0] = sum of x, accumulated in double on the CPU / a tree on the GPU */         \
-  void sum(int64_t n, const float* x, float* out);
+  void sum(int64_t n, const float* x, float* out);                                      \
+  /* out[i] = s[0] * factor: a scalar broadcast where it lives (no read-back) */        \
+  void fill_scaled(int64_t n, const float* s, float factor, float* out);
 
 namespace cpu {
 NV_ELEMENTWISE_KERNELS

@@ -54,7 +54,12 @@ struct AdamWHyper {
   void ema_update(int64_t n, float decay, float one_minus_decay, const float* value, float* ema);  \
   /* out[0] += sum of x[i]^2 over (n): accumulates, so the caller zeroes out once and reads */     \
   /* it once for all the tensors of a global norm (one device-to-host copy on the GPU) */          \
-  void sum_squares(int64_t n, const float* x, float* out);
+  void sum_squares(int64_t n, const float* x, float* out);                                         \
+  /* gradient clipping without a read-back: norm[0] = sqrt(total_sq[0]) and                   */   \
+  /* coef[0] = max_norm / (norm + 1e-6) (torch's float arithmetic), then each gradient is     */   \
+  /* scaled by coef when coef < 1 or NaN (clip_scale) */                                           \
+  void clip_coefficient(const float* total_sq, float max_norm, float* norm, float* coef);          \
+  void clip_scale(int64_t n, const float* coef, float* grad);
 
 namespace cpu {
 NV_OPTIM_KERNELS

@@ -43,9 +43,10 @@ inline bool pooled_attention_cuda_supported(int64_t d, int64_t m) {
   return (d == 16 || d == 32) && m >= 1 && m <= kPooledAttentionMaxKeys;
 }
 // The whole of what the CUDA kernels check (check_supported in kernels/cuda/pooled_attention.cu):
-// d and m as above, one grid row (blockIdx.y) per head, and 32-bit row offsets in a head.
+// d and m as above and 32-bit row offsets in a head; any number of heads (blocks loop over
+// heads beyond the grid's 65535 rows).
 inline bool pooled_attention_cuda_supported(int64_t heads, int64_t n, int64_t m, int64_t d) {
-  return pooled_attention_cuda_supported(d, m) && heads >= 0 && heads <= 65535 && n >= 0 &&
+  return pooled_attention_cuda_supported(d, m) && heads >= 0 && n >= 0 &&
          n * m < (int64_t(1) << 31) && n * d < (int64_t(1) << 31);
 }
 // The CPU kernels take any sizes with at least one key (a softmax over no key is undefined).

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "autograd/ops.h"
+#include "core/cuda_runtime.h"
 #include "core/threads.h"
 #include "models/memory_estimate.h"
 #include "models/saved_model.h"
@@ -22,16 +23,38 @@
 #include "train/init_weights.h"
 #include "train/interrupt.h"
 #include "train/optim/adamw.h"
-#include "train/optim/grad_clip.h"
 #include "train/optim/schedule.h"
 #include "train/optim/sgd.h"
 #include "train/progress_line.h"
+#include "train/train_step.h"
 
 namespace nextvit {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// Reads the device-side sums of the steps since the last read (train_step.h) into the epoch's
+// loss sum, and stops a diverged run: its last good checkpoint was saved before this read.
+// With several ranks the sums are averaged over them first, so that every rank logs the same
+// loss and stops together.
+void read_step_sums(StepSums& sums, DataParallel& dp, int64_t step, int64_t epoch,
+                    const std::string& out, double& loss_sum, int64_t& loss_count) {
+  const int64_t first = step - sums.steps() + 1;
+  StepSums::Totals t = sums.take();
+  if (t.steps == 0) return;
+  std::vector<double> both{t.loss_sum, t.grad_norm_sum};
+  dp.sum(both);
+  t.loss_sum = both[0] / dp.size();
+  t.grad_norm_sum = both[1] / dp.size();
+  NV_CHECK(std::isfinite(t.loss_sum) && std::isfinite(t.grad_norm_sum),
+           "training diverged: the {} is not finite ({}) at a step between {} and {} (epoch "
+           "{}); the last good checkpoint is in {} (try a lower --lr or --clip-grad)",
+           std::isfinite(t.loss_sum) ? "gradient norm" : "loss",
+           std::isfinite(t.loss_sum) ? t.grad_norm_sum : t.loss_sum, first, step, epoch + 1, out);
+  loss_sum += t.loss_sum;
+  loss_count += t.steps;
+}
 
 // The first `limit` samples of a data set (for quick runs and tests).
 class Subset final : public data::Dataset {
@@ -368,8 +391,23 @@ TrainResult train(const TrainOptions& o) {
   double train_seconds = 0;
   int64_t trained_images = 0;
 
+  StepSetup step_setup{&model,
+                       optimizer.get(),
+                       ema.get(),
+                       params,
+                       o.device,
+                       static_cast<float>(o.label_smoothing),
+                       static_cast<float>(o.clip_grad),
+                       &dp};
+  StepSums step_sums;
   InterruptGuard interrupt_guard;
   int64_t step = info.step;
+  // Reads the loss sums; the wait for the device's queued steps counts as training time.
+  auto read_sums = [&](int64_t epoch, double& loss_sum, int64_t& loss_count) {
+    const auto t0 = Clock::now();
+    read_step_sums(step_sums, dp, step, epoch, o.out, loss_sum, loss_count);
+    train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+  };
   for (int64_t epoch = train_loader.position().epoch; epoch < o.epochs; ++epoch) {
     model.train();
     double loss_sum = 0;
@@ -381,37 +419,28 @@ TrainResult train(const TrainOptions& o) {
       const auto t0 = Clock::now();
       const double lr = schedule.lr_at(step);
       optimizer->set_lr(lr);
-      Variable logits = model.forward(Variable(batch.images.to(o.device)));
-      Variable loss = ops::cross_entropy(logits, batch.labels.to(o.device),
-                                         static_cast<float>(o.label_smoothing));
-      const float loss_value = loss.data().item();
-      NV_CHECK(std::isfinite(loss_value),
-               "training diverged: the loss is {} at step {} (epoch {}, batch {}); the last good "
-               "checkpoint is in {} (try a lower --lr or --clip-grad)",
-               loss_value, step, epoch + 1, batch.index, o.out);
-      optimizer->zero_grad();
-      dp.backward(loss);
-      if (o.clip_grad > 0) {
-        const float norm = clip_grad_norm(params, static_cast<float>(o.clip_grad));
-        check_grad_norm_finite(norm, step);
-      }
-      optimizer->step();
-      if (ema) ema->update(model);
+      train_step(step_setup, batch, step_sums);  // no host wait: the loss stays on the device
       ++step;
       dp.fault_point(step);
-      // The ranks agree on the loss they log and on whether a signal stops them.
-      std::vector<double> agreed{loss_value, double(InterruptGuard::requested() != 0),
+      // The ranks agree on whether a signal stops them (a no-op in one process).
+      std::vector<double> agreed{double(InterruptGuard::requested() != 0),
                                  double(InterruptGuard::requested())};
       dp.sum(agreed);
-      loss_sum += agreed[0] / dp.size();
-      ++loss_count;
+      const int signal = agreed[0] > 0 ? int(agreed[1] / agreed[0]) : 0;
       const int64_t n = batch.labels.numel() * dp.size();
       epoch_images += n;
       trained_images += n;
       train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
 
       const int64_t in_epoch = train_loader.position().batch;
-      if (o.log_every > 0 && (in_epoch % o.log_every == 0 || in_epoch == steps_per_epoch)) {
+      const bool log_now =
+          o.log_every > 0 && (in_epoch % o.log_every == 0 || in_epoch == steps_per_epoch);
+      const bool stop_now = (o.stop_after_steps > 0 && step >= o.stop_after_steps) || signal;
+      const bool save_now = (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || stop_now;
+      // The losses are read back only here (and at the end of the epoch), never saving a
+      // diverged model.
+      if (log_now || save_now) read_sums(epoch, loss_sum, loss_count);
+      if (log_now) {
         const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
         const double rate = epoch_images / std::max(elapsed, 1e-9);
         const double remaining_images = double(total_steps - step) * o.batch;  // of the whole run
@@ -429,9 +458,7 @@ TrainResult train(const TrainOptions& o) {
         log << step_line.dump() << "\n";
         log.flush();
       }
-      const int signal = agreed[1] > 0 ? int(agreed[2] / agreed[1]) : 0;
-      const bool stop_now = (o.stop_after_steps > 0 && step >= o.stop_after_steps) || signal;
-      if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || stop_now) {
+      if (save_now) {
         info.step = step;
         info.loader = train_loader.position();
         info.epoch = epoch;
@@ -447,6 +474,7 @@ TrainResult train(const TrainOptions& o) {
       }
     }
 
+    read_sums(epoch, loss_sum, loss_count);
     // Evaluate the EMA weights when there are some (what the checkpoint's model file holds).
     EvalResult ev;
     if (ema) {
@@ -493,6 +521,14 @@ TrainResult train(const TrainOptions& o) {
   result.images_per_second = trained_images / std::max(train_seconds, 1e-9);
   result.train_seconds = train_seconds;
   result.communication_seconds = dp.communication_seconds();
+  if (o.device.is_cuda()) {
+    const cuda_rt::DeviceMemoryStats m = cuda_rt::device_memory_stats();
+    say(
+        fmt::format("device memory: peak {:.1f} MiB allocated, {:.1f} MiB reserved at peak ({} "
+                    "cudaMalloc calls, {} blocks split); {} host synchronisations in all",
+                    m.peak_allocated_bytes / 1048576.0, m.peak_reserved_bytes / 1048576.0,
+                    m.cuda_malloc_calls, m.splits, cuda_rt::host_synchronizations()));
+  }
   return result;
 }
 

@@ -21,13 +21,17 @@ Variable cross_entropy(const Variable& logits, const Tensor& targets, float labe
            targets.device().str(), tx.device().str());
   NV_CHECK(label_smoothing >= 0.0f && label_smoothing <= 1.0f,
            "{}: label_smoothing must be in [0, 1], got {}", op, label_smoothing);
-  // A target outside [0, K) would index past the row; check on the host (a copy of N integers
-  // when the targets live on the GPU).
-  const std::vector<int64_t> host_targets = targets.to_vector_i64();
-  for (int64_t r = 0; r < n; ++r) {
-    NV_CHECK(host_targets[r] >= 0 && host_targets[r] < k,
-             "{}: target {} of sample {} is out of range for {} classes (logits {})", op,
-             host_targets[r], r, k, shape_str(tx.shape()));
+  // A target outside [0, K) would index past the row. On the CPU, check here; on a GPU the
+  // kernel checks (reading the targets back would make the host wait every step) and the error
+  // is raised at the next read from the device (core/cuda/device_errors.h).
+  if (!targets.device().is_cuda()) {
+    const Tensor host_targets = targets.contiguous();
+    const int64_t* t = host_targets.data<int64_t>();
+    for (int64_t r = 0; r < n; ++r) {
+      NV_CHECK(t[r] >= 0 && t[r] < k,
+               "{}: target {} of sample {} is out of range for {} classes (logits {})", op, t[r], r,
+               k, shape_str(tx.shape()));
+    }
   }
 
   const Device dev = tx.device();

@@ -1,8 +1,9 @@
 // drop_path (stochastic depth, timm's drop_path with scale_by_keep): in training each sample is
-// kept with probability keep = 1 - p and then scaled by 1 / keep, or zeroed. The per-sample
-// factors are drawn on the host from the given Generator (so a checkpointed generator state
-// replays the same masks), moved to the input's device, and kept for the backward, which scales
-// the gradient by the very same factors.
+// kept with probability keep = 1 - p and then scaled by 1 / keep, or zeroed. Each call takes
+// one 64-bit seed from the given Generator (so a checkpointed generator state replays the same
+// masks) and the per-sample factors are Philox draws (core/philox.h) of that seed, made where the
+// input lives: the same factors on CPU and GPU, and no upload from the host. They are kept for
+// the backward, which scales the gradient by the very same factors.
 #include "kernels/drop_path.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
@@ -21,12 +22,11 @@ Variable drop_path(const Variable& x, float p, bool training, Generator& generat
 
   const int64_t rows = tx.size(0), cols = rows > 0 ? tx.numel() / rows : 0;
   const float keep = 1.0f - p;
-  // One uniform draw per sample: kept when u < keep (timm's bernoulli_(keep_prob)). With
-  // keep == 0 every sample is dropped and nothing is divided by zero.
-  std::vector<float> factors(static_cast<size_t>(rows));
-  for (float& f : factors) f = generator.uniform() < keep ? 1.0f / keep : 0.0f;
+  // One uniform draw per sample: kept when u < keep (timm's bernoulli_(keep_prob)).
   const Device dev = tx.device();
-  Tensor scale = Tensor::from_vector(factors, {rows}).to(dev);
+  const uint64_t seed = generator.next_u64();
+  Tensor scale = new_f32({rows}, dev);
+  NV_DISPATCH(dev, drop_path_scales, rows, seed, keep, scale.data<float>());
 
   Tensor y = new_f32(tx.shape(), dev);
   NV_DISPATCH(dev, scale_rows, rows, cols, tx.data<float>(), scale.data<float>(), y.data<float>());

@@ -76,9 +76,12 @@ Variable reduce_all(const Variable& x, float factor, const char* op) {
   }
   Shape in_shape = tx.shape();
   return make_result(out, {x}, op, [in_shape, factor](const Tensor& g) {
-    // g holds one value; broadcast it (times factor) over the input's shape.
-    float v = g.item() * factor;
-    return std::vector<Tensor>{Tensor::full(in_shape, v, g.device())};
+    // g holds one value; broadcast it (times factor) over the input's shape where it lives:
+    // on a GPU, reading it back would make the host wait for the device.
+    Tensor gc = g.contiguous();
+    Tensor gx = new_f32(in_shape, gc.device());
+    NV_DISPATCH(gc.device(), fill_scaled, gx.numel(), gc.data<float>(), factor, gx.data<float>());
+    return std::vector<Tensor>{gx};
   });
 }
 }  // namespace

@@ -1,27 +1,33 @@
 #pragma once
-// A caching device allocator. cudaMalloc and cudaFree synchronise the device and cost tens of
-// microseconds, and a training step allocates thousands of activations of the same few sizes,
-// so freed blocks are kept in per-size free lists and handed out again. Sizes are rounded up
-// (512 B granules below 1 MiB, 2 MiB granules above) so that nearby sizes share blocks. When
-// cudaMalloc fails, the cache is released and the allocation retried once; only then is
-// "out of memory" reported, with the numbers that explain it.
+// A caching device allocator, after PyTorch's (caching_allocator.cpp explains the policy).
+// cudaMalloc and cudaFree synchronise the device and cost tens of microseconds, and a training
+// step allocates thousands of activations, so memory is taken from the device in segments,
+// carved into blocks (size classes, best fit, splitting and merging), and kept for reuse. A
+// block is reused on its own stream at once and on other streams only after events recorded at
+// its free have completed. When cudaMalloc fails, the free segments are released and the
+// allocation retried once; only then is "out of memory" reported, with the numbers.
+#include <cuda_runtime.h>
+
 #include <cstddef>
 #include <cstdint>
 
 #include "core/allocator.h"
+#include "core/cuda_runtime.h"
 
 namespace nextvit::cuda_rt {
 
-struct AllocatorStats {
-  size_t in_use_bytes = 0;  // handed out and not yet returned
-  size_t cached_bytes = 0;  // returned and kept for reuse
-  size_t peak_in_use_bytes = 0;
-  int64_t cuda_malloc_calls = 0;
-};
+// AllocatorStats is DeviceMemoryStats (core/cuda_runtime.h), which builds without CUDA see too.
+using AllocatorStats = DeviceMemoryStats;
 
 // The process-wide instance (the allocator registered for CUDA tensors).
 Allocator* caching_allocator();
 AllocatorStats allocator_stats();
-void release_cached_memory();  // cudaFree every cached block
+void release_cached_memory();  // waits for the device, then cudaFree every free segment
+// `ptr` (an allocated block) is used by work on `stream` as well as on its own: its free then
+// waits for that work (an event) before the block is reused.
+void record_stream(void* ptr, cudaStream_t stream);
+// Segments shared by several blocks (true: the default on a GPU) or one cudaMalloc per block
+// (false: NEXTVIT_CUDA_ALLOC=exact, the emulated build's default). For tests.
+void set_segment_splitting(bool split);
 
 }  // namespace nextvit::cuda_rt

@@ -43,16 +43,19 @@ cudaStream_t current_stream();  // core/cuda/stream.h
 // kernel that faults is reported at its own launch site (with the op and shapes) instead of at
 // some later call. Slow; for debugging.
 bool sync_after_launch();
+// cudaStreamSynchronize, counted: every wait of the host for the device goes through here, so
+// host_synchronizations() (core/cuda_runtime.h) tells a test how many a piece of work made.
+cudaError_t counted_stream_synchronize(cudaStream_t stream);
 }  // namespace nextvit::cuda_rt
 
 // After a kernel launch: catches bad launch configurations at the launch site, and with
 // NEXTVIT_CUDA_SYNC=1 the kernel's own faults too.
-#define NV_CUDA_CHECK_LAUNCH(...)                                                \
-  do {                                                                           \
-    NV_CUDA_CHECK(cudaGetLastError(), __VA_ARGS__);                              \
-    if (::nextvit::cuda_rt::sync_after_launch()) {                               \
-      NV_CUDA_CHECK(cudaStreamSynchronize(::nextvit::cuda_rt::current_stream()), \
-                    "{} (NEXTVIT_CUDA_SYNC: the kernel itself failed)",          \
-                    ::fmt::format(__VA_ARGS__));                                 \
-    }                                                                            \
+#define NV_CUDA_CHECK_LAUNCH(...)                                                               \
+  do {                                                                                          \
+    NV_CUDA_CHECK(cudaGetLastError(), __VA_ARGS__);                                             \
+    if (::nextvit::cuda_rt::sync_after_launch()) {                                              \
+      NV_CUDA_CHECK(                                                                            \
+          ::nextvit::cuda_rt::counted_stream_synchronize(::nextvit::cuda_rt::current_stream()), \
+          "{} (NEXTVIT_CUDA_SYNC: the kernel itself failed)", ::fmt::format(__VA_ARGS__));      \
+    }                                                                                           \
   } while (0)

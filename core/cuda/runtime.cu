@@ -1,5 +1,6 @@
 // core/'s CUDA services (core/cuda_runtime.h): device presence, the stream and library
 // handles, copies, fills and the strided gather behind Tensor::contiguous() on the device.
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -7,6 +8,8 @@
 
 #include "core/cuda/caching_allocator.h"
 #include "core/cuda/check.h"
+#include "core/cuda/device_errors.h"
+#include "core/cuda/host_staging.h"
 #include "core/cuda/launch.h"
 #include "core/cuda/stream.h"
 #include "core/cuda_runtime.h"
@@ -84,6 +87,80 @@ Handles& handles() {
 }
 }  // namespace
 
+namespace {
+std::atomic<int64_t> g_host_synchronizations{0};
+
+// The device error record (core/cuda/device_errors.h) and its page-locked host copy, made at
+// first use (not with the stream: an allocation must not depend on them).
+struct ErrorRecord {
+  DeviceIndexError* device = nullptr;
+  DeviceIndexError* seen = nullptr;  // the record as of the last read-back
+};
+
+ErrorRecord& error_record() {
+  static ErrorRecord r;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    cudaStream_t s = current_stream();
+    NV_CUDA_CHECK(cudaMalloc(&r.device, sizeof(DeviceIndexError)),
+                  "allocating the device error record");
+    NV_CUDA_CHECK(cudaMemsetAsync(r.device, 0xFF, sizeof(DeviceIndexError), s),
+                  "clearing the device error record");
+    NV_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&r.seen), sizeof(DeviceIndexError)),
+                  "allocating the device error record's host copy");
+    *r.seen = DeviceIndexError{kNoDeviceError, 0, 0, 0};
+  });
+  return r;
+}
+
+// After the host has waited for the stream: was bad input recorded on the device meanwhile?
+void check_device_errors() {
+  raise_device_error(*error_record().seen);
+}
+
+// Queues the copy of the device error record to its page-locked host copy (read after the
+// next wait).
+void queue_device_error_copy() {
+  ErrorRecord& r = error_record();
+  NV_CUDA_CHECK(cudaMemcpyAsync(r.seen, r.device, sizeof(DeviceIndexError), cudaMemcpyDeviceToHost,
+                                current_stream()),
+                "reading the device error record");
+}
+}  // namespace
+
+cudaError_t counted_stream_synchronize(cudaStream_t stream) {
+  ++g_host_synchronizations;
+  return cudaStreamSynchronize(stream);
+}
+
+int64_t host_synchronizations() {
+  return g_host_synchronizations.load();
+}
+
+DeviceMemoryStats device_memory_stats() {
+  return allocator_stats();
+}
+
+DeviceIndexError* device_index_error() {
+  return error_record().device;
+}
+
+void raise_device_error(const DeviceIndexError& seen) {
+  if (seen.first == kNoDeviceError) return;
+  const DeviceIndexError e = seen;
+  ErrorRecord& r = error_record();
+  *r.seen = DeviceIndexError{kNoDeviceError, 0, 0, 0};
+  NV_CUDA_CHECK(cudaMemsetAsync(r.device, 0xFF, sizeof(DeviceIndexError), current_stream()),
+                "clearing the device error record");
+  const long long row = static_cast<long long>(e.first >> 32);
+  const long long value = static_cast<int32_t>(static_cast<uint32_t>(e.first));
+  NV_CHECK(e.op != kDeviceErrorCrossEntropyTarget,
+           "cross_entropy: target {} of sample {} is out of range for {} classes (logits ({}, "
+           "{})); found on the device and reported at the next read from it",
+           value, row, e.limit, e.rows, e.limit);
+  NV_FAIL("a kernel recorded an unknown error (op {}, entry {}, value {})", e.op, row, value);
+}
+
 cudaStream_t current_stream() {
   return handles().stream;
 }
@@ -119,10 +196,17 @@ void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_devi
     return;
   }
   cudaStream_t s = current_stream();
+  if (kind == cudaMemcpyHostToDevice) {
+    upload(dst, src, bytes, s);  // through page-locked staging: no wait
+    return;
+  }
   NV_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s), "copying {} bytes", bytes);
-  // The host may read (D2H) or reuse (H2D from pageable memory) its buffer right after this
-  // call returns, so the copy must be complete.
-  NV_CUDA_CHECK(cudaStreamSynchronize(s), "copying {} bytes", bytes);
+  if (kind == cudaMemcpyDeviceToDevice) return;  // ordered on the stream like a kernel
+  // Device to host: the caller reads `dst` as soon as we return, so wait for the copy. The
+  // device error record rides along in the same wait.
+  queue_device_error_copy();
+  NV_CUDA_CHECK(counted_stream_synchronize(s), "copying {} bytes", bytes);
+  check_device_errors();
 }
 
 namespace {
@@ -207,7 +291,9 @@ void strided_copy(void* dst, const void* src, size_t elem_size, int ndim, const 
 
 void synchronize() {
   if (!available()) return;
-  NV_CUDA_CHECK(cudaStreamSynchronize(current_stream()), "synchronising the stream");
+  queue_device_error_copy();
+  NV_CUDA_CHECK(counted_stream_synchronize(current_stream()), "synchronising the stream");
+  check_device_errors();
 }
 
 void* event_create() {

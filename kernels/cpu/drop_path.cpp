@@ -2,6 +2,7 @@
 // split across threads by element so that a batch of two large samples still uses every core.
 #include <algorithm>
 
+#include "core/philox.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/drop_path.h"
 
@@ -17,6 +18,13 @@ void scale_rows(int64_t rows, int64_t cols, const float* x, const float* row_sca
       for (; i < end; ++i) y[i] = x[i] * s;
     }
   });
+}
+
+void drop_path_scales(int64_t rows, uint64_t seed, float keep, float* row_scale) {
+  // keep == 0 drops every sample and divides nothing by zero.
+  for (int64_t r = 0; r < rows; ++r) {
+    row_scale[r] = philox::uniform(seed, uint64_t(r)) < keep ? 1.0f / keep : 0.0f;
+  }
 }
 
 }  // namespace nextvit::kernels::cpu

@@ -50,4 +50,11 @@ void sum(int64_t n, const float* x, float* out) {
   }));
 }
 
+void fill_scaled(int64_t n, const float* s, float factor, float* out) {
+  const float v = s[0] * factor;
+  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = v;
+  });
+}
+
 }  // namespace nextvit::kernels::cpu

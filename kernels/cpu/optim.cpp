@@ -64,4 +64,17 @@ void sum_squares(int64_t n, const float* x, float* out) {
   out[0] = static_cast<float>(double(out[0]) + total);
 }
 
+void clip_coefficient(const float* total_sq, float max_norm, float* norm, float* coef) {
+  norm[0] = static_cast<float>(std::sqrt(double(total_sq[0])));
+  coef[0] = max_norm / (norm[0] + 1e-6f);
+}
+
+void clip_scale(int64_t n, const float* coef, float* grad) {
+  const float c = coef[0];
+  if (!(c < 1.0f || std::isnan(c))) return;
+  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) grad[i] *= c;
+  });
+}
+
 }  // namespace nextvit::kernels::cpu

@@ -5,6 +5,11 @@
 // a single block then adds the rows' losses in row order, in double, for the mean. No atomics,
 // so the loss is the same from run to run. Backward: one thread per logit,
 // dlogits = grad / N * (softmax - q), with grad_loss read on the device (no host sync).
+//
+// Targets are checked here, not on the host (that would read them back every step): a target
+// outside [0, K) gives its row a NaN loss, reads no logit, and is recorded in the device error
+// record (core/cuda/device_errors.h), which the host reports at its next read from the device.
+#include "core/cuda/device_errors.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/launch.cuh"
 
@@ -40,9 +45,9 @@ __device__ float block_max(float v) {
 }
 
 __global__ void __launch_bounds__(kBlock)
-    row_loss_kernel(int64_t k, const float* __restrict__ logits,
+    row_loss_kernel(int64_t n, int64_t k, const float* __restrict__ logits,
                     const int64_t* __restrict__ targets, float smoothing, float* __restrict__ lse,
-                    double* __restrict__ row_loss) {
+                    double* __restrict__ row_loss, cuda_rt::DeviceIndexError* error) {
   const int64_t r = blockIdx.x;
   const float* xr = logits + r * k;
   float mx = -INFINITY;
@@ -58,7 +63,17 @@ __global__ void __launch_bounds__(kBlock)
   if (threadIdx.x == 0) {
     const double row_lse = double(mx) + log(sum_exp), s = smoothing;
     lse[r] = static_cast<float>(row_lse);
-    row_loss[r] = row_lse - (1.0 - s) * double(xr[targets[r]]) - s / double(k) * sum_x;
+    const int64_t t = targets[r];
+    if (t < 0 || t >= k) {
+      // The same values from every bad row, and the smallest key wins: deterministic.
+      atomicMin(&error->first, cuda_rt::device_error_key(r, t));
+      error->rows = n;
+      error->limit = k;
+      error->op = cuda_rt::kDeviceErrorCrossEntropyTarget;
+      row_loss[r] = NAN;
+    } else {
+      row_loss[r] = row_lse - (1.0 - s) * double(xr[t]) - s / double(k) * sum_x;
+    }
   }
 }
 
@@ -94,7 +109,7 @@ void cross_entropy_forward(int64_t n, int64_t k, const float* logits, const int6
   NV_CHECK(n > 0 && n <= 0x7fffffff, "cross_entropy forward: {} rows (1 to 2^31 - 1 supported)", n);
   double* row_loss = static_cast<double*>(cuda_rt::workspace(size_t(n) * sizeof(double)));
   NV_LAUNCH(unsigned(n), kBlock, 0, stream(), row_loss_kernel)
-  (k, logits, targets, smoothing, lse, row_loss);
+  (n, k, logits, targets, smoothing, lse, row_loss, cuda_rt::device_index_error());
   NV_CUDA_CHECK_LAUNCH("cross_entropy forward of ({}, {})", n, k);
   NV_LAUNCH(1, kBlock, 0, stream(), mean_kernel)(n, row_loss, loss);
   NV_CUDA_CHECK_LAUNCH("cross_entropy mean over {} rows", n);

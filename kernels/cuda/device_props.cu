@@ -34,4 +34,14 @@ int max_shared_bytes_per_block() {
   return props().smem_optin;
 }
 
+namespace {
+int g_grid_yz_limit = 65535;
+}
+int grid_yz_limit() {
+  return g_grid_yz_limit;
+}
+void set_grid_yz_limit_for_testing(int limit) {
+  g_grid_yz_limit = limit > 0 && limit < 65535 ? limit : 65535;
+}
+
 }  // namespace nextvit::kernels::cuda

@@ -3,6 +3,7 @@
 // element needs no division; row_scale is a device array of one factor per sample.
 #include <algorithm>
 
+#include "core/philox.h"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/drop_path.h"
 
@@ -17,7 +18,23 @@ __global__ void scale_rows_kernel(int64_t rows, int64_t cols, const float* x,
     y[r * cols + c] = x[r * cols + c] * row_scale[r];
 }
 
+// One thread per sample: the same Philox draw as the CPU's kernels::cpu::drop_path_scales.
+__global__ void drop_path_scales_kernel(int64_t rows, uint64_t seed, float keep,
+                                        float* __restrict__ row_scale) {
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows;
+       r += int64_t(gridDim.x) * blockDim.x) {
+    row_scale[r] = philox::uniform(seed, uint64_t(r)) < keep ? 1.0f / keep : 0.0f;
+  }
+}
+
 }  // namespace
+
+void drop_path_scales(int64_t rows, uint64_t seed, float keep, float* row_scale) {
+  if (rows <= 0) return;
+  NV_LAUNCH(grid_size(rows, 128), 128, 0, stream(), drop_path_scales_kernel)
+  (rows, seed, keep, row_scale);
+  NV_CUDA_CHECK_LAUNCH("drop_path mask of {} samples", rows);
+}
 
 void scale_rows(int64_t rows, int64_t cols, const float* x, const float* row_scale, float* y) {
   if (rows <= 0 || cols <= 0) return;

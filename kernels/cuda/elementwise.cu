@@ -63,4 +63,9 @@ void sum(int64_t n, const float* x, float* out) {
       n, [=] __device__(int64_t i) { return double(x[i]); }, false, out, "sum");
 }
 
+void fill_scaled(int64_t n, const float* s, float factor, float* out) {
+  launch_map(
+      n, [=] __device__(int64_t i) { out[i] = s[0] * factor; }, "fill_scaled");
+}
+
 }  // namespace nextvit::kernels::cuda

@@ -35,22 +35,25 @@ using namespace gconv;
 // Forward when !Flip (x -> y), backward-data when Flip (dy -> dx).
 template <int C, bool Flip>
 __global__ void __launch_bounds__(kMaxThreads)
-    fwd_kernel(FwdTiling t, const float* __restrict__ x, const float* __restrict__ w,
+    fwd_kernel(FwdTiling t, int batch, const float* __restrict__ x, const float* __restrict__ w,
                float* __restrict__ y) {
   // The weights come first so that the compiler can prove their 16-byte alignment and load a
   // thread's 8 output channels with two 128-bit loads.
   NV_DYNAMIC_SHARED(float, smem);
   float* w_s = smem;
   float* in_s = smem + weight_chunk_floats<C>();
-  const int tile = blockIdx.x, g = blockIdx.y, n = blockIdx.z, tid = threadIdx.x;
-  float acc[kCoPerThread][kPxPerThread] = {};
-  for (int ci0 = 0; ci0 < C; ci0 += kCiChunk) {
-    fwd_stage<C, Flip>(t, n, g, tile, ci0, x, w, in_s, w_s, tid);
-    __syncthreads();
-    fwd_accumulate<C>(t, in_s, w_s, tid, acc);
-    __syncthreads();  // the next chunk overwrites what this one read
+  const int tile = blockIdx.x, g = blockIdx.y, tid = threadIdx.x;
+  // Images beyond the grid's z extent (65535): the block moves on to image n + gridDim.z.
+  for (int n = blockIdx.z; n < batch; n += gridDim.z) {
+    float acc[kCoPerThread][kPxPerThread] = {};
+    for (int ci0 = 0; ci0 < C; ci0 += kCiChunk) {
+      fwd_stage<C, Flip>(t, n, g, tile, ci0, x, w, in_s, w_s, tid);
+      __syncthreads();
+      fwd_accumulate<C>(t, in_s, w_s, tid, acc);
+      __syncthreads();  // the next chunk (or image) overwrites what this one read
+    }
+    fwd_store<C>(t, n, g, tile, tid, acc, y);
   }
-  fwd_store<C>(t, n, g, tile, tid, acc, y);
 }
 
 template <int C>
@@ -90,8 +93,10 @@ void launch_fwd(const Conv2dShape& s, const float* x, const float* w, float* y, 
            "{}: grouped 3x3 tiling of {}x{} needs {} bytes of shared "
            "memory",
            what, s.in_h, s.in_w, t.smem_bytes());
-  const dim3 grid(t.tiles(), unsigned(s.groups), unsigned(s.batch));
-  NV_LAUNCH(grid, t.threads, t.smem_bytes(), stream(), fwd_kernel<C, Flip>)(t, x, w, y);
+  const dim3 grid(t.tiles(), unsigned(s.groups),
+                  unsigned(std::min<int64_t>(s.batch, grid_yz_limit())));
+  NV_LAUNCH(grid, t.threads, t.smem_bytes(), stream(), fwd_kernel<C, Flip>)
+  (t, int(s.batch), x, w, y);
   NV_CUDA_CHECK_LAUNCH(
       "{} (grouped 3x3, {} x {} tiles of {}x{}, {} threads) for input ({}, {}, "
       "{}, {}), {} groups",
@@ -125,9 +130,10 @@ bool grouped3x3_supported(const Conv2dShape& s) {
     return false;
   }
   const int64_t cin_g = s.in_channels / s.groups, cout_g = s.out_channels / s.groups;
-  // Grid limits: images on grid.z, groups on grid.y (65535 each); int index math per image.
-  return cin_g == cout_g && (cin_g == 16 || cin_g == 32) && s.batch <= 65535 && s.groups <= 65535 &&
-         s.in_h * s.in_w * cin_g <= (int64_t(1) << 30);
+  // Grid limits: groups on grid.y (65535); images on grid.z, looped over beyond 65535 (up to
+  // 2^31 - 1); int index math per image.
+  return cin_g == cout_g && (cin_g == 16 || cin_g == 32) && s.batch < (int64_t(1) << 31) &&
+         s.groups <= 65535 && s.in_h * s.in_w * cin_g <= (int64_t(1) << 30);
 }
 
 void grouped3x3_forward(const Conv2dShape& s, const float* x, const float* w, float* y) {

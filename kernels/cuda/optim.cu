@@ -94,4 +94,35 @@ void sum_squares(int64_t n, const float* x, float* out) {
       "sum_squares");
 }
 
+namespace {
+__global__ void clip_scale_kernel(int64_t n, const float* __restrict__ coef,
+                                  float* __restrict__ grad) {
+  const float c = coef[0];
+  // c != c: NaN. The same for every thread: nothing to scale unless clipping.
+  if (!(c < 1.0f || c != c)) return;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    grad[i] *= c;
+  }
+}
+
+__global__ void clip_coefficient_kernel(const float* total_sq, float max_norm, float* norm,
+                                        float* coef) {
+  const float nrm = static_cast<float>(sqrt(double(total_sq[0])));
+  norm[0] = nrm;
+  coef[0] = max_norm / (nrm + 1e-6f);
+}
+}  // namespace
+
+void clip_coefficient(const float* total_sq, float max_norm, float* norm, float* coef) {
+  NV_LAUNCH(1, 1, 0, stream(), clip_coefficient_kernel)(total_sq, max_norm, norm, coef);
+  NV_CUDA_CHECK_LAUNCH("clip_coefficient");
+}
+
+void clip_scale(int64_t n, const float* coef, float* grad) {
+  if (n == 0) return;
+  NV_LAUNCH(grid_size(n, 256), 256, 0, stream(), clip_scale_kernel)(n, coef, grad);
+  NV_CUDA_CHECK_LAUNCH("clip_scale over {} elements", n);
+}
+
 }  // namespace nextvit::kernels::cuda

@@ -53,6 +53,35 @@ float clip_grad_norm(const std::vector<Variable>& params, float max_norm) {
   return norm;
 }
 
+Tensor clip_grad_norm_on_device(const std::vector<Variable>& params, float max_norm) {
+  NV_CHECK(max_norm > 0.0f && std::isfinite(max_norm),
+           "clip_grad_norm: max_norm must be finite and > 0, got {}", max_norm);
+  std::vector<Variable> with_grad;
+  for (const Variable& p : params) {
+    if (p.defined() && p.grad().defined()) with_grad.push_back(p);
+  }
+  if (with_grad.empty()) return Tensor::zeros({}, DType::F32);
+  const Device dev = with_grad.front().grad().device();
+  Tensor total = Tensor::zeros({}, DType::F32, dev);
+  for (const Variable& p : with_grad) {
+    const Tensor g = p.grad().contiguous();
+    NV_CHECK(g.dtype() == DType::F32 && g.device() == dev,
+             "clip_grad_norm: a gradient of shape {} is {} on {}, expected f32 on {}",
+             shape_str(g.shape()), dtype_name(g.dtype()), g.device().str(), dev.str());
+    NV_DISPATCH(dev, sum_squares, g.numel(), g.data<float>(), total.data<float>());
+  }
+  Tensor norm = Tensor::empty({}, DType::F32, dev), coef = Tensor::empty({}, DType::F32, dev);
+  NV_DISPATCH(dev, clip_coefficient, total.data<float>(), max_norm, norm.data<float>(),
+              coef.data<float>());
+  for (const Variable& p : with_grad) {
+    Tensor g = p.grad();
+    if (!g.is_contiguous()) g = g.contiguous();
+    NV_DISPATCH(dev, clip_scale, g.numel(), coef.data<float>(), g.data<float>());
+    if (!g.shares_storage(p.grad())) p.set_grad(g);
+  }
+  return norm;
+}
+
 void check_grad_norm_finite(float norm, int64_t step) {
   NV_CHECK(std::isfinite(norm),
            "training diverged: the gradient norm is {} at step {} (lower the learning rate, "

@@ -17,6 +17,12 @@ float grad_norm(const std::vector<Variable>& params);
 // check_grad_norm_finite() on the result before stepping.
 float clip_grad_norm(const std::vector<Variable>& params, float max_norm);
 
+// clip_grad_norm without making the host wait: the norm, the coefficient and the scaling stay
+// on the gradients' device (all gradients on one device), and the norm is returned there as a
+// one-element tensor, to be read when the host reads anyway (the trainer's logging steps). The
+// same arithmetic as clip_grad_norm, so the same gradients to the bit on one device.
+Tensor clip_grad_norm_on_device(const std::vector<Variable>& params, float max_norm);
+
 // Throws a nextvit::Error naming the step when the norm is NaN or infinite: the loss has
 // diverged (or overflowed), and an update with such gradients would destroy the weights.
 void check_grad_norm_finite(float norm, int64_t step);

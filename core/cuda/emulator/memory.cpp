@@ -35,6 +35,21 @@ Memory& memory() {
   return *m;
 }
 
+// Page-locked host memory from cudaMallocHost (base -> bytes): a device-to-host copy into it is
+// asynchronous, into any other host memory it makes the host wait (as on a GPU).
+std::map<uintptr_t, size_t>& pinned() {
+  static auto* p = new std::map<uintptr_t, size_t>();
+  return *p;
+}
+
+bool is_pinned(const void* p, size_t bytes) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  auto it = pinned().upper_bound(a);
+  if (it == pinned().begin()) return false;
+  --it;
+  return a + bytes <= it->first + it->second;
+}
+
 bool in_any_allocation(const void* p) {
   return find_allocation(p, 0) != nullptr;
 }
@@ -173,6 +188,7 @@ cudaError_t cudaFree(void* ptr) {
     nvemu::fault(cudaErrorIllegalAddress, "cudaFree: " + broken + " by an earlier kernel or copy");
   }
   m.in_use -= it->second.bytes;
+  nvemu::count_host_synchronization();  // cudaFree waits for the device
   std::free(static_cast<char*>(ptr) - nvemu::kGuard);
   m.by_base.erase(it);
   if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
@@ -180,12 +196,21 @@ cudaError_t cudaFree(void* ptr) {
 }
 
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
   *ptr = bytes ? std::malloc(bytes) : nullptr;
-  return bytes && *ptr == nullptr ? set_error(cudaErrorMemoryAllocation) : cudaSuccess;
+  if (bytes && *ptr == nullptr) return set_error(cudaErrorMemoryAllocation);
+  if (*ptr) nvemu::pinned()[reinterpret_cast<uintptr_t>(*ptr)] = bytes;
+  return cudaSuccess;
 }
 
 cudaError_t cudaFreeHost(void* ptr) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (ptr == nullptr) return cudaSuccess;
+  if (!nvemu::pinned().erase(reinterpret_cast<uintptr_t>(ptr))) {
+    return set_error(cudaErrorInvalidValue);
+  }
+  nvemu::count_host_synchronization();  // cudaFreeHost waits for the device
   std::free(ptr);
   return cudaSuccess;
 }
@@ -199,7 +224,10 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  nvemu::count_host_synchronization();  // the synchronous copy returns when it is done
+  if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
+  return nvemu::copy_checked(dst, src, bytes, kind);
 }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
@@ -207,10 +235,16 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
   if (!nvemu::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle);
+  // Into pageable host memory the copy returns only once it is complete: a hidden wait.
+  const bool to_host = kind == cudaMemcpyDeviceToHost ||
+                       (kind == cudaMemcpyDefault && !nvemu::find_allocation(dst, bytes));
+  if (to_host && !nvemu::is_pinned(dst, bytes)) nvemu::count_host_synchronization();
   return nvemu::copy_checked(dst, src, bytes, kind);
 }
 
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  nvemu::count_host_synchronization();  // synchronous with respect to the host
   return cudaMemsetAsync(dst, value, bytes, nullptr);
 }
 

@@ -156,6 +156,22 @@ void set_schedules(const std::string& list) {
   mutable_options().schedules = parse_orders(list);
 }
 
+namespace {
+int64_t g_host_synchronizations = 0;
+}
+bool g_events_held = false;
+void hold_events_for_testing(bool hold) {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  g_events_held = hold;
+}
+void count_host_synchronization() {
+  ++g_host_synchronizations;
+}
+int64_t host_synchronizations() {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  return g_host_synchronizations;
+}
+
 // Test hook (tests/test_cuda_emulator.cpp): forget a fault, as a fresh process would.
 void clear_fault_for_testing() {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
@@ -296,6 +312,7 @@ cudaError_t cudaRuntimeGetVersion(int* version) {
 
 cudaError_t cudaDeviceSynchronize() {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  nvemu::count_host_synchronization();
   return set_error(nvemu::sticky_error());
 }
 
@@ -450,12 +467,16 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  nvemu::count_host_synchronization();
   if (!nvemu::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle);
   return set_error(nvemu::sticky_error());
 }
 
+// Work runs when it is issued, so a stream or event is always complete: asking does not wait.
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
-  return cudaStreamSynchronize(stream);
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (!nvemu::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle);
+  return set_error(nvemu::sticky_error());
 }
 
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {
@@ -498,12 +519,16 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  nvemu::count_host_synchronization();
   if (!nvemu::events().count(event)) return set_error(cudaErrorInvalidResourceHandle);
   return set_error(nvemu::sticky_error());
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-  return cudaEventSynchronize(event);
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (!nvemu::events().count(event)) return set_error(cudaErrorInvalidResourceHandle);
+  if (event->recorded && nvemu::g_events_held) return cudaErrorNotReady;
+  return set_error(nvemu::sticky_error());
 }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {

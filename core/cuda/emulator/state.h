@@ -59,6 +59,12 @@ void raw_copy(void* dst, const void* src, size_t bytes);
 bool raw_equal(const void* a, const void* b, size_t bytes, size_t* first_difference);
 
 bool valid_stream(cudaStream_t s);
+// Each call that makes the host wait for the device (synchronise, synchronous copies and
+// memsets, device-to-host copies into pageable memory, cudaFree, cudaFreeHost) counts one:
+// host_synchronizations() in nvemu.h. Called with device_mutex() held.
+void count_host_synchronization();
+// hold_events_for_testing (nvemu.h): recorded events report "not ready" to cudaEventQuery.
+extern bool g_events_held;
 // Dynamic shared memory a launch of `kernel` may request: 48 KB, or what cudaFuncSetAttribute
 // granted.
 int max_dynamic_shared_bytes(const void* kernel);
