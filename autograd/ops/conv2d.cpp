@@ -16,10 +16,6 @@ Tensor workspace(const kernels::Conv2dShape& s, Device dev) {
   return floats > 0 ? new_f32({floats}, dev) : Tensor();
 }
 
-float* data_or_null(const Tensor& t) {
-  return t.defined() ? t.data<float>() : nullptr;
-}
-
 }  // namespace
 
 Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
@@ -72,8 +68,8 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
   Tensor y = new_f32({N, Cout, s.out_h(), s.out_w()}, dev);
   {
     Tensor ws_buf = workspace(s, dev);
-    NV_DISPATCH(dev, conv2d_forward, s, tx.data<float>(), tw.data<float>(), data_or_null(tb),
-                y.data<float>(), data_or_null(ws_buf));
+    NV_DISPATCH(dev, conv2d_forward, s, tx.data<float>(), tw.data<float>(), f32_or_null(tb),
+                y.data<float>(), f32_or_null(ws_buf));
   }
 
   // The input gradient needs the weight, the weight gradient needs the input: keep only what
@@ -91,7 +87,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
         if (need_x) {
           dx = new_f32({s.batch, s.in_channels, s.in_h, s.in_w}, dev);
           NV_DISPATCH(dev, conv2d_backward_data, s, dy.data<float>(), saved_w.data<float>(),
-                      dx.data<float>(), data_or_null(ws_buf));
+                      dx.data<float>(), f32_or_null(ws_buf));
         }
         if (need_w || need_b) {
           // One call gives both; a null dw asks for the bias gradient alone (no input needed).
@@ -100,7 +96,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
           }
           if (need_b) db = new_f32({s.out_channels}, dev);
           NV_DISPATCH(dev, conv2d_backward_weight, s, need_w ? saved_x.data<float>() : nullptr,
-                      dy.data<float>(), data_or_null(dw), data_or_null(db), data_or_null(ws_buf));
+                      dy.data<float>(), f32_or_null(dw), f32_or_null(db), f32_or_null(ws_buf));
         }
         return std::vector<Tensor>{dx, dw, db};
       });
