@@ -1,5 +1,6 @@
 // nextvit forward: logits of the tensor `input` (N, 3, H, W) of a safetensors file, written as
-// `logits` (N, classes) to another. Eval mode: BatchNorm uses its running statistics.
+// `logits` (N, classes) to another. Eval mode: BatchNorm uses its running statistics (or is
+// folded away, for a deploy-form file).
 #include <chrono>
 #include <cstdio>
 
@@ -7,7 +8,7 @@
 #include "common_options.h"
 #include "core/safetensors.h"
 #include "models/memory_estimate.h"
-#include "models/weights.h"
+#include "models/saved_model.h"
 
 namespace nextvit::cli {
 namespace {
@@ -19,10 +20,13 @@ struct ForwardValues {
 };
 
 void declare(Options& o, ForwardValues& v) {
-  model_option(o, &v.model).required();
   o.text("weights", &v.weights, "W.safetensors",
-         "weights in the official layout or timm's (detected)")
+         "weights in the official layout or timm's (detected); a file with metadata (from train "
+         "or export) says which model it holds")
       .required();
+  model_option(o, &v.model)
+      .note("(only for weights without metadata: official or timm checkpoints)")
+      .shown_default("the file's own");
   o.text("input", &v.input, "X.safetensors", "file holding the tensor 'input' (N, 3, H, W)")
       .required();
   o.text("output", &v.output, "Y.safetensors", "file to write the tensor 'logits' (N, classes) to")
@@ -32,14 +36,12 @@ void declare(Options& o, ForwardValues& v) {
 }
 
 int run(const ForwardValues& v) {
-  NextViTConfig config = NextViTConfig::from_name(v.model);
-  if (v.num_classes > 0) config.num_classes = v.num_classes;
-  config.validate();
+  // A self-describing file needs no --model; a bare one (official, timm) does.
+  SavedModel saved = load_saved_model(v.weights, v.model, v.num_classes);
+  NextViT& model = *saved.model;  // eval mode
+  const NextViTConfig& config = model.config();
+  const WeightLayout layout = saved.layout;
   const Device device = v.device;
-
-  NextViT model(config);
-  const WeightLayout layout = load_weights(model, v.weights);
-  model.eval();
   model.to(device);
 
   Tensor x = read_safetensors(v.input).at("input");
@@ -56,9 +58,10 @@ int run(const ForwardValues& v) {
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   write_safetensors(v.output, {{"logits", logits}});
-  std::fprintf(stderr, "%s (%s weights) on %s: input %s -> logits %s in %.1f ms, wrote %s\n",
+  std::fprintf(stderr,
+               "%s (%s weights, %s form) on %s: input %s -> logits %s in %.1f ms, wrote %s\n",
                config.name.c_str(), layout == WeightLayout::Timm ? "timm" : "official",
-               device.str().c_str(), shape_str(x.shape()).c_str(),
+               form_name(saved.metadata.form), device.str().c_str(), shape_str(x.shape()).c_str(),
                shape_str(logits.shape()).c_str(), ms, v.output.c_str());
   return 0;
 }

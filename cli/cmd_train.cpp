@@ -30,8 +30,8 @@ int run_train(const TrainValues& v) {
 }
 
 struct EvalValues {
-  std::string model = "nextvit_fmnist", weights, data = "fashion-mnist";
-  int64_t height = 28, width = 28;
+  std::string model, weights, data = "fashion-mnist";
+  int64_t height = 0, width = 0;  // 0: the size the weights' metadata states, else 28
   int64_t batch = 256, limit = 0;
   Device device;
 };
@@ -40,11 +40,14 @@ void declare_eval(Options& o, EvalValues& v) {
   o.text("weights", &v.weights, "DIR|W.safetensors",
          "a training run's folder (its model.safetensors) or a weights file")
       .required();
-  model_option(o, &v.model).note("(used when --weights is a file; a run's folder has its own)");
+  model_option(o, &v.model)
+      .note("(only for weights without metadata; older run folders use their checkpoint's)")
+      .shown_default("the file's own, else nextvit_fmnist");
   o.text("data", &v.data, "fashion-mnist|DIR",
          "Fashion-MNIST's test set, or a folder with train/ and val/ image folders (val/ is "
          "scored)");
-  image_option(o, &v.height, &v.width, /*square_only=*/true);
+  image_option(o, &v.height, &v.width, /*square_only=*/true)
+      .shown_default("the size the weights' metadata states, else 28");
   o.integer("batch", &v.batch, "B", 1, 1 << 20, "images per forward pass");
   device_option(o, &v.device);
   o.integer("limit", &v.limit, "N", 0, kMaxCount, "score the first N images only (0: all)");

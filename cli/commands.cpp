@@ -9,8 +9,9 @@ namespace nextvit::cli {
 
 const std::vector<Command>& all_commands() {
   // A new command: one line here (cli/command.h has the whole recipe).
-  static const std::vector<Command> commands = {info_command(), forward_command(), train_command(),
-                                                eval_command()};
+  static const std::vector<Command> commands = {info_command(),    forward_command(),
+                                                train_command(),   eval_command(),
+                                                predict_command(), export_command()};
   return commands;
 }
 

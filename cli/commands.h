@@ -13,6 +13,8 @@ Command info_command();
 Command forward_command();
 Command train_command();
 Command eval_command();
+Command predict_command();
+Command export_command();
 
 // Every command, in the order `nextvit --help` lists them.
 const std::vector<Command>& all_commands();

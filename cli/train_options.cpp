@@ -9,6 +9,10 @@ void declare_train_options(Options& o, TrainValues& v) {
          "Fashion-MNIST ($NEXTVIT_FASHION_MNIST, else Debian's dataset-fashion-mnist), or a "
          "folder with train/ and val/ image folders, one sub-folder per class (JPEG/PNG/BMP)");
   o.text("out", &t.out, "DIR", "where the log, checkpoints and model.safetensors go");
+  o.text("init", &t.init, "W.safetensors",
+         "start from these weights (ours, official or timm); a classifier of another class count "
+         "is re-initialised")
+      .shown_default("a random initialisation");
   image_option(o, &t.img, &v.img_width, /*square_only=*/true);
   o.integer("epochs", &t.epochs, "E", 1, 1000000, "passes over the training set");
   o.integer("batch", &t.batch, "B", 1, 1 << 20, "images per step");

@@ -174,6 +174,16 @@ class Options {
                 }});
   }
 
+  // Arguments that are not options (`nextvit predict ... IMAGE...`): collected in order into
+  // *target; at least one is required. Without this declaration such an argument is an error.
+  Options& positional(const std::string& metavar, std::vector<std::string>* target,
+                      const std::string& meaning) {
+    positional_metavar_ = metavar;
+    positional_meaning_ = meaning;
+    positional_ = target;
+    return *this;
+  }
+
   // Modifiers of the option declared last.
   Options& required() {
     last().required = true;
@@ -203,6 +213,10 @@ class Options {
     std::set<std::string> given;
     for (int i = first; i < argc; ++i) {
       std::string a = argv[i];
+      if (positional_ != nullptr && a.rfind("--", 0) != 0) {
+        positional_->push_back(a);
+        continue;
+      }
       NV_CHECK(a.rfind("--", 0) == 0 && a.size() > 2, "{}: unexpected argument '{}'{}", program_, a,
                help_hint());
       std::string name = a.substr(2);
@@ -232,6 +246,8 @@ class Options {
       NV_CHECK(!o.required || given.count(o.name), "{}: --{} is required{}", program_, o.name,
                help_hint());
     }
+    NV_CHECK(positional_ == nullptr || !positional_->empty(), "{}: name at least one {}{}",
+             program_, positional_metavar_, help_hint());
     given_ = given;
     return true;
   }
@@ -242,7 +258,13 @@ class Options {
 
   // usage line, summary, then every option with its values, meaning and default.
   std::string help() const {
-    std::string out = "usage: " + usage() + "\n\n" + summary_ + "\n\noptions:\n";
+    std::string out = "usage: " + usage() + "\n\n" + summary_ + "\n\n";
+    if (positional_ != nullptr) {
+      out += wrap("  " + positional_metavar_ + "...", split_words(positional_meaning_),
+                  positional_metavar_.size() + 9) +
+             "\n";
+    }
+    out += "options:\n";
     size_t column = 0;
     for (const Option& o : options_) column = std::max(column, left_side(o).size());
     column = std::min<size_t>(column, 34);
@@ -262,7 +284,7 @@ class Options {
     for (const Option& o : options_) {
       if (o.required) line += " --" + o.name + (o.metavar.empty() ? "" : " " + o.metavar);
     }
-    return line + " [options]";
+    return line + " [options]" + (positional_ ? " " + positional_metavar_ + "..." : "");
   }
 
   const std::string& program() const { return program_; }
@@ -287,6 +309,8 @@ class Options {
   }
   // "--x" starts another option; "-5" (a negative number) is a value.
   static bool looks_like_option(const std::string& a) { return a.rfind("--", 0) == 0 || a == "-h"; }
+  std::string positional_metavar_, positional_meaning_;
+  std::vector<std::string>* positional_ = nullptr;
   std::string help_hint() const { return " (" + program_ + " --help lists the options)"; }
 
   static int64_t parse_integer(const std::string& program, const std::string& name,

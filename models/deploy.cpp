@@ -1,5 +1,7 @@
 #include "models/deploy.h"
 
+#include <set>
+
 #include "layers/ncb.h"
 #include "layers/ntb.h"
 
@@ -119,6 +121,45 @@ void fold_batch_norms(NextViT& model) {
     fold_pre(head.weight(), head.bias(), s, t);
     model.norm->mark_folded();
   }
+}
+
+namespace {
+
+// Walks the module tree; `prefix` is the state-dict name of `m` ("" or "features.3.mlp.").
+void collect_batch_norms(const Module& m, const std::string& prefix, bool folded_only,
+                         std::vector<std::string>& names, int64_t& unfolded) {
+  if (const auto* bn = dynamic_cast<const BatchNorm*>(&m)) {
+    if (!bn->folded()) ++unfolded;
+    if (bn->folded() || !folded_only) {
+      for (const char* t : {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"})
+        names.push_back(prefix + t);
+    }
+  }
+  for (const auto& [name, child] : m.children()) {
+    if (child) collect_batch_norms(*child, prefix + name + ".", folded_only, names, unfolded);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> folded_batch_norm_tensors(const Module& model) {
+  std::vector<std::string> names;
+  int64_t unfolded = 0;
+  collect_batch_norms(model, "", true, names, unfolded);
+  return names;
+}
+
+std::vector<std::pair<std::string, Tensor>> deploy_state_dict(const NextViT& model) {
+  std::vector<std::string> names;
+  int64_t unfolded = 0;
+  collect_batch_norms(model, "", true, names, unfolded);
+  NV_CHECK(unfolded == 0, "deploy form: {} BatchNorm layer(s) are not folded", unfolded);
+  const std::set<std::string> skip(names.begin(), names.end());
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [name, t] : model.state_dict()) {
+    if (!skip.count(name)) out.emplace_back(name, t);
+  }
+  return out;
 }
 
 }  // namespace nextvit

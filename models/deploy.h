@@ -15,11 +15,24 @@
 //
 // Afterwards every BatchNorm is the identity and the model computes the same logits as the
 // unfolded model in eval mode (up to float rounding). Training a folded model is refused.
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "models/nextvit.h"
 
 namespace nextvit {
 
 // Folds in place; the model must be in eval mode. Idempotent.
 void fold_batch_norms(NextViT& model);
+
+// The persisted deploy form (`nextvit export --format deploy`): the state dict without the
+// parameters and buffers of folded BatchNorms, which no longer compute anything. Every
+// BatchNorm must be folded.
+std::vector<std::pair<std::string, Tensor>> deploy_state_dict(const NextViT& model);
+
+// The names of the tensors of the folded BatchNorms of `model` (what deploy_state_dict leaves
+// out), so that loading a deploy file into a folded model can fill them with its own values.
+std::vector<std::string> folded_batch_norm_tensors(const Module& model);
 
 }  // namespace nextvit

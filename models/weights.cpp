@@ -169,8 +169,9 @@ WeightLayout load_weights(NextViT& model, const std::string& path) {
   }
 }
 
-void save_weights(const Module& model, const std::string& path) {
-  write_safetensors(path, model.state_dict());
+void save_weights(const Module& model, const std::string& path,
+                  const std::map<std::string, std::string>& metadata) {
+  write_safetensors(path, model.state_dict(), metadata);
 }
 
 }  // namespace nextvit

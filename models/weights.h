@@ -5,6 +5,7 @@
 // The layout is detected from the names; timm names are mapped to the official ones, which are
 // the names our modules register. Loading is strict: a missing, unexpected or wrongly shaped
 // tensor is an error that names the key.
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,8 +27,10 @@ std::string official_to_timm(const std::string& name, const NextViTConfig& confi
 // for num_batches_tracked, and moved to the model's device). Returns the detected layout.
 WeightLayout load_state_dict(NextViT& model, const NamedTensors& tensors);
 
-// safetensors files (official names on save).
+// safetensors files (official names on save; `metadata` goes to __metadata__,
+// models/model_metadata.h).
 WeightLayout load_weights(NextViT& model, const std::string& path);
-void save_weights(const Module& model, const std::string& path);
+void save_weights(const Module& model, const std::string& path,
+                  const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace nextvit

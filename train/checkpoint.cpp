@@ -109,9 +109,9 @@ void save_checkpoint(const std::string& dir, const NextViT& model, const Optimiz
   // The deployable weights: the EMA's when there is one (what evaluation reports), else the
   // model's.
   if (ema) {
-    write_safetensors((fs::path(dir) / kWeights).string(), ema->state_dict());
+    write_safetensors((fs::path(dir) / kWeights).string(), ema->state_dict(), info.model_metadata);
   } else {
-    save_weights(model, (fs::path(dir) / kWeights).string());
+    save_weights(model, (fs::path(dir) / kWeights).string(), info.model_metadata);
   }
 }
 

@@ -10,6 +10,7 @@
 //
 // Every file is written to a temporary name and renamed over the old one, so a crash while
 // saving leaves the previous checkpoint intact.
+#include <map>
 #include <optional>
 #include <string>
 
@@ -29,6 +30,9 @@ struct CheckpointInfo {
   nlohmann::json config;   // NextViTConfig::to_json()
   nlohmann::json options;  // the trainer's options, for the record and for resume checks
   nlohmann::json history = nlohmann::json::array();  // one object per finished epoch
+  // The __metadata__ of model.safetensors (models/model_metadata.h: configuration, eval
+  // transform, class names), so that the weights file describes itself. Not read back.
+  std::map<std::string, std::string> model_metadata;
 };
 
 void save_checkpoint(const std::string& dir, const NextViT& model, const Optimizer& optimizer,

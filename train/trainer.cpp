@@ -5,15 +5,19 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "autograd/ops.h"
 #include "core/threads.h"
 #include "models/memory_estimate.h"
+#include "models/saved_model.h"
 #include "models/weights.h"
 #include "train/checkpoint.h"
 #include "train/data/fashion_mnist.h"
 #include "train/data/image_folder.h"
+#include "train/data/preprocess.h"
 #include "train/data/transforms.h"
+#include "train/init_weights.h"
 #include "train/interrupt.h"
 #include "train/optim/adamw.h"
 #include "train/optim/grad_clip.h"
@@ -48,6 +52,7 @@ class Subset final : public data::Dataset {
 struct DataSets {
   std::shared_ptr<const data::Dataset> train, eval;
   std::shared_ptr<const data::Pipeline> train_pipeline, eval_pipeline;
+  Preprocess eval_preprocess;  // eval_pipeline as data, stored in model.safetensors
 };
 
 std::shared_ptr<const data::Dataset> limited(std::shared_ptr<const data::Dataset> d,
@@ -75,11 +80,8 @@ DataSets make_data(const std::string& data, int64_t img, bool flip, bool rrc, in
     }
     if (flip) train->add<data::RandomHorizontalFlip>(0.5f);
     train->add<data::GrayToRgb>().normalize(mean, std);
-    auto eval = std::make_shared<data::Pipeline>();
-    if (size != 28) eval->add<data::Resize>(size, size);
-    eval->add<data::GrayToRgb>().normalize(mean, std);
     d.train_pipeline = train;
-    d.eval_pipeline = eval;
+    d.eval_preprocess = data::fashion_mnist_preprocess(img);
   } else {
     const fs::path root(data);
     NV_CHECK(fs::is_directory(root / "train") && fs::is_directory(root / "val"),
@@ -99,8 +101,9 @@ DataSets make_data(const std::string& data, int64_t img, bool flip, bool rrc, in
     const std::vector<float> mean(data::kImagenetMean.begin(), data::kImagenetMean.end());
     const std::vector<float> std(data::kImagenetStd.begin(), data::kImagenetStd.end());
     d.train_pipeline = std::make_shared<data::Pipeline>(data::train_pipeline(size, mean, std));
-    d.eval_pipeline = std::make_shared<data::Pipeline>(data::eval_pipeline(size, mean, std));
+    d.eval_preprocess = data::imagenet_preprocess(img);
   }
+  d.eval_pipeline = std::make_shared<data::Pipeline>(data::eval_pipeline(d.eval_preprocess));
   d.train = limited(d.train, limit_train);
   d.eval = limited(d.eval, limit_eval);
   return d;
@@ -235,7 +238,8 @@ nlohmann::json TrainOptions::to_json() const {
           {"random_resized_crop", random_resized_crop},
           {"seed", seed},
           {"limit_train", limit_train},
-          {"limit_eval", limit_eval}};
+          {"limit_eval", limit_eval},
+          {"init", init}};
 }
 
 TrainResult train(const TrainOptions& o) {
@@ -255,9 +259,16 @@ TrainResult train(const TrainOptions& o) {
   DataSets data = make_data(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train,
                             o.limit_eval, o.max_image_pixels);
   NextViTConfig config = make_config(o.model, data.train->num_classes(), o.drop_path);
+  std::optional<InitWeights> init;
+  if (!o.init.empty()) {
+    init = read_init_weights(o.init);
+    config = init_config(*init, config, o.model != TrainOptions().model, o.drop_path >= 0);
+  }
   config.validate_input(o.img, o.img);
   check_memory_fits(config, o.batch, o.img, o.img, true, "train");
   NextViT model(config, o.seed);
+  if (init && !(o.resume && checkpoint_exists(o.out))) say(apply_init_weights(model, *init));
+  init.reset();  // the file's tensors are no longer needed
   model.to(o.device);
 
   data::LoaderOptions train_opts;
@@ -306,6 +317,12 @@ TrainResult train(const TrainOptions& o) {
     train_loader.seek(info.loader);
     say(fmt::format("resumed from {}: epoch {}, step {}", o.out, info.loader.epoch, info.step));
   }
+  // model.safetensors describes itself: configuration, eval transform, class names.
+  ModelMetadata metadata;
+  metadata.config = config;
+  metadata.preprocess = data.eval_preprocess;
+  metadata.classes = data.train->class_names();
+  info.model_metadata = metadata_entries(metadata);
 
   say(fmt::format("model {}: {:.3f} M parameters, {} on {}", config.name,
                   model.parameter_count() / 1e6, o.img, o.device.str()));
@@ -447,22 +464,32 @@ TrainResult train(const TrainOptions& o) {
 EvalResult evaluate(const std::string& model_name, const std::string& weights,
                     const std::string& data_name, int64_t img, int64_t batch, Device device,
                     int64_t limit) {
+  // A training output directory: its model.safetensors, and for an older run without metadata
+  // the configuration its checkpoint records.
+  const bool dir = fs::is_directory(weights);
+  const std::string weights_file =
+      dir ? (fs::path(weights) / "model.safetensors").string() : weights;
+  std::optional<NextViTConfig> bare = NextViTConfig::from_name("nextvit_fmnist");
+  if (dir && checkpoint_exists(weights)) {
+    bare = NextViTConfig::from_json(read_checkpoint_info(weights).config,
+                                    (fs::path(weights) / "checkpoint.safetensors").string());
+  }
+  SavedModel saved = load_saved_model(weights_file, model_name, 0, bare);
+  const ModelMetadata& stored = saved.metadata;
+  const NextViTConfig& config = saved.model->config();
+  if (img == 0) img = stored.preprocess ? stored.preprocess->size : 28;
   DataSets data = make_data(data_name, img, false, false, 1, limit);
-  std::string weights_file = weights;
-  NextViTConfig config;
-  if (fs::is_directory(weights)) {  // a training output directory: its config and weights
-    weights_file = (fs::path(weights) / "model.safetensors").string();
-    config = NextViTConfig::from_json(read_checkpoint_info(weights).config,
-                                      (fs::path(weights) / "checkpoint.safetensors").string());
-  } else {
-    config = make_config(model_name, data.eval->num_classes(), -1);
+  if (stored.preprocess && stored.preprocess->size == img) {  // the transform it was scored with
+    data.eval_pipeline = std::make_shared<data::Pipeline>(data::eval_pipeline(*stored.preprocess));
   }
   NV_CHECK(config.num_classes == data.eval->num_classes(),
            "eval: the model has {} classes, the data set {}", config.num_classes,
            data.eval->num_classes());
+  NV_CHECK(stored.classes.empty() || stored.classes == data.eval->class_names(),
+           "eval: {} was trained on the classes ({}), the data set has ({})", weights_file,
+           fmt::join(stored.classes, ", "), fmt::join(data.eval->class_names(), ", "));
   check_memory_fits(config, batch, img, img, false, "eval");
-  NextViT model(config);
-  load_weights(model, weights_file);
+  NextViT& model = *saved.model;
   model.to(device);
   data::LoaderOptions lo;
   lo.batch_size = batch;

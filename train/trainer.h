@@ -20,6 +20,7 @@ struct TrainOptions {
   std::string model = "nextvit_fmnist";  // a named model or a JSON configuration
   std::string data = "fashion-mnist";    // or an image-folder root with train/ and val/ inside
   std::string out = "runs/fmnist";
+  std::string init;  // start from these weights (train/init_weights.h); "": random
   int64_t img = 28;
   int64_t epochs = 5;
   int64_t batch = 128;
@@ -69,7 +70,9 @@ struct EvalResult {
   double loss = 0;      // mean cross-entropy (no smoothing)
 };
 
-// Scores model weights (a model.safetensors or a checkpoint directory) on a data set.
+// Scores model weights (a model.safetensors or a checkpoint directory) on a data set. `model`
+// ("": none) is needed only for a file that does not describe itself (models/saved_model.h);
+// `img` 0 takes the size the file's preprocessing states (else 28).
 EvalResult evaluate(const std::string& model, const std::string& weights, const std::string& data,
                     int64_t img, int64_t batch, Device device, int64_t limit = 0);
 

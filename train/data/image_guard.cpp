@@ -124,6 +124,21 @@ bool check_image_bytes(const uint8_t* data, size_t size, bool complete, int64_t 
     reason = "file larger than 2 GB";
     return false;
   }
+  // A PNG states its size in the IHDR chunk; stb_image reports one above 2^30 bytes only as
+  // "unknown image type", so the pixel limit is checked here first, with the real reason.
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', 13, 10, 26, 10};
+  if (size >= 24 && std::memcmp(data, kPng, 8) == 0 && std::memcmp(data + 12, "IHDR", 4) == 0) {
+    auto be32 = [&](size_t at) {
+      return int64_t(data[at]) << 24 | int64_t(data[at + 1]) << 16 | int64_t(data[at + 2]) << 8 |
+             int64_t(data[at + 3]);
+    };
+    const int64_t pw = be32(16), ph = be32(20);
+    if (pw * ph > max_pixels) {
+      reason = fmt::format("{}x{} = {} pixels, above the limit of {} (--max-image-pixels)", pw, ph,
+                           pw * ph, max_pixels);
+      return false;
+    }
+  }
   int c = 0;
   if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &c)) {
     const char* why = stbi_failure_reason();

@@ -120,6 +120,10 @@ bool decode_png(const std::vector<uint8_t>& bytes, int64_t max_pixels, Image& ou
     png_image_free(&image);
     return false;
   }
+  // 16-bit samples without gAMA/sRGB chunks: libpng would assume linear light and apply the sRGB
+  // curve on the way to 8 bits (mid-gray 32768 would become 188); like stb_image and PIL, take
+  // them as already encoded, so that 16-bit v decodes to round(v / 257).
+  image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
   image.format = PNG_FORMAT_RGB;  // gray, palette and alpha converted (alpha over black)
   out.height = static_cast<int>(image.height);
   out.width = static_cast<int>(image.width);
