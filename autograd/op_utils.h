@@ -35,4 +35,10 @@ inline Tensor new_f32(const Shape& shape, Device device) {
   return Tensor::empty(shape, DType::F32, device);
 }
 
+// The f32 data of an optional tensor (a bias, a workspace, a gradient not asked for): nullptr
+// when it is undefined, which the kernels read as "absent".
+inline float* f32_or_null(const Tensor& t) {
+  return t.defined() ? t.data<float>() : nullptr;
+}
+
 }  // namespace nextvit::ops

@@ -145,25 +145,9 @@ uint64_t json_uint(const Json& v, const std::string& path, const std::string& na
   return v.get<uint64_t>();
 }
 
-Entry parse_entry(const std::string& path, const std::string& name, const Json& v,
-                  uint64_t data_size) {
-  NV_CHECK(v.is_object(), "safetensors {}: tensor '{}': header entry must be an object, found {}",
-           path, name, v.dump());
-  for (const char* field : {"dtype", "shape", "data_offsets"}) {
-    NV_CHECK(v.contains(field), "safetensors {}: tensor '{}': header entry has no \"{}\"", path,
-             name, field);
-  }
-  Entry e;
-  e.name = name;
-  const Json& dtype = v.at("dtype");
-  NV_CHECK(dtype.is_string(), "safetensors {}: tensor '{}': dtype must be a string, found {}", path,
-           name, dtype.dump());
-  NV_CHECK(dtype_from_name(dtype.get<std::string>(), &e.dtype),
-           "safetensors {}: tensor '{}' has dtype {}, which nextvit does not read (it reads F32, "
-           "F16, BF16 and I64)",
-           path, name, dtype.get<std::string>());
-
-  const Json& shape = v.at("shape");
+// The entry's "shape" into e.shape; returns its size in bytes (e.dtype is set).
+uint64_t parse_shape(const std::string& path, const Json& shape, Entry& e) {
+  const std::string& name = e.name;
   NV_CHECK(shape.is_array(), "safetensors {}: tensor '{}': shape must be an array, found {}", path,
            name, shape.dump());
   // Count bytes with overflow checks: a hostile shape must not wrap around to a size that
@@ -183,9 +167,13 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
       bytes *= n;
     }
   }
-  if (zero) bytes = 0;
+  return zero ? 0 : bytes;
+}
 
-  const Json& offsets = v.at("data_offsets");
+// The entry's "data_offsets" into e.begin and e.end: inside the data section, spanning `bytes`.
+void parse_offsets(const std::string& path, const Json& offsets, uint64_t data_size, uint64_t bytes,
+                   Entry& e) {
+  const std::string& name = e.name;
   NV_CHECK(offsets.is_array() && offsets.size() == 2,
            "safetensors {}: tensor '{}': data_offsets must be [begin, end], found {}", path, name,
            offsets.dump());
@@ -202,6 +190,29 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
            "safetensors {}: tensor '{}': data_offsets [{}, {}] span {} bytes but {} {} needs {}",
            path, name, e.begin, e.end, e.end - e.begin, safetensors_dtype_name(e.dtype),
            shape_str(e.shape), bytes);
+}
+
+// One header entry: an object with dtype, shape and data_offsets, each checked.
+Entry parse_entry(const std::string& path, const std::string& name, const Json& v,
+                  uint64_t data_size) {
+  NV_CHECK(v.is_object(), "safetensors {}: tensor '{}': header entry must be an object, found {}",
+           path, name, v.dump());
+  for (const char* field : {"dtype", "shape", "data_offsets"}) {
+    NV_CHECK(v.contains(field), "safetensors {}: tensor '{}': header entry has no \"{}\"", path,
+             name, field);
+  }
+  Entry e;
+  e.name = name;
+  const Json& dtype = v.at("dtype");
+  NV_CHECK(dtype.is_string(), "safetensors {}: tensor '{}': dtype must be a string, found {}", path,
+           name, dtype.dump());
+  NV_CHECK(dtype_from_name(dtype.get<std::string>(), &e.dtype),
+           "safetensors {}: tensor '{}' has dtype {}, which nextvit does not read (it reads F32, "
+           "F16, BF16 and I64)",
+           path, name, dtype.get<std::string>());
+
+  const uint64_t bytes = parse_shape(path, v.at("shape"), e);
+  parse_offsets(path, v.at("data_offsets"), data_size, bytes, e);
   return e;
 }
 

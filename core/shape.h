@@ -33,4 +33,12 @@ inline Shape contiguous_strides(const Shape& s) {
 // "(2, 3, 4)"
 std::string shape_str(const Shape& s);
 
+// A dimension index d in [-rank, rank) wrapped to [0, rank), or an error naming the op and the
+// shape it indexes.
+int64_t wrap_dim(int64_t d, const Shape& shape, const char* op);
+
+// The shape `requested` with at most one -1 replaced so that it holds as many elements as
+// `from`; an error naming the op when no such shape exists (reshape and view share it).
+Shape infer_shape(const Shape& requested, const Shape& from, const char* op);
+
 }  // namespace nextvit

@@ -10,12 +10,6 @@
 namespace nextvit {
 namespace {
 
-int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
-  int64_t w = d < 0 ? d + ndim : d;
-  NV_CHECK(w >= 0 && w < ndim, "{}: dimension {} out of range for a {}-d tensor", op, d, ndim);
-  return w;
-}
-
 // Copies a strided host tensor into contiguous host memory, element by element of size `es`.
 // The innermost dimension is copied in one loop so the common cases (a transpose of the last
 // two dims, a narrow) stay cheap.
@@ -50,29 +44,6 @@ void host_strided_copy(char* dst, const char* src, size_t es, const Shape& shape
       idx[d] = 0;
     }
   }
-}
-
-Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
-  Shape out = requested;
-  int64_t known = 1;
-  int infer = -1;
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i] == -1) {
-      NV_CHECK(infer < 0, "{}: only one dimension may be -1 in {}", op, shape_str(requested));
-      infer = static_cast<int>(i);
-    } else {
-      NV_CHECK(out[i] >= 0, "{}: negative dimension in {}", op, shape_str(requested));
-      known = checked_mul(known, out[i], op);
-    }
-  }
-  if (infer >= 0) {
-    NV_CHECK(known > 0 && numel % known == 0, "{}: cannot view {} elements as {}", op, numel,
-             shape_str(requested));
-    out[infer] = numel / known;
-  }
-  NV_CHECK(shape_numel(out) == numel, "{}: cannot view {} elements as {}", op, numel,
-           shape_str(requested));
-  return out;
 }
 
 }  // namespace
@@ -133,7 +104,7 @@ Tensor Tensor::scalar(float value, Device device) {
 // ---- properties ------------------------------------------------------------------------------
 
 int64_t Tensor::size(int64_t d) const {
-  return shape_[wrap_dim(d, dim(), "Tensor::size")];
+  return shape_[wrap_dim(d, shape_, "Tensor::size")];
 }
 
 bool Tensor::is_contiguous() const {
@@ -161,7 +132,7 @@ void* Tensor::raw_data() const {
 Tensor Tensor::view(const Shape& shape) const {
   NV_CHECK(is_contiguous(), "Tensor::view: {} is not contiguous; use reshape()", str());
   Tensor t = *this;
-  t.shape_ = infer_shape(shape, numel(), "Tensor::view");
+  t.shape_ = infer_shape(shape, shape_, "Tensor::view");
   t.strides_ = contiguous_strides(t.shape_);
   return t;
 }
@@ -171,8 +142,8 @@ Tensor Tensor::reshape(const Shape& shape) const {
 }
 
 Tensor Tensor::transpose(int64_t a, int64_t b) const {
-  a = wrap_dim(a, dim(), "Tensor::transpose");
-  b = wrap_dim(b, dim(), "Tensor::transpose");
+  a = wrap_dim(a, shape_, "Tensor::transpose");
+  b = wrap_dim(b, shape_, "Tensor::transpose");
   Tensor t = *this;
   std::swap(t.shape_[a], t.shape_[b]);
   std::swap(t.strides_[a], t.strides_[b]);
@@ -185,7 +156,7 @@ Tensor Tensor::permute(const std::vector<int64_t>& order) const {
   std::vector<bool> seen(order.size(), false);
   Tensor t = *this;
   for (size_t i = 0; i < order.size(); ++i) {
-    int64_t src = wrap_dim(order[i], dim(), "Tensor::permute");
+    int64_t src = wrap_dim(order[i], shape_, "Tensor::permute");
     NV_CHECK(!seen[src], "Tensor::permute: axis {} repeated", src);
     seen[src] = true;
     t.shape_[i] = shape_[src];
@@ -195,7 +166,7 @@ Tensor Tensor::permute(const std::vector<int64_t>& order) const {
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
-  d = wrap_dim(d, dim(), "Tensor::narrow");
+  d = wrap_dim(d, shape_, "Tensor::narrow");
   NV_CHECK(start >= 0 && length >= 0 && start + length <= shape_[d],
            "Tensor::narrow: [{}, {}) out of range for dimension {} of size {}", start,
            start + length, d, shape_[d]);
@@ -206,8 +177,10 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
-  d = wrap_dim(d, dim() + 1, "Tensor::unsqueeze");
   Shape s = shape_;
+  s.push_back(1);  // d indexes the result, one rank more than this tensor
+  d = wrap_dim(d, s, "Tensor::unsqueeze");
+  s.pop_back();
   s.insert(s.begin() + d, 1);
   return reshape(s);
 }

@@ -17,26 +17,21 @@ BatchNorm::BatchNorm(int64_t channels, float eps, float momentum)
   register_buffer("num_batches_tracked", &num_batches_tracked_);
 }
 
-ops::BatchNormOptions BatchNorm::options() {
-  if (is_training()) {
-    // A host-side counter (Module::to keeps integer buffers on the CPU).
-    num_batches_tracked_.data<int64_t>()[0] += 1;
-  }
-  return {is_training(), momentum_, eps_, sum_across_processes_};
+void BatchNorm::begin_forward() {
+  NV_CHECK(!(folded_ && is_training()),
+           "BatchNorm: this layer was folded for deployment and cannot be trained");
+  // A host-side counter (Module::to keeps integer buffers on the CPU).
+  if (is_training()) num_batches_tracked_.data<int64_t>()[0] += 1;
 }
 
 Variable BatchNorm::forward(const Variable& x) {
-  NV_CHECK(!(folded_ && is_training()),
-           "BatchNorm: this layer was folded for deployment and "
-           "cannot be trained");
+  begin_forward();
   if (folded_) return x;
   return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, options());
 }
 
 Variable BatchNorm::forward_relu(const Variable& x) {
-  NV_CHECK(!(folded_ && is_training()),
-           "BatchNorm: this layer was folded for deployment and "
-           "cannot be trained");
+  begin_forward();
   if (folded_) return ops::relu(x);
   return ops::batch_norm_relu(x, weight_, bias_, running_mean_, running_var_, options());
 }

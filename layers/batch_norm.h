@@ -36,7 +36,11 @@ class BatchNorm : public Module {
   const Tensor& running_var() const { return running_var_; }
 
  private:
-  ops::BatchNormOptions options();  // counts the batch when training
+  ops::BatchNormOptions options() const {
+    return {is_training(), momentum_, eps_, sum_across_processes_};
+  }
+  // What every forward does first: refuse to train a folded layer, count a training batch.
+  void begin_forward();
 
   int64_t channels_;
   float eps_, momentum_;

@@ -27,10 +27,7 @@ void Conv2d::ensure_bias() {
 }
 
 void Conv2d::reset_parameters(Generator& generator) {
-  Tensor w = Tensor::empty(weight_.shape());
-  fill_trunc_normal(w, generator, 0.02f);
-  weight_.set_data(w.to(weight_.device()));
-  if (bias_.defined()) bias_.data().zero_();
+  init_weight_and_bias(weight_, bias_, generator);
 }
 
 }  // namespace nextvit

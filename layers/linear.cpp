@@ -10,10 +10,7 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias) {
 }
 
 void Linear::reset_parameters(Generator& generator) {
-  Tensor w = Tensor::empty(weight_.shape());
-  fill_trunc_normal(w, generator, 0.02f);
-  weight_.set_data(w.to(weight_.device()));
-  if (bias_.defined()) bias_.data().zero_();
+  init_weight_and_bias(weight_, bias_, generator);
 }
 
 }  // namespace nextvit

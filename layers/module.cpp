@@ -63,6 +63,27 @@ int64_t Module::parameter_count() const {
   return n;
 }
 
+Module& Module::child(const std::string& path) const {
+  const Module* parent = this;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = path.find('.', start);
+    const std::string name = path.substr(start, dot == std::string::npos ? dot : dot - start);
+    Module* found = nullptr;
+    std::string known;
+    for (const auto& [child_name, child] : parent->children_) {
+      if (child_name == name) found = child.get();
+      known += (known.empty() ? "" : ", ") + child_name;
+    }
+    NV_CHECK(found != nullptr, "Module::child: no child '{}' in {} (children: {})", name,
+             start == 0 ? std::string("this module") : "'" + path.substr(0, start - 1) + "'",
+             known.empty() ? "none" : known);
+    if (dot == std::string::npos) return *found;
+    parent = found;
+    start = dot + 1;
+  }
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);
@@ -93,6 +114,13 @@ void Module::name_for_profiling(const std::string& prefix) {
     child->profile_id_ = profiler::intern(path);
     child->name_for_profiling(path);
   }
+}
+
+void init_weight_and_bias(Variable& weight, Variable& bias, Generator& generator) {
+  Tensor w = Tensor::empty(weight.shape());
+  fill_trunc_normal(w, generator, 0.02f);
+  weight.set_data(w.to(weight.device()));
+  if (bias.defined()) bias.data().zero_();
 }
 
 }  // namespace nextvit

@@ -8,6 +8,7 @@
 // the official one with no renaming table.
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -48,6 +49,16 @@ class Module {
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
     return children_;
   }
+  // The descendant at a dotted path of child names ("stages.0.1.mhca"), as named in
+  // named_parameters(); an error naming the missing part and the children that do exist.
+  Module& child(const std::string& path) const;
+  // The same, as a concrete layer type; an error when the child is another type.
+  template <typename M>
+  M& child(const std::string& path) const {
+    M* typed = dynamic_cast<M*>(&child(path));
+    NV_CHECK(typed != nullptr, "Module::child: '{}' is not a {}", path, typeid(M).name());
+    return *typed;
+  }
 
   // Names the descendants of this module by their paths from it ("features.3.mhca") in the
   // profiler's table (core/profiler.h), so that the ModuleScope a forward opens with
@@ -80,5 +91,9 @@ class Module {
   std::vector<std::pair<std::string, Tensor*>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
+
+// Next-ViT's init of a conv or linear layer: weight truncated normal with std 0.02 (drawn on the
+// CPU, then moved to the weight's device), bias (when defined) zero.
+void init_weight_and_bias(Variable& weight, Variable& bias, Generator& generator);
 
 }  // namespace nextvit

@@ -328,3 +328,35 @@ TEST_CASE("batch_norm: bad input gives errors that name the op and the shapes", 
   REQUIRE(ops::batch_norm(Variable(Tensor::zeros({1, 3})), w3, b3, rm3, rv3, eval).shape() ==
           Shape{1, 3});
 }
+
+TEST_CASE("cuda: batch_norm (train and eval, plain and fused with ReLU) matches the CPU",
+          "[cuda][batch_norm]") {
+  if (test::skip_without_gpu()) return;
+  for (Shape s : {Shape{4, 5, 7, 9}, Shape{3, 64, 13}, Shape{8, 16}}) {
+    const int64_t C = s[1];
+    Tensor x = test::seeded_tensor(s, 14, -2.0f, 3.0f), w = test::seeded_tensor({C}, 15),
+           b = test::seeded_tensor({C}, 16);
+    for (bool training : {true, false}) {
+      for (bool fused : {false, true}) {
+        auto f = [=](auto& v, Device d) {
+          Tensor rm = test::seeded_tensor({C}, 17).to(d),
+                 rv = test::seeded_tensor({C}, 18, 0.5f, 2.0f).to(d);
+          ops::BatchNormOptions o{training, 0.1f, 1e-5f};
+          return fused ? ops::batch_norm_relu(v[0], v[1], v[2], rm, rv, o)
+                       : ops::batch_norm(v[0], v[1], v[2], rm, rv, o);
+        };
+        test::check_backends(fmt::format("batch_norm train={} fused={}", training, fused), f,
+                             {x, w, b}, 1e-4, 1e-4);
+      }
+    }
+    // The running statistics are updated the same way.
+    Tensor rmc = Tensor::zeros({C}), rvc = Tensor::ones({C});
+    Tensor rmg = rmc.to(Device::cuda()), rvg = rvc.to(Device::cuda());
+    ops::BatchNormOptions o{true, 0.1f, 1e-5f};
+    ops::batch_norm(Variable(x), Variable(w), Variable(b), rmc, rvc, o);
+    ops::batch_norm(Variable(x.to(Device::cuda())), Variable(w.to(Device::cuda())),
+                    Variable(b.to(Device::cuda())), rmg, rvg, o);
+    NV_REQUIRE_CLOSE(rmg.cpu(), rmc, 1e-5, 1e-6);
+    NV_REQUIRE_CLOSE(rvg.cpu(), rvc, 1e-5, 1e-6);
+  }
+}

@@ -28,11 +28,8 @@ std::map<std::string, Tensor> read_map(const std::string& path) {
 // removes): PyTorch reports ~1e-16 there, float rounding gives us ~1e-8.
 void require_close_rel(const Tensor& actual, const Tensor& expected, double tol,
                        const std::string& what) {
-  std::vector<float> e = expected.to_vector();
-  double scale = 0;
-  for (float v : e) scale = std::max(scale, double(std::fabs(v)));
   INFO(what);
-  NV_REQUIRE_CLOSE(actual, expected, 0.0, tol * std::max(scale, 1e-3));
+  NV_REQUIRE_CLOSE(actual, expected, 0.0, tol * std::max(test::max_abs(expected), 1e-3));
 }
 
 // The reference weights in the official layout, or renamed to timm's layout with the

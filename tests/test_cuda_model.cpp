@@ -26,12 +26,6 @@ NextViTConfig reduced_config(int64_t in_channels, int64_t classes) {
   return c;
 }
 
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (float v : t.to_vector()) m = std::max(m, double(std::fabs(v)));
-  return m;
-}
-
 }  // namespace
 
 TEST_CASE("cuda: a reduced Next-ViT's forward and backward match the CPU", "[cuda][model]") {
@@ -46,7 +40,7 @@ TEST_CASE("cuda: a reduced Next-ViT's forward and backward match the CPU", "[cud
   // Training mode: batch statistics, running-statistics updates, every backward kernel.
   Variable yc = cpu_model.forward(Variable(x));
   Variable yg = gpu_model.forward(Variable(x.to(Device::cuda())));
-  NV_REQUIRE_CLOSE(yg.data().cpu(), yc.data(), 1e-4, 1e-4 * max_abs(yc.data()));
+  NV_REQUIRE_CLOSE(yg.data().cpu(), yc.data(), 1e-4, 1e-4 * test::max_abs(yc.data()));
   yc.backward(dy);
   yg.backward(dy.to(Device::cuda()));
   const auto pc = cpu_model.named_parameters(), pg = gpu_model.named_parameters();
@@ -54,11 +48,11 @@ TEST_CASE("cuda: a reduced Next-ViT's forward and backward match the CPU", "[cud
   // Some gradients are rounding noise around zero (the bias of a conv followed by BatchNorm,
   // which removes any constant shift): their absolute tolerance is set by the largest gradient.
   double scale = 0;
-  for (const auto& [name, v] : pc) scale = std::max(scale, max_abs(v.grad()));
+  for (const auto& [name, v] : pc) scale = std::max(scale, test::max_abs(v.grad()));
   for (size_t i = 0; i < pc.size(); ++i) {
     INFO("gradient of " << pc[i].first);
     const Tensor& gc = pc[i].second.grad();
-    NV_REQUIRE_CLOSE(pg[i].second.grad().cpu(), gc, 1e-3, 1e-3 * max_abs(gc) + 1e-5 * scale);
+    NV_REQUIRE_CLOSE(pg[i].second.grad().cpu(), gc, 1e-3, 1e-3 * test::max_abs(gc) + 1e-5 * scale);
   }
   // Eval mode uses the running statistics both devices updated.
   cpu_model.eval();
@@ -66,7 +60,7 @@ TEST_CASE("cuda: a reduced Next-ViT's forward and backward match the CPU", "[cud
   NoGradGuard no_grad;
   const Tensor ec = cpu_model.forward(Variable(x)).data();
   const Tensor eg = gpu_model.forward(Variable(x.to(Device::cuda()))).data().cpu();
-  NV_REQUIRE_CLOSE(eg, ec, 1e-4, 1e-4 * max_abs(ec));
+  NV_REQUIRE_CLOSE(eg, ec, 1e-4, 1e-4 * test::max_abs(ec));
 }
 
 TEST_CASE("cuda: training on the device saves a checkpoint and resumes it exactly",

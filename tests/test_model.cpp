@@ -180,9 +180,46 @@ TEST_CASE("deploy: folding every BatchNorm keeps the eval logits", "[model][depl
   Tensor before = model.forward(Variable(x)).data();
   fold_batch_norms(model);
   Tensor after = model.forward(Variable(x)).data();
-  double scale = 0;
-  for (float v : before.to_vector()) scale = std::max(scale, double(std::fabs(v)));
-  NV_REQUIRE_CLOSE(after, before, 0.0, 1e-4 * scale);
+  NV_REQUIRE_CLOSE(after, before, 0.0, 1e-4 * test::max_abs(before));
   model.train();
   REQUIRE_THROWS_WITH(model.forward(Variable(x)), Catch::Contains("folded for deployment"));
+}
+
+TEST_CASE("module: a child is found by its dotted name, with clear errors", "[model]") {
+  const NextViTConfig c = test::reduced_config("child_test", 3, 7);
+  NextViT model(c, 3);
+  // The same object the state dict names: its running_var is the tensor listed there.
+  std::string norm_path;
+  for (auto& [name, t] : model.named_buffers()) {
+    const std::string suffix = ".norm.running_var";
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      norm_path = name.substr(0, name.size() - suffix.size() + std::string(".norm").size());
+      BatchNorm& bn = model.child<BatchNorm>(norm_path);
+      REQUIRE(bn.running_var().shares_storage(*t));
+      break;
+    }
+  }
+  REQUIRE(!norm_path.empty());
+  REQUIRE(&model.child("features") == model.features.get());
+  REQUIRE(&model.child("features.0") == &model.features->child("0"));
+  REQUIRE_THROWS_WITH(model.child("features.0.nope"),
+                      Catch::Contains("no child 'nope' in 'features.0' (children: "));
+  REQUIRE_THROWS_WITH(model.child("nope"), Catch::Contains("no child 'nope' in this module"));
+  REQUIRE_THROWS_WITH(model.child<BatchNorm>("features"), Catch::Contains("is not a"));
+}
+
+TEST_CASE("batch norm: options() is a pure read; each training forward counts one batch",
+          "[model]") {
+  BatchNorm bn(4);
+  Generator g(1);
+  Variable x(test::random_tensor({2, 4, 3, 3}, g));
+  REQUIRE(bn.named_buffers().back().first == "num_batches_tracked");
+  const Tensor& count = *bn.named_buffers().back().second;
+  bn.forward(x);
+  bn.forward_relu(x);
+  REQUIRE(count.to_vector_i64()[0] == 2);
+  bn.eval();
+  bn.forward(x);
+  REQUIRE(count.to_vector_i64()[0] == 2);
 }

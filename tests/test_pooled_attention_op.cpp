@@ -21,12 +21,6 @@ struct Case {
   int64_t batch, heads, n, m, d;
 };
 
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (float v : t.to_vector()) m = std::max(m, double(std::fabs(v)));
-  return m;
-}
-
 // Whether the graph behind v holds an op named `op`.
 bool graph_has_op(const Variable& v, const std::string& op) {
   std::vector<const VariableImpl*> todo{v.impl()};
@@ -61,14 +55,14 @@ void check_fused_equals_unfused(const Case& c, Device dev) {
   REQUIRE(std::string(fused.op()) == "pooled_attention");
   REQUIRE_FALSE(graph_has_op(unfused, "pooled_attention"));
   const Tensor ref = unfused.data().cpu();
-  NV_REQUIRE_CLOSE(fused.data().cpu(), ref, 1e-5, 1e-5 * max_abs(ref));
+  NV_REQUIRE_CLOSE(fused.data().cpu(), ref, 1e-5, 1e-5 * test::max_abs(ref));
   fused.backward(dout);
   unfused.backward(dout);
   using Pair = std::tuple<const char*, Variable, Variable>;
   for (const auto& [name, a, b] : {Pair{"dq", qf, qu}, Pair{"dk", kf, ku}, Pair{"dv", vf, vu}}) {
     INFO(name);
     const Tensor expected = b.grad().cpu();
-    NV_REQUIRE_CLOSE(a.grad().cpu(), expected, 1e-4, 1e-4 * max_abs(expected));
+    NV_REQUIRE_CLOSE(a.grad().cpu(), expected, 1e-4, 1e-4 * test::max_abs(expected));
   }
 }
 
@@ -107,17 +101,17 @@ void check_emhsa_paths(int64_t dim, int64_t head_dim, int64_t sr, const Shape& x
   Tensor dx_f, dx_u;
   const auto [y_f, grads_f] = run(true, dx_f);
   const auto [y_u, grads_u] = run(false, dx_u);
-  NV_REQUIRE_CLOSE(y_f, y_u, 1e-5, 1e-5 * max_abs(y_u));
-  NV_REQUIRE_CLOSE(dx_f, dx_u, 1e-4, 1e-4 * max_abs(dx_u));
+  NV_REQUIRE_CLOSE(y_f, y_u, 1e-5, 1e-5 * test::max_abs(y_u));
+  NV_REQUIRE_CLOSE(dx_f, dx_u, 1e-4, 1e-4 * test::max_abs(dx_u));
   // k's bias only shifts each query's scores by a constant, to which softmax is blind: its
   // gradient is rounding noise around zero, so the absolute floor comes from the largest
   // gradient of all.
   double scale = 0;
-  for (const Tensor& t : grads_u) scale = std::max(scale, max_abs(t));
+  for (const Tensor& t : grads_u) scale = std::max(scale, test::max_abs(t));
   const auto names = a.named_parameters();
   for (size_t i = 0; i < grads_u.size(); ++i) {
     INFO("gradient of " << names[i].first);
-    NV_REQUIRE_CLOSE(grads_f[i], grads_u[i], 1e-4, 1e-4 * max_abs(grads_u[i]) + 1e-6 * scale);
+    NV_REQUIRE_CLOSE(grads_f[i], grads_u[i], 1e-4, 1e-4 * test::max_abs(grads_u[i]) + 1e-6 * scale);
   }
 }
 
@@ -209,7 +203,7 @@ TEST_CASE("cuda: pooled_attention op equals the unfused path and the CPU", "[cud
   const Tensor on_dev =
       ops::pooled_attention(Variable(q.to(dev)), Variable(k.to(dev)), Variable(v.to(dev)), 0.5f)
           .data();
-  NV_REQUIRE_CLOSE(on_dev.cpu(), on_cpu, 1e-5, 1e-5 * max_abs(on_cpu));
+  NV_REQUIRE_CLOSE(on_dev.cpu(), on_cpu, 1e-5, 1e-5 * test::max_abs(on_cpu));
   // Outside the kernel's range: a clear error from the op, and E-MHSA does not ask.
   REQUIRE_FALSE(ops::pooled_attention_supported(dev, 2, 5, 4, 64));
   REQUIRE_FALSE(ops::pooled_attention_supported(dev, 2, 5, 257, 32));

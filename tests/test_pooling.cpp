@@ -259,3 +259,20 @@ TEST_CASE("pooling: bad input gives errors that name the op and the shapes", "[p
                       Catch::Contains("global_avg_pool: expected a non-empty input (N, C, H, W), "
                                       "got (3, 4, 5)"));
 }
+
+TEST_CASE("cuda: avg_pool2d, avg_pool1d and global_avg_pool match the CPU", "[cuda][pooling]") {
+  if (test::skip_without_gpu()) return;
+  Tensor x = test::seeded_tensor({2, 5, 7, 9}, 19);
+  ops::AvgPool2dOptions p;
+  p.kernel = 2;
+  p.stride = 2;
+  p.ceil_mode = true;
+  p.count_include_pad = false;
+  test::check_backends("avg_pool2d ceil", [p](auto& v, Device) { return ops::avg_pool2d(v[0], p); },
+                       {x});
+  Tensor t = test::seeded_tensor({2, 24, 50}, 20);
+  test::check_backends("avg_pool1d", [](auto& v, Device) { return ops::avg_pool1d(v[0], 16, 16); },
+                       {t});
+  test::check_backends("global_avg_pool",
+                       [](auto& v, Device) { return ops::global_avg_pool(v[0]); }, {x});
+}

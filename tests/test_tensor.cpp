@@ -2,9 +2,33 @@
 #include "core/half.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "kernels/dispatch.h"
 #include "test_util.h"
 
 using namespace nextvit;
+
+// A kernel with a return value, declared on both devices as every kernel is.
+namespace nextvit::kernels::cpu {
+int64_t dispatch_probe(int64_t n) {
+  return n + 1;
+}
+}  // namespace nextvit::kernels::cpu
+namespace nextvit::kernels::cuda {
+[[maybe_unused]] int64_t dispatch_probe(int64_t n) {
+  return n + 2;
+}
+}  // namespace nextvit::kernels::cuda
+
+TEST_CASE("dispatch: a kernel may return a value", "[core]") {
+  REQUIRE(NV_DISPATCH(Device::cpu(), dispatch_probe, 40) == 41);
+#ifdef NEXTVIT_WITH_CUDA
+  REQUIRE(NV_DISPATCH(Device::cuda(), dispatch_probe, 40) == 42);
+#else
+  REQUIRE_THROWS_WITH(NV_DISPATCH(Device::cuda(), dispatch_probe, 40),
+                      Catch::Contains("dispatch_probe: the tensor is on a CUDA device but nextvit "
+                                      "was built without CUDA"));
+#endif
+}
 
 TEST_CASE("tensor: creation, shape and contiguous strides", "[core]") {
   Tensor t = Tensor::zeros({2, 3, 4});

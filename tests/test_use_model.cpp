@@ -58,18 +58,12 @@ Tensor eval_logits(NextViT& model, const Tensor& x) {
   return model.forward(Variable(x)).data();
 }
 
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (float v : t.to_vector()) m = std::max(m, double(std::fabs(v)));
-  return m;
-}
-
 // max |a - b| / max |b|: the error relative to the logits' scale.
 double relative_error(const Tensor& a, const Tensor& b) {
   std::vector<float> x = a.to_vector(), y = b.to_vector();
   double err = 0;
   for (size_t i = 0; i < x.size(); ++i) err = std::max(err, std::fabs(double(x[i]) - y[i]));
-  return err / max_abs(b);
+  return err / test::max_abs(b);
 }
 
 ModelMetadata full_metadata(const NextViTConfig& c) {

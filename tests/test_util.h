@@ -1,6 +1,6 @@
 #pragma once
-// Shared by all tests: random inputs, tensor comparison with a stated tolerance, and the
-// central-difference gradient check.
+// Shared by all tests: random inputs, tensor comparison with a stated tolerance, the
+// central-difference gradient check, and the CUDA-vs-CPU op check.
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -13,13 +13,13 @@
 
 #include "autograd/ops.h"
 #include "autograd/variable.h"
+#include "core/device.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "models/nextvit_config.h"
 
 namespace nextvit::test {
 
-// Uniform values in [lo, hi) on the CPU.
 // A fresh directory under the system's temporary folder, removed with everything in it when the
 // object goes: per process and per object, so that tests running at once never share one.
 struct TempDir {
@@ -57,10 +57,24 @@ inline NextViTConfig reduced_config(const std::string& name, int64_t in_channels
   return c;
 }
 
+// Uniform values in [lo, hi) on the CPU.
 inline Tensor random_tensor(const Shape& shape, Generator& g, float lo = -1.0f, float hi = 1.0f) {
   Tensor t = Tensor::empty(shape);
   fill_uniform(t, g, lo, hi);
   return t;
+}
+
+// random_tensor with its own generator: the same seed gives the same tensor in every test.
+inline Tensor seeded_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Generator g(seed);
+  return random_tensor(shape, g, lo, hi);
+}
+
+// The largest |value| of a tensor: the scale for an absolute tolerance.
+inline double max_abs(const Tensor& t) {
+  double m = 0;
+  for (float v : t.to_vector()) m = std::max(m, double(std::fabs(v)));
+  return m;
 }
 
 // Element-wise |actual - expected| <= atol + rtol * |expected|. On failure reports the count of
@@ -105,6 +119,49 @@ inline Comparison compare(const Tensor& actual, const Tensor& expected, double r
     INFO(#actual " vs " #expected ": " << nv_cmp_.report);                         \
     REQUIRE(nv_cmp_.ok);                                                           \
   } while (0)
+
+// ---- CUDA against CPU -------------------------------------------------------------------------
+// The CUDA backend against the CPU backend, op by op (as ggml's test-backend-ops): each op's test
+// file holds its "cuda: ..." case, so `ctest -R <op>` runs it with the op's other tests.
+
+// True (with a warning) when there is no CUDA device: a CUDA test then returns early.
+inline bool skip_without_gpu() {
+  if (cuda_available()) return false;
+  WARN("skipped: no CUDA device (or a build without CUDA)");
+  return true;
+}
+
+// f builds the op's output from its inputs on one device. `device` lets f create per-device
+// state (BatchNorm running statistics).
+using BackendOp = std::function<Variable(const std::vector<Variable>&, Device)>;
+
+// The same inputs go through f on both devices; the outputs and every f32 input's gradient (for
+// the same random output gradient; tolerance x10) must agree.
+inline void check_backends(const std::string& what, const BackendOp& f,
+                           const std::vector<Tensor>& inputs, double rtol = 1e-4,
+                           double atol = 1e-5, bool backward = true) {
+  INFO(what);
+  Generator g(99);
+  std::vector<Variable> cpu_in, gpu_in;
+  for (const Tensor& t : inputs) {
+    const bool grad = backward && t.dtype() == DType::F32;
+    cpu_in.emplace_back(t.clone(), grad);
+    gpu_in.emplace_back(t.to(Device::cuda()), grad);
+  }
+  Variable yc = f(cpu_in, Device::cpu());
+  Variable yg = f(gpu_in, Device::cuda());
+  REQUIRE(yg.device().is_cuda());
+  NV_REQUIRE_CLOSE(yg.data().cpu(), yc.data(), rtol, atol);
+  if (!backward) return;
+  Tensor gy = random_tensor(yc.shape(), g);
+  yc.backward(gy);
+  yg.backward(gy.to(Device::cuda()));
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    if (!cpu_in[k].requires_grad()) continue;
+    INFO("gradient of input " << k);
+    NV_REQUIRE_CLOSE(gpu_in[k].grad().cpu(), cpu_in[k].grad(), rtol * 10, atol * 10);
+  }
+}
 
 // Gradient check. For an op f and inputs x_i, takes L = sum(f(x) * w) with fixed random w and
 // compares dL/dx_i from backward() with the central difference (L(x + eps e_j) -

@@ -31,10 +31,6 @@ void check_running(const Tensor& t, const char* what, const Tensor& x, const cha
   NV_CHECK(t.is_contiguous(), "{}: {} must be contiguous (it is updated in place)", op, what);
 }
 
-const float* ptr_or_null(const Tensor& t) {
-  return t.defined() ? t.data<float>() : nullptr;
-}
-
 }  // namespace
 
 Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variable& bias,
@@ -76,11 +72,11 @@ Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variab
   if (options.training) {
     float* rm = has_running ? running_mean.data<float>() : nullptr;
     float* rv = has_running ? running_var.data<float>() : nullptr;
-    NV_DISPATCH(dev, batch_norm_forward_train, s, tx.data<float>(), ptr_or_null(tw),
-                ptr_or_null(tb), options.momentum, options.eps, rm, rv, relu, y.data<float>(),
+    NV_DISPATCH(dev, batch_norm_forward_train, s, tx.data<float>(), f32_or_null(tw),
+                f32_or_null(tb), options.momentum, options.eps, rm, rv, relu, y.data<float>(),
                 save_mean.data<float>(), save_invstd.data<float>());
   } else {
-    NV_DISPATCH(dev, batch_norm_forward_eval, s, tx.data<float>(), ptr_or_null(tw), ptr_or_null(tb),
+    NV_DISPATCH(dev, batch_norm_forward_eval, s, tx.data<float>(), f32_or_null(tw), f32_or_null(tb),
                 running_mean.data<float>(), running_var.data<float>(), options.eps, relu,
                 y.data<float>(), save_mean.data<float>(), save_invstd.data<float>());
   }
@@ -97,10 +93,10 @@ Variable batch_norm_impl(const Variable& x, const Variable& weight, const Variab
     Tensor dx = need_dx ? new_f32(tx.shape(), dev) : Tensor();
     Tensor dw = need_dw ? new_f32({s.channels}, dev) : Tensor();
     Tensor db = need_db ? new_f32({s.channels}, dev) : Tensor();
-    auto out = [](const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
     NV_DISPATCH(dev, batch_norm_backward, s, tx.data<float>(), gc.data<float>(),
-                ptr_or_null(y_relu), ptr_or_null(tw), save_mean.data<float>(),
-                save_invstd.data<float>(), training, out(dx), out(dw), out(db));
+                f32_or_null(y_relu), f32_or_null(tw), save_mean.data<float>(),
+                save_invstd.data<float>(), training, f32_or_null(dx), f32_or_null(dw),
+                f32_or_null(db));
     return std::vector<Tensor>{dx, dw, db};
   });
 }

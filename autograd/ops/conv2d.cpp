@@ -23,10 +23,6 @@ profiler::OpKind conv_op_kind(const Variable& weight, const Conv2dOptions& o) {
   return profiler::conv_kind(o.groups, weight.size(2), weight.size(3));
 }
 
-float* data_or_null(const Tensor& t) {
-  return t.defined() ? t.data<float>() : nullptr;
-}
-
 }  // namespace
 
 Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
@@ -80,8 +76,8 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
   Tensor y = new_f32({N, Cout, s.out_h(), s.out_w()}, dev);
   {
     Tensor ws_buf = workspace(s, dev);
-    NV_DISPATCH(dev, conv2d_forward, s, tx.data<float>(), tw.data<float>(), data_or_null(tb),
-                y.data<float>(), data_or_null(ws_buf));
+    NV_DISPATCH(dev, conv2d_forward, s, tx.data<float>(), tw.data<float>(), f32_or_null(tb),
+                y.data<float>(), f32_or_null(ws_buf));
   }
 
   // The input gradient needs the weight, the weight gradient needs the input: keep only what
@@ -99,7 +95,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
         if (need_x) {
           dx = new_f32({s.batch, s.in_channels, s.in_h, s.in_w}, dev);
           NV_DISPATCH(dev, conv2d_backward_data, s, dy.data<float>(), saved_w.data<float>(),
-                      dx.data<float>(), data_or_null(ws_buf));
+                      dx.data<float>(), f32_or_null(ws_buf));
         }
         if (need_w || need_b) {
           // One call gives both; a null dw asks for the bias gradient alone (no input needed).
@@ -108,7 +104,7 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
           }
           if (need_b) db = new_f32({s.out_channels}, dev);
           NV_DISPATCH(dev, conv2d_backward_weight, s, need_w ? saved_x.data<float>() : nullptr,
-                      dy.data<float>(), data_or_null(dw), data_or_null(db), data_or_null(ws_buf));
+                      dy.data<float>(), f32_or_null(dw), f32_or_null(db), f32_or_null(ws_buf));
         }
         return std::vector<Tensor>{dx, dw, db};
       });

@@ -5,13 +5,27 @@
 #include "kernels/dispatch.h"
 
 namespace nextvit::ops {
+namespace {
+
+struct BinaryInputs {
+  Tensor a, b;
+  Device device;
+};
+
+// The two inputs of an elementwise binary op: f32, contiguous, one device, one shape.
+BinaryInputs same_shape_inputs(const Variable& a, const Variable& b, const char* op) {
+  Tensor ta = f32_input(a, op, "a"), tb = f32_input(b, op, "b");
+  const Device dev = common_device({&a, &b}, op);
+  NV_CHECK(ta.shape() == tb.shape(), "{}: shapes {} and {} differ", op, shape_str(ta.shape()),
+           shape_str(tb.shape()));
+  return {ta, tb, dev};
+}
+
+}  // namespace
 
 Variable add(const Variable& a, const Variable& b) {
   profiler::OpScope scope(profiler::OpKind::Elementwise);
-  Tensor ta = f32_input(a, "add", "a"), tb = f32_input(b, "add", "b");
-  Device dev = common_device({&a, &b}, "add");
-  NV_CHECK(ta.shape() == tb.shape(), "add: shapes {} and {} differ", shape_str(ta.shape()),
-           shape_str(tb.shape()));
+  const auto [ta, tb, dev] = same_shape_inputs(a, b, "add");
   Tensor out = new_f32(ta.shape(), dev);
   NV_DISPATCH(dev, add, out.numel(), ta.data<float>(), tb.data<float>(), out.data<float>());
   // d(a+b)/da = d(a+b)/db = 1: both inputs receive the output gradient itself.
@@ -20,10 +34,9 @@ Variable add(const Variable& a, const Variable& b) {
 
 Variable mul(const Variable& a, const Variable& b) {
   profiler::OpScope scope(profiler::OpKind::Elementwise);
-  Tensor ta = f32_input(a, "mul", "a"), tb = f32_input(b, "mul", "b");
-  Device dev = common_device({&a, &b}, "mul");
-  NV_CHECK(ta.shape() == tb.shape(), "mul: shapes {} and {} differ", shape_str(ta.shape()),
-           shape_str(tb.shape()));
+  const BinaryInputs in = same_shape_inputs(a, b, "mul");
+  const Tensor ta = in.a, tb = in.b;
+  const Device dev = in.device;
   Tensor out = new_f32(ta.shape(), dev);
   NV_DISPATCH(dev, mul, out.numel(), ta.data<float>(), tb.data<float>(), out.data<float>());
   return make_result(out, {a, b}, "mul", [ta, tb, dev](const Tensor& g) {

@@ -8,35 +8,11 @@
 #include "kernels/dispatch.h"
 
 namespace nextvit::ops {
-namespace {
-
-// d in [-rank, rank) -> [0, rank), or an error naming the op and the input.
-int64_t wrap_dim(int64_t d, const Tensor& t, const char* op) {
-  const int64_t rank = t.dim();
-  NV_CHECK(d >= -rank && d < rank, "{}: dimension {} is out of range for input {}", op, d,
-           shape_str(t.shape()));
-  return d < 0 ? d + rank : d;
-}
-
-}  // namespace
 
 Variable reshape(const Variable& x, const Shape& shape) {
   profiler::OpScope scope(profiler::OpKind::Copies);
   Tensor tx = f32_input(x, "reshape", "x");
-  int64_t known = 1, inferred = 0;
-  for (int64_t d : shape) {
-    NV_CHECK(d >= -1, "reshape: invalid size {} in {}", d, shape_str(shape));
-    if (d == -1) {
-      ++inferred;
-    } else {
-      known *= d;
-    }
-  }
-  NV_CHECK(inferred <= 1, "reshape: only one dimension may be -1 in {}", shape_str(shape));
-  const bool fits = inferred ? (known > 0 && tx.numel() % known == 0) : known == tx.numel();
-  NV_CHECK(fits, "reshape: cannot reshape input {} ({} elements) to {}", shape_str(tx.shape()),
-           tx.numel(), shape_str(shape));
-  Tensor y = tx.view(shape);
+  Tensor y = tx.view(infer_shape(shape, tx.shape(), "reshape"));
   const Shape in_shape = tx.shape();
   return make_result(y, {x}, "reshape", [in_shape](const Tensor& g) {
     return std::vector<Tensor>{g.reshape(in_shape)};
@@ -46,7 +22,8 @@ Variable reshape(const Variable& x, const Shape& shape) {
 Variable transpose(const Variable& x, int64_t dim0, int64_t dim1) {
   profiler::OpScope scope(profiler::OpKind::Copies);
   Tensor tx = f32_input(x, "transpose", "x");
-  const int64_t a = wrap_dim(dim0, tx, "transpose"), b = wrap_dim(dim1, tx, "transpose");
+  const int64_t a = wrap_dim(dim0, tx.shape(), "transpose"),
+                b = wrap_dim(dim1, tx.shape(), "transpose");
   Tensor y = tx.transpose(a, b).contiguous();
   return make_result(y, {x}, "transpose", [a, b](const Tensor& g) {
     return std::vector<Tensor>{g.transpose(a, b).contiguous()};
@@ -62,7 +39,7 @@ Variable permute(const Variable& x, const std::vector<int64_t>& order) {
   // inverse[order[i]] = i: the gradient goes back through the inverse permutation.
   std::vector<int64_t> axes(order.size()), inverse(order.size(), -1);
   for (size_t i = 0; i < order.size(); ++i) {
-    axes[i] = wrap_dim(order[i], tx, "permute");
+    axes[i] = wrap_dim(order[i], tx.shape(), "permute");
     NV_CHECK(inverse[axes[i]] < 0, "permute: axis {} appears twice in order {}", axes[i], order);
     inverse[axes[i]] = static_cast<int64_t>(i);
   }
@@ -80,7 +57,7 @@ Variable concat(const std::vector<Variable>& xs, int64_t dim) {
   for (const Variable& v : xs) ts.push_back(f32_input(v, op, "xs"));
   const Tensor& first = ts[0];
   NV_CHECK(first.dim() >= 1, "{}: cannot concatenate scalars", op);
-  const int64_t d = wrap_dim(dim, first, op);
+  const int64_t d = wrap_dim(dim, first.shape(), op);
   const Device dev = first.device();
   Shape out_shape = first.shape();
   out_shape[d] = 0;

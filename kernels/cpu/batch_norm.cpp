@@ -14,12 +14,6 @@
 namespace nextvit::kernels::cpu {
 namespace {
 
-// Channels per thread chunk so that a thread gets at least ~kElementwiseGrain values.
-int64_t channel_grain(const BatchNormShape& s) {
-  const int64_t m = s.count();
-  return m >= kElementwiseGrain ? 1 : kElementwiseGrain / (m > 0 ? m : 1);
-}
-
 // Adds sum(d) and sum(d^2), d = p[i] - shift, over len values to s1 and s2. The shift (the
 // channel's first value) keeps E[d^2] - E[d]^2 free of cancellation when |mean| >> std.
 void accumulate_moments(const float* p, int64_t len, double shift, double& s1, double& s2) {
@@ -90,6 +84,19 @@ void transform_channel(const BatchNormShape& s, int64_t c, const float* x, float
   }
 }
 
+// Both forwards end alike once a channel's mean and 1/std are known: keep them for the
+// backward, then y = relu?(alpha x + beta) with alpha = gamma/std, beta = bias - mean alpha.
+void normalize_channel(const BatchNormShape& s, int64_t c, const float* x, double mean,
+                       double invstd, const float* weight, const float* bias, bool relu, float* y,
+                       float* save_mean, float* save_invstd) {
+  save_mean[c] = static_cast<float>(mean);
+  save_invstd[c] = static_cast<float>(invstd);
+  const double gamma = weight ? weight[c] : 1.0, beta = bias ? bias[c] : 0.0;
+  const double alpha = invstd * gamma;
+  transform_channel(s, c, x, static_cast<float>(alpha), static_cast<float>(beta - mean * alpha),
+                    relu, y);
+}
+
 }  // namespace
 
 void batch_norm_forward_train(const BatchNormShape& s, const float* x, const float* weight,
@@ -97,7 +104,7 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
                               float* running_var, bool relu, float* y, float* save_mean,
                               float* save_invstd) {
   const int64_t S = s.spatial, C = s.channels, M = s.count();
-  parallel_for(C, channel_grain(s), [&](int64_t lo, int64_t hi) {
+  parallel_for(C, grain_for(s.count()), [&](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const double shift = M > 0 ? double(x[c * S]) : 0.0;
       double s1 = 0.0, s2 = 0.0;
@@ -107,18 +114,13 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
       const double var = std::max(0.0, s2 / double(M) - mean_d * mean_d);  // biased
       const double mean = shift + mean_d;
       const double invstd = 1.0 / std::sqrt(var + double(eps));
-      save_mean[c] = static_cast<float>(mean);
-      save_invstd[c] = static_cast<float>(invstd);
       if (running_mean != nullptr) {
         const double m = momentum;
         running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
         const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
         running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * unbiased);
       }
-      const double gamma = weight ? weight[c] : 1.0, beta = bias ? bias[c] : 0.0;
-      const double alpha = invstd * gamma;
-      transform_channel(s, c, x, static_cast<float>(alpha), static_cast<float>(beta - mean * alpha),
-                        relu, y);
+      normalize_channel(s, c, x, mean, invstd, weight, bias, relu, y, save_mean, save_invstd);
     }
   });
 }
@@ -126,16 +128,11 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
 void batch_norm_forward_eval(const BatchNormShape& s, const float* x, const float* weight,
                              const float* bias, const float* running_mean, const float* running_var,
                              float eps, bool relu, float* y, float* save_mean, float* save_invstd) {
-  parallel_for(s.channels, channel_grain(s), [&](int64_t lo, int64_t hi) {
+  parallel_for(s.channels, grain_for(s.count()), [&](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const double mean = running_mean[c];
       const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(eps));
-      save_mean[c] = running_mean[c];
-      save_invstd[c] = static_cast<float>(invstd);
-      const double gamma = weight ? weight[c] : 1.0, beta = bias ? bias[c] : 0.0;
-      const double alpha = invstd * gamma;
-      transform_channel(s, c, x, static_cast<float>(alpha), static_cast<float>(beta - mean * alpha),
-                        relu, y);
+      normalize_channel(s, c, x, mean, invstd, weight, bias, relu, y, save_mean, save_invstd);
     }
   });
 }
@@ -146,7 +143,7 @@ void batch_norm_backward(const BatchNormShape& s, const float* x, const float* d
                          const float* save_invstd, bool training, float* dx, float* dweight,
                          float* dbias) {
   const int64_t S = s.spatial, C = s.channels, M = s.count();
-  parallel_for(C, channel_grain(s), [&](int64_t lo, int64_t hi) {
+  parallel_for(C, grain_for(s.count()), [&](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const float mean = save_mean[c];
       const double invstd = save_invstd[c];

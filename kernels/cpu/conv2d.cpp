@@ -572,77 +572,91 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   });
 }
 
-// Derivation: docs/derivations.md#grouped-convolution-backward
-void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,
-                          float* workspace) {
-  const Geometry g(s);
-  if (!g.pointwise && s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.kernel_h &&
-      s.pad_w < s.kernel_w) {
-    // With stride 1 the input gradient is itself a convolution: of dy, zero-padded by k-1-p,
-    // with the kernel flipped and the channel roles swapped,
-    //   dx[ci, ih, iw] = sum_{co, i, j} dy[co, ih + ph - i, iw + pw - j] w[co, ci, i, j].
-    // Running it through the forward path replaces the scatter-adds of col2im (a read-modify-
-    // write of dx per im2col element) by im2col's plain reads.
-    Conv2dShape t = s;
-    t.in_channels = s.out_channels;
-    t.in_h = g.ho;
-    t.in_w = g.wo;
-    t.out_channels = s.in_channels;
-    t.pad_h = s.kernel_h - 1 - s.pad_h;
-    t.pad_w = s.kernel_w - 1 - s.pad_w;
-    const int64_t kk = s.kernel_h * s.kernel_w;
-    // wt[g * cin_g + ci, co, i, j] = w[g * cout_g + co, ci, kh - 1 - i, kw - 1 - j]
-    std::vector<float> wt(static_cast<size_t>(s.in_channels * g.cout_g * kk));
-    for (int64_t grp = 0; grp < s.groups; ++grp) {
-      for (int64_t co = 0; co < g.cout_g; ++co) {
-        for (int64_t ci = 0; ci < g.cin_g; ++ci) {
-          const float* src = w + ((grp * g.cout_g + co) * g.cin_g + ci) * kk;
-          float* dst = wt.data() + ((grp * g.cin_g + ci) * g.cout_g + co) * kk;
-          for (int64_t k = 0; k < kk; ++k) dst[k] = src[kk - 1 - k];
-        }
+namespace {
+
+// The three algorithms of conv2d_backward_data, chosen in that function.
+
+// The transposed convolution applies when it needs no negative padding.
+bool backward_data_is_convolution(const Geometry& g) {
+  const Conv2dShape& s = g.s;
+  return !g.pointwise && s.stride_h == 1 && s.stride_w == 1 && s.pad_h < s.kernel_h &&
+         s.pad_w < s.kernel_w;
+}
+
+// With stride 1 the input gradient is itself a convolution: of dy, zero-padded by k-1-p,
+// with the kernel flipped and the channel roles swapped,
+//   dx[ci, ih, iw] = sum_{co, i, j} dy[co, ih + ph - i, iw + pw - j] w[co, ci, i, j].
+// Running it through the forward path replaces the scatter-adds of col2im (a read-modify-
+// write of dx per im2col element) by im2col's plain reads.
+void backward_data_by_convolution(const Geometry& g, const float* dy, const float* w, float* dx,
+                                  float* workspace) {
+  const Conv2dShape& s = g.s;
+  Conv2dShape t = s;
+  t.in_channels = s.out_channels;
+  t.in_h = g.ho;
+  t.in_w = g.wo;
+  t.out_channels = s.in_channels;
+  t.pad_h = s.kernel_h - 1 - s.pad_h;
+  t.pad_w = s.kernel_w - 1 - s.pad_w;
+  const int64_t kk = s.kernel_h * s.kernel_w;
+  // wt[g * cin_g + ci, co, i, j] = w[g * cout_g + co, ci, kh - 1 - i, kw - 1 - j]
+  std::vector<float> wt(static_cast<size_t>(s.in_channels * g.cout_g * kk));
+  for (int64_t grp = 0; grp < s.groups; ++grp) {
+    for (int64_t co = 0; co < g.cout_g; ++co) {
+      for (int64_t ci = 0; ci < g.cin_g; ++ci) {
+        const float* src = w + ((grp * g.cout_g + co) * g.cin_g + ci) * kk;
+        float* dst = wt.data() + ((grp * g.cin_g + ci) * g.cout_g + co) * kk;
+        for (int64_t k = 0; k < kk; ++k) dst[k] = src[kk - 1 - k];
       }
     }
-    conv2d_forward(t, dy, wt.data(), nullptr, dx, workspace);
-    return;
   }
-  const std::vector<Chunk> chunks = plan_chunks(g);
-  const int64_t G = s.groups, cin = s.in_channels, cout = s.out_channels;
-  // dy chunk (cout_g, width) as a matrix: in place or gathered.
-  auto dy_matrix = [&](const Chunk& ch, int64_t grp, int64_t* ld) -> const float* {
+  conv2d_forward(t, dy, wt.data(), nullptr, dx, workspace);
+}
+
+// Group `grp` of a dy chunk as a (cout_g, width) matrix: in place, or gathered into scratch 1.
+const float* dy_matrix(const Geometry& g, const float* dy, const Chunk& ch, int64_t grp,
+                       int64_t* ld) {
+  const int64_t cout = g.s.out_channels;
+  if (ch.in_place()) {
+    *ld = g.p;
+    return dy + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
+  }
+  float* buf = scratch(1, g.cout_g * ch.width());
+  gather(g, dy, cout, grp * g.cout_g, g.cout_g, ch, buf);
+  *ld = ch.width();
+  return buf;
+}
+
+// 1x1 kernel: dx_g[:, chunk] = W_g^T dy_g[:, chunk]; every dx element is written by exactly
+// one item.
+void backward_data_pointwise(const Geometry& g, const std::vector<Chunk>& chunks, const float* dy,
+                             const float* w, float* dx) {
+  const int64_t G = g.s.groups, cin = g.s.in_channels;
+  const int64_t items = int64_t(chunks.size()) * G;
+  for_items(items, spread_items(items), [&](int64_t item) {
+    const Chunk& ch = chunks[item / G];
+    const int64_t grp = item % G, width = ch.width();
+    const float* wg = w + grp * g.cout_g * g.cin_g;
+    int64_t lddy;
+    const float* dym = dy_matrix(g, dy, ch, grp, &lddy);
     if (ch.in_place()) {
-      *ld = g.p;
-      return dy + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
+      float* dxc = dx + (ch.n0 * cin + grp * g.cin_g) * g.hw + ch.p0;
+      gemm(true, false, g.cin_g, width, g.cout_g, 1.0f, wg, g.cin_g, dym, lddy, 0.0f, dxc, g.hw);
+    } else {
+      float* out = scratch(0, g.cin_g * width);
+      gemm(true, false, g.cin_g, width, g.cout_g, 1.0f, wg, g.cin_g, dym, lddy, 0.0f, out, width);
+      scatter(g, out, cin, grp * g.cin_g, g.cin_g, ch, nullptr, dx);
     }
-    float* buf = scratch(1, g.cout_g * ch.width());
-    gather(g, dy, cout, grp * g.cout_g, g.cout_g, ch, buf);
-    *ld = ch.width();
-    return buf;
-  };
+  });
+}
 
-  if (g.pointwise) {
-    // dx_g[:, chunk] = W_g^T dy_g[:, chunk]: every dx element is written by exactly one item.
-    const int64_t items = int64_t(chunks.size()) * G;
-    for_items(items, spread_items(items), [&](int64_t item) {
-      const Chunk& ch = chunks[item / G];
-      const int64_t grp = item % G, width = ch.width();
-      const float* wg = w + grp * g.cout_g * g.cin_g;
-      int64_t lddy;
-      const float* dym = dy_matrix(ch, grp, &lddy);
-      if (ch.in_place()) {
-        float* dxc = dx + (ch.n0 * cin + grp * g.cin_g) * g.hw + ch.p0;
-        gemm(true, false, g.cin_g, width, g.cout_g, 1.0f, wg, g.cin_g, dym, lddy, 0.0f, dxc, g.hw);
-      } else {
-        float* out = scratch(0, g.cin_g * width);
-        gemm(true, false, g.cin_g, width, g.cout_g, 1.0f, wg, g.cin_g, dym, lddy, 0.0f, out, width);
-        scatter(g, out, cin, grp * g.cin_g, g.cin_g, ch, nullptr, dx);
-      }
-    });
-    return;
-  }
-
-  // General kernel: col2im of neighbouring chunks of one image overlap (the patches of the
-  // rows at a chunk border share input rows), so one item owns whole images: all chunks of one
-  // image, or one multi-image chunk. Items then write disjoint parts of dx.
+// General kernel: dcol = W_g^T dy_g, then col2im adds dcol into dx. col2im of neighbouring
+// chunks of one image overlap (the patches of the rows at a chunk border share input rows), so
+// one item owns whole images: all chunks of one image, or one multi-image chunk. Items then
+// write disjoint parts of dx.
+void backward_data_col2im(const Geometry& g, const std::vector<Chunk>& chunks, const float* dy,
+                          const float* w, float* dx) {
+  const int64_t G = g.s.groups, cin = g.s.in_channels;
   std::vector<std::pair<size_t, size_t>> owners;  // chunk ranges [first, last)
   for (size_t c = 0; c < chunks.size();) {
     size_t e = c + 1;
@@ -665,7 +679,7 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w,
       const Chunk& ch = chunks[c];
       const int64_t width = ch.width();
       int64_t lddy;
-      const float* dym = dy_matrix(ch, grp, &lddy);
+      const float* dym = dy_matrix(g, dy, ch, grp, &lddy);
       float* dcol = scratch(0, g.kg * width);
       gemm(true, false, g.kg, width, g.cout_g, 1.0f, wg, g.kg, dym, lddy, 0.0f, dcol, width);
       for (int64_t k = 0; k < ch.images; ++k) {
@@ -674,6 +688,21 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w,
       }
     }
   });
+}
+
+}  // namespace
+
+// Derivation: docs/derivations.md#grouped-convolution-backward
+void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,
+                          float* workspace) {
+  const Geometry g(s);
+  if (backward_data_is_convolution(g)) {
+    backward_data_by_convolution(g, dy, w, dx, workspace);
+  } else if (g.pointwise) {
+    backward_data_pointwise(g, plan_chunks(g), dy, w, dx);
+  } else {
+    backward_data_col2im(g, plan_chunks(g), dy, w, dx);
+  }
 }
 
 // Derivation: docs/derivations.md#grouped-convolution-backward

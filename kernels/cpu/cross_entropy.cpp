@@ -13,7 +13,7 @@ void cross_entropy_forward(int64_t n, int64_t k, const float* logits, const int6
   const double s = smoothing;
   // Rows are split statically and the per-thread sums added in thread order (parallel_sum), so
   // the loss has the same bits on every run.
-  const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, k));
+  const int64_t grain = grain_for(k);
   const double total = parallel_sum(n, grain, [&](int64_t lo, int64_t hi) {
     double acc = 0.0;
     for (int64_t r = lo; r < hi; ++r) {
@@ -40,17 +40,16 @@ void cross_entropy_backward(int64_t n, int64_t k, const float* logits, const int
   const float g = grad_loss[0] / static_cast<float>(n);
   const float off_target = smoothing / static_cast<float>(k);  // q_j for j != t
   const float on_target = 1.0f - smoothing + off_target;       // q_t
-  parallel_for(n, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, k)),
-               [&](int64_t lo, int64_t hi) {
-                 for (int64_t r = lo; r < hi; ++r) {
-                   const float* xr = logits + r * k;
-                   float* dr = dlogits + r * k;
-                   for (int64_t j = 0; j < k; ++j) {
-                     dr[j] = g * (std::exp(xr[j] - lse[r]) - off_target);
-                   }
-                   dr[targets[r]] = g * (std::exp(xr[targets[r]] - lse[r]) - on_target);
-                 }
-               });
+  parallel_for(n, grain_for(k), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* xr = logits + r * k;
+      float* dr = dlogits + r * k;
+      for (int64_t j = 0; j < k; ++j) {
+        dr[j] = g * (std::exp(xr[j] - lse[r]) - off_target);
+      }
+      dr[targets[r]] = g * (std::exp(xr[targets[r]] - lse[r]) - on_target);
+    }
+  });
 }
 
 }  // namespace nextvit::kernels::cpu

@@ -175,33 +175,35 @@ void pack_panels_copying(const float* src, int64_t stride, int64_t kb, int64_t w
   }
 }
 
-// Rows [i0, i0 + mb) x k [k0, k0 + kb) of op(A) -> MR-row panels, panel_stride(kb, MR) apart.
-template <int MR>
-void pack_a(const Problem& p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, float* dst) {
-  if (p.trans_a) {  // op(A)(i, k) = A[k * lda + i]: rows of A run along i
-    pack_panels_copying<MR>(p.A + k0 * p.lda + i0, p.lda, kb, mb, dst);
+// An operand block -- k [k0, k0 + kb) x [x0, x0 + xb) of its other dimension (rows of op(A),
+// columns of op(B)) -- into P-wide panels, panel_stride(kb, P) apart. M holds it either k-major
+// (element (x, k) at M[k * ld + x]: rows are copied) or x-major (at M[x * ld + k]: transposed).
+template <int P>
+void pack_block(const float* M, int64_t ld, bool k_major, int64_t x0, int64_t xb, int64_t k0,
+                int64_t kb, float* dst) {
+  if (k_major) {
+    pack_panels_copying<P>(M + k0 * ld + x0, ld, kb, xb, dst);
     return;
   }
-  for (int64_t ip = 0; ip < mb; ip += MR) {  // op(A)(i, k) = A[i * lda + k]
-    const int rows = static_cast<int>(std::min<int64_t>(MR, mb - ip));
-    pack_panel_transposing<MR>(p.A + (i0 + ip) * p.lda + k0, p.lda, kb, rows,
-                               dst + ip / MR * panel_stride(kb, MR));
+  for (int64_t xp = 0; xp < xb; xp += P) {
+    const int width = static_cast<int>(std::min<int64_t>(P, xb - xp));
+    pack_panel_transposing<P>(M + (x0 + xp) * ld + k0, ld, kb, width,
+                              dst + xp / P * panel_stride(kb, P));
   }
 }
 
-// k [k0, k0 + kb) x columns [j0, j0 + nb) of op(B) -> NR-column panels, panel_stride(kb, NR)
-// apart.
+// Rows [i0, i0 + mb) x k [k0, k0 + kb) of op(A) -> MR-row panels; op(A)(i, k) is A[k * lda + i]
+// when A is transposed.
+template <int MR>
+void pack_a(const Problem& p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, float* dst) {
+  pack_block<MR>(p.A, p.lda, p.trans_a, i0, mb, k0, kb, dst);
+}
+
+// k [k0, k0 + kb) x columns [j0, j0 + nb) of op(B) -> NR-column panels; op(B)(k, j) is
+// B[k * ldb + j] when B is not transposed.
 template <int NR>
 void pack_b(const Problem& p, int64_t k0, int64_t kb, int64_t j0, int64_t nb, float* dst) {
-  if (!p.trans_b) {  // op(B)(k, j) = B[k * ldb + j]
-    pack_panels_copying<NR>(p.B + k0 * p.ldb + j0, p.ldb, kb, nb, dst);
-    return;
-  }
-  for (int64_t jp = 0; jp < nb; jp += NR) {  // op(B)(k, j) = B[j * ldb + k]
-    const int cols = static_cast<int>(std::min<int64_t>(NR, nb - jp));
-    pack_panel_transposing<NR>(p.B + (j0 + jp) * p.ldb + k0, p.ldb, kb, cols,
-                               dst + jp / NR * panel_stride(kb, NR));
-  }
+  pack_block<NR>(p.B, p.ldb, !p.trans_b, j0, nb, k0, kb, dst);
 }
 
 // ---- micro-kernels: gemm_avx512.h, gemm_avx2.h, gemm_portable.h --------------------------------

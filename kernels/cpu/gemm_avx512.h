@@ -21,16 +21,55 @@ namespace nextvit::kernels::cpu::micro {
 
 constexpr int kMr512 = 14, kNr512 = 32;
 
+// Column masks of a tile n columns wide, for lanes 0-15 (m0) and 16-31 (m1): masked lanes are
+// neither read nor written.
+inline void tile_masks(int n, __mmask16& m0, __mmask16& m1) {
+  m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
+  m1 = n >= 32 ? __mmask16(0xFFFF) : n > 16 ? __mmask16((1u << (n - 16)) - 1) : __mmask16(0);
+}
+
+// The step of the k loop both kernels share: acc[r] += a[r] * (b0, b1), a rank-1 update of
+// the tile. Inlined, so acc stays in registers.
+template <int ROWS>
+__attribute__((target("avx512f"), always_inline)) inline void rank1_update(__m512 (&acc)[ROWS][2],
+                                                                           const float* a,
+                                                                           __m512 b0, __m512 b1) {
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) {
+    const __m512 av = _mm512_set1_ps(a[r]);
+    acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+    acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+  }
+}
+
+// The epilogue both kernels share, once per tile: C = alpha * acc + beta * C over the tile's
+// ROWS rows and masked columns (C is not read when beta is 0). Inlined, so acc stays in
+// registers.
+template <int ROWS>
+__attribute__((target("avx512f"), always_inline)) inline void store_tile(
+    const __m512 (&acc)[ROWS][2], __mmask16 m0, __mmask16 m1, float* c, int64_t ldc, float alpha,
+    float beta) {
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+  for (int r = 0; r < ROWS; ++r) {
+    float* cr = c + r * ldc;
+    __m512 v0 = _mm512_mul_ps(acc[r][0], va), v1 = _mm512_mul_ps(acc[r][1], va);
+    if (beta != 0.0f) {
+      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
+      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+    }
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+  }
+}
+
 template <int ROWS, bool kDirectB>
 __attribute__((target("avx512f"))) void micro_kernel_avx512(int64_t kc, const float* a,
                                                             const float* b, int64_t ldb, float* c,
                                                             int64_t ldc, int n, float alpha,
                                                             float beta) {
-  // Column masks of a partial tile; masked lanes are neither read nor written.
-  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
-  const __mmask16 m1 = n >= 32  ? __mmask16(0xFFFF)
-                       : n > 16 ? __mmask16((1u << (n - 16)) - 1)
-                                : __mmask16(0);
+  __mmask16 m0, m1;
+  tile_masks(n, m0, m1);
   __m512 acc[ROWS][2];
 #pragma GCC unroll 14
   for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -54,27 +93,11 @@ __attribute__((target("avx512f"))) void micro_kernel_avx512(int64_t kc, const fl
       b0 = _mm512_load_ps(b);
       b1 = _mm512_load_ps(b + 16);
     }
-#pragma GCC unroll 14
-    for (int r = 0; r < ROWS; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-    }
+    rank1_update<ROWS>(acc, a, b0, b1);
     a += kMr512;
     b += ldb;
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 14
-  for (int r = 0; r < ROWS; ++r) {
-    float* cr = c + r * ldc;
-    __m512 v0 = _mm512_mul_ps(acc[r][0], va), v1 = _mm512_mul_ps(acc[r][1], va);
-    if (beta != 0.0f) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
-    }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
-  }
+  store_tile<ROWS>(acc, m0, m1, c, ldc, alpha, beta);
 }
 
 // kernels[direct][rows - 1] for rows = 1 .. MR.
@@ -93,10 +116,8 @@ __attribute__((target("avx512f"))) void rows_kernel_avx512(int64_t kc, const flo
                                                            const uint32_t* masks, float* c,
                                                            int64_t ldc, int n, float alpha,
                                                            float beta) {
-  const __mmask16 m0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1);
-  const __mmask16 m1 = n >= 32  ? __mmask16(0xFFFF)
-                       : n > 16 ? __mmask16((1u << (n - 16)) - 1)
-                                : __mmask16(0);
+  __mmask16 m0, m1;
+  tile_masks(n, m0, m1);
   __m512 acc[ROWS][2];
 #pragma GCC unroll 14
   for (int r = 0; r < ROWS; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -106,26 +127,10 @@ __attribute__((target("avx512f"))) void rows_kernel_avx512(int64_t kc, const flo
     const uint32_t m = masks[k];
     const __m512 b0 = _mm512_maskz_loadu_ps(__mmask16(m & 0xFFFF), b);
     const __m512 b1 = _mm512_maskz_loadu_ps(__mmask16(m >> 16), b + 16);
-#pragma GCC unroll 14
-    for (int r = 0; r < ROWS; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
-    }
+    rank1_update<ROWS>(acc, a, b0, b1);
     a += kMr512;
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 14
-  for (int r = 0; r < ROWS; ++r) {
-    float* cr = c + r * ldc;
-    __m512 v0 = _mm512_mul_ps(acc[r][0], va), v1 = _mm512_mul_ps(acc[r][1], va);
-    if (beta != 0.0f) {
-      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
-      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
-    }
-    _mm512_mask_storeu_ps(cr, m0, v0);
-    _mm512_mask_storeu_ps(cr + 16, m1, v1);
-  }
+  store_tile<ROWS>(acc, m0, m1, c, ldc, alpha, beta);
 }
 
 using RowsKernel = void (*)(int64_t, const float*, const float* const*, const uint32_t*, float*,

@@ -11,6 +11,12 @@ namespace nextvit::kernels::cpu {
 // Elements below which an elementwise loop stays on one thread (~tens of microseconds of work).
 constexpr int64_t kElementwiseGrain = 1 << 15;
 
+// The parallel_for grain for items (rows, planes, channels) of `per_item` elements each, so
+// that a thread's chunk holds at least about kElementwiseGrain elements.
+inline int64_t grain_for(int64_t per_item) {
+  return std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, per_item));
+}
+
 template <typename F>
 void parallel_for(int64_t n, int64_t grain, const F& f) {
   if (n <= 0) return;

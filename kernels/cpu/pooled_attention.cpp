@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/softmax_row.h"
 #include "kernels/pooled_attention.h"
 
 namespace nextvit::kernels::cpu {
@@ -23,20 +24,12 @@ void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, fl
       const float* kh = k + h * m * d;
       const float* vh = v + h * m * d;
       float* p = probs + r * m;
-      float mx = -INFINITY;
       for (int64_t j = 0; j < m; ++j) {
         float s = 0.0f;
         for (int64_t c = 0; c < d; ++c) s += qr[c] * kh[j * d + c];
         p[j] = s * scale;
-        mx = std::max(mx, p[j]);
       }
-      float sum = 0.0f;
-      for (int64_t j = 0; j < m; ++j) {
-        p[j] = std::exp(p[j] - mx);
-        sum += p[j];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < m; ++j) p[j] *= inv;
+      softmax_row(p, p, m);
       float* o = out + r * d;
       for (int64_t c = 0; c < d; ++c) o[c] = 0.0f;
       for (int64_t j = 0; j < m; ++j) {

@@ -46,80 +46,82 @@ std::vector<float> divisors(const AvgPool2dShape& s, const std::vector<Span>& ro
   return d;
 }
 
-// Planes per thread chunk: about kElementwiseGrain input values each.
-int64_t plane_grain(const AvgPool2dShape& s) {
-  const int64_t per_plane = std::max<int64_t>(1, s.in_h * s.in_w);
-  return std::max<int64_t>(1, kElementwiseGrain / per_plane);
+// Both directions walk the same windows: per axis the spans, per output cell its divisor.
+struct Windows {
+  explicit Windows(const AvgPool2dShape& s)
+      : rows(spans(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h)),
+        cols(spans(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w)),
+        div(divisors(s, rows, cols)) {}
+  std::vector<Span> rows, cols;
+  std::vector<float> div;
+};
+
+// Calls body(in_offset, out_offset, row) for every plane, planes split over threads; `row` is
+// the thread's buffer of in_w floats.
+template <typename Body>
+void for_each_plane(const AvgPool2dShape& s, Body body) {
+  const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
+  parallel_for(s.planes, grain_for(s.in_h * s.in_w), [&](int64_t lo, int64_t hi) {
+    std::vector<float> row(static_cast<size_t>(s.in_w));
+    for (int64_t p = lo; p < hi; ++p) body(p * in_plane, p * out_plane, row.data());
+  });
 }
 
 }  // namespace
 
 void avg_pool2d_forward(const AvgPool2dShape& s, const float* x, float* y) {
-  const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
-  const std::vector<Span> rows = spans(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h);
-  const std::vector<Span> cols = spans(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w);
-  const std::vector<float> div = divisors(s, rows, cols);
-  parallel_for(s.planes, plane_grain(s), [&](int64_t lo, int64_t hi) {
-    // The window sum is separable: first add the window's input rows into one row (contiguous,
-    // vectorised), then sum each window's columns of that row.
-    std::vector<float> row_sum(static_cast<size_t>(s.in_w));
-    for (int64_t p = lo; p < hi; ++p) {
-      const float* xp = x + p * in_plane;
-      float* yp = y + p * out_plane;
-      for (int64_t oh = 0; oh < s.out_h; ++oh) {
-        const Span& r = rows[oh];
-        std::fill(row_sum.begin(), row_sum.end(), 0.0f);
-        for (int64_t ih = r.lo; ih < r.hi; ++ih) {
-          const float* xr = xp + ih * s.in_w;
-          for (int64_t iw = 0; iw < s.in_w; ++iw) row_sum[iw] += xr[iw];
-        }
-        for (int64_t ow = 0; ow < s.out_w; ++ow) {
-          const Span& c = cols[ow];
-          const float d = div[oh * s.out_w + ow];
-          float sum = 0.0f;
-          for (int64_t iw = c.lo; iw < c.hi; ++iw) sum += row_sum[iw];
-          yp[oh * s.out_w + ow] = d == 0.0f ? 0.0f : sum / d;
-        }
+  const Windows win(s);
+  // The window sum is separable: first add the window's input rows into one row (contiguous,
+  // vectorised), then sum each window's columns of that row.
+  for_each_plane(s, [&](int64_t in_off, int64_t out_off, float* row_sum) {
+    const float* xp = x + in_off;
+    float* yp = y + out_off;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const Span& r = win.rows[oh];
+      std::fill_n(row_sum, s.in_w, 0.0f);
+      for (int64_t ih = r.lo; ih < r.hi; ++ih) {
+        const float* xr = xp + ih * s.in_w;
+        for (int64_t iw = 0; iw < s.in_w; ++iw) row_sum[iw] += xr[iw];
+      }
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const Span& c = win.cols[ow];
+        const float d = win.div[oh * s.out_w + ow];
+        float sum = 0.0f;
+        for (int64_t iw = c.lo; iw < c.hi; ++iw) sum += row_sum[iw];
+        yp[oh * s.out_w + ow] = d == 0.0f ? 0.0f : sum / d;
       }
     }
   });
 }
 
 void avg_pool2d_backward(const AvgPool2dShape& s, const float* dy, float* dx) {
-  const int64_t in_plane = s.in_h * s.in_w, out_plane = s.out_h * s.out_w;
-  const std::vector<Span> rows = spans(s.in_h, s.out_h, s.kernel_h, s.stride_h, s.pad_h);
-  const std::vector<Span> cols = spans(s.in_w, s.out_w, s.kernel_w, s.stride_w, s.pad_w);
-  const std::vector<float> div = divisors(s, rows, cols);
-  parallel_for(s.planes, plane_grain(s), [&](int64_t lo, int64_t hi) {
-    // The transpose of the forward: spread one output row's dy / divisor along the columns of
-    // its windows into one row, then add that row to each input row of the window.
-    std::vector<float> row_grad(static_cast<size_t>(s.in_w));
-    for (int64_t p = lo; p < hi; ++p) {
-      float* dxp = dx + p * in_plane;
-      const float* dyp = dy + p * out_plane;
-      std::fill_n(dxp, in_plane, 0.0f);
-      for (int64_t oh = 0; oh < s.out_h; ++oh) {
-        const Span& r = rows[oh];
-        std::fill(row_grad.begin(), row_grad.end(), 0.0f);
-        for (int64_t ow = 0; ow < s.out_w; ++ow) {
-          const Span& c = cols[ow];
-          const float d = div[oh * s.out_w + ow];
-          if (d == 0.0f) continue;
-          const float g = dyp[oh * s.out_w + ow] / d;
-          for (int64_t iw = c.lo; iw < c.hi; ++iw) row_grad[iw] += g;
-        }
-        for (int64_t ih = r.lo; ih < r.hi; ++ih) {
-          float* dxr = dxp + ih * s.in_w;
-          for (int64_t iw = 0; iw < s.in_w; ++iw) dxr[iw] += row_grad[iw];
-        }
+  const Windows win(s);
+  // The transpose of the forward: spread one output row's dy / divisor along the columns of
+  // its windows into one row, then add that row to each input row of the window.
+  for_each_plane(s, [&](int64_t in_off, int64_t out_off, float* row_grad) {
+    float* dxp = dx + in_off;
+    const float* dyp = dy + out_off;
+    std::fill_n(dxp, s.in_h * s.in_w, 0.0f);
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const Span& r = win.rows[oh];
+      std::fill_n(row_grad, s.in_w, 0.0f);
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const Span& c = win.cols[ow];
+        const float d = win.div[oh * s.out_w + ow];
+        if (d == 0.0f) continue;
+        const float g = dyp[oh * s.out_w + ow] / d;
+        for (int64_t iw = c.lo; iw < c.hi; ++iw) row_grad[iw] += g;
+      }
+      for (int64_t ih = r.lo; ih < r.hi; ++ih) {
+        float* dxr = dxp + ih * s.in_w;
+        for (int64_t iw = 0; iw < s.in_w; ++iw) dxr[iw] += row_grad[iw];
       }
     }
   });
 }
 
 void global_avg_pool_forward(int64_t rows, int64_t cols, const float* x, float* y) {
-  const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, cols));
-  parallel_for(rows, grain, [&](int64_t lo, int64_t hi) {
+  parallel_for(rows, grain_for(cols), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
       // Eight float lanes keep the loop vectorised; a row is at most a few thousand values
       // (56 x 56), well within float's accuracy for a mean.
@@ -138,8 +140,7 @@ void global_avg_pool_forward(int64_t rows, int64_t cols, const float* x, float* 
 }
 
 void global_avg_pool_backward(int64_t rows, int64_t cols, const float* dy, float* dx) {
-  const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, cols));
-  parallel_for(rows, grain, [&](int64_t lo, int64_t hi) {
+  parallel_for(rows, grain_for(cols), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
       std::fill_n(dx + r * cols, cols, dy[r] / static_cast<float>(cols));
     }
