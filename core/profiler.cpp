@@ -114,6 +114,10 @@ void pop() {
 
 }  // namespace detail
 
+bool enabled() {
+  return detail::active != nullptr;
+}
+
 Context current() {
   return detail::active->stack_.back();
 }

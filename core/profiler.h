@@ -10,8 +10,8 @@
 // module counts for the op, not twice) and the intervals tile the step: the cells add up to
 // the step time exactly, and time outside any op shows as kind None ("other"), never hidden.
 //
-// When no Session is active on this thread, a scope is one thread-local load and one branch:
-// no clock, no allocation. Only the thread that started the session records (the kernels'
+// When no Session is active on this thread, a scope is one call (a thread-local load) and one
+// branch: no clock, no allocation. Only the thread that started the session records (the kernels'
 // worker threads never open scopes).
 #include <cstdint>
 #include <string>
@@ -56,14 +56,14 @@ int module_count();
 
 class Session;
 namespace detail {
-extern thread_local Session* active;
 void push(Context c);
 void pop();
 }  // namespace detail
 
-inline bool enabled() {
-  return detail::active != nullptr;
-}
+// Whether a Session is active on this thread. Out of line: the thread-local it reads stays in
+// profiler.cpp (an `extern thread_local` read from inline code in other libraries is what
+// UBSan's null check trips on with GCC 12's TLS wrapper functions), at the cost of one call.
+bool enabled();
 // The context of the innermost open scope; only meaningful when enabled().
 Context current();
 // Adds bytes moved to the innermost scope's cell (for GB/s): ops report inputs + outputs.
