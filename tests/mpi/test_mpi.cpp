@@ -242,21 +242,23 @@ TEST_CASE("mpi: on CUDA devices (NCCL, or its emulation) 2 ranks with sync BN ma
   const std::string model = reduced_model(dir);
   TrainOptions two = run(model, dir.sub("two"));
   two.device = Device::cuda();
-  two.limit_train = 32;  // 4 steps: the emulated device is slow
+  two.limit_train = 32;  // 2 steps of the global batch of 16: the emulated device is slow
   two.comm = g_comm;
   two.sync_bn = true;
-  CHECK(train(two).steps == 4);
+  const int64_t steps = two.limit_train / two.batch;
+  CHECK(train(two).steps == steps);
   double rel = 0;
   std::string worst;
   if (g_comm->rank() == 0) {
     TrainOptions one = run(model, dir.sub("one"));
     one.device = Device::cuda();
     one.limit_train = 32;
-    CHECK(train(one).steps == 4);
+    CHECK(train(one).steps == steps);
     rel = max_relative_difference(dir.sub("two/model.safetensors"),
                                   dir.sub("one/model.safetensors"), &worst);
-    std::printf("cuda: 2 ranks (sync BN) vs 1 rank after 4 steps: max relative difference %.3g\n",
-                rel);
+    std::printf(
+        "cuda: 2 ranks (sync BN) vs 1 rank after %lld steps: max relative difference %.3g\n",
+        static_cast<long long>(steps), rel);
   }
   std::vector<double> shared{rel};
   g_comm->sum(shared);
