@@ -247,6 +247,24 @@ TEST_CASE("robustness: image dimensions are capped before decoding", "[robustnes
                       Catch::Contains("larger than 32768"));
 }
 
+// Found by fuzz_image under UBSan: a PNG header stating 0xFFFFFFFF x 0xFFFFFF02 overflowed the
+// int64 pixel product before the limit was checked.
+TEST_CASE("robustness: PNG header sides above 2^31 - 1 are refused without overflow",
+          "[robustness]") {
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', 13, 10, 26, 10, 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                              0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 8, 2, 0, 0, 0};
+  int w = 0, h = 0;
+  std::string reason;
+  REQUIRE_FALSE(data::check_image_bytes(png.data(), png.size(), true, 1 << 20, w, h, reason));
+  REQUIRE_THAT(reason, Catch::Contains("2^31 - 1"));
+  png[16] = 0x7f;  // 2147483647 x 4294967042: the height alone is still out of range
+  REQUIRE_FALSE(data::check_image_bytes(png.data(), png.size(), true, 1 << 20, w, h, reason));
+  REQUIRE_THAT(reason, Catch::Contains("2^31 - 1"));
+  png[20] = 0x7f;  // both sides legal, product 2^62 - 2^32 + 1: the pixel limit speaks
+  REQUIRE_FALSE(data::check_image_bytes(png.data(), png.size(), true, 1 << 20, w, h, reason));
+  REQUIRE_THAT(reason, Catch::Contains("--max-image-pixels"));
+}
+
 // Before: stb_image 2.27 wrote out of bounds inside stbi_info (found under ASan by the fuzzer).
 TEST_CASE("robustness: JPEG Huffman tables with more than 256 codes are refused", "[robustness]") {
   std::vector<uint8_t> jpg = {0xFF, 0xD8, 0xFF, 0xC4};

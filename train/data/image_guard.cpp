@@ -133,6 +133,12 @@ bool check_image_bytes(const uint8_t* data, size_t size, bool complete, int64_t 
              int64_t(data[at + 3]);
     };
     const int64_t pw = be32(16), ph = be32(20);
+    // The PNG specification caps each side at 2^31 - 1; checking that first also keeps the
+    // product below 2^62, so it cannot overflow.
+    if (pw > INT32_MAX || ph > INT32_MAX) {
+      reason = fmt::format("PNG header states {}x{}, above the format's 2^31 - 1 per side", pw, ph);
+      return false;
+    }
     if (pw * ph > max_pixels) {
       reason = fmt::format("{}x{} = {} pixels, above the limit of {} (--max-image-pixels)", pw, ph,
                            pw * ph, max_pixels);
