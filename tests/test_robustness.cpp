@@ -251,8 +251,9 @@ TEST_CASE("robustness: image dimensions are capped before decoding", "[robustnes
 // int64 pixel product before the limit was checked.
 TEST_CASE("robustness: PNG header sides above 2^31 - 1 are refused without overflow",
           "[robustness]") {
-  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', 13, 10, 26, 10, 0, 0, 0, 13, 'I', 'H', 'D', 'R',
-                              0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 8, 2, 0, 0, 0};
+  std::vector<uint8_t> png = {0x89, 'P',  'N',  'G',  13,  10,  26,   10,   0,    0,
+                              0,    13,   'I',  'H',  'D', 'R', 0xff, 0xff, 0xff, 0xff,
+                              0xff, 0xff, 0xff, 0x02, 8,   2,   0,    0,    0};
   int w = 0, h = 0;
   std::string reason;
   REQUIRE_FALSE(data::check_image_bytes(png.data(), png.size(), true, 1 << 20, w, h, reason));
