@@ -1,7 +1,10 @@
 // bench_cuda_model: Next-ViT on the CUDA backend against PyTorch eager on the same GPU in the
 // same run (timm's nextvit_small, which computes exactly the official model):
 //
-//   inference   eval mode, no gradients, batch 8, 224x224, fp32: latency per batch
+//   inference   eval mode, no gradients, batch 8, 224x224, fp32: latency per batch, eager
+//               (kernel by kernel) and as a CUDA graph replay (models/captured_forward.h: the
+//               forward captured once, the input copied into its buffer, one launch); the
+//               ratio eager / graph is the host launch overhead the graph removes
 //   training    train mode, batch 128: forward, cross-entropy, backward and an AdamW step
 //               (weight decay 0.05, lr 1e-3; drop-path 0.1 as the recipe): images per second
 //
@@ -32,6 +35,7 @@
 #include "autograd/ops.h"
 #include "core/cuda/caching_allocator.h"
 #include "core/cuda_runtime.h"
+#include "models/captured_forward.h"
 #include "models/nextvit.h"
 #include "train/optim/adamw.h"
 #endif
@@ -42,7 +46,7 @@ using namespace nextvit;
 namespace {
 
 struct Side {
-  bench::Timing infer, train;
+  bench::Timing infer, infer_graph, train;
   double peak_gib = 0;
   nlohmann::json allocator;  // ours: the caching allocator's statistics after the run
   std::string version;
@@ -69,6 +73,15 @@ Side run_ours(const std::string& name, int64_t infer_batch, int64_t train_batch,
         cuda_rt::synchronize();
       },
       warmup, runs);
+  {
+    CapturedForward captured(model, xd.shape());
+    s.infer_graph = bench::time_it(
+        [&] {
+          captured.run(xd);
+          cuda_rt::synchronize();
+        },
+        warmup, runs);
+  }
 
   // Training step.
   model.train();
@@ -228,6 +241,12 @@ int main(int argc, char** argv) try {
                 s.peak_gib);
   };
   row("nextvit", ours);
+  std::printf("%-10s %-26s %10.2f %10.2f %10.2f %12.1f %9s\n", "nextvit",
+              fmt::format("inference graph, batch {}", infer_batch).c_str(),
+              ours.infer_graph.median_ms, ours.infer_graph.p90_ms, ours.infer_graph.min_ms,
+              infer_batch / (ours.infer_graph.median_ms * 1e-3), "");
+  std::printf("\nratio eager / graph replay (median inference time): %.2f\n",
+              ours.infer.median_ms / ours.infer_graph.median_ms);
   if (torch.ok) {
     row("pytorch", torch);
     std::printf("\nratio nextvit / pytorch (median time): inference %.2f, training %.2f\n",
@@ -250,10 +269,12 @@ int main(int argc, char** argv) try {
                         {"date", bench::today()},
                         {"nextvit",
                          {{"infer_ms", timing_json(ours.infer)},
+                          {"infer_graph_ms", timing_json(ours.infer_graph)},
                           {"train_ms", timing_json(ours.train)},
                           {"train_images_per_s", train_batch / (ours.train.median_ms * 1e-3)},
                           {"peak_gib", ours.peak_gib},
                           {"allocator", ours.allocator}}}};
+    j["ratio_infer_eager_over_graph"] = ours.infer.median_ms / ours.infer_graph.median_ms;
     if (torch.ok) {
       j["pytorch"] = {{"version", torch.version},
                       {"infer_ms", timing_json(torch.infer)},

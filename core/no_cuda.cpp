@@ -1,5 +1,6 @@
 // The CUDA runtime services of core/, in a build without CUDA: "no device" and clear errors.
 // Compiled only when NEXTVIT_WITH_CUDA is off (see CMakeLists.txt).
+#include "core/cuda_graph.h"
 #include "core/cuda_runtime.h"
 #include "core/error.h"
 
@@ -51,6 +52,21 @@ int64_t host_synchronizations() {
 }
 DeviceMemoryStats device_memory_stats() {
   return {};
+}
+
+struct Graph::State {};
+Graph::Graph() = default;
+Graph::~Graph() = default;
+Graph::Graph(Graph&&) noexcept = default;
+Graph& Graph::operator=(Graph&&) noexcept = default;
+Graph Graph::capture(const std::function<void()>&) {
+  no_cuda("CUDA graph capture");
+}
+void Graph::replay() const {
+  no_cuda("CUDA graph replay");
+}
+bool capturing() {
+  return false;
 }
 
 }  // namespace nextvit::cuda_rt

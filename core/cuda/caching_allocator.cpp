@@ -17,6 +17,13 @@
 //   (compute-sanitizer memcheck, the emulator's bounds checks) sees the end of every tensor, as
 //   PyTorch's PYTORCH_NO_CUDA_MEMORY_CACHING does for it. The emulated build defaults to exact
 //   (its checkers are the point of it); NEXTVIT_CUDA_ALLOC=split selects splitting there.
+// - CUDA graph capture (core/cuda_graph.h): the blocks a capture allocates come from a private
+//   pool (a pool id on each block, first in the free-list order; fresh segments, taken in relaxed
+//   capture mode so that the capture is not invalidated), reused only by that capture, and blocks
+//   of other pools freed during the capture are held back. A replay writes the pool's blocks
+//   again and reads the held ones, so neither may go to other work while the graph exists;
+//   releasing the pool (the graph's destruction) returns both to the ordinary cache. This is the
+//   simplest correct form of PyTorch's graph pools: no sharing of a pool between graphs.
 // - Out of memory: every free whole segment is released (cudaFree) and the allocation retried
 //   once; only then is "out of memory" reported, with the numbers that explain it.
 #include "core/cuda/caching_allocator.h"
@@ -67,6 +74,7 @@ size_t segment_size(size_t size) {
 }
 
 struct Block {
+  int pool = 0;  // 0: the ordinary cache; else the CUDA graph capture that allocated it
   char* ptr = nullptr;
   size_t size = 0;
   cudaStream_t stream = nullptr;
@@ -81,6 +89,7 @@ struct Block {
 // Free blocks ordered by stream, then size, then address: lower_bound finds the best fit.
 struct BlockOrder {
   bool operator()(const Block* a, const Block* b) const {
+    if (a->pool != b->pool) return a->pool < b->pool;
     if (a->stream != b->stream) {
       return reinterpret_cast<uintptr_t>(a->stream) < reinterpret_cast<uintptr_t>(b->stream);
     }
@@ -102,11 +111,13 @@ class CachingAllocator final : public Allocator {
     process_events();
     Pool& pool = size <= kSmallRequest ? small_ : large_;
     Block key;
+    key.pool = capture_pool_;
     key.stream = stream;
     key.size = size;
     auto it = pool.lower_bound(&key);
     Block* block = nullptr;
-    if (it != pool.end() && (*it)->stream == stream && (split_ || (*it)->size == size)) {
+    if (it != pool.end() && (*it)->pool == key.pool && (*it)->stream == stream &&
+        (split_ || (*it)->size == size)) {
       block = *it;
       pool.erase(it);
     } else {
@@ -128,6 +139,10 @@ class CachingAllocator final : public Allocator {
     Block* block = it->second;
     allocated_.erase(it);
     stats_.allocated_bytes -= block->size;
+    if (capture_pool_ != 0 && block->pool != capture_pool_) {
+      held_[capture_pool_].push_back(block);  // the graph still uses it: keep it allocated
+      return;
+    }
     if (block->other_streams.empty()) {
       free_block(block);
       return;
@@ -143,6 +158,48 @@ class CachingAllocator final : public Allocator {
   }
 
   const char* name() const override { return "cuda-caching"; }
+
+  int begin_capture() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    NV_CHECK(capture_pool_ == 0, "caching allocator: a graph capture is already running");
+    capture_pool_ = next_pool_++;
+    return capture_pool_;
+  }
+
+  void end_capture() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    capture_pool_ = 0;
+  }
+
+  // The pool's blocks become ordinary cached (or, if still allocated, ordinary allocated)
+  // blocks, and the blocks held back during its capture are freed.
+  void release_pool(int id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (Pool* p : {&small_, &large_}) {
+      std::vector<Block*> mine;
+      for (Block* b : *p) {
+        if (b->pool == id) mine.push_back(b);
+      }
+      for (Block* b : mine) {
+        p->erase(b);
+        b->pool = 0;
+        p->insert(b);
+      }
+    }
+    for (auto& [ptr, b] : allocated_) {
+      if (b->pool == id) b->pool = 0;
+    }
+    for (auto& [other, blocks] : held_) {
+      for (Block* b : blocks) {
+        if (b->pool == id) b->pool = 0;
+      }
+    }
+    auto it = held_.find(id);
+    if (it == held_.end()) return;
+    std::vector<Block*> held = std::move(it->second);
+    held_.erase(it);
+    for (Block* b : held) free_block(b);
+  }
 
   void set_split(bool split) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -182,18 +239,18 @@ class CachingAllocator final : public Allocator {
   Block* new_segment(size_t bytes, size_t size, cudaStream_t stream) {
     size_t seg = split_ ? segment_size(size) : size;
     void* ptr = nullptr;
-    cudaError_t err = cudaMalloc(&ptr, seg);
+    cudaError_t err = device_malloc(&ptr, seg);
     const size_t cached_before = stats_.reserved_bytes - stats_.allocated_bytes;
     if (err == cudaErrorMemoryAllocation) {
       // Out of memory: give the free segments back to the device and try once more, with a
       // segment of just the request if the usual one is larger (a small device).
       (void)cudaGetLastError();
-      release_free_segments();
-      err = cudaMalloc(&ptr, seg);
+      if (capture_pool_ == 0) release_free_segments();  // cudaFree would break a capture
+      err = device_malloc(&ptr, seg);
       if (err == cudaErrorMemoryAllocation && seg > size) {
         (void)cudaGetLastError();
         seg = size;
-        err = cudaMalloc(&ptr, seg);
+        err = device_malloc(&ptr, seg);
       }
     }
     if (err != cudaSuccess) fail_allocation(err, bytes, cached_before);
@@ -202,11 +259,23 @@ class CachingAllocator final : public Allocator {
     stats_.reserved_bytes += seg;
     stats_.peak_reserved_bytes = std::max(stats_.peak_reserved_bytes, stats_.reserved_bytes);
     Block* b = new Block();
+    b->pool = capture_pool_;
     b->ptr = static_cast<char*>(ptr);
     b->size = seg;
     b->stream = stream;
     b->small = size <= kSmallRequest;
     return b;
+  }
+
+  // cudaMalloc; during a graph capture in relaxed mode: the allocation is not part of the
+  // graph (its memory belongs to the graph's pool), and would otherwise invalidate the capture.
+  cudaError_t device_malloc(void** ptr, size_t bytes) {
+    if (capture_pool_ == 0) return cudaMalloc(ptr, bytes);
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    NV_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode), "relaxing the capture mode");
+    const cudaError_t err = cudaMalloc(ptr, bytes);
+    NV_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode), "restoring the capture mode");
+    return err;
   }
 
   // Keeps `size` bytes of `block` and returns the rest to `pool` when worth it.
@@ -215,6 +284,7 @@ class CachingAllocator final : public Allocator {
     const bool worth = block->small ? rest >= kRound : rest > kSmallRequest;
     if (!worth) return;
     Block* r = new Block();
+    r->pool = block->pool;
     r->ptr = block->ptr + size;
     r->size = rest;
     r->stream = block->stream;
@@ -322,6 +392,9 @@ class CachingAllocator final : public Allocator {
   std::vector<cudaEvent_t> events_;  // recorded and completed: reusable
   AllocatorStats stats_;
   bool split_ = split_by_default();
+  int capture_pool_ = 0;  // the capture running now, or 0
+  int next_pool_ = 1;
+  std::unordered_map<int, std::vector<Block*>> held_;  // freed during capture `key`, still used
 };
 
 namespace {
@@ -345,6 +418,15 @@ void record_stream(void* ptr, cudaStream_t stream) {
 }
 void set_segment_splitting(bool split) {
   instance()->set_split(split);
+}
+int begin_capture_pool() {
+  return instance()->begin_capture();
+}
+void end_capture_pool() {
+  instance()->end_capture();
+}
+void release_capture_pool(int pool) {
+  instance()->release_pool(pool);
 }
 
 }  // namespace nextvit::cuda_rt

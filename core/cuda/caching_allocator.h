@@ -29,5 +29,12 @@ void record_stream(void* ptr, cudaStream_t stream);
 // Segments shared by several blocks (true: the default on a GPU) or one cudaMalloc per block
 // (false: NEXTVIT_CUDA_ALLOC=exact, the emulated build's default). For tests.
 void set_segment_splitting(bool split);
+// CUDA graph capture (core/cuda_graph.h). Between begin and end, allocations come from a new
+// private pool (fresh segments, cudaMalloc'd in relaxed capture mode as PyTorch does) and blocks
+// freed during the capture stay out of circulation; release gives the pool's blocks and the held
+// ones back to the ordinary cache once the graph is gone. Returns the pool's id (> 0).
+int begin_capture_pool();
+void end_capture_pool();
+void release_capture_pool(int pool);
 
 }  // namespace nextvit::cuda_rt

@@ -12,6 +12,7 @@
 #include "core/cuda/host_staging.h"
 #include "core/cuda/launch.h"
 #include "core/cuda/stream.h"
+#include "core/cuda_graph.h"
 #include "core/cuda_runtime.h"
 
 namespace nextvit::cuda_rt {
@@ -128,7 +129,18 @@ void queue_device_error_copy() {
 }
 }  // namespace
 
+namespace {
+// A graph cannot hold a host wait (core/cuda_graph.h): say which rule broke, before CUDA
+// invalidates the capture with a bare error code.
+void refuse_host_wait_in_capture() {
+  NV_CHECK(!capturing(),
+           "a host synchronisation (a read from the device, synchronize()) inside a CUDA graph "
+           "capture: the captured work must not wait for the device");
+}
+}  // namespace
+
 cudaError_t counted_stream_synchronize(cudaStream_t stream) {
+  refuse_host_wait_in_capture();
   ++g_host_synchronizations;
   return cudaStreamSynchronize(stream);
 }
@@ -195,6 +207,12 @@ void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_devi
     std::memcpy(dst, src, bytes);
     return;
   }
+  if (kind == cudaMemcpyDeviceToHost) refuse_host_wait_in_capture();
+  // An upload goes through a reused page-locked buffer: a replay would copy whatever the buffer
+  // then holds. Inputs go into static device buffers before a replay instead.
+  NV_CHECK(kind != cudaMemcpyHostToDevice || !capturing(),
+           "a copy from the host inside a CUDA graph capture: a replay would not copy the same "
+           "data (copy into a device buffer before capturing or replaying)");
   cudaStream_t s = current_stream();
   if (kind == cudaMemcpyHostToDevice) {
     upload(dst, src, bytes, s);  // through page-locked staging: no wait
@@ -291,6 +309,7 @@ void strided_copy(void* dst, const void* src, size_t elem_size, int ndim, const 
 
 void synchronize() {
   if (!available()) return;
+  refuse_host_wait_in_capture();
   queue_device_error_copy();
   NV_CUDA_CHECK(counted_stream_synchronize(current_stream()), "synchronising the stream");
   check_device_errors();

@@ -94,17 +94,20 @@ cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperat
   }
   const Gemm g{ta, tb, m, n, multiply ? k : 0, multiply ? *alpha : 0.0f, *beta, lda, ldb, ldc};
   for (int i = 0; i < batch; ++i) {
-    const float* a = multiply ? A + i * sa : nullptr;
-    const float* b = multiply ? B + i * sb : nullptr;
-    float* c = C + i * sc;
-    if ((multiply && (!inside_device_memory(a, span(a_rows, a_cols, lda), "A", i) ||
-                      !inside_device_memory(b, span(b_rows, b_cols, ldb), "B", i))) ||
-        !inside_device_memory(c, span(m, n, ldc), "C", i)) {
+    if ((multiply && (!inside_device_memory(A + i * sa, span(a_rows, a_cols, lda), "A", i) ||
+                      !inside_device_memory(B + i * sb, span(b_rows, b_cols, ldb), "B", i))) ||
+        !inside_device_memory(C + i * sc, span(m, n, ldc), "C", i)) {
       return CUBLAS_STATUS_EXECUTION_FAILED;
     }
-    gemm_one(g, a, b, c);
   }
-  return CUBLAS_STATUS_SUCCESS;
+  // Now, or at each launch of the graph when the handle's stream is capturing (alpha and beta
+  // are read now, as cuBLAS reads host scalars at the call).
+  const cudaError_t e = enqueue(h->stream, "cublasSgemm", [=] {
+    for (int i = 0; i < batch; ++i) {
+      gemm_one(g, multiply ? A + i * sa : nullptr, multiply ? B + i * sb : nullptr, C + i * sc);
+    }
+  });
+  return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -191,17 +192,24 @@ struct Operand {
 template <typename Add>
 cudnnStatus_t run(const char* call, cudnnHandle_t h, const void* alpha, const void* beta,
                   void* workspace, size_t have, size_t need, const Conv& c,
-                  std::initializer_list<Operand> operands, size_t out_elems, void* out,
-                  const Add& add) {
+                  std::initializer_list<Operand> operands, size_t out_elems, void* out, Add add) {
   if (cudnnStatus_t s = check_call(h, alpha, beta, workspace, have, need)) return s;
   for (const Operand& o : operands) {
     if (!on_device(o.p, o.elems, call, o.name)) return CUDNN_STATUS_EXECUTION_FAILED;
   }
-  std::vector<double> acc(out_elems, 0.0);
-  for_each_term(c, [&](size_t xi, size_t wi, size_t yi) { add(acc, xi, wi, yi); });
-  blend(static_cast<float*>(out), acc, *static_cast<const float*>(alpha),
-        *static_cast<const float*>(beta));
-  return CUDNN_STATUS_SUCCESS;
+  // Now, or at each launch of the graph when the handle's stream is capturing: the closure
+  // holds its own copy of the convolution's descriptor (the caller may destroy it) and of the
+  // host scalars alpha and beta (read at the call, as cuDNN does).
+  auto desc = std::make_shared<cudnnConvolutionStruct>(*c.d);
+  const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
+  const cudaError_t e = enqueue(h->stream, call, [=] {
+    Conv kept = c;
+    kept.d = desc.get();
+    std::vector<double> acc(out_elems, 0.0);
+    for_each_term(kept, [&](size_t xi, size_t wi, size_t yi) { add(acc, xi, wi, yi); });
+    blend(static_cast<float*>(out), acc, a, b);
+  });
+  return e == cudaSuccess ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
 }
 
 }  // namespace
@@ -406,7 +414,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void* alpha,
       "cudnnConvolutionForward", handle, alpha, beta, workspace, workspace_bytes,
       nvemu::fwd_bytes(c, algo), c,
       {{"x", x, nvemu::elems_x(c)}, {"w", w, nvemu::elems_w(c)}, {"y", y, nvemu::elems_y(c)}},
-      nvemu::elems_y(c), y, [&](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
+      nvemu::elems_y(c), y, [=](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
         acc[yi] += double(xf[xi]) * wf[wi];
       });
 }
@@ -428,7 +436,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
       "cudnnConvolutionBackwardData", handle, alpha, beta, workspace, workspace_bytes,
       nvemu::bwd_data_bytes(c, algo), c,
       {{"dx", dx, nvemu::elems_x(c)}, {"w", w, nvemu::elems_w(c)}, {"dy", dy, nvemu::elems_y(c)}},
-      nvemu::elems_x(c), dx, [&](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
+      nvemu::elems_x(c), dx, [=](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
         acc[xi] += double(dyf[yi]) * wf[wi];
       });
 }
@@ -450,7 +458,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void* a
       "cudnnConvolutionBackwardFilter", handle, alpha, beta, workspace, workspace_bytes,
       nvemu::bwd_filter_bytes(c, algo), c,
       {{"x", x, nvemu::elems_x(c)}, {"dw", dw, nvemu::elems_w(c)}, {"dy", dy, nvemu::elems_y(c)}},
-      nvemu::elems_w(c), dw, [&](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
+      nvemu::elems_w(c), dw, [=](std::vector<double>& acc, size_t xi, size_t wi, size_t yi) {
         acc[wi] += double(dyf[yi]) * xf[xi];
       });
 }

@@ -54,7 +54,9 @@ bool in_any_allocation(const void* p) {
   return find_allocation(p, 0) != nullptr;
 }
 
-cudaError_t copy_checked(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+// Checks a copy's arguments and, unless `dry`, copies.
+cudaError_t copy_checked(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind,
+                         bool dry = false) {
   if (bytes == 0) return cudaSuccess;
   if (dst == nullptr || src == nullptr) return set_error(cudaErrorInvalidValue);
   if (kind == cudaMemcpyDefault) {
@@ -73,7 +75,7 @@ cudaError_t copy_checked(void* dst, const void* src, size_t bytes, cudaMemcpyKin
   if (src_dev ? find_allocation(src, bytes) == nullptr : in_any_allocation(src)) {
     return set_error(cudaErrorInvalidValue);
   }
-  std::memmove(dst, src, bytes);
+  if (!dry) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 
@@ -153,6 +155,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
   *ptr = nullptr;
+  if (cudaError_t e = nvemu::refuse_unsafe_in_capture("cudaMalloc")) return e;
   if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
   if (bytes == 0) return cudaSuccess;
   nvemu::Memory& m = nvemu::memory();
@@ -179,6 +182,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 
 cudaError_t cudaFree(void* ptr) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::refuse_unsafe_in_capture("cudaFree")) return e;
   if (ptr == nullptr) return cudaSuccess;
   nvemu::Memory& m = nvemu::memory();
   auto it = m.by_base.find(reinterpret_cast<uintptr_t>(ptr));
@@ -198,6 +202,7 @@ cudaError_t cudaFree(void* ptr) {
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (ptr == nullptr) return set_error(cudaErrorInvalidValue);
+  if (cudaError_t e = nvemu::refuse_unsafe_in_capture("cudaMallocHost")) return e;
   *ptr = bytes ? std::malloc(bytes) : nullptr;
   if (bytes && *ptr == nullptr) return set_error(cudaErrorMemoryAllocation);
   if (*ptr) nvemu::pinned()[reinterpret_cast<uintptr_t>(*ptr)] = bytes;
@@ -206,6 +211,7 @@ cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
 
 cudaError_t cudaFreeHost(void* ptr) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::refuse_unsafe_in_capture("cudaFreeHost")) return e;
   if (ptr == nullptr) return cudaSuccess;
   if (!nvemu::pinned().erase(reinterpret_cast<uintptr_t>(ptr))) {
     return set_error(cudaErrorInvalidValue);
@@ -225,6 +231,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::refuse_unsafe_in_capture("cudaMemcpy")) return e;
   nvemu::count_host_synchronization();  // the synchronous copy returns when it is done
   if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
   return nvemu::copy_checked(dst, src, bytes, kind);
@@ -238,12 +245,27 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   // Into pageable host memory the copy returns only once it is complete: a hidden wait.
   const bool to_host = kind == cudaMemcpyDeviceToHost ||
                        (kind == cudaMemcpyDefault && !nvemu::find_allocation(dst, bytes));
+  const bool from_host = kind == cudaMemcpyHostToDevice ||
+                         (kind == cudaMemcpyDefault && !nvemu::find_allocation(src, bytes));
+  if (nvemu::capturing(stream)) {
+    // A graph copies between fixed addresses at each launch: host memory must be page-locked
+    // (and the caller must keep it alive and filled), as a real capture requires.
+    if ((to_host && !nvemu::is_pinned(dst, bytes)) ||
+        (from_host && !nvemu::is_pinned(src, bytes))) {
+      return nvemu::refuse_wait_in_capture(stream, "cudaMemcpyAsync with pageable host memory");
+    }
+    if (cudaError_t e = nvemu::copy_checked(dst, src, bytes, kind, true)) return e;
+    return set_error(nvemu::record(stream, "cudaMemcpyAsync", [=](cudaStream_t s) {
+      (void)cudaMemcpyAsync(dst, src, bytes, kind, s);  // errors land in the last error
+    }));
+  }
   if (to_host && !nvemu::is_pinned(dst, bytes)) nvemu::count_host_synchronization();
   return nvemu::copy_checked(dst, src, bytes, kind);
 }
 
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::refuse_unsafe_in_capture("cudaMemset")) return e;
   nvemu::count_host_synchronization();  // synchronous with respect to the host
   return cudaMemsetAsync(dst, value, bytes, nullptr);
 }
@@ -254,6 +276,11 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
   if (!nvemu::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle);
   if (bytes == 0) return cudaSuccess;
   if (nvemu::find_allocation(dst, bytes) == nullptr) return set_error(cudaErrorInvalidValue);
+  if (nvemu::capturing(stream)) {
+    return set_error(nvemu::record(stream, "cudaMemsetAsync", [=](cudaStream_t s) {
+      (void)cudaMemsetAsync(dst, value, bytes, s);
+    }));
+  }
   std::memset(dst, value, bytes);
   return cudaSuccess;
 }

@@ -19,6 +19,7 @@ struct CUstream_st {
 struct CUevent_st {
   unsigned flags;
   bool recorded = false;
+  bool captured = false;  // last recorded during a capture: not to be queried or waited for
   std::chrono::steady_clock::time_point when;
 };
 
@@ -312,6 +313,7 @@ cudaError_t cudaRuntimeGetVersion(int* version) {
 
 cudaError_t cudaDeviceSynchronize() {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::refuse_wait_in_capture(nullptr, "cudaDeviceSynchronize")) return e;
   nvemu::count_host_synchronization();
   return set_error(nvemu::sticky_error());
 }
@@ -371,6 +373,14 @@ const char* cudaGetErrorName(cudaError_t e) {
       return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated:
       return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorIllegalState:
+      return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnmatched:
+      return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorCapturedEvent:
+      return "cudaErrorCapturedEvent";
+    case cudaErrorStreamCaptureWrongThread:
+      return "cudaErrorStreamCaptureWrongThread";
     default:
       return "cudaErrorUnknown";
   }
@@ -430,6 +440,18 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorStreamCaptureInvalidated:
       text = "operation failed due to a previous error during capture";
       break;
+    case cudaErrorIllegalState:
+      text = "the operation cannot be performed in the present state";
+      break;
+    case cudaErrorStreamCaptureUnmatched:
+      text = "capture was not ended in the same stream as it began";
+      break;
+    case cudaErrorCapturedEvent:
+      text = "operation not permitted on an event last recorded in a capturing stream";
+      break;
+    case cudaErrorStreamCaptureWrongThread:
+      text = "attempt to terminate a thread-local capture sequence from another thread";
+      break;
     default:
       text = "unknown error";
       break;
@@ -439,6 +461,13 @@ const char* cudaGetErrorString(cudaError_t e) {
   nvemu::ErrorState& es = nvemu::errors();
   if (e != cudaSuccess && e == es.sticky && !es.message.empty()) {
     es.described = std::string(text) + " [emulator: " + es.message + "]";
+    return es.described.c_str();
+  }
+  // A capture error carries what broke the capture, too (graph.cpp).
+  if ((e == cudaErrorStreamCaptureUnsupported || e == cudaErrorStreamCaptureInvalidated ||
+       e == cudaErrorCapturedEvent) &&
+      !nvemu::capture_message().empty()) {
+    es.described = std::string(text) + " [emulator: " + nvemu::capture_message() + "]";
     return es.described.c_str();
   }
   return text;
@@ -467,6 +496,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (cudaError_t e = nvemu::refuse_wait_in_capture(stream, "cudaStreamSynchronize")) return e;
   nvemu::count_host_synchronization();
   if (!nvemu::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle);
   return set_error(nvemu::sticky_error());
@@ -475,6 +505,9 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 // Work runs when it is issued, so a stream or event is always complete: asking does not wait.
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  if (stream != nullptr && nvemu::capturing(stream)) {
+    return nvemu::refuse_wait_in_capture(stream, "cudaStreamQuery");
+  }
   if (!nvemu::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle);
   return set_error(nvemu::sticky_error());
 }
@@ -512,6 +545,15 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!nvemu::events().count(event) || !nvemu::valid_stream(stream)) {
     return set_error(cudaErrorInvalidResourceHandle);
   }
+  if (nvemu::capturing(stream)) {
+    event->captured = true;
+    return set_error(nvemu::record(stream, "cudaEventRecord", [event](cudaStream_t) {
+      if (!nvemu::events().count(event)) return;  // destroyed since: nothing to mark
+      event->recorded = true;
+      event->when = std::chrono::steady_clock::now();
+    }));
+  }
+  event->captured = false;
   event->recorded = true;
   event->when = std::chrono::steady_clock::now();
   return set_error(nvemu::sticky_error());
@@ -519,14 +561,16 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
-  nvemu::count_host_synchronization();
   if (!nvemu::events().count(event)) return set_error(cudaErrorInvalidResourceHandle);
+  if (event->captured) return set_error(cudaErrorCapturedEvent);
+  nvemu::count_host_synchronization();
   return set_error(nvemu::sticky_error());
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (!nvemu::events().count(event)) return set_error(cudaErrorInvalidResourceHandle);
+  if (event->captured) return set_error(cudaErrorCapturedEvent);
   if (event->recorded && nvemu::g_events_held) return cudaErrorNotReady;
   return set_error(nvemu::sticky_error());
 }

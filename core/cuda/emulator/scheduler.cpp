@@ -474,6 +474,32 @@ std::string compare(const std::vector<Snapshot>& expected, Order a, Order b) {
 
 }  // namespace
 
+namespace {
+// Stream capture (graph.cpp): the launch becomes a node holding copies of its arguments, its
+// pointer arguments checked now (a real capture checks the launch when it is made), and runs
+// through launch() on the graph's stream at each cudaGraphLaunch.
+void record_launch(const LaunchSpec& s) {
+  if (std::string bad = check_pointer_arguments(s); !bad.empty()) {
+    fault(cudaErrorIllegalAddress, describe_launch(s) + " (captured): " + bad);
+    return;
+  }
+  std::shared_ptr<const void> held = s.keep(s.bound);
+  const ptrdiff_t args_at =
+      static_cast<const char*>(s.arg_bytes) - static_cast<const char*>(s.bound);
+  auto pointers =
+      std::make_shared<std::vector<const void*>>(s.pointer_args, s.pointer_args + s.arg_count);
+  LaunchSpec kept = s;
+  kept.bound = held.get();
+  kept.arg_bytes = static_cast<const char*>(held.get()) + args_at;
+  kept.pointer_args = pointers->data();
+  set_error(record(s.stream, describe_launch(s), [kept, held, pointers](cudaStream_t stream) {
+    LaunchSpec run = kept;
+    run.stream = stream;
+    launch(run);
+  }));
+}
+}  // namespace
+
 void launch(const LaunchSpec& s) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (cudaError_t e = sticky_error()) {
@@ -487,6 +513,10 @@ void launch(const LaunchSpec& s) {
   Scheduler& sc = scheduler();
   if (sc.block != nullptr) {
     fault(cudaErrorLaunchFailure, describe_launch(s) + ": launched from inside a kernel");
+    return;
+  }
+  if (capturing(s.stream)) {
+    record_launch(s);
     return;
   }
   record_coverage(s);

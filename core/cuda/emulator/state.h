@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -68,5 +69,24 @@ extern bool g_events_held;
 // Dynamic shared memory a launch of `kernel` may request: 48 KB, or what cudaFuncSetAttribute
 // granted.
 int max_dynamic_shared_bytes(const void* kernel);
+
+// ---- stream capture (graph.cpp) -----------------------------------------------------------
+// While `stream` is being captured, work issued to it is recorded as a node of the graph, to run
+// when the graph is launched (on the launch's stream), instead of running now. record() returns
+// cudaErrorStreamCaptureInvalidated once the capture was invalidated. enqueue() runs `work` now
+// when the stream is not capturing (the library emulations: cuBLAS, cuDNN).
+bool capturing(cudaStream_t stream);
+cudaError_t record(cudaStream_t stream, std::string what, std::function<void(cudaStream_t)> run);
+cudaError_t enqueue(cudaStream_t stream, const char* what, std::function<void()> work);
+// A call that waits for `stream` (cudaStreamSynchronize, cudaStreamQuery, a copy into pageable
+// memory): refused with cudaErrorStreamCaptureUnsupported, and the capture invalidated, when
+// `stream` is capturing. With a null stream: a device-wide wait, refused during any capture.
+cudaError_t refuse_wait_in_capture(cudaStream_t stream, const char* call);
+// A "potentially unsafe" call (cudaMalloc, cudaFree, cudaMallocHost, cudaFreeHost, cudaMemcpy,
+// cudaMemset): refused, invalidating the capture, when the calling thread's capture mode forbids
+// it (CUDA's rules: cudaThreadExchangeStreamCaptureMode, cudaStreamBeginCapture's mode).
+cudaError_t refuse_unsafe_in_capture(const char* call);
+// Why the last capture error happened (cudaGetErrorString appends it), or "".
+const std::string& capture_message();
 
 }  // namespace nvemu

@@ -5,6 +5,7 @@
 // Launch binds the arguments as the kernel's parameter types (one copy, as CUDA copies them to
 // the device), then hands the scheduler a type-erased description: how to run one thread, and
 // the argument bytes, which the checkers scan for device pointers.
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -25,6 +26,8 @@ struct LaunchSpec {
   size_t arg_size = 0;
   const void* const* pointer_args = nullptr;  // the arguments of pointer type, by position
   int arg_count = 0;
+  // A heap copy of `bound`, for a launch recorded by stream capture (graph.cpp) and run later.
+  std::shared_ptr<const void> (*keep)(const void* bound) = nullptr;
 };
 
 // Runs the launch (checks, blocks, threads); errors go where CUDA puts them (the last error,
@@ -60,6 +63,7 @@ class Launch {
     spec.arg_size = sizeof(Args);
     spec.pointer_args = pointers;
     spec.arg_count = int(sizeof...(P));
+    spec.keep = &keep;
     ::nvemu::launch(spec);
   }
 
@@ -69,6 +73,10 @@ class Launch {
     void (*kernel)(P...);
     Args args;
   };
+
+  static std::shared_ptr<const void> keep(const void* bound) {
+    return std::make_shared<Bound>(*static_cast<const Bound*>(bound));
+  }
 
   static void run_thread(const void* bound) {
     const Bound* b = static_cast<const Bound*>(bound);
