@@ -3,10 +3,10 @@
 // same batch, same image size, same thread count.
 //
 //   build/bench/bench_cpu_forward [--model nextvit_small] [--batch 1] [--img 224]
-//                                 [--threads 2] [--runs 10] [--deploy] [--json out.json]
+//                                 [--threads 2] [--runs 10] [--json out.json]
 //
-// --deploy times our deployment form (models/deploy.h: every BatchNorm folded into a
-// neighbouring conv or linear, the same logits up to rounding) against timm's model as it is.
+// Both sides run the network as trained (BatchNorms computed); bench_cpu_infer compares the
+// deployment forms (BatchNorms folded on both sides).
 #include <omp.h>
 
 #include <cstdio>
@@ -14,7 +14,6 @@
 
 #include "bench_util.h"
 #include "core/args.h"
-#include "models/deploy.h"
 #include "models/nextvit.h"
 
 using namespace nextvit;
@@ -23,7 +22,7 @@ int main(int argc, char** argv) try {
   std::string model_name = "nextvit_small", json_path;
   int64_t batch = 1, img = 224;
   int threads = 2, runs = 10;
-  bool no_torch = false, deploy = false;
+  bool no_torch = false;
   cli::Options args("bench_cpu_forward", "Next-ViT forward on the CPU against PyTorch");
   args.text("model", &model_name, "NAME|CONFIG.json", "model")
       .integer("batch", &batch, "B", 1, 1 << 20, "images per forward")
@@ -31,7 +30,6 @@ int main(int argc, char** argv) try {
       .integer("threads", &threads, "N", 1, 4096, "OpenMP threads (PyTorch gets as many)")
       .integer("runs", &runs, "N", 1, 1000000, "timed runs")
       .text("json", &json_path, "FILE", "also write the results as JSON")
-      .flag("deploy", &deploy, "fold our BatchNorms first (models/deploy.h)")
       .flag("no-torch", &no_torch, "skip the PyTorch side");
   if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
   omp_set_num_threads(threads);
@@ -40,7 +38,6 @@ int main(int argc, char** argv) try {
   our_memory.base_mib = bench::proc_status_mib("VmRSS");
   NextViT model(NextViTConfig::from_name(model_name));
   model.eval();
-  if (deploy) fold_batch_norms(model);
   Tensor x = Tensor::empty({batch, 3, img, img});
   Generator g(1);
   fill_normal(x, g, 0.0f, 1.0f);
@@ -77,10 +74,9 @@ int main(int argc, char** argv) try {
     have_torch = bench::run_python_timing(py, "", torch, &torch_memory);
   }
 
-  std::printf("%s forward%s, batch %lld, %lldx%lld, fp32, %d thread(s), %s, %s\n\n",
-              model_name.c_str(), deploy ? " (ours: deploy form, BatchNorms folded)" : "",
-              (long long)batch, (long long)img, (long long)img, threads, bench::cpu_model().c_str(),
-              bench::today().c_str());
+  std::printf("%s forward, batch %lld, %lldx%lld, fp32, %d thread(s), %s, %s\n\n",
+              model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
+              bench::cpu_model().c_str(), bench::today().c_str());
   std::printf("%-10s %12s %12s %12s %14s %14s\n", "impl", "median ms", "p90 ms", "min ms",
               "peak RSS MiB", "model+run MiB");
   std::printf("%-10s %12.1f %12.1f %12.1f %14.0f %14.0f\n", "nextvit", ours.median_ms, ours.p90_ms,
@@ -101,7 +97,6 @@ int main(int argc, char** argv) try {
         {"model", model_name},
         {"batch", batch},
         {"image", img},
-        {"nextvit_form", deploy ? "deploy" : "train"},
         {"threads", threads},
         {"precision", "fp32"},
         {"cpu", bench::cpu_model()},
