@@ -1,8 +1,9 @@
-// The CUDA kernels against the CPU kernels, kernel by kernel (the op-level suite is
-// test_cuda_backend.cpp): the same random inputs through kernels::cuda:: and kernels::cpu::,
-// outputs compared within a stated tolerance. Outputs are poisoned with NaN before each CUDA
-// call, so an element a kernel forgets to write fails the comparison. Shapes include
-// Next-ViT-S's real ones (batch 2) and odd sizes that divide no tile, block or warp.
+// The CUDA kernels against the CPU kernels, kernel by kernel (the op-level checks, values and
+// gradients, are the "cuda: ..." cases in each op's own test file): the same random inputs through
+// kernels::cuda:: and kernels::cpu::, outputs compared within a stated tolerance. Outputs are
+// poisoned with NaN before each CUDA call, so an element a kernel forgets to write fails the
+// comparison. Shapes include Next-ViT-S's real ones (batch 2) and odd sizes that divide no tile,
+// block or warp.
 //
 // Every test is named "cuda: ..." and skips itself without a device (tests/main.cpp). The
 // host-side emulation of the hand-written kernels, which runs without a GPU, is in
