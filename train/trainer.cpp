@@ -14,7 +14,7 @@
 #include "models/saved_model.h"
 #include "models/weights.h"
 #include "train/checkpoint.h"
-#include "train/data/fashion_mnist.h"
+#include "train/data/data_sets.h"
 #include "train/data/image_folder.h"
 #include "train/data/preprocess.h"
 #include "train/data/transforms.h"
@@ -54,84 +54,6 @@ void read_step_sums(StepSums& sums, DataParallel& dp, int64_t step, int64_t epoc
            std::isfinite(t.loss_sum) ? t.grad_norm_sum : t.loss_sum, first, step, epoch + 1, out);
   loss_sum += t.loss_sum;
   loss_count += t.steps;
-}
-
-// The first `limit` samples of a data set (for quick runs and tests).
-class Subset final : public data::Dataset {
- public:
-  Subset(std::shared_ptr<const data::Dataset> base, int64_t limit)
-      : base_(std::move(base)), size_(std::min(limit, base_->size())) {}
-  int64_t size() const override { return size_; }
-  int64_t num_classes() const override { return base_->num_classes(); }
-  const std::vector<std::string>& class_names() const override { return base_->class_names(); }
-  int64_t get(int64_t i, data::Image& out) const override { return base_->get(i, out); }
-  std::string describe() const override {
-    return base_->describe() + fmt::format(" (first {} used)", size_);
-  }
-
- private:
-  std::shared_ptr<const data::Dataset> base_;
-  int64_t size_;
-};
-
-struct DataSets {
-  std::shared_ptr<const data::Dataset> train, eval;
-  std::shared_ptr<const data::Pipeline> train_pipeline, eval_pipeline;
-  Preprocess eval_preprocess;  // eval_pipeline as data, stored in model.safetensors
-};
-
-std::shared_ptr<const data::Dataset> limited(std::shared_ptr<const data::Dataset> d,
-                                             int64_t limit) {
-  if (limit > 0 && limit < d->size()) return std::make_shared<Subset>(d, limit);
-  return d;
-}
-
-// Fashion-MNIST: gray 28x28, resized only when another size is asked for, flipped in training,
-// repeated to 3 channels and normalised with the training set's statistics. Image folders: the
-// usual ImageNet recipes.
-DataSets make_data(const std::string& data, int64_t img, bool flip, bool rrc, int64_t limit_train,
-                   int64_t limit_eval, int64_t max_pixels = data::kDefaultMaxImagePixels) {
-  DataSets d;
-  const int size = static_cast<int>(img);
-  if (data == "fashion-mnist") {
-    d.train = std::make_shared<data::FashionMnist>(data::Split::Train);
-    d.eval = std::make_shared<data::FashionMnist>(data::Split::Test);
-    const std::vector<float> mean{data::FashionMnist::kMean}, std{data::FashionMnist::kStd};
-    auto train = std::make_shared<data::Pipeline>();
-    if (rrc) {
-      train->add<data::RandomResizedCrop>(size, size, std::array<float, 2>{0.35f, 1.0f});
-    } else if (size != 28) {
-      train->add<data::Resize>(size, size);
-    }
-    if (flip) train->add<data::RandomHorizontalFlip>(0.5f);
-    train->add<data::GrayToRgb>().normalize(mean, std);
-    d.train_pipeline = train;
-    d.eval_preprocess = data::fashion_mnist_preprocess(img);
-  } else {
-    const fs::path root(data);
-    NV_CHECK(fs::is_directory(root / "train") && fs::is_directory(root / "val"),
-             "--data {}: expected 'fashion-mnist' or a folder with train/ and val/ image folders",
-             data);
-    d.train = std::make_shared<data::ImageFolder>((root / "train").string(), true, max_pixels);
-    d.eval = std::make_shared<data::ImageFolder>((root / "val").string(), true, max_pixels);
-    // A folder that cannot teach anything is refused: with one class every prediction is
-    // right, and val classes named otherwise than train's would score against wrong labels.
-    NV_CHECK(d.train->num_classes() >= 2,
-             "--data {}: {} has {} class folder(s); classification needs at least 2", data,
-             (root / "train").string(), d.train->num_classes());
-    NV_CHECK(d.eval->class_names() == d.train->class_names(),
-             "--data {}: the class folders of {} ({}) differ from those of {} ({})", data,
-             (root / "val").string(), fmt::join(d.eval->class_names(), ", "),
-             (root / "train").string(), fmt::join(d.train->class_names(), ", "));
-    const std::vector<float> mean(data::kImagenetMean.begin(), data::kImagenetMean.end());
-    const std::vector<float> std(data::kImagenetStd.begin(), data::kImagenetStd.end());
-    d.train_pipeline = std::make_shared<data::Pipeline>(data::train_pipeline(size, mean, std));
-    d.eval_preprocess = data::imagenet_preprocess(img);
-  }
-  d.eval_pipeline = std::make_shared<data::Pipeline>(data::eval_pipeline(d.eval_preprocess));
-  d.train = limited(d.train, limit_train);
-  d.eval = limited(d.eval, limit_eval);
-  return d;
 }
 
 NextViTConfig make_config(const std::string& model, int64_t classes, double drop_path) {
@@ -277,259 +199,362 @@ nlohmann::json TrainOptions::to_json() const {
           {"sync_bn", sync_bn}};
 }
 
-TrainResult train(const TrainOptions& o) {
+namespace {
+
+void check_options(const TrainOptions& o) {
   NV_CHECK(o.epochs > 0 && o.batch > 0 && o.img > 0, "train: epochs, batch and img must be > 0");
   NV_CHECK(o.lr > 0, "train: --lr must be positive");
   NV_CHECK(o.optimizer == "adamw" || o.optimizer == "sgd",
-           "train: --optimizer must be adamw or "
-           "sgd, got '{}'",
-           o.optimizer);
-  const bool root = !o.comm || o.comm->rank() == 0;  // prints, logs and checkpoints
-  // Progress lines redraw in place on a terminal and stay one a line in a file (progress_line.h).
-  ProgressLine printer = ProgressLine::for_stdout();
-  auto say = [&](const std::string& s) {
-    if (!o.quiet && root) printer.line(s);
-  };
+           "train: --optimizer must be adamw or sgd, got '{}'", o.optimizer);
+}
 
-  if (root) check_output_writable(o.out);
-  DataSets data = make_data(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train,
-                            o.limit_eval, o.max_image_pixels);
-  NextViTConfig config = make_config(o.model, data.train->num_classes(), o.drop_path);
-  std::optional<InitWeights> init;
-  if (!o.init.empty()) {
-    init = read_init_weights(o.init);
-    config = init_config(*init, config, o.model != TrainOptions().model, o.drop_path >= 0);
-  }
-  config.validate_input(o.img, o.img);
-  check_memory_fits(config, o.batch / (o.comm ? o.comm->size() : 1), o.img, o.img, true, "train");
-  NextViT model(config, o.seed);
-  if (init && !(o.resume && checkpoint_exists(o.out))) say(apply_init_weights(model, *init));
-  init.reset();  // the file's tensors are no longer needed
-  model.to(o.device);
-  DataParallel dp(o.comm, model, o.sync_bn);
-  NV_CHECK(o.batch % dp.size() == 0, "train: --batch {} must be a multiple of the {} ranks",
-           o.batch, dp.size());
-  dp.check_same_everywhere("configuration or data",
-                           o.to_json().dump() + config.to_json().dump() + data.train->describe() +
-                               data.eval->describe() + data.train_pipeline->describe());
-
-  data::LoaderOptions train_opts;
-  train_opts.shard = dp.rank();
-  train_opts.shards = dp.size();
-  train_opts.batch_size = o.batch;
-  train_opts.seed = o.seed;
-  train_opts.workers = o.workers;
-  data::DataLoader train_loader(data.train, data.train_pipeline, train_opts);
-  NV_CHECK(train_loader.batches_per_epoch() > 0, "train: {} training images make no batch of {}",
-           data.train->size(), o.batch);
-  data::LoaderOptions eval_opts = train_opts;
-  eval_opts.shuffle = false;
-  eval_opts.drop_last = false;
-  eval_opts.batch_size = std::max<int64_t>(o.batch, 256);
-  data::DataLoader eval_loader(data.eval, data.eval_pipeline, eval_opts);
-
-  const int64_t steps_per_epoch = train_loader.batches_per_epoch();
-  const int64_t total_steps = steps_per_epoch * o.epochs;
-  std::unique_ptr<Optimizer> optimizer;
+std::unique_ptr<Optimizer> make_optimizer(NextViT& model, const TrainOptions& o) {
   auto groups = weight_decay_groups(model, o.weight_decay);
   if (o.optimizer == "adamw") {
     AdamWOptions a;
     a.lr = o.lr;
-    optimizer = std::make_unique<AdamW>(groups, a);
-  } else {
-    SgdOptions s;
-    s.lr = o.lr;
-    s.momentum = o.momentum;
-    optimizer = std::make_unique<Sgd>(groups, s);
+    return std::make_unique<AdamW>(groups, a);
   }
-  CosineScheduleOptions sched;
-  sched.base_lr = o.lr;
-  sched.min_lr = o.min_lr;
-  sched.warmup_lr = o.warmup_lr;
-  sched.warmup_steps = static_cast<int64_t>(o.warmup_epochs * steps_per_epoch);
-  sched.total_steps = total_steps;
-  CosineSchedule schedule(sched);
-  std::unique_ptr<ModelEma> ema;
-  if (o.ema_decay > 0) ema = std::make_unique<ModelEma>(model, o.ema_decay);
+  SgdOptions s;
+  s.lr = o.lr;
+  s.momentum = o.momentum;
+  return std::make_unique<Sgd>(groups, s);
+}
 
-  CheckpointInfo info;
-  info.config = config.to_json();
-  info.options = o.to_json();
-  if (o.resume && checkpoint_exists(o.out)) {
-    check_resumable(read_checkpoint_info(o.out), config, o);
-    info = load_checkpoint(o.out, model, *optimizer, ema.get());
-    train_loader.seek(info.loader);
-    say(fmt::format("resumed from {}: epoch {}, step {}", o.out, info.loader.epoch, info.step));
+CosineScheduleOptions schedule_options(const TrainOptions& o, int64_t steps_per_epoch) {
+  CosineScheduleOptions s;
+  s.base_lr = o.lr;
+  s.min_lr = o.min_lr;
+  s.warmup_lr = o.warmup_lr;
+  s.warmup_steps = static_cast<int64_t>(o.warmup_epochs * steps_per_epoch);
+  s.total_steps = steps_per_epoch * o.epochs;
+  return s;
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// The loss and throughput of the epoch in progress.
+struct EpochStats {
+  double loss_sum = 0;  // over the steps read back so far (read_step_sums)
+  int64_t loss_count = 0;
+  int64_t images = 0;  // trained, all ranks together
+  Clock::time_point start = Clock::now();
+
+  double mean_loss() const { return loss_count ? loss_sum / loss_count : 0.0; }
+  double images_per_second() const { return images / std::max(seconds_since(start), 1e-9); }
+};
+
+// One call of train(): the constructor sets up data, model, optimizer and schedule (resuming
+// from a checkpoint when asked), run() trains epoch after epoch. Every step is asynchronous on
+// a GPU (train_step.h); the host reads the losses back only to log, checkpoint or end an epoch.
+class TrainingRun {
+ public:
+  explicit TrainingRun(const TrainOptions& o);
+  TrainResult run();
+
+ private:
+  bool resuming() const { return o_.resume && checkpoint_exists(o_.out); }
+  void say(const std::string& s) {
+    if (!o_.quiet && root_) printer_.line(s);
   }
-  // model.safetensors describes itself: configuration, eval transform, class names.
+  void build_model();
+  void make_loaders();
+  void resume_or_start();
+  void print_summary();
+  bool train_epoch(int64_t epoch);  // false: stopped by --stop-after-steps or a signal
+  int agreed_signal();
+  void read_sums(int64_t epoch, EpochStats& stats);
+  void log_progress(int64_t epoch, int64_t in_epoch, const EpochStats& stats, double lr);
+  void save_checkpoint_at(int64_t epoch);
+  void finish_epoch(int64_t epoch, EpochStats& stats);
+  EvalResult evaluate_model();
+  void report_device_memory();
+
+  const TrainOptions& o_;
+  const bool root_;  // prints, logs and checkpoints
+  // Progress lines redraw in place on a terminal and stay one a line in a file.
+  ProgressLine printer_ = ProgressLine::for_stdout();
+  data::TrainingSet train_set_;
+  data::EvaluationSet eval_set_;
+  NextViTConfig config_;
+  std::unique_ptr<NextViT> model_;
+  std::unique_ptr<DataParallel> dp_;
+  std::unique_ptr<data::DataLoader> train_loader_, eval_loader_;
+  int64_t steps_per_epoch_ = 0;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<CosineSchedule> schedule_;
+  std::unique_ptr<ModelEma> ema_;
+  CheckpointInfo info_;
+  std::ofstream log_;
+  StepSetup step_setup_;
+  StepSums step_sums_;
+  int64_t step_ = 0;
+  double train_seconds_ = 0;  // in training steps and loss read-backs
+  int64_t trained_images_ = 0;
+  TrainResult result_;
+};
+
+TrainingRun::TrainingRun(const TrainOptions& o) : o_(o), root_(!o.comm || o.comm->rank() == 0) {
+  check_options(o);
+  if (root_) check_output_writable(o.out);
+  train_set_ = data::training_set(o.data, o.img, o.flip, o.random_resized_crop, o.limit_train,
+                                  o.max_image_pixels);
+  eval_set_ = data::evaluation_set(o.data, o.img, o.limit_eval, o.max_image_pixels);
+  data::check_same_classes(o.data, *train_set_.images, *eval_set_.images);
+  build_model();
+  make_loaders();
+  optimizer_ = make_optimizer(*model_, o);
+  schedule_ = std::make_unique<CosineSchedule>(schedule_options(o, steps_per_epoch_));
+  if (o.ema_decay > 0) ema_ = std::make_unique<ModelEma>(*model_, o.ema_decay);
+  resume_or_start();
+  print_summary();
+  if (root_) log_.open(fs::path(o.out) / "log.jsonl", std::ios::app);
+  step_setup_ = {model_.get(),
+                 optimizer_.get(),
+                 ema_.get(),
+                 model_->parameters(),
+                 o.device,
+                 static_cast<float>(o.label_smoothing),
+                 static_cast<float>(o.clip_grad),
+                 dp_.get()};
+}
+
+// The configuration (from --model, or from --init's weights), the model on its device, and the
+// ranks checked to agree on all of it.
+void TrainingRun::build_model() {
+  config_ = make_config(o_.model, train_set_.images->num_classes(), o_.drop_path);
+  std::optional<InitWeights> init;
+  if (!o_.init.empty()) {
+    init = read_init_weights(o_.init);
+    config_ = init_config(*init, config_, o_.model != TrainOptions().model, o_.drop_path >= 0);
+  }
+  config_.validate_input(o_.img, o_.img);
+  const int64_t ranks = o_.comm ? o_.comm->size() : 1;
+  check_memory_fits(config_, o_.batch / ranks, o_.img, o_.img, true, "train");
+  model_ = std::make_unique<NextViT>(config_, o_.seed);
+  if (init && !resuming()) say(apply_init_weights(*model_, *init));
+  init.reset();  // the file's tensors are no longer needed
+  model_->to(o_.device);
+  dp_ = std::make_unique<DataParallel>(o_.comm, *model_, o_.sync_bn);
+  NV_CHECK(o_.batch % dp_->size() == 0, "train: --batch {} must be a multiple of the {} ranks",
+           o_.batch, dp_->size());
+  dp_->check_same_everywhere("configuration or data",
+                             o_.to_json().dump() + config_.to_json().dump() +
+                                 train_set_.images->describe() + eval_set_.images->describe() +
+                                 train_set_.pipeline->describe());
+}
+
+// Each rank reads its shard of every batch; evaluation reads every image, in order.
+void TrainingRun::make_loaders() {
+  data::LoaderOptions t;
+  t.shard = dp_->rank();
+  t.shards = dp_->size();
+  t.batch_size = o_.batch;
+  t.seed = o_.seed;
+  t.workers = o_.workers;
+  train_loader_ = std::make_unique<data::DataLoader>(train_set_.images, train_set_.pipeline, t);
+  steps_per_epoch_ = train_loader_->batches_per_epoch();
+  NV_CHECK(steps_per_epoch_ > 0, "train: {} training images make no batch of {}",
+           train_set_.images->size(), o_.batch);
+  data::LoaderOptions e = t;
+  e.shuffle = false;
+  e.drop_last = false;
+  e.batch_size = std::max<int64_t>(o_.batch, 256);
+  eval_loader_ = std::make_unique<data::DataLoader>(eval_set_.images, eval_set_.pipeline, e);
+}
+
+// Loads the checkpoint of the same run in --out when resuming; then every rank starts from
+// rank 0's weights. model.safetensors will describe itself (configuration, eval transform,
+// class names: models/model_metadata.h).
+void TrainingRun::resume_or_start() {
+  info_.config = config_.to_json();
+  info_.options = o_.to_json();
+  if (resuming()) {
+    check_resumable(read_checkpoint_info(o_.out), config_, o_);
+    info_ = load_checkpoint(o_.out, *model_, *optimizer_, ema_.get());
+    train_loader_->seek(info_.loader);
+    say(fmt::format("resumed from {}: epoch {}, step {}", o_.out, info_.loader.epoch, info_.step));
+  }
   ModelMetadata metadata;
-  metadata.config = config;
-  metadata.preprocess = data.eval_preprocess;
-  metadata.classes = data.train->class_names();
-  info.model_metadata = metadata_entries(metadata);
-  dp.broadcast_state();  // all ranks start from rank 0's weights
+  metadata.config = config_;
+  metadata.preprocess = eval_set_.preprocess;
+  metadata.classes = train_set_.images->class_names();
+  info_.model_metadata = metadata_entries(metadata);
+  dp_->broadcast_state();
+  step_ = info_.step;
+}
 
-  say(fmt::format("model {}: {:.3f} M parameters, {} on {}", config.name,
-                  model.parameter_count() / 1e6, o.img, o.device.str()));
-  say(fmt::format("train: {} | {}", data.train->describe(), data.train_pipeline->describe()));
-  say(fmt::format("eval:  {}", data.eval->describe()));
-  say(fmt::format(
-      "{} epochs x {} steps of {}, {} lr {:.2g} (cosine, {} warm-up steps), "
-      "{} threads",
-      o.epochs, steps_per_epoch, o.batch, o.optimizer, o.lr, sched.warmup_steps, num_threads()));
-  if (dp.distributed()) {
+void TrainingRun::print_summary() {
+  say(fmt::format("model {}: {:.3f} M parameters, {} on {}", config_.name,
+                  model_->parameter_count() / 1e6, o_.img, o_.device.str()));
+  say(fmt::format("train: {} | {}", train_set_.images->describe(),
+                  train_set_.pipeline->describe()));
+  say(fmt::format("eval:  {}", eval_set_.images->describe()));
+  say(fmt::format("{} epochs x {} steps of {}, {} lr {:.2g} (cosine, {} warm-up steps), {} threads",
+                  o_.epochs, steps_per_epoch_, o_.batch, o_.optimizer, o_.lr,
+                  schedule_options(o_, steps_per_epoch_).warmup_steps, num_threads()));
+  if (dp_->distributed()) {
     say(fmt::format("data-parallel: {}, {} images per rank per step, {} gradient buckets, {}",
-                    o.comm->describe(), o.batch / dp.size(), dp.bucket_count(),
-                    o.sync_bn ? "synchronised BatchNorm" : "BatchNorm per rank"));
+                    o_.comm->describe(), o_.batch / dp_->size(), dp_->bucket_count(),
+                    o_.sync_bn ? "synchronised BatchNorm" : "BatchNorm per rank"));
   }
+}
 
-  std::ofstream log;
-  if (root) log.open(fs::path(o.out) / "log.jsonl", std::ios::app);
-  const std::vector<Variable> params = model.parameters();
-  TrainResult result;
-  const auto run_start = Clock::now();
-  double train_seconds = 0;
-  int64_t trained_images = 0;
-
-  StepSetup step_setup{&model,
-                       optimizer.get(),
-                       ema.get(),
-                       params,
-                       o.device,
-                       static_cast<float>(o.label_smoothing),
-                       static_cast<float>(o.clip_grad),
-                       &dp};
-  StepSums step_sums;
+TrainResult TrainingRun::run() {
   InterruptGuard interrupt_guard;
-  int64_t step = info.step;
-  // Reads the loss sums; the wait for the device's queued steps counts as training time.
-  auto read_sums = [&](int64_t epoch, double& loss_sum, int64_t& loss_count) {
+  const auto run_start = Clock::now();
+  for (int64_t epoch = train_loader_->position().epoch; epoch < o_.epochs; ++epoch) {
+    if (!train_epoch(epoch)) return result_;
+  }
+  result_.steps = step_;
+  result_.seconds = seconds_since(run_start);
+  result_.images_per_second = trained_images_ / std::max(train_seconds_, 1e-9);
+  result_.train_seconds = train_seconds_;
+  result_.communication_seconds = dp_->communication_seconds();
+  if (o_.device.is_cuda()) report_device_memory();
+  return result_;
+}
+
+bool TrainingRun::train_epoch(int64_t epoch) {
+  model_->train();
+  EpochStats stats;
+  data::Batch batch;
+  while (train_loader_->next(batch)) {
     const auto t0 = Clock::now();
-    read_step_sums(step_sums, dp, step, epoch, o.out, loss_sum, loss_count);
-    train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-  };
-  for (int64_t epoch = train_loader.position().epoch; epoch < o.epochs; ++epoch) {
-    model.train();
-    double loss_sum = 0;
-    int64_t loss_count = 0;
-    auto epoch_start = Clock::now();
-    int64_t epoch_images = 0;
-    data::Batch batch;
-    while (train_loader.next(batch)) {
-      const auto t0 = Clock::now();
-      const double lr = schedule.lr_at(step);
-      optimizer->set_lr(lr);
-      train_step(step_setup, batch, step_sums);  // no host wait: the loss stays on the device
-      ++step;
-      dp.fault_point(step);
-      // The ranks agree on whether a signal stops them (a no-op in one process).
-      std::vector<double> agreed{double(InterruptGuard::requested() != 0),
-                                 double(InterruptGuard::requested())};
-      dp.sum(agreed);
-      const int signal = agreed[0] > 0 ? int(agreed[1] / agreed[0]) : 0;
-      const int64_t n = batch.labels.numel() * dp.size();
-      epoch_images += n;
-      trained_images += n;
-      train_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    const double lr = schedule_->lr_at(step_);
+    optimizer_->set_lr(lr);
+    train_step(step_setup_, batch, step_sums_);  // no host wait: the loss stays on the device
+    ++step_;
+    dp_->fault_point(step_);
+    const int signal = agreed_signal();
+    const int64_t n = batch.labels.numel() * dp_->size();
+    stats.images += n;
+    trained_images_ += n;
+    train_seconds_ += seconds_since(t0);
 
-      const int64_t in_epoch = train_loader.position().batch;
-      const bool log_now =
-          o.log_every > 0 && (in_epoch % o.log_every == 0 || in_epoch == steps_per_epoch);
-      const bool stop_now = (o.stop_after_steps > 0 && step >= o.stop_after_steps) || signal;
-      const bool save_now = (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || stop_now;
-      // The losses are read back only here (and at the end of the epoch), never saving a
-      // diverged model.
-      if (log_now || save_now) read_sums(epoch, loss_sum, loss_count);
-      if (log_now) {
-        const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-        const double rate = epoch_images / std::max(elapsed, 1e-9);
-        const double remaining_images = double(total_steps - step) * o.batch;  // of the whole run
-        if (!o.quiet && root)
-          printer.progress(
-              fmt::format("epoch {}/{} [{:>5}/{}]  loss {:.4f}  lr {:.3e}  {:.0f} img/s  ETA {}",
-                          epoch + 1, o.epochs, in_epoch, steps_per_epoch, loss_sum / loss_count, lr,
-                          rate, format_eta(remaining_images / rate)));
-        // A step line (no "eval_top1"): what tools/plot_training.py draws within an epoch.
-        nlohmann::json step_line = {{"step", step},
-                                    {"epoch", epoch + double(in_epoch) / double(steps_per_epoch)},
-                                    {"train_loss", loss_sum / loss_count},
-                                    {"lr", lr},
-                                    {"train_images_per_s", rate}};
-        log << step_line.dump() << "\n";
-        log.flush();
-      }
-      if (save_now) {
-        info.step = step;
-        info.loader = train_loader.position();
-        info.epoch = epoch;
-        if (root) save_checkpoint_or_explain(o.out, model, *optimizer, ema.get(), info);
-      }
-      if (stop_now) {
-        result.interrupted = true;
-        result.signal = signal;
-        result.steps = step;
-        result.epochs_done = epoch;
-        result.communication_seconds = dp.communication_seconds();
-        return result;
-      }
+    const int64_t in_epoch = train_loader_->position().batch;
+    const bool log_now =
+        o_.log_every > 0 && (in_epoch % o_.log_every == 0 || in_epoch == steps_per_epoch_);
+    const bool stop_now = (o_.stop_after_steps > 0 && step_ >= o_.stop_after_steps) || signal;
+    const bool save_now = (o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0) || stop_now;
+    // The losses are read back only here (and at the end of the epoch), never saving a
+    // diverged model.
+    if (log_now || save_now) read_sums(epoch, stats);
+    if (log_now) log_progress(epoch, in_epoch, stats, lr);
+    if (save_now) save_checkpoint_at(epoch);
+    if (stop_now) {
+      result_.interrupted = true;
+      result_.signal = signal;
+      result_.steps = step_;
+      result_.epochs_done = epoch;
+      result_.communication_seconds = dp_->communication_seconds();
+      return false;
     }
+  }
+  finish_epoch(epoch, stats);
+  return true;
+}
 
-    read_sums(epoch, loss_sum, loss_count);
-    // Evaluate the EMA weights when there are some (what the checkpoint's model file holds).
-    EvalResult ev;
-    if (ema) {
-      NextViT averaged(config, o.seed);
-      averaged.to(o.device);
-      ema->copy_to(averaged);
-      ev = run_eval(averaged, eval_loader, o.device, &dp);
-    } else {
-      ev = run_eval(model, eval_loader, o.device, &dp);
-    }
-    const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    const int64_t replaced = data.train->take_replaced_count() + data.eval->take_replaced_count();
-    if (replaced > 0) {
-      say(
-          fmt::format("epoch {}: {} sample(s) could not be decoded and were replaced by the next "
-                      "image (paths reported above)",
-                      epoch + 1, replaced));
-    }
-    nlohmann::json line = {{"epoch", epoch + 1},
-                           {"step", step},
-                           {"train_loss", loss_count ? loss_sum / loss_count : 0.0},
-                           {"eval_loss", ev.loss},
-                           {"eval_top1", ev.accuracy},
-                           {"lr", schedule.lr_at(step)},
-                           {"train_images_per_s", epoch_images / std::max(epoch_seconds, 1e-9)},
-                           {"epoch_seconds", epoch_seconds}};
-    log << line.dump() << "\n";
-    log.flush();
-    say(
-        fmt::format("epoch {}/{} done in {:.0f}s: train loss {:.4f}, test loss {:.4f}, "
-                    "test top-1 {:.2f}%",
-                    epoch + 1, o.epochs, epoch_seconds, line["train_loss"].get<double>(), ev.loss,
-                    100.0 * ev.accuracy));
-    info.history.push_back(line);
-    info.epoch = epoch + 1;
-    info.step = step;
-    info.loader = train_loader.position();
-    if (root) save_checkpoint_or_explain(o.out, model, *optimizer, ema.get(), info);
-    result.final_accuracy = ev.accuracy;
-    result.epochs_done = epoch + 1;
+// The ranks agree on whether a signal stops them (a no-op in one process).
+int TrainingRun::agreed_signal() {
+  std::vector<double> agreed{double(InterruptGuard::requested() != 0),
+                             double(InterruptGuard::requested())};
+  dp_->sum(agreed);
+  return agreed[0] > 0 ? int(agreed[1] / agreed[0]) : 0;
+}
+
+// Reads the loss sums; the wait for the device's queued steps counts as training time.
+void TrainingRun::read_sums(int64_t epoch, EpochStats& stats) {
+  const auto t0 = Clock::now();
+  read_step_sums(step_sums_, *dp_, step_, epoch, o_.out, stats.loss_sum, stats.loss_count);
+  train_seconds_ += seconds_since(t0);
+}
+
+// The progress line, and a step line in log.jsonl (no "eval_top1": what
+// tools/plot_training.py draws within an epoch).
+void TrainingRun::log_progress(int64_t epoch, int64_t in_epoch, const EpochStats& stats,
+                               double lr) {
+  const double rate = stats.images_per_second();
+  const double remaining_images = double(steps_per_epoch_ * o_.epochs - step_) * o_.batch;
+  if (!o_.quiet && root_) {
+    printer_.progress(
+        fmt::format("epoch {}/{} [{:>5}/{}]  loss {:.4f}  lr {:.3e}  {:.0f} img/s  ETA {}",
+                    epoch + 1, o_.epochs, in_epoch, steps_per_epoch_, stats.mean_loss(), lr, rate,
+                    format_eta(remaining_images / rate)));
   }
-  result.steps = step;
-  result.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
-  result.images_per_second = trained_images / std::max(train_seconds, 1e-9);
-  result.train_seconds = train_seconds;
-  result.communication_seconds = dp.communication_seconds();
-  if (o.device.is_cuda()) {
-    const cuda_rt::DeviceMemoryStats m = cuda_rt::device_memory_stats();
+  const nlohmann::json line = {{"step", step_},
+                               {"epoch", epoch + double(in_epoch) / double(steps_per_epoch_)},
+                               {"train_loss", stats.mean_loss()},
+                               {"lr", lr},
+                               {"train_images_per_s", rate}};
+  log_ << line.dump() << "\n";
+  log_.flush();
+}
+
+void TrainingRun::save_checkpoint_at(int64_t epoch) {
+  info_.step = step_;
+  info_.loader = train_loader_->position();
+  info_.epoch = epoch;
+  if (root_) save_checkpoint_or_explain(o_.out, *model_, *optimizer_, ema_.get(), info_);
+}
+
+// After an epoch: evaluation, the epoch's line in log.jsonl, a checkpoint.
+void TrainingRun::finish_epoch(int64_t epoch, EpochStats& stats) {
+  read_sums(epoch, stats);
+  const EvalResult ev = evaluate_model();
+  const double epoch_seconds = seconds_since(stats.start);
+  const int64_t replaced =
+      train_set_.images->take_replaced_count() + eval_set_.images->take_replaced_count();
+  if (replaced > 0) {
     say(
-        fmt::format("device memory: peak {:.1f} MiB allocated, {:.1f} MiB reserved at peak ({} "
-                    "cudaMalloc calls, {} blocks split); {} host synchronisations in all",
-                    m.peak_allocated_bytes / 1048576.0, m.peak_reserved_bytes / 1048576.0,
-                    m.cuda_malloc_calls, m.splits, cuda_rt::host_synchronizations()));
+        fmt::format("epoch {}: {} sample(s) could not be decoded and were replaced by the next "
+                    "image (paths reported above)",
+                    epoch + 1, replaced));
   }
-  return result;
+  const nlohmann::json line = {{"epoch", epoch + 1},
+                               {"step", step_},
+                               {"train_loss", stats.mean_loss()},
+                               {"eval_loss", ev.loss},
+                               {"eval_top1", ev.accuracy},
+                               {"lr", schedule_->lr_at(step_)},
+                               {"train_images_per_s", stats.images / std::max(epoch_seconds, 1e-9)},
+                               {"epoch_seconds", epoch_seconds}};
+  log_ << line.dump() << "\n";
+  log_.flush();
+  say(fmt::format(
+      "epoch {}/{} done in {:.0f}s: train loss {:.4f}, test loss {:.4f}, "
+      "test top-1 {:.2f}%",
+      epoch + 1, o_.epochs, epoch_seconds, stats.mean_loss(), ev.loss, 100.0 * ev.accuracy));
+  info_.history.push_back(line);
+  save_checkpoint_at(epoch + 1);
+  result_.final_accuracy = ev.accuracy;
+  result_.epochs_done = epoch + 1;
+}
+
+// The EMA weights when there are some (what the checkpoint's model file holds).
+EvalResult TrainingRun::evaluate_model() {
+  if (!ema_) return run_eval(*model_, *eval_loader_, o_.device, dp_.get());
+  NextViT averaged(config_, o_.seed);
+  averaged.to(o_.device);
+  ema_->copy_to(averaged);
+  return run_eval(averaged, *eval_loader_, o_.device, dp_.get());
+}
+
+void TrainingRun::report_device_memory() {
+  const cuda_rt::DeviceMemoryStats m = cuda_rt::device_memory_stats();
+  say(
+      fmt::format("device memory: peak {:.1f} MiB allocated, {:.1f} MiB reserved at peak ({} "
+                  "cudaMalloc calls, {} blocks split); {} host synchronisations in all",
+                  m.peak_allocated_bytes / 1048576.0, m.peak_reserved_bytes / 1048576.0,
+                  m.cuda_malloc_calls, m.splits, cuda_rt::host_synchronizations()));
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& o) {
+  return TrainingRun(o).run();
 }
 
 EvalResult evaluate(const std::string& model_name, const std::string& weights,
@@ -549,16 +574,17 @@ EvalResult evaluate(const std::string& model_name, const std::string& weights,
   const ModelMetadata& stored = saved.metadata;
   const NextViTConfig& config = saved.model->config();
   if (img == 0) img = stored.preprocess ? stored.preprocess->size : 28;
-  DataSets data = make_data(data_name, img, false, false, 1, limit);
+  data::EvaluationSet data =
+      data::evaluation_set(data_name, img, limit, data::kDefaultMaxImagePixels);
   if (stored.preprocess && stored.preprocess->size == img) {  // the transform it was scored with
-    data.eval_pipeline = std::make_shared<data::Pipeline>(data::eval_pipeline(*stored.preprocess));
+    data.pipeline = std::make_shared<data::Pipeline>(data::eval_pipeline(*stored.preprocess));
   }
-  NV_CHECK(config.num_classes == data.eval->num_classes(),
+  NV_CHECK(config.num_classes == data.images->num_classes(),
            "eval: the model has {} classes, the data set {}", config.num_classes,
-           data.eval->num_classes());
-  NV_CHECK(stored.classes.empty() || stored.classes == data.eval->class_names(),
+           data.images->num_classes());
+  NV_CHECK(stored.classes.empty() || stored.classes == data.images->class_names(),
            "eval: {} was trained on the classes ({}), the data set has ({})", weights_file,
-           fmt::join(stored.classes, ", "), fmt::join(data.eval->class_names(), ", "));
+           fmt::join(stored.classes, ", "), fmt::join(data.images->class_names(), ", "));
   check_memory_fits(config, batch, img, img, false, "eval");
   NextViT& model = *saved.model;
   model.to(device);
@@ -566,7 +592,7 @@ EvalResult evaluate(const std::string& model_name, const std::string& weights,
   lo.batch_size = batch;
   lo.shuffle = false;
   lo.drop_last = false;
-  data::DataLoader loader(data.eval, data.eval_pipeline, lo);
+  data::DataLoader loader(data.images, data.pipeline, lo);
   return run_eval(model, loader, device);
 }
 

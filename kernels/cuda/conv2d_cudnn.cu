@@ -137,6 +137,19 @@ Choice choose(const Perf* perf, int count, const Conv2dShape& s, const char* pas
   return Choice{true, int(best->algo), best->memory, best->mathType};
 }
 
+// The pass's algorithm: asked of cuDNN's heuristics on the shape's first call of the pass
+// (`query(count, &returned, perf)` ranks up to `count` candidates), remembered in `choice`.
+template <typename Perf, int kCount, typename Query>
+const Choice& chosen(Choice& choice, const Conv2dShape& s, const char* pass, Query query) {
+  if (!choice.chosen) {
+    Perf perf[kCount];
+    int n = 0;
+    NV_CUDNN_CHECK(query(kCount, &n, perf), "{}: choosing the {} algorithm", describe(s), pass);
+    choice = choose(perf, n, s, pass);
+  }
+  return choice;
+}
+
 // Applies the chosen algorithm's math type to the convolution descriptor.
 void use_math(const Plan& p, const Choice& c, const Conv2dShape& s) {
   NV_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, c.math), "{}: setting the math type",
@@ -157,61 +170,53 @@ void cudnn_forward(const Conv2dShape& s, const float* x, const float* w, float* 
   std::lock_guard<std::mutex> lock(plan_mutex());
   Plan& p = plan_for(s);
   cudnnHandle_t h = cudnn_handle();
-  if (!p.fwd.chosen) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int n = 0;
-    NV_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
-                       h, p.x, p.w, p.conv, p.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
-                   "{}: choosing the forward algorithm", describe(s));
-    p.fwd = choose(perf, n, s, "forward");
-  }
-  use_math(p, p.fwd, s);
+  const Choice& c = chosen<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>(
+      p.fwd, s, "forward", [&](int count, int* n, cudnnConvolutionFwdAlgoPerf_t* perf) {
+        return cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, count, n, perf);
+      });
+  use_math(p, c, s);
   const float one = 1.0f, zero = 0.0f;
-  NV_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv,
-                                         cudnnConvolutionFwdAlgo_t(p.fwd.algo),
-                                         scratch(p.fwd.bytes), p.fwd.bytes, &zero, p.y, y),
-                 "{}: forward", describe(s));
+  NV_CUDNN_CHECK(
+      cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.conv, cudnnConvolutionFwdAlgo_t(c.algo),
+                              scratch(c.bytes), c.bytes, &zero, p.y, y),
+      "{}: forward", describe(s));
 }
 
 void cudnn_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx) {
   std::lock_guard<std::mutex> lock(plan_mutex());
   Plan& p = plan_for(s);
   cudnnHandle_t h = cudnn_handle();
-  if (!p.bwd_data.chosen) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int n = 0;
-    NV_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                       h, p.w, p.y, p.conv, p.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf),
-                   "{}: choosing the backward-data algorithm", describe(s));
-    p.bwd_data = choose(perf, n, s, "backward-data");
-  }
-  use_math(p, p.bwd_data, s);
+  const Choice& c =
+      chosen<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>(
+          p.bwd_data, s, "backward-data",
+          [&](int count, int* n, cudnnConvolutionBwdDataAlgoPerf_t* perf) {
+            return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, count, n,
+                                                               perf);
+          });
+  use_math(p, c, s);
   const float one = 1.0f, zero = 0.0f;
-  NV_CUDNN_CHECK(
-      cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, dy, p.conv,
-                                   cudnnConvolutionBwdDataAlgo_t(p.bwd_data.algo),
-                                   scratch(p.bwd_data.bytes), p.bwd_data.bytes, &zero, p.x, dx),
-      "{}: backward-data", describe(s));
+  NV_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, p.w, w, p.y, dy, p.conv,
+                                              cudnnConvolutionBwdDataAlgo_t(c.algo),
+                                              scratch(c.bytes), c.bytes, &zero, p.x, dx),
+                 "{}: backward-data", describe(s));
 }
 
 void cudnn_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw) {
   std::lock_guard<std::mutex> lock(plan_mutex());
   Plan& p = plan_for(s);
   cudnnHandle_t h = cudnn_handle();
-  if (!p.bwd_filter.chosen) {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int n = 0;
-    NV_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                       h, p.x, p.y, p.conv, p.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf),
-                   "{}: choosing the backward-filter algorithm", describe(s));
-    p.bwd_filter = choose(perf, n, s, "backward-filter");
-  }
-  use_math(p, p.bwd_filter, s);
+  const Choice& c =
+      chosen<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>(
+          p.bwd_filter, s, "backward-filter",
+          [&](int count, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* perf) {
+            return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w, count, n,
+                                                                 perf);
+          });
+  use_math(p, c, s);
   const float one = 1.0f, zero = 0.0f;
   NV_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, dy, p.conv,
-                                                cudnnConvolutionBwdFilterAlgo_t(p.bwd_filter.algo),
-                                                scratch(p.bwd_filter.bytes), p.bwd_filter.bytes,
-                                                &zero, p.w, dw),
+                                                cudnnConvolutionBwdFilterAlgo_t(c.algo),
+                                                scratch(c.bytes), c.bytes, &zero, p.w, dw),
                  "{}: backward-filter", describe(s));
 }
 
