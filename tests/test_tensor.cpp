@@ -166,3 +166,19 @@ TEST_CASE("rng: seeded, reproducible, restorable, with the right moments", "[cor
     REQUIRE((r >= 0 && r < 7));
   }
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: tensors move between host and device unchanged", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  Tensor a = test::seeded_tensor({3, 5, 7}, 1);
+  Tensor d = a.to(Device::cuda());
+  REQUIRE(d.device().is_cuda());
+  REQUIRE(d.cpu().to_vector() == a.to_vector());
+  // A non-contiguous device tensor made contiguous on the device.
+  REQUIRE(d.permute({2, 0, 1}).contiguous().cpu().to_vector() ==
+          a.permute({2, 0, 1}).contiguous().to_vector());
+  Tensor z = Tensor::zeros({1000}, DType::F32, Device::cuda());
+  REQUIRE(z.cpu().to_vector() == std::vector<float>(1000, 0.0f));
+  REQUIRE(Tensor::full({33}, 1.5f, Device::cuda()).cpu().to_vector() ==
+          std::vector<float>(33, 1.5f));
+}
