@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "kernels/batch_norm.h"
+#include "kernels/batch_norm_stats.h"
 #include "kernels/cpu/lane_sums.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/relu_mask.h"
@@ -102,17 +103,9 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
       const double shift = M > 0 ? double(x[c * S]) : 0.0;
       double s1 = 0.0, s2 = 0.0;
       channel_moments(s, c, x, shift, s1, s2);
-      const double mean_d = s1 / double(M);
-      const double var = std::max(0.0, s2 / double(M) - mean_d * mean_d);  // biased
-      const double mean = shift + mean_d;
-      const double invstd = 1.0 / std::sqrt(var + double(eps));
-      if (running_mean != nullptr) {
-        const double m = momentum;
-        running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
-        const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
-        running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * unbiased);
-      }
-      normalize_channel(s, c, x, mean, invstd, weight, bias, relu, y, save_mean, save_invstd);
+      const BatchNormChannelStats st =
+          finish_batch_norm_stats(shift, s1, s2, M, eps, momentum, running_mean, running_var, c);
+      normalize_channel(s, c, x, st.mean, st.invstd, weight, bias, relu, y, save_mean, save_invstd);
     }
   });
 }
