@@ -37,6 +37,8 @@ int main(int argc, char** argv) try {
   if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
   omp_set_num_threads(threads);
 
+  bench::Memory our_memory;
+  our_memory.base_mib = bench::proc_status_mib("VmRSS");
   NextViTConfig config = NextViTConfig::from_name(model_name);
   NextViT model(config);
   model.train();
@@ -55,31 +57,37 @@ int main(int argc, char** argv) try {
     opt.step();
   };
   bench::Timing ours = bench::time_it(step, 2, steps);
+  our_memory.peak_mib = bench::proc_status_mib("VmHWM");
 
   bench::Timing torch;
+  bench::Memory torch_memory;
   bool have_torch = false;
   if (!no_torch) {
     const std::string cfg = config.to_json().dump();
-    const std::string py = fmt::format(
-        "import json, sys, time, torch\n"
-        "sys.path.insert(0, 'tools')\n"
-        "import nextvit_reference as R\n"
-        "torch.set_num_threads({0})\n"
-        "m = R.NextViT(json.loads(sys.argv[1])).train()\n"
-        "opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)\n"
-        "x = torch.randn({1}, 3, {2}, {2}); y = torch.randint(0, {3}, ({1},))\n"
-        "lossf = torch.nn.CrossEntropyLoss(label_smoothing=0.1)\n"
-        "ts = []\n"
-        "for i in range(2 + {4}):\n"
-        "    t0 = time.perf_counter()\n"
-        "    loss = lossf(m(x), y); opt.zero_grad(); loss.backward(); opt.step()\n"
-        "    t1 = time.perf_counter()\n"
-        "    if i >= 2: ts.append((t1 - t0) * 1e3)\n"
-        "ts.sort()\n"
-        "print(json.dumps(dict(median=ts[len(ts)//2], p90=ts[min(len(ts)-1, int(0.9*len(ts)))],"
-        " min=ts[0], version=torch.__version__)))\n",
-        threads, batch, img, config.num_classes, steps);
-    have_torch = bench::run_python_timing(py, "'" + cfg + "'", torch);
+    const std::string py =
+        bench::kPythonProcStatus +
+        fmt::format(
+            "import json, sys, time, torch\n"
+            "sys.path.insert(0, 'tools')\n"
+            "import nextvit_reference as R\n"
+            "torch.set_num_threads({0})\n"
+            "rss_base = vm('VmRSS')\n"
+            "m = R.NextViT(json.loads(sys.argv[1])).train()\n"
+            "opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)\n"
+            "x = torch.randn({1}, 3, {2}, {2}); y = torch.randint(0, {3}, ({1},))\n"
+            "lossf = torch.nn.CrossEntropyLoss(label_smoothing=0.1)\n"
+            "ts = []\n"
+            "for i in range(2 + {4}):\n"
+            "    t0 = time.perf_counter()\n"
+            "    loss = lossf(m(x), y); opt.zero_grad(); loss.backward(); opt.step()\n"
+            "    t1 = time.perf_counter()\n"
+            "    if i >= 2: ts.append((t1 - t0) * 1e3)\n"
+            "ts.sort()\n"
+            "print(json.dumps(dict(median=ts[len(ts)//2], p90=ts[min(len(ts)-1, int(0.9*len(ts)))],"
+            " min=ts[0], version=torch.__version__, rss_base_mib=rss_base,"
+            " rss_peak_mib=vm('VmHWM'))))\n",
+            threads, batch, img, config.num_classes, steps);
+    have_torch = bench::run_python_timing(py, "'" + cfg + "'", torch, &torch_memory);
   }
 
   auto ips = [&](double ms) { return batch * 1000.0 / ms; };
@@ -88,14 +96,20 @@ int main(int argc, char** argv) try {
       "%s, %s\n\n",
       model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
       bench::cpu_model().c_str(), bench::today().c_str());
-  std::printf("%-10s %12s %12s %12s\n", "impl", "median ms", "p90 ms", "images/s");
-  std::printf("%-10s %12.1f %12.1f %12.0f\n", "nextvit", ours.median_ms, ours.p90_ms,
-              ips(ours.median_ms));
+  std::printf("%-10s %12s %12s %12s %14s %14s\n", "impl", "median ms", "p90 ms", "images/s",
+              "peak RSS MiB", "step MiB");
+  std::printf("%-10s %12.1f %12.1f %12.0f %14.0f %14.0f\n", "nextvit", ours.median_ms, ours.p90_ms,
+              ips(ours.median_ms), our_memory.peak_mib, our_memory.step_mib());
   if (have_torch) {
-    std::printf("%-10s %12.1f %12.1f %12.0f\n", "pytorch", torch.median_ms, torch.p90_ms,
-                ips(torch.median_ms));
+    std::printf("%-10s %12.1f %12.1f %12.0f %14.0f %14.0f\n", "pytorch", torch.median_ms,
+                torch.p90_ms, ips(torch.median_ms), torch_memory.peak_mib, torch_memory.step_mib());
     std::printf("\nthroughput ratio nextvit / pytorch: %.2f\n", torch.median_ms / ours.median_ms);
+    std::printf("step memory ratio nextvit / pytorch: %.2f\n",
+                our_memory.step_mib() / torch_memory.step_mib());
   }
+  std::printf(
+      "(step MiB: peak resident memory (VmHWM) minus the resident memory before the model was "
+      "built: weights, gradients, optimizer state, activations, workspaces)\n");
   if (!json_path.empty()) {
     nlohmann::json j = {{"benchmark", "cpu_train_step"},
                         {"model", model_name},
@@ -106,8 +120,16 @@ int main(int argc, char** argv) try {
                         {"cpu", bench::cpu_model()},
                         {"date", bench::today()},
                         {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms}}},
-                        {"nextvit_images_per_s", ips(ours.median_ms)}};
+                        {"nextvit_images_per_s", ips(ours.median_ms)},
+                        {"nextvit_rss_mib",
+                         {{"base", our_memory.base_mib},
+                          {"peak", our_memory.peak_mib},
+                          {"step", our_memory.step_mib()}}}};
     if (have_torch) {
+      j["pytorch_rss_mib"] = {{"base", torch_memory.base_mib},
+                              {"peak", torch_memory.peak_mib},
+                              {"step", torch_memory.step_mib()}};
+      j["step_memory_ratio"] = our_memory.step_mib() / torch_memory.step_mib();
       j["pytorch_ms"] = {{"median", torch.median_ms}, {"p90", torch.p90_ms}};
       j["pytorch_images_per_s"] = ips(torch.median_ms);
       j["throughput_ratio"] = torch.median_ms / ours.median_ms;

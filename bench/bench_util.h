@@ -24,6 +24,34 @@ struct Timing {
   int runs = 0;
 };
 
+// Resident memory of a process, in MiB: `base` before the model was built, `peak` the high-water
+// mark after the timed steps (VmHWM), so peak - base is what the model, its gradients, the
+// optimizer's state and the steps' activations and workspaces took at most.
+struct Memory {
+  double base_mib = 0, peak_mib = 0;
+  double step_mib() const { return peak_mib - base_mib; }
+};
+
+// A field of /proc/self/status in MiB ("VmRSS": resident now, "VmHWM": its peak), 0 if absent.
+// VmHWM belongs to the address space, so a child started with exec (the PyTorch baseline)
+// starts its own; getrusage's ru_maxrss would carry the parent's peak across exec.
+inline double proc_status_mib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) return std::atof(line.c_str() + key.size() + 1) / 1024.0;
+  }
+  return 0.0;
+}
+
+// The same measurement in the Python baseline: defines vm(key); the script sets
+// rss_base = vm('VmRSS') before building its model and reports rss_base_mib and rss_peak_mib.
+constexpr const char* kPythonProcStatus =
+    "def vm(key):\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith(key + ':'): return int(line.split()[1]) / 1024.0\n"
+    "    return 0.0\n";
+
 // Runs f `warmup` times untimed, then `runs` times, and summarises the wall times.
 inline Timing time_it(const std::function<void()>& f, int warmup, int runs) {
   for (int i = 0; i < warmup; ++i) f();
@@ -89,12 +117,18 @@ inline nlohmann::json run_python_json(const std::string& script, const std::stri
 // The PyTorch side of a benchmark: `script` prints one JSON object with the keys median, p90
 // and min, in milliseconds. Returns false, with a message on stderr, when python3, torch or the
 // script fails.
-inline bool run_python_timing(const std::string& script, const std::string& args, Timing& out) {
+// When `memory` is given, the object also has rss_base_mib and rss_peak_mib.
+inline bool run_python_timing(const std::string& script, const std::string& args, Timing& out,
+                              Memory* memory = nullptr) {
   try {
     const nlohmann::json j = run_python_json(script, args);
     out.median_ms = j.at("median");
     out.p90_ms = j.at("p90");
     out.min_ms = j.at("min");
+    if (memory != nullptr) {
+      memory->base_mib = j.at("rss_base_mib");
+      memory->peak_mib = j.at("rss_peak_mib");
+    }
     return true;
   } catch (...) {
     std::fprintf(stderr,

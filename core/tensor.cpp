@@ -10,26 +10,69 @@
 namespace nextvit {
 namespace {
 
+// Merges neighbouring dimensions that are laid out as one (stride[d] == shape[d+1] *
+// stride[d+1]) and drops dimensions of size 1, so a contiguous tensor is one run and a
+// transposed [N, C, H, W] view is three dimensions, not four with runs of W floats.
+void collapse_dims(Shape& shape, Shape& strides) {
+  Shape sh, st;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (!sh.empty() && st.back() == shape[d] * strides[d]) {
+      sh.back() *= shape[d];
+      st.back() = strides[d];
+    } else {
+      sh.push_back(shape[d]);
+      st.push_back(strides[d]);
+    }
+  }
+  if (sh.empty()) sh = {1}, st = {1};
+  shape = sh;
+  strides = st;
+}
+
+// The two innermost dimensions of a transposed f32 view (stride 1 on the second-last), copied
+// in 8 x 8 tiles: both the reads and the writes then touch a few cache lines per tile instead
+// of one line per element on the strided side.
+void transpose_plane(uint32_t* dst, const uint32_t* src, int64_t rows, int64_t cols,
+                     int64_t col_stride) {
+  constexpr int64_t T = 8;
+  for (int64_t r0 = 0; r0 < rows; r0 += T) {
+    const int64_t r1 = std::min(rows, r0 + T);
+    for (int64_t c0 = 0; c0 < cols; c0 += T) {
+      const int64_t c1 = std::min(cols, c0 + T);
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t c = c0; c < c1; ++c) dst[r * cols + c] = src[r + c * col_stride];
+      }
+    }
+  }
+}
+
 // Copies a strided host tensor into contiguous host memory, element by element of size `es`.
 // The innermost dimension is copied in one loop so the common cases (a transpose of the last
 // two dims, a narrow) stay cheap.
-void host_strided_copy(char* dst, const char* src, size_t es, const Shape& shape,
-                       const Shape& strides) {
+void host_strided_copy(char* dst, const char* src, size_t es, Shape shape, Shape strides) {
   const int64_t n = shape_numel(shape);
   if (n == 0) return;
-  const int nd = static_cast<int>(shape.size());
-  if (nd == 0) {
+  if (shape.empty()) {
     std::memcpy(dst, src, es);
     return;
   }
-  const int64_t inner = shape[nd - 1];
+  collapse_dims(shape, strides);
+  const int nd = static_cast<int>(shape.size());
+  // A transpose of the last two dims of f32: tiled, one plane per outer index.
+  const bool tiled = es == 4 && nd >= 2 && strides[nd - 2] == 1 && strides[nd - 1] != 1;
+  const int64_t inner = tiled ? shape[nd - 2] * shape[nd - 1] : shape[nd - 1];
   const int64_t inner_stride = strides[nd - 1];
+  const int outer_dims = tiled ? nd - 2 : nd - 1;
   std::vector<int64_t> idx(nd, 0);
   for (int64_t done = 0; done < n; done += inner) {
     int64_t off = 0;
-    for (int d = 0; d < nd - 1; ++d) off += idx[d] * strides[d];
+    for (int d = 0; d < outer_dims; ++d) off += idx[d] * strides[d];
     const char* s = src + off * static_cast<int64_t>(es);
-    if (inner_stride == 1) {
+    if (tiled) {
+      transpose_plane(reinterpret_cast<uint32_t*>(dst), reinterpret_cast<const uint32_t*>(s),
+                      shape[nd - 2], shape[nd - 1], inner_stride);
+    } else if (inner_stride == 1) {
       std::memcpy(dst, s, inner * es);
     } else if (es == 4) {  // f32, the common case: a typed gather the compiler can unroll
       const uint32_t* from = reinterpret_cast<const uint32_t*>(s);
@@ -39,7 +82,7 @@ void host_strided_copy(char* dst, const char* src, size_t es, const Shape& shape
       for (int64_t i = 0; i < inner; ++i) std::memcpy(dst + i * es, s + i * inner_stride * es, es);
     }
     dst += inner * es;
-    for (int d = nd - 2; d >= 0; --d) {
+    for (int d = outer_dims - 1; d >= 0; --d) {
       if (++idx[d] < shape[d]) break;
       idx[d] = 0;
     }

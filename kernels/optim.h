@@ -1,9 +1,10 @@
 #pragma once
-// Fused optimizer kernels: one pass over a parameter tensor reads the gradient and the state
-// buffers and writes the updated parameter and state, so an update costs one read and one write
-// of each buffer instead of the half-dozen passes of separate elementwise ops. All buffers are
-// contiguous f32 of n elements. Scalars that depend on the step (bias corrections, the decay
-// factor) are computed in double on the host, as torch.optim does in Python, and arrive here
+// Fused multi-tensor optimizer kernels: one pass over each parameter tensor reads the gradient
+// and the state buffers and writes the updated parameter and state, so an update costs one read
+// and one write of each buffer instead of the half-dozen passes of separate elementwise ops, and
+// one call (one launch on the GPU) covers every parameter. All buffers are contiguous f32.
+// Called through autograd/tensor_ops.h. Scalars that depend on the step (bias corrections, the
+// decay factor) are computed in double on the host, as torch.optim does in Python, and arrive here
 // already rounded to float.
 #include <cstdint>
 
@@ -43,23 +44,31 @@ struct AdamWHyper {
   float bias_correction2_sqrt = 1.0f;
 };
 
+// Multi-tensor kernels: each call updates a list of `count` tensors, tensor k having sizes[k]
+// elements and its buffers at param[k], grad[k], ... (host arrays of pointers into the device's
+// memory, one entry per tensor). On the GPU a call is one launch over all the tensors (PyTorch's
+// multi_tensor_apply: the tensors are cut into chunks, one block per chunk, and a table of
+// pointers, sizes and per-tensor scalars is uploaded in stream order, without a host wait); on
+// the CPU a loop over the tensors, each split over OpenMP threads. Element i of tensor k gets
+// the same arithmetic on both, so a list gives the same bits as its tensors one call each.
 #define NV_OPTIM_KERNELS                                                                           \
-  /* param, grad, momentum_buffer: (n); momentum_buffer may be null when momentum == 0 */          \
-  void sgd_step(int64_t n, const SgdHyper& h, float* param, const float* grad,                     \
-                float* momentum_buffer);                                                           \
-  /* param, grad, exp_avg, exp_avg_sq: (n) */                                                      \
-  void adamw_step(int64_t n, const AdamWHyper& h, float* param, const float* grad, float* exp_avg, \
-                  float* exp_avg_sq);                                                              \
-  /* ema = decay * ema + one_minus_decay * value, both (n): the model-EMA update */                \
-  void ema_update(int64_t n, float decay, float one_minus_decay, const float* value, float* ema);  \
-  /* out[0] += sum of x[i]^2 over (n): accumulates, so the caller zeroes out once and reads */     \
-  /* it once for all the tensors of a global norm (one device-to-host copy on the GPU) */          \
-  void sum_squares(int64_t n, const float* x, float* out);                                         \
-  /* gradient clipping without a read-back: norm[0] = sqrt(total_sq[0]) and                   */   \
-  /* coef[0] = max_norm / (norm + 1e-6) (torch's float arithmetic), then each gradient is     */   \
-  /* scaled by coef when coef < 1 or NaN (clip_scale) */                                           \
-  void clip_coefficient(const float* total_sq, float max_norm, float* norm, float* coef);          \
-  void clip_scale(int64_t n, const float* coef, float* grad);
+  /* SGD on every tensor k with hyper[k]; momentum_buffer[k] may be null when momentum == 0 */     \
+  void sgd_step(int64_t count, const int64_t* sizes, const SgdHyper* hyper, float* const* param,   \
+                const float* const* grad, float* const* momentum_buffer);                          \
+  /* AdamW on every tensor k with hyper[k] */                                                      \
+  void adamw_step(int64_t count, const int64_t* sizes, const AdamWHyper* hyper,                    \
+                  float* const* param, const float* const* grad, float* const* exp_avg,            \
+                  float* const* exp_avg_sq);                                                       \
+  /* ema[k] = decay * ema[k] + one_minus_decay * value[k]: the model-EMA update */                 \
+  void ema_update(int64_t count, const int64_t* sizes, float decay, float one_minus_decay,         \
+                  const float* const* value, float* const* ema);                                   \
+  /* norm[0] = sqrt(sum over the tensors of sum x^2), the squares summed in double in a fixed   */ \
+  /* order (the same bits on every run). With max_norm > 0 it also clips without a read-back:   */ \
+  /* coef[0] = max_norm / (norm + 1e-6) (torch's float arithmetic), and every x is scaled by    */ \
+  /* coef in place when coef < 1 or NaN. coef may be null when max_norm is 0. One device: three */ \
+  /* launches (partial sums, total and coefficient, scaling) whatever the count. */                \
+  void global_norm(int64_t count, const int64_t* sizes, float* const* x, float max_norm,           \
+                   float* norm, float* coef);
 
 namespace cpu {
 NV_OPTIM_KERNELS

@@ -12,10 +12,20 @@
 
 namespace nextvit {
 
+// What an NCB is built from (models/nextvit.cpp fills it in from the configuration).
+struct NCBOptions {
+  int64_t in_channels = 0;
+  int64_t out_channels = 0;
+  int64_t stride = 1;      // of the PatchEmbed: 2 at the first block of a downsampling stage
+  float drop_path = 0.0f;  // the block's stochastic-depth rate
+  int64_t head_dim = 32;   // MHCA's group width, also the Mlp's rounding divisor
+  double mlp_ratio = 3.0;
+};
+
 class NCB : public Block {
  public:
-  NCB(int64_t in_channels, int64_t out_channels, int64_t stride, float drop_path, int64_t head_dim,
-      double mlp_ratio, Generator* generator);
+  // `generator` draws the drop-path masks; owned by the model.
+  NCB(const NCBOptions& options, Generator* generator);
   Variable forward(const Variable& x) override;
 
   std::shared_ptr<PatchEmbed> patch_embed;

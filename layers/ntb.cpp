@@ -8,27 +8,26 @@ int64_t ntb_mhsa_channels(int64_t out_channels, double mix_block_ratio, int64_t 
                         head_dim);
 }
 
-NTB::NTB(int64_t in_channels, int64_t out_channels, int64_t stride, int64_t sr_ratio,
-         float drop_path, int64_t head_dim, double mix_block_ratio, double mlp_ratio,
-         Generator* generator)
-    : drop_path_(drop_path),
-      mix_block_ratio_(static_cast<float>(mix_block_ratio)),
+NTB::NTB(const NTBOptions& o, Generator* generator)
+    : drop_path_(o.drop_path),
+      mix_block_ratio_(static_cast<float>(o.mix_block_ratio)),
       generator_(generator) {
-  mhsa_channels_ = ntb_mhsa_channels(out_channels, mix_block_ratio, head_dim);
-  mhca_channels_ = out_channels - mhsa_channels_;
+  mhsa_channels_ = ntb_mhsa_channels(o.out_channels, o.mix_block_ratio, o.head_dim);
+  mhca_channels_ = o.out_channels - mhsa_channels_;
   NV_CHECK(mhca_channels_ > 0,
            "NTB with {} output channels: the attention path takes m = make_divisible({} * {}, {}) "
            "= {} channels, leaving none for the convolution path; use a wider block",
-           out_channels, out_channels, mix_block_ratio, head_dim, mhsa_channels_);
-  patch_embed = register_module("patch_embed",
-                                std::make_shared<PatchEmbed>(in_channels, mhsa_channels_, stride));
+           o.out_channels, o.out_channels, o.mix_block_ratio, o.head_dim, mhsa_channels_);
+  patch_embed = register_module(
+      "patch_embed", std::make_shared<PatchEmbed>(o.in_channels, mhsa_channels_, o.stride));
   norm1 = register_module("norm1", std::make_shared<BatchNorm>(mhsa_channels_));
-  e_mhsa = register_module("e_mhsa", std::make_shared<EMHSA>(mhsa_channels_, head_dim, sr_ratio));
+  e_mhsa =
+      register_module("e_mhsa", std::make_shared<EMHSA>(mhsa_channels_, o.head_dim, o.sr_ratio));
   projection = register_module("projection",
                                std::make_shared<PatchEmbed>(mhsa_channels_, mhca_channels_, 1));
-  mhca = register_module("mhca", std::make_shared<MHCA>(mhca_channels_, head_dim));
-  norm2 = register_module("norm2", std::make_shared<BatchNorm>(out_channels));
-  mlp = register_module("mlp", std::make_shared<Mlp>(out_channels, mlp_ratio, head_dim));
+  mhca = register_module("mhca", std::make_shared<MHCA>(mhca_channels_, o.head_dim));
+  norm2 = register_module("norm2", std::make_shared<BatchNorm>(o.out_channels));
+  mlp = register_module("mlp", std::make_shared<Mlp>(o.out_channels, o.mlp_ratio, o.head_dim));
 }
 
 Variable NTB::forward(const Variable& input) {

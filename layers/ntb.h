@@ -16,10 +16,22 @@
 
 namespace nextvit {
 
+// What an NTB is built from (models/nextvit.cpp fills it in from the configuration).
+struct NTBOptions {
+  int64_t in_channels = 0;
+  int64_t out_channels = 0;
+  int64_t stride = 1;      // of the first PatchEmbed
+  int64_t sr_ratio = 1;    // E-MHSA's key/value average-pooling factor
+  float drop_path = 0.0f;  // the block's rate; the two mixing paths share it by mix_block_ratio
+  int64_t head_dim = 32;
+  double mix_block_ratio = 0.75;  // the attention path's share of the output channels
+  double mlp_ratio = 2.0;
+};
+
 class NTB : public Block {
  public:
-  NTB(int64_t in_channels, int64_t out_channels, int64_t stride, int64_t sr_ratio, float drop_path,
-      int64_t head_dim, double mix_block_ratio, double mlp_ratio, Generator* generator);
+  // `generator` draws the drop-path masks; owned by the model.
+  NTB(const NTBOptions& options, Generator* generator);
   Variable forward(const Variable& x) override;
   int64_t mhsa_channels() const { return mhsa_channels_; }
   int64_t mhca_channels() const { return mhca_channels_; }

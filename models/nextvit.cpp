@@ -6,6 +6,37 @@
 
 namespace nextvit {
 
+namespace {
+
+// Block b of stage s, taking `in` channels; `index` counts blocks over all stages (the
+// drop-path rate grows linearly with it).
+std::shared_ptr<Block> make_block(const NextViTConfig& c, size_t s, size_t b, int64_t in,
+                                  int64_t index, Generator* g) {
+  const int64_t stride = (b == 0) ? c.strides[s] : 1;
+  if (c.stage_types[s][b] == BlockType::NCB) {
+    NCBOptions o;
+    o.in_channels = in;
+    o.out_channels = c.stage_channels[s][b];
+    o.stride = stride;
+    o.drop_path = c.drop_path_rate(index);
+    o.head_dim = c.head_dim;
+    o.mlp_ratio = c.ncb_mlp_ratio;
+    return std::make_shared<NCB>(o, g);
+  }
+  NTBOptions o;
+  o.in_channels = in;
+  o.out_channels = c.stage_channels[s][b];
+  o.stride = stride;
+  o.sr_ratio = c.sr_ratios[s];
+  o.drop_path = c.drop_path_rate(index);
+  o.head_dim = c.head_dim;
+  o.mix_block_ratio = c.mix_block_ratio;
+  o.mlp_ratio = c.ntb_mlp_ratio;
+  return std::make_shared<NTB>(o, g);
+}
+
+}  // namespace
+
 NextViT::NextViT(const NextViTConfig& config, uint64_t seed)
     : config_(config), drop_path_generator_(std::make_unique<Generator>(seed ^ 0xd809ull)) {
   config_.validate();
@@ -23,17 +54,8 @@ NextViT::NextViT(const NextViTConfig& config, uint64_t seed)
   Generator* g = drop_path_generator_.get();
   for (size_t s = 0; s < c.stage_channels.size(); ++s) {
     for (size_t b = 0; b < c.stage_channels[s].size(); ++b, ++index) {
-      const int64_t out = c.stage_channels[s][b];
-      const int64_t stride = (b == 0) ? c.strides[s] : 1;
-      const float dp = c.drop_path_rate(index);
-      if (c.stage_types[s][b] == BlockType::NCB) {
-        features->push_back(
-            std::make_shared<NCB>(in, out, stride, dp, c.head_dim, c.ncb_mlp_ratio, g));
-      } else {
-        features->push_back(std::make_shared<NTB>(in, out, stride, c.sr_ratios[s], dp, c.head_dim,
-                                                  c.mix_block_ratio, c.ntb_mlp_ratio, g));
-      }
-      in = out;
+      features->push_back(make_block(c, s, b, in, index, g));
+      in = c.stage_channels[s][b];
     }
   }
   norm = register_module("norm", std::make_shared<BatchNorm>(in));

@@ -79,3 +79,18 @@ TEST_CASE("elementwise ops: shape and device errors name the op", "[autograd]") 
   Variable i(Tensor::from_vector_i64({1, 2}, {2}));
   REQUIRE_THROWS_WITH(ops::relu(i), Catch::Contains("relu: input 'x' must be f32"));
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: elementwise ops match the CPU", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  for (Shape s : {Shape{1}, Shape{7, 13}, Shape{3, 257, 129}}) {
+    Tensor a = test::seeded_tensor(s, 2), b = test::seeded_tensor(s, 3);
+    test::check_backends("add", [](auto& v, Device) { return ops::add(v[0], v[1]); }, {a, b});
+    test::check_backends("mul", [](auto& v, Device) { return ops::mul(v[0], v[1]); }, {a, b});
+    test::check_backends("scale", [](auto& v, Device) { return ops::scale(v[0], 0.3f); }, {a});
+    test::check_backends("relu", [](auto& v, Device) { return ops::relu(v[0]); }, {a});
+    test::check_backends(
+        "sum", [](auto& v, Device) { return ops::sum(v[0]); }, {a}, 1e-4, 1e-3);
+    test::check_backends("mean", [](auto& v, Device) { return ops::mean(v[0]); }, {a});
+  }
+}

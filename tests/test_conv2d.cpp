@@ -217,3 +217,31 @@ TEST_CASE("conv2d: bad shapes are refused with the shapes in the message", "[con
   REQUIRE_THROWS_WITH(conv({1, 3, 8, 8}, {4, 3, 3, 3}, {}, ops::Conv2dOptions::make(0, 1)),
                       Catch::Contains("conv2d: stride (0, 0) must be >= 1"));
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: convolutions match the CPU, incl. MHCA's grouped 3x3", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  struct Case {
+    Shape x, w;
+    int64_t stride, pad, groups;
+    bool bias;
+  };
+  for (const Case& c : {Case{{2, 3, 17, 19}, {8, 3, 3, 3}, 2, 1, 1, false},     // stem
+                        Case{{2, 64, 14, 14}, {64, 32, 3, 3}, 1, 1, 2, false},  // MHCA
+                        Case{{3, 96, 9, 11}, {96, 32, 3, 3}, 1, 1, 3, false},
+                        Case{{2, 40, 7, 5}, {72, 40, 1, 1}, 1, 0, 1, true},  // 1x1 + bias
+                        Case{{1, 6, 12, 12}, {4, 3, 5, 5}, 1, 2, 2, true}}) {
+    Tensor x = test::seeded_tensor(c.x, 6), w = test::seeded_tensor(c.w, 7, -0.2f, 0.2f),
+           b = test::seeded_tensor({c.w[0]}, 8);
+    ops::Conv2dOptions o = ops::Conv2dOptions::make(c.stride, c.pad, c.groups);
+    if (c.bias) {
+      test::check_backends(
+          "conv2d+bias", [o](auto& v, Device) { return ops::conv2d(v[0], v[1], v[2], o); },
+          {x, w, b}, 1e-4, 1e-4);
+    } else {
+      test::check_backends(
+          "conv2d", [o](auto& v, Device) { return ops::conv2d(v[0], v[1], {}, o); }, {x, w}, 1e-4,
+          1e-4);
+    }
+  }
+}

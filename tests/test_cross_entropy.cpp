@@ -132,3 +132,14 @@ TEST_CASE("cross_entropy: bad input gives errors that name the op and the shapes
   REQUIRE_THROWS_WITH(ops::cross_entropy(x, Tensor()),
                       Catch::Contains("cross_entropy: targets are undefined"));
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: cross-entropy matches the CPU", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  Tensor logits = test::seeded_tensor({6, 11}, 22, -3.0f, 3.0f);
+  Tensor targets = Tensor::from_vector_i64({0, 10, 3, 3, 7, 1}, {6});
+  test::check_backends(
+      "cross_entropy",
+      [targets](auto& v, Device d) { return ops::cross_entropy(v[0], targets.to(d), 0.1f); },
+      {logits});
+}

@@ -101,3 +101,10 @@ TEST_CASE("cuda: a block used on another stream waits for that stream's work", "
   REQUIRE(cudaStreamDestroy(other) == cudaSuccess);
 #endif
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: out of memory is a clear error", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  REQUIRE_THROWS_WITH(Tensor::empty({int64_t(1) << 40}, DType::F32, Device::cuda()),
+                      Catch::Contains("CUDA out of memory"));
+}

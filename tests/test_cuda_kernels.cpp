@@ -1,8 +1,9 @@
-// The CUDA kernels against the CPU kernels, kernel by kernel (the op-level suite is
-// test_cuda_backend.cpp): the same random inputs through kernels::cuda:: and kernels::cpu::,
-// outputs compared within a stated tolerance. Outputs are poisoned with NaN before each CUDA
-// call, so an element a kernel forgets to write fails the comparison. Shapes include
-// Next-ViT-S's real ones (batch 2) and odd sizes that divide no tile, block or warp.
+// The CUDA kernels against the CPU kernels, kernel by kernel (the op-level checks, values and
+// gradients, are the "cuda: ..." cases in each op's own test file): the same random inputs through
+// kernels::cuda:: and kernels::cpu::, outputs compared within a stated tolerance. Outputs are
+// poisoned with NaN before each CUDA call, so an element a kernel forgets to write fails the
+// comparison. Shapes include Next-ViT-S's real ones (batch 2) and odd sizes that divide no tile,
+// block or warp.
 //
 // Every test is named "cuda: ..." and skips itself without a device (tests/main.cpp). The
 // host-side emulation of the hand-written kernels, which runs without a GPU, is in
@@ -283,10 +284,13 @@ TEST_CASE("cuda: optimizer kernels match the CPU", "[cuda][optim]") {
       h.init_buffer = init;
       run_both("sgd",
                [&](bool on_cpu, std::vector<Tensor>& st) {
+                 float* param[] = {mp(st[0])};
+                 float* buf[] = {mp(st[1])};
+                 const float* grad[] = {on_cpu ? cp(g) : cp(g_gpu)};
                  if (on_cpu) {
-                   kernels::cpu::sgd_step(n, h, mp(st[0]), cp(g), mp(st[1]));
+                   kernels::cpu::sgd_step(1, &n, &h, param, grad, buf);
                  } else {
-                   kernels::cuda::sgd_step(n, h, mp(st[0]), cp(g_gpu), mp(st[1]));
+                   kernels::cuda::sgd_step(1, &n, &h, param, grad, buf);
                  }
                },
                {p0, m0});
@@ -300,29 +304,36 @@ TEST_CASE("cuda: optimizer kernels match the CPU", "[cuda][optim]") {
     a.one_minus_beta1 = w;
     run_both("adamw",
              [&](bool on_cpu, std::vector<Tensor>& st) {
+               float* param[] = {mp(st[0])};
+               float* m[] = {mp(st[1])};
+               float* v[] = {mp(st[2])};
+               const float* grad[] = {on_cpu ? cp(g) : cp(g_gpu)};
                if (on_cpu) {
-                 kernels::cpu::adamw_step(n, a, mp(st[0]), cp(g), mp(st[1]), mp(st[2]));
+                 kernels::cpu::adamw_step(1, &n, &a, param, grad, m, v);
                } else {
-                 kernels::cuda::adamw_step(n, a, mp(st[0]), cp(g_gpu), mp(st[1]), mp(st[2]));
+                 kernels::cuda::adamw_step(1, &n, &a, param, grad, m, v);
                }
              },
              {p0, m0, v0});
   }
   run_both("ema",
            [&](bool on_cpu, std::vector<Tensor>& st) {
+             float* ema[] = {mp(st[0])};
+             const float* value[] = {on_cpu ? cp(g) : cp(g_gpu)};
              if (on_cpu) {
-               kernels::cpu::ema_update(n, 0.999f, 0.001f, cp(g), mp(st[0]));
+               kernels::cpu::ema_update(1, &n, 0.999f, 0.001f, value, ema);
              } else {
-               kernels::cuda::ema_update(n, 0.999f, 0.001f, cp(g_gpu), mp(st[0]));
+               kernels::cuda::ema_update(1, &n, 0.999f, 0.001f, value, ema);
              }
            },
            {p0});
-  // sum_squares accumulates into out[0].
-  Tensor out_cpu = Tensor::full({1}, 2.5f), out_gpu = Tensor::full({1}, 2.5f, Device::cuda());
-  kernels::cpu::sum_squares(n, cp(g), mp(out_cpu));
-  kernels::cuda::sum_squares(n, cp(g_gpu), mp(out_gpu));
-  kernels::cuda::sum_squares(7, cp(g_gpu), mp(out_gpu));
-  kernels::cpu::sum_squares(7, cp(g), mp(out_cpu));
+  // The norm of two tensors (g, and its first 7 elements), outputs poisoned first.
+  Tensor out_cpu = Tensor::full({1}, NAN), out_gpu = Tensor::full({1}, NAN, Device::cuda());
+  const int64_t sizes[] = {n, 7};
+  float* x_cpu[] = {mp(g), mp(g)};
+  float* x_gpu[] = {mp(g_gpu), mp(g_gpu)};
+  kernels::cpu::global_norm(2, sizes, x_cpu, 0.0f, mp(out_cpu), nullptr);
+  kernels::cuda::global_norm(2, sizes, x_gpu, 0.0f, mp(out_gpu), nullptr);
   REQUIRE(out_gpu.item() == Approx(out_cpu.item()).epsilon(1e-6));
 #endif
 }

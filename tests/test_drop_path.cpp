@@ -96,3 +96,15 @@ TEST_CASE("drop_path: bad input gives errors that name the op", "[drop_path]") {
   REQUIRE_THROWS_WITH(ops::drop_path(Variable(), 0.5f, true, g),
                       Catch::Contains("drop_path: input 'x' is undefined"));
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: drop-path matches the CPU", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  Tensor a = test::seeded_tensor({8, 3, 4, 4}, 23);
+  test::check_backends("drop_path",
+                       [](auto& v, Device) {
+                         Generator g(5);  // the same mask on both devices
+                         return ops::drop_path(v[0], 0.4f, true, g);
+                       },
+                       {a});
+}

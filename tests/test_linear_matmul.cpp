@@ -143,3 +143,16 @@ TEST_CASE("matmul: bad shapes are refused", "[matmul]") {
   REQUIRE_THROWS_WITH(mm({4}, {4, 6}), Catch::Contains("matmul: inputs need at least 2 "
                                                        "dimensions"));
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: linear and batched matmul match the CPU", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  Tensor x = test::seeded_tensor({2, 49, 65}, 9), w = test::seeded_tensor({33, 65}, 10),
+         b = test::seeded_tensor({33}, 11);
+  test::check_backends(
+      "linear", [](auto& v, Device) { return ops::linear(v[0], v[1], v[2]); }, {x, w, b}, 1e-4,
+      1e-4);
+  Tensor q = test::seeded_tensor({2, 3, 50, 32}, 12), k = test::seeded_tensor({2, 3, 32, 49}, 13);
+  test::check_backends(
+      "matmul", [](auto& v, Device) { return ops::matmul(v[0], v[1]); }, {q, k}, 1e-4, 1e-4);
+}

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <memory>
 
+#include "autograd/ops.h"
+#include "autograd/tensor_ops.h"
 #include "layers/module.h"
 #include "test_util.h"
 #include "train/optim/adamw.h"
@@ -20,6 +22,10 @@
 #include "train/optim/grad_clip.h"
 #include "train/optim/schedule.h"
 #include "train/optim/sgd.h"
+
+#ifdef NEXTVIT_CUDA_EMULATED
+#include <nvemu.h>
+#endif
 
 using namespace nextvit;
 
@@ -582,4 +588,181 @@ TEST_CASE("cuda: optimizer kernels agree with the CPU", "[optim][cuda]") {
   ema.update(net);
   ema_gpu.update(net_gpu);
   NV_REQUIRE_CLOSE(ema_gpu.state_dict()[0].second.cpu(), ema.state_dict()[0].second, 1e-6, 1e-7);
+}
+
+// ---- multi-tensor apply (issue 10 item 7): one launch per step for all parameters ----------
+
+namespace {
+
+// Parameter shapes of the multi-tensor tests: scalars' size up to one that spans two chunks of
+// the CUDA kernels (32768 elements each) and ends inside the second.
+const std::vector<Shape> kListShapes = {{1}, {3}, {37}, {8, 125}, {40000}, {2, 3, 5, 7}};
+
+ops::TensorList random_list(Generator& g, Device dev, float lo = -1.0f, float hi = 1.0f) {
+  ops::TensorList out;
+  for (const Shape& s : kListShapes) out.push_back(test::random_tensor(s, g, lo, hi).to(dev));
+  return out;
+}
+ops::TensorList clones(const ops::TensorList& l) {
+  ops::TensorList out;
+  for (const Tensor& t : l) out.push_back(t.clone());
+  return out;
+}
+ops::TensorList one(const ops::TensorList& l, size_t k) {
+  return {l[k]};
+}
+void require_same_bits(const ops::TensorList& a, const ops::TensorList& b) {
+  for (size_t k = 0; k < a.size(); ++k) {
+    INFO("tensor " << k);
+    REQUIRE(a[k].cpu().to_vector() == b[k].cpu().to_vector());
+  }
+}
+
+// Kernel launches made by f() (emulated device; -1 elsewhere, where nobody counts them).
+template <typename F>
+int64_t launches_of(F&& f) {
+#ifdef NEXTVIT_CUDA_EMULATED
+  const int64_t before = nvemu::kernel_launches();
+  f();
+  return nvemu::kernel_launches() - before;
+#else
+  f();
+  return -1;
+#endif
+}
+bool counts_launches() {
+#ifdef NEXTVIT_CUDA_EMULATED
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+TEST_CASE("cuda: multi-tensor steps launch once and equal one call per tensor to the bit",
+          "[optim][cuda]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  const Device dev = Device::cuda();
+  const size_t n = kListShapes.size();
+  const int64_t expected = counts_launches() ? 1 : -1;
+  Generator gen(21);
+  const ops::TensorList p = random_list(gen, dev), g = random_list(gen, dev),
+                        m = random_list(gen, dev, -0.1f, 0.1f),
+                        v = random_list(gen, dev, 0.0f, 0.01f);
+  SECTION("adamw") {
+    std::vector<kernels::AdamWHyper> h(n);
+    for (size_t k = 0; k < n; ++k) {  // per-tensor scalars, as parameters of different steps
+      h[k].decay_factor = 1.0f - 0.001f * float(k);
+      h[k].step_size = 0.01f / float(k + 1);
+      h[k].one_minus_beta1 = k == 2 ? 0.7f : 0.1f;  // both branches of torch's lerp
+    }
+    const ops::TensorList p1 = clones(p), m1 = clones(m), v1 = clones(v);
+    const ops::TensorList p2 = clones(p), m2 = clones(m), v2 = clones(v);
+    REQUIRE(launches_of([&] { ops::adamw_step_(p1, g, m1, v1, h); }) == expected);
+    for (size_t k = 0; k < n; ++k) {
+      ops::adamw_step_(one(p2, k), one(g, k), one(m2, k), one(v2, k), {h[k]});
+    }
+    require_same_bits(p1, p2);
+    require_same_bits(m1, m2);
+    require_same_bits(v1, v2);
+  }
+  SECTION("sgd") {
+    std::vector<kernels::SgdHyper> h(n);
+    for (size_t k = 0; k < n; ++k) {
+      h[k].lr = 0.1f;
+      h[k].momentum = 0.9f;
+      h[k].weight_decay = k % 2 ? 0.01f : 0.0f;
+      h[k].nesterov = k % 3 == 0;
+      h[k].init_buffer = k == 1;
+    }
+    const ops::TensorList p1 = clones(p), m1 = clones(m), p2 = clones(p), m2 = clones(m);
+    REQUIRE(launches_of([&] { ops::sgd_step_(p1, g, m1, h); }) == expected);
+    for (size_t k = 0; k < n; ++k) ops::sgd_step_(one(p2, k), one(g, k), one(m2, k), {h[k]});
+    require_same_bits(p1, p2);
+    require_same_bits(m1, m2);
+  }
+  SECTION("ema") {
+    const ops::TensorList e1 = clones(m), e2 = clones(m);
+    REQUIRE(launches_of([&] { ops::ema_update_(e1, p, 0.99f, 0.01f); }) == expected);
+    for (size_t k = 0; k < n; ++k) ops::ema_update_(one(e2, k), one(p, k), 0.99f, 0.01f);
+    require_same_bits(e1, e2);
+  }
+  SECTION("clipping: the device's scaling is the host's, the norm the same on every run") {
+    const ops::TensorList g1 = clones(g), g2 = clones(g);
+    Tensor norm;
+    // Partial sums, their total with the coefficient, the scaling: three, whatever the count.
+    REQUIRE(launches_of([&] { norm = ops::clip_norm_(g1, 0.5f); }) == (counts_launches() ? 3 : -1));
+    const float nrm = norm.item();
+    REQUIRE(ops::global_norm(g).item() == nrm);  // fixed-order sums: the same bits
+    const float coef = 0.5f / (nrm + 1e-6f);
+    REQUIRE(coef < 1.0f);
+    for (const Tensor& t : g2) ops::scale_(t, coef);
+    require_same_bits(g1, g2);
+    double sum = 0.0;
+    for (const Tensor& t : g) {
+      for (float x : t.cpu().to_vector()) sum += double(x) * x;
+    }
+    REQUIRE(nrm == Approx(std::sqrt(sum)).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("cuda: an optimizer step is one launch for all parameters and matches the CPU",
+          "[optim][cuda]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: skipped");
+    return;
+  }
+  const size_t n = kListShapes.size();
+  std::vector<Tensor> inputs;  // parameters, then gradients
+  Generator gen(22);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const Shape& s : kListShapes) inputs.push_back(test::random_tensor(s, gen));
+  }
+  // Two groups (with and without weight decay), two steps of clipping, the optimizer and the
+  // EMA; the result is every parameter and EMA value, flattened. On the device the second step
+  // of AdamW and SGD (whose state exists by then) must be a single launch.
+  auto run = [&](const char* kind) {
+    return [&, kind](const std::vector<Variable>& in, Device dev) {
+      std::vector<Variable> params;
+      ParamGroup decay{"decay", {}, 0.05, 1.0}, no_decay{"no_decay", {}, 0.0, 1.0};
+      for (size_t k = 0; k < n; ++k) {
+        params.emplace_back(in[k].data().clone(), true);
+        (k % 2 ? decay : no_decay).params.emplace_back("p" + std::to_string(k), params.back());
+      }
+      std::unique_ptr<Optimizer> opt;
+      if (std::string(kind) == "adamw") {
+        opt = std::make_unique<AdamW>(std::vector<ParamGroup>{no_decay, decay}, AdamWOptions{0.01});
+      } else {
+        opt = std::make_unique<Sgd>(std::vector<ParamGroup>{no_decay, decay},
+                                    SgdOptions{0.1, 0.9, 0.0, true});
+      }
+      TinyLinear ema_source;
+      ema_source.to(dev);
+      ModelEma ema(ema_source, 0.9);
+      for (int step = 0; step < 2; ++step) {
+        for (size_t k = 0; k < n; ++k) {
+          params[k].set_grad(ops::scale(in[n + k], float(step + 1)).data().clone());
+        }
+        clip_grad_norm_on_device(params, 1.0f);
+        const int64_t launches = launches_of([&] { opt->step(); });
+        if (dev.is_cuda() && step == 1 && counts_launches()) REQUIRE(launches == 1);
+        ema_source.weight.data().copy_(
+            params[3].data().reshape({-1}).narrow(0, 0, 6).reshape({3, 2}));
+        const int64_t ema_launches = launches_of([&] { ema.update(ema_source); });
+        if (dev.is_cuda() && counts_launches()) REQUIRE(ema_launches == 1);
+      }
+      std::vector<Variable> flat;
+      for (const Variable& p : params) flat.push_back(ops::reshape(p, {-1}));
+      for (const auto& [name, t] : ema.state_dict()) {
+        flat.push_back(ops::reshape(Variable(t), {-1}));
+      }
+      return ops::concat(flat, 0);
+    };
+  };
+  test::check_backends("adamw", run("adamw"), inputs, 1e-5, 1e-6, false);
+  test::check_backends("sgd", run("sgd"), inputs, 1e-5, 1e-6, false);
 }

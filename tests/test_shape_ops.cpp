@@ -138,3 +138,22 @@ TEST_CASE("shape ops: bad input gives errors that name the op and the shapes", "
   REQUIRE_THROWS_WITH(ops::concat({x, x}, 3),
                       Catch::Contains("concat: dimension 3 is out of range for input (2, 3, 4)"));
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: shape ops match the CPU", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  Tensor a = test::seeded_tensor({2, 3, 5, 7}, 4), b = test::seeded_tensor({2, 4, 5, 7}, 5);
+  test::check_backends("reshape", [](auto& v, Device) { return ops::reshape(v[0], {6, -1}); }, {a});
+  test::check_backends("transpose", [](auto& v, Device) { return ops::transpose(v[0], 1, 3); },
+                       {a});
+  test::check_backends("permute",
+                       [](auto& v, Device) {
+                         return ops::permute(v[0], {0, 2, 3, 1});
+                       },
+                       {a});
+  test::check_backends("concat",
+                       [](auto& v, Device) {
+                         return ops::concat({v[0], v[1]}, 1);
+                       },
+                       {a, b});
+}

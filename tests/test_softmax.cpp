@@ -84,3 +84,12 @@ TEST_CASE("softmax: a scalar input is an error", "[softmax]") {
   REQUIRE_THROWS_WITH(ops::softmax(Variable(Tensor::from_vector_i64({1, 2}, {2}))),
                       Catch::Contains("softmax: input 'x' must be f32"));
 }
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: softmax matches the CPU", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  for (Shape s : {Shape{2, 3, 50, 49}, Shape{7, 1}, Shape{3, 1000}, Shape{5, 4099}}) {
+    Tensor x = test::seeded_tensor(s, 21, -8.0f, 8.0f);
+    test::check_backends("softmax", [](auto& v, Device) { return ops::softmax(v[0]); }, {x});
+  }
+}

@@ -1,4 +1,6 @@
 // core/: tensors, views, copies, dtype conversion, the RNG.
+#include <algorithm>
+
 #include "core/half.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -72,6 +74,37 @@ TEST_CASE("tensor: views share storage, transpose and permute move strides", "[c
   REQUIRE(t.unsqueeze(0).shape() == Shape{1, 2, 3});
 }
 
+// The host copy collapses dimensions laid out as one and copies transposes of the last two
+// dims in 8 x 8 tiles: every permutation of an odd-sized 4-D tensor (tiles with remainders,
+// a size-1 dim, narrowed views) must come out element for element.
+TEST_CASE("tensor: contiguous() of permuted and narrowed views, element by element", "[core]") {
+  const Shape shape{3, 1, 11, 13};
+  std::vector<float> v(3 * 11 * 13);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = float(i);
+  const Tensor base = Tensor::from_vector(v, shape);
+  std::vector<int64_t> order{0, 1, 2, 3};
+  do {
+    for (int64_t cut : {0, 1}) {
+      // Narrowed on the last source dim (cut = 1): runs no longer line up.
+      const Tensor src = base.narrow(3, cut, 13 - 2 * cut);
+      const Tensor c = src.permute(order).contiguous();
+      const Shape& s = src.shape();
+      std::vector<float> got = c.to_vector();
+      int64_t k = 0, idx[4];
+      for (idx[0] = 0; idx[0] < s[order[0]]; ++idx[0])
+        for (idx[1] = 0; idx[1] < s[order[1]]; ++idx[1])
+          for (idx[2] = 0; idx[2] < s[order[2]]; ++idx[2])
+            for (idx[3] = 0; idx[3] < s[order[3]]; ++idx[3], ++k) {
+              int64_t at[4];
+              for (int d = 0; d < 4; ++d) at[order[d]] = idx[d];
+              const float want = v[((at[0] * 1 + at[1]) * 11 + at[2]) * 13 + at[3] + cut];
+              REQUIRE(got[k] == want);
+            }
+      REQUIRE(k == int64_t(got.size()));
+    }
+  } while (std::next_permutation(order.begin(), order.end()));
+}
+
 TEST_CASE("tensor: writes through a view reach the base, a clone does not", "[core]") {
   Tensor t = Tensor::zeros({4});
   Tensor c = t.clone();
@@ -132,4 +165,20 @@ TEST_CASE("rng: seeded, reproducible, restorable, with the right moments", "[cor
     int64_t r = a.randint(7);
     REQUIRE((r >= 0 && r < 7));
   }
+}
+
+// The CUDA backend against the CPU (test::check_backends).
+TEST_CASE("cuda: tensors move between host and device unchanged", "[cuda]") {
+  if (test::skip_without_gpu()) return;
+  Tensor a = test::seeded_tensor({3, 5, 7}, 1);
+  Tensor d = a.to(Device::cuda());
+  REQUIRE(d.device().is_cuda());
+  REQUIRE(d.cpu().to_vector() == a.to_vector());
+  // A non-contiguous device tensor made contiguous on the device.
+  REQUIRE(d.permute({2, 0, 1}).contiguous().cpu().to_vector() ==
+          a.permute({2, 0, 1}).contiguous().to_vector());
+  Tensor z = Tensor::zeros({1000}, DType::F32, Device::cuda());
+  REQUIRE(z.cpu().to_vector() == std::vector<float>(1000, 0.0f));
+  REQUIRE(Tensor::full({33}, 1.5f, Device::cuda()).cpu().to_vector() ==
+          std::vector<float>(33, 1.5f));
 }

@@ -25,3 +25,19 @@
   __VA_ARGS__<<<grid, block, shared_bytes, stream>>>
 #define NV_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
 #endif
+
+#include <cstdint>
+
+namespace nextvit::cuda_rt {
+
+// A table in device memory that a kernel reads pointers from (the multi-tensor optimizer
+// kernels: one argument for hundreds of tensors). Pass it by value: `data` is all the kernel
+// uses; the tag and the size let the emulator's checkers (race check, bounds, guard bytes) find
+// the allocations reached through the table as they find those of ordinary pointer arguments.
+struct DeviceTable {
+  uint64_t tag = 0x4e56454d55544142ull;  // "NVEMUTAB": core/cuda/emulator/memory.cpp
+  const void* data = nullptr;
+  uint64_t bytes = 0;
+};
+
+}  // namespace nextvit::cuda_rt

@@ -1,67 +1,61 @@
 // CPU batch normalisation (kernels/batch_norm.h). Work is split over channels: each thread owns
 // a contiguous range of channels and walks, for each, the N runs of S contiguous values at
 // x + (n * C + c) * S, so no two threads touch the same output and no reduction crosses
-// threads. Per-channel sums are accumulated in double; `omp simd` reductions let the compiler
-// keep one partial sum per vector lane (reassociation we allow explicitly, unlike -ffast-math).
+// threads. Per-channel sums are accumulated in double, one partial sum per lane across all of
+// the channel's runs (lane_sums.h: reassociation we allow explicitly, unlike -ffast-math).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #include "kernels/batch_norm.h"
+#include "kernels/batch_norm_stats.h"
+#include "kernels/cpu/lane_sums.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/relu_mask.h"
 
 namespace nextvit::kernels::cpu {
 namespace {
 
-// Adds sum(d) and sum(d^2), d = p[i] - shift, over len values to s1 and s2. The shift (the
-// channel's first value) keeps E[d^2] - E[d]^2 free of cancellation when |mean| >> std.
-void accumulate_moments(const float* p, int64_t len, double shift, double& s1, double& s2) {
-  double a1 = 0.0, a2 = 0.0;
-#pragma omp simd reduction(+ : a1, a2)
-  for (int64_t i = 0; i < len; ++i) {
-    const double d = double(p[i]) - shift;
-    a1 += d;
-    a2 += d * d;
+// Sums of d and d^2, d = x - shift, over channel c. The shift (the channel's first value)
+// keeps E[d^2] - E[d]^2 free of cancellation when |mean| >> std.
+void channel_moments(const BatchNormShape& s, int64_t c, const float* x, double shift, double& s1,
+                     double& s2) {
+  LaneSums2 acc;
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const float* p = x + (n * s.channels + c) * s.spatial;
+    acc.add_run(s.spatial, [&](int64_t i, double& u, double& v) {
+      u = double(p[i]) - shift;
+      v = u * u;
+    });
   }
-  s1 += a1;
-  s2 += a2;
+  s1 = acc.sum_a();
+  s2 = acc.sum_b();
 }
 
-// dy where the ReLU output y is > 0, else +0 (a select, as PyTorch's threshold_backward: a NaN
-// in dy stays out of masked cells). Done on the bits so that the loops using it vectorise: a
-// float select (or branch) in a loop is not if-converted under -ftrapping-math, and a
-// data-dependent branch on the sign of y mispredicts half the time.
-inline float relu_mask(float dy, float y) {
-  uint32_t bits;
-  std::memcpy(&bits, &dy, sizeof bits);
-  bits &= 0u - static_cast<uint32_t>(y > 0.0f);
-  float out;
-  std::memcpy(&out, &bits, sizeof out);
-  return out;
-}
-
-// Adds sum(g) and sum(g * (x - mean)), g the (masked) output gradient, over one run.
-void accumulate_grad_sums(const float* x, const float* dy, const float* y_relu, int64_t len,
-                          float mean, double& sum_dy, double& sum_dy_xmu) {
-  double a1 = 0.0, a2 = 0.0;
-  if (y_relu == nullptr) {
-#pragma omp simd reduction(+ : a1, a2)
-    for (int64_t i = 0; i < len; ++i) {
-      const double g = dy[i];
-      a1 += g;
-      a2 += g * double(x[i] - mean);
-    }
-  } else {
-#pragma omp simd reduction(+ : a1, a2)
-    for (int64_t i = 0; i < len; ++i) {
-      const double g = relu_mask(dy[i], y_relu[i]);
-      a1 += g;
-      a2 += g * double(x[i] - mean);
+// Sums of g and g * (x - mean) over channel c, g the output gradient (masked where the
+// ReLU output y_relu is zero, when given).
+void channel_grad_sums(const BatchNormShape& s, int64_t c, const float* x, const float* dy,
+                       const float* y_relu, float mean, double& sum_dy, double& sum_dy_xmu) {
+  LaneSums2 acc;
+  for (int64_t n = 0; n < s.batch; ++n) {
+    const int64_t off = (n * s.channels + c) * s.spatial;
+    const float *xp = x + off, *gp = dy + off;
+    if (y_relu == nullptr) {
+      acc.add_run(s.spatial, [&](int64_t i, double& u, double& v) {
+        u = gp[i];
+        v = u * double(xp[i] - mean);
+      });
+    } else {
+      const float* yp = y_relu + off;
+      acc.add_run(s.spatial, [&](int64_t i, double& u, double& v) {
+        u = relu_mask(gp[i], yp[i]);
+        v = u * double(xp[i] - mean);
+      });
     }
   }
-  sum_dy += a1;
-  sum_dy_xmu += a2;
+  sum_dy = acc.sum_a();
+  sum_dy_xmu = acc.sum_b();
 }
 
 // y = x * alpha + beta over channel c, clamped at zero when relu. PyTorch folds the affine map
@@ -108,19 +102,10 @@ void batch_norm_forward_train(const BatchNormShape& s, const float* x, const flo
     for (int64_t c = lo; c < hi; ++c) {
       const double shift = M > 0 ? double(x[c * S]) : 0.0;
       double s1 = 0.0, s2 = 0.0;
-      for (int64_t n = 0; n < s.batch; ++n)
-        accumulate_moments(x + (n * C + c) * S, S, shift, s1, s2);
-      const double mean_d = s1 / double(M);
-      const double var = std::max(0.0, s2 / double(M) - mean_d * mean_d);  // biased
-      const double mean = shift + mean_d;
-      const double invstd = 1.0 / std::sqrt(var + double(eps));
-      if (running_mean != nullptr) {
-        const double m = momentum;
-        running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
-        const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
-        running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * unbiased);
-      }
-      normalize_channel(s, c, x, mean, invstd, weight, bias, relu, y, save_mean, save_invstd);
+      channel_moments(s, c, x, shift, s1, s2);
+      const BatchNormChannelStats st =
+          finish_batch_norm_stats(shift, s1, s2, M, eps, momentum, running_mean, running_var, c);
+      normalize_channel(s, c, x, st.mean, st.invstd, weight, bias, relu, y, save_mean, save_invstd);
     }
   });
 }
@@ -151,11 +136,7 @@ void batch_norm_backward(const BatchNormShape& s, const float* x, const float* d
       // The channel sums are needed by dweight and dbias, and by dx in training mode only.
       double sum_dy = 0.0, sum_dy_xmu = 0.0;
       if (dweight != nullptr || dbias != nullptr || (training && dx != nullptr)) {
-        for (int64_t n = 0; n < s.batch; ++n) {
-          const int64_t off = (n * C + c) * S;
-          accumulate_grad_sums(x + off, dy + off, y_relu ? y_relu + off : nullptr, S, mean, sum_dy,
-                               sum_dy_xmu);
-        }
+        channel_grad_sums(s, c, x, dy, y_relu, mean, sum_dy, sum_dy_xmu);
       }
       if (dweight != nullptr) dweight[c] = static_cast<float>(sum_dy_xmu * invstd);
       if (dbias != nullptr) dbias[c] = static_cast<float>(sum_dy);

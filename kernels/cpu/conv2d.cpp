@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/lane_sums.h"
 #include "kernels/cpu/parallel.h"
 #if NEXTVIT_CPU_X86
 #include <immintrin.h>
@@ -411,24 +412,19 @@ void weight_gradient(const Geometry& g, const float* x, const float* dy, float* 
 void bias_gradient(const Geometry& g, const float* dy, float* db) {
   const Conv2dShape& s = g.s;
   const int64_t cout = s.out_channels;
-  // db[c] = sum over images and positions of dy[n, c, :]: 32 float lanes per row (four
-  // independent vector sums, which the compiler keeps in registers), the rows' sums added in
-  // double.
+  // db[c] = sum over images and positions of dy[n, c, :], in double lanes kept across the
+  // images (lane_sums.h), so that small maps (7x7, 4x4) need no reduction per image.
   parallel_for(cout, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      double total = 0.0;
+      LaneSums2 acc;
       for (int64_t n = 0; n < s.batch; ++n) {
         const float* row = dy + (n * cout + c) * g.p;
-        float lanes[32] = {};
-        int64_t q = 0;
-        for (; q + 32 <= g.p; q += 32) {
-          for (int l = 0; l < 32; ++l) lanes[l] += row[q + l];
-        }
-        double sum = 0.0;
-        for (; q < g.p; ++q) sum += row[q];
-        for (int l = 0; l < 32; ++l) sum += lanes[l];
-        total += sum;
+        acc.add_run(g.p, [&](int64_t q, double& u, double& v) {
+          u = row[q];
+          v = 0.0;
+        });
       }
+      const double total = acc.sum_a();
       db[c] = static_cast<float>(total);
     }
   });

@@ -3,6 +3,7 @@
 #include "kernels/elementwise.h"
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/relu_mask.h"
 
 namespace nextvit::kernels::cpu {
 
@@ -38,7 +39,7 @@ void relu_forward(int64_t n, const float* x, float* y) {
 
 void relu_backward(int64_t n, const float* y, const float* dy, float* dx) {
   parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    for (int64_t i = lo; i < hi; ++i) dx[i] = relu_mask(dy[i], y[i]);
   });
 }
 

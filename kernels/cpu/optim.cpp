@@ -1,5 +1,5 @@
-// CPU optimizer kernels: one loop per parameter tensor that reads each buffer once and writes
-// the parameter and state in place, split over OpenMP threads in contiguous chunks. Each
+// CPU optimizer kernels: for each tensor of the list, one loop that reads each buffer once and
+// writes the parameter and state in place, split over OpenMP threads in contiguous chunks. Each
 // element's arithmetic follows the order of torch's CPU kernels (mul_, add_, lerp_, addcmul_,
 // addcdiv_), so results agree with torch.optim to a rounding or two.
 #include <cmath>
@@ -8,9 +8,10 @@
 #include "kernels/optim.h"
 
 namespace nextvit::kernels::cpu {
+namespace {
 
-void sgd_step(int64_t n, const SgdHyper& h, float* param, const float* grad,
-              float* momentum_buffer) {
+void sgd_one(int64_t n, const SgdHyper& h, float* param, const float* grad,
+             float* momentum_buffer) {
   const bool decay = h.weight_decay != 0.0f, use_momentum = h.momentum != 0.0f;
   parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
@@ -26,8 +27,8 @@ void sgd_step(int64_t n, const SgdHyper& h, float* param, const float* grad,
   });
 }
 
-void adamw_step(int64_t n, const AdamWHyper& h, float* param, const float* grad, float* exp_avg,
-                float* exp_avg_sq) {
+void adamw_one(int64_t n, const AdamWHyper& h, float* param, const float* grad, float* exp_avg,
+               float* exp_avg_sq) {
   // torch's lerp(m, g, w) switches formula at w = 0.5 to stay exact near both ends.
   const float w = h.one_minus_beta1;
   const bool small_weight = std::fabs(w) < 0.5f;
@@ -46,35 +47,60 @@ void adamw_step(int64_t n, const AdamWHyper& h, float* param, const float* grad,
   });
 }
 
-void ema_update(int64_t n, float decay, float one_minus_decay, const float* value, float* ema) {
-  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) ema[i] = decay * ema[i] + one_minus_decay * value[i];
-  });
+}  // namespace
+
+// One tensor after the other: each is large enough (or small enough to be cheap) that the
+// threads split it, so a loop over the list loses little to a fused pass.
+void sgd_step(int64_t count, const int64_t* sizes, const SgdHyper* hyper, float* const* param,
+              const float* const* grad, float* const* momentum_buffer) {
+  for (int64_t k = 0; k < count; ++k) {
+    sgd_one(sizes[k], hyper[k], param[k], grad[k], momentum_buffer[k]);
+  }
 }
 
-void sum_squares(int64_t n, const float* x, float* out) {
-  // Accumulated in double so that a tensor of millions of elements loses nothing; the running
-  // total across tensors is the caller's float.
-  // parallel_sum adds the per-thread partials in thread order: the same bits on every run.
-  const double total = parallel_sum(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
-    double acc = 0.0;
-    for (int64_t i = lo; i < hi; ++i) acc += double(x[i]) * double(x[i]);
-    return acc;
-  });
-  out[0] = static_cast<float>(double(out[0]) + total);
+void adamw_step(int64_t count, const int64_t* sizes, const AdamWHyper* hyper, float* const* param,
+                const float* const* grad, float* const* exp_avg, float* const* exp_avg_sq) {
+  for (int64_t k = 0; k < count; ++k) {
+    adamw_one(sizes[k], hyper[k], param[k], grad[k], exp_avg[k], exp_avg_sq[k]);
+  }
 }
 
-void clip_coefficient(const float* total_sq, float max_norm, float* norm, float* coef) {
-  norm[0] = static_cast<float>(std::sqrt(double(total_sq[0])));
-  coef[0] = max_norm / (norm[0] + 1e-6f);
+void ema_update(int64_t count, const int64_t* sizes, float decay, float one_minus_decay,
+                const float* const* value, float* const* ema) {
+  for (int64_t k = 0; k < count; ++k) {
+    const float* v = value[k];
+    float* e = ema[k];
+    parallel_for(sizes[k], kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) e[i] = decay * e[i] + one_minus_decay * v[i];
+    });
+  }
 }
 
-void clip_scale(int64_t n, const float* coef, float* grad) {
-  const float c = coef[0];
+void global_norm(int64_t count, const int64_t* sizes, float* const* x, float max_norm, float* norm,
+                 float* coef) {
+  // Squares in double, so that a tensor of millions of elements loses nothing. parallel_sum
+  // adds the per-thread partials in thread order and the tensors are added in list order: the
+  // same bits on every run with the same thread count.
+  double total = 0.0;
+  for (int64_t k = 0; k < count; ++k) {
+    const float* xk = x[k];
+    total += parallel_sum(sizes[k], kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+      double acc = 0.0;
+      for (int64_t i = lo; i < hi; ++i) acc += double(xk[i]) * double(xk[i]);
+      return acc;
+    });
+  }
+  norm[0] = static_cast<float>(std::sqrt(total));
+  if (max_norm <= 0.0f) return;
+  const float c = max_norm / (norm[0] + 1e-6f);
+  coef[0] = c;
   if (!(c < 1.0f || std::isnan(c))) return;
-  parallel_for(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) grad[i] *= c;
-  });
+  for (int64_t k = 0; k < count; ++k) {
+    float* xk = x[k];
+    parallel_for(sizes[k], kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) xk[i] *= c;
+    });
+  }
 }
 
 }  // namespace nextvit::kernels::cpu

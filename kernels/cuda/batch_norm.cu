@@ -22,6 +22,7 @@
 #include <cmath>
 
 #include "kernels/batch_norm.h"
+#include "kernels/batch_norm_stats.h"
 #include "kernels/cuda/device_props.h"
 #include "kernels/cuda/launch.cuh"
 
@@ -100,16 +101,9 @@ struct ChannelStats {
 __device__ ChannelStats finish_stats(double shift, double s1, double s2, int M, float eps,
                                      float momentum, const float* weight, const float* bias,
                                      float* running_mean, float* running_var, int c) {
-  const double mean_d = s1 / double(M);
-  const double var = fmax(0.0, s2 / double(M) - mean_d * mean_d);  // biased
-  const double mean = shift + mean_d;
-  const double invstd = 1.0 / sqrt(var + double(eps));
-  if (running_mean != nullptr) {
-    const double m = momentum;
-    running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
-    const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
-    running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * unbiased);
-  }
+  const BatchNormChannelStats st =
+      finish_batch_norm_stats(shift, s1, s2, M, eps, momentum, running_mean, running_var, c);
+  const double mean = st.mean, invstd = st.invstd;
   const double gamma = weight ? weight[c] : 1.0, beta = bias ? bias[c] : 0.0;
   const double alpha = invstd * gamma;
   return {static_cast<float>(mean), static_cast<float>(invstd), static_cast<float>(alpha),

@@ -7,9 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "autograd/tensor_ops.h"
 #include "core/error.h"
-#include "kernels/dispatch.h"
-#include "kernels/elementwise.h"
 #include "layers/batch_norm.h"
 
 namespace nextvit {
@@ -180,7 +179,7 @@ void DataParallel::finish_buckets() {
       const Variable& p = b.params[k];
       Tensor g = p.grad();
       g.copy_(b.buffer.narrow(0, b.offsets[k], g.numel()).view(g.shape()));
-      NV_DISPATCH(g.device(), scale, g.numel(), inv, g.data<float>(), g.data<float>());
+      ops::scale_(g, inv);
     }
   }
 }

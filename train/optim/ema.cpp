@@ -2,8 +2,7 @@
 
 #include <unordered_map>
 
-#include "kernels/dispatch.h"
-#include "kernels/optim.h"
+#include "autograd/tensor_ops.h"
 #include "layers/module.h"
 
 namespace nextvit {
@@ -50,6 +49,8 @@ void ModelEma::update(const Module& model) {
   check_matches(current, "model");
   // The "1 - decay" factor is formed in double and rounded once, as timm does in Python.
   const float decay = static_cast<float>(decay_), one_minus = static_cast<float>(1.0 - decay_);
+  // The f32 tensors of each device (one in practice) go to one tensor-list call: one launch.
+  std::vector<std::pair<Device, std::pair<ops::TensorList, ops::TensorList>>> lists;
   for (size_t i = 0; i < state_.size(); ++i) {
     const Tensor& ema = state_[i].second;
     const Tensor& value = current[i].second;
@@ -60,9 +61,17 @@ void ModelEma::update(const Module& model) {
     // A model on the GPU with an EMA on the CPU: the value crosses over first (as timm's
     // model_v.to(device)).
     const Tensor v = value.device() == ema.device() ? value.contiguous() : value.to(ema.device());
-    NV_DISPATCH(ema.device(), ema_update, ema.numel(), decay, one_minus, v.data<float>(),
-                ema.data<float>());
+    std::pair<ops::TensorList, ops::TensorList>* l = nullptr;
+    for (auto& [device, pair] : lists) {
+      if (device == ema.device()) l = &pair;
+    }
+    if (l == nullptr)
+      l = &lists.emplace_back(ema.device(), std::make_pair(ops::TensorList{}, ops::TensorList{}))
+               .second;
+    l->first.push_back(ema);
+    l->second.push_back(v);
   }
+  for (const auto& [device, l] : lists) ops::ema_update_(l.first, l.second, decay, one_minus);
 }
 
 void ModelEma::copy_to(const Module& target) const {

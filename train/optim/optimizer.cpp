@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <unordered_set>
 
 #include "layers/module.h"
@@ -83,6 +84,10 @@ void Optimizer::step() {
     }
   }
   ++step_count_;
+  // Every parameter with a gradient, batched by device (one batch in practice): the subclass
+  // updates a batch with one tensor-list call. Pointers into state_ stay valid while it grows
+  // (an unordered_map's nodes do not move).
+  std::vector<std::pair<Device, std::vector<ParamUpdate>>> batches;
   for (const ParamGroup& g : groups_) {
     const double group_lr = lr_ * g.lr_scale;
     for (const auto& [name, p] : g.params) {
@@ -93,9 +98,19 @@ void Optimizer::step() {
       for (Tensor& s : state) {
         if (s.dtype() == DType::F32 && s.device() != p.device()) s = s.to(p.device());
       }
-      update(p, p.grad().contiguous(), g, group_lr, state);
-      if (state.empty()) state_.erase(name);
+      std::vector<ParamUpdate>* batch = nullptr;
+      for (auto& [device, b] : batches) {
+        if (device == p.device()) batch = &b;
+      }
+      if (batch == nullptr)
+        batch = &batches.emplace_back(p.device(), std::vector<ParamUpdate>{}).second;
+      batch->push_back(ParamUpdate{&p, p.grad().contiguous(), &g, group_lr, &state});
     }
+  }
+  for (const auto& [device, batch] : batches) update(batch);
+  // Optimizers that keep no state (SGD without momentum) leave no entries behind.
+  for (auto it = state_.begin(); it != state_.end();) {
+    it = it->second.empty() ? state_.erase(it) : std::next(it);
   }
 }
 

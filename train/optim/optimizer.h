@@ -81,12 +81,21 @@ class Optimizer {
     bool per_element;
   };
   virtual std::vector<StateSpec> state_spec() const = 0;
-  // Applies one update. `grad` is contiguous f32 with the parameter's shape and device; `lr` is
-  // the group's learning rate. `state` holds the parameter's buffers in state_spec() order, or
-  // is empty on the parameter's first update, when the subclass either creates all of them (see
-  // new_state) or, if it keeps none (SGD without momentum), leaves it empty.
-  virtual void update(const Variable& param, const Tensor& grad, const ParamGroup& group, double lr,
-                      std::vector<Tensor>& state) = 0;
+  // One parameter's part of a step. `grad` is contiguous f32 with the parameter's shape and
+  // device; `lr` is the group's learning rate. `state` holds the parameter's buffers in
+  // state_spec() order, or is empty on the parameter's first update, when the subclass either
+  // creates all of them (see new_state) or, if it keeps none (SGD without momentum), leaves it
+  // empty.
+  struct ParamUpdate {
+    const Variable* param;
+    Tensor grad;
+    const ParamGroup* group;
+    double lr;
+    std::vector<Tensor>* state;
+  };
+  // Applies one step to all of `updates` (parameters of one device, in group order) with one
+  // call of a tensor-list function of autograd/tensor_ops.h: one kernel launch on a GPU.
+  virtual void update(const std::vector<ParamUpdate>& updates) = 0;
   // Zero-filled buffers for `param` following state_spec().
   std::vector<Tensor> new_state(const Variable& param) const;
 

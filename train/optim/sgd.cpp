@@ -2,8 +2,7 @@
 
 #include <cmath>
 
-#include "kernels/dispatch.h"
-#include "kernels/optim.h"
+#include "autograd/tensor_ops.h"
 
 namespace nextvit {
 
@@ -24,24 +23,29 @@ std::vector<Optimizer::StateSpec> Sgd::state_spec() const {
   return {{"momentum_buffer", true}};
 }
 
-void Sgd::update(const Variable& param, const Tensor& grad, const ParamGroup& group, double lr,
-                 std::vector<Tensor>& state) {
-  kernels::SgdHyper h;
-  h.lr = static_cast<float>(lr);
-  h.momentum = static_cast<float>(options_.momentum);
-  h.one_minus_dampening = static_cast<float>(1.0 - options_.dampening);
-  h.weight_decay = static_cast<float>(group.weight_decay);
-  h.nesterov = options_.nesterov;
-  float* buffer = nullptr;
-  if (options_.momentum != 0.0) {
-    // The buffer's first value is the (decayed) gradient itself, which the kernel writes when
-    // init_buffer is set, so the zeros of a fresh buffer are never read.
-    h.init_buffer = state.empty();
-    if (state.empty()) state = new_state(param);
-    buffer = state[0].data<float>();
+void Sgd::update(const std::vector<ParamUpdate>& updates) {
+  ops::TensorList params, grads, buffers;
+  std::vector<kernels::SgdHyper> hyper;
+  for (const ParamUpdate& u : updates) {
+    kernels::SgdHyper h;
+    h.lr = static_cast<float>(u.lr);
+    h.momentum = static_cast<float>(options_.momentum);
+    h.one_minus_dampening = static_cast<float>(1.0 - options_.dampening);
+    h.weight_decay = static_cast<float>(u.group->weight_decay);
+    h.nesterov = options_.nesterov;
+    if (options_.momentum != 0.0) {
+      // The buffer's first value is the (decayed) gradient itself, which the kernel writes when
+      // init_buffer is set, so the zeros of a fresh buffer are never read.
+      std::vector<Tensor>& state = *u.state;
+      h.init_buffer = state.empty();
+      if (state.empty()) state = new_state(*u.param);
+      buffers.push_back(state[0]);
+    }
+    hyper.push_back(h);
+    params.push_back(u.param->data());
+    grads.push_back(u.grad);
   }
-  NV_DISPATCH(param.device(), sgd_step, param.numel(), h, param.data().data<float>(),
-              grad.data<float>(), buffer);
+  ops::sgd_step_(params, grads, buffers, hyper);
 }
 
 }  // namespace nextvit

@@ -22,8 +22,7 @@ class Sgd : public Optimizer {
 
  protected:
   std::vector<StateSpec> state_spec() const override;
-  void update(const Variable& param, const Tensor& grad, const ParamGroup& group, double lr,
-              std::vector<Tensor>& state) override;
+  void update(const std::vector<ParamUpdate>& updates) override;
 
  private:
   SgdOptions options_;

@@ -95,19 +95,43 @@ const Allocation* find_allocation(const void* p, size_t bytes) {
   return &al;
 }
 
-std::vector<const Allocation*> allocations_reached(const void* data, size_t size) {
-  std::vector<const Allocation*> out;
-  const char* p = static_cast<const char*>(data);
+namespace {
+
+// core/cuda/launch.h's DeviceTable starts with this word: the two words after it are a device
+// pointer and a byte count, and the allocations that table's words point into are reached too
+// (a multi-tensor kernel writes through a table of pointers that it gets by one argument).
+constexpr uint64_t kDeviceTableTag = 0x4e56454d55544142ull;
+
+void scan_words(const char* p, size_t size, bool follow_tables,
+                std::vector<const Allocation*>& out) {
   const uintptr_t start = (reinterpret_cast<uintptr_t>(p) + 7) & ~uintptr_t(7);
-  for (uintptr_t w = start; w + 8 <= reinterpret_cast<uintptr_t>(p) + size; w += 8) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + size;
+  for (uintptr_t w = start; w + 8 <= end; w += 8) {
     void* v;
     std::memcpy(&v, reinterpret_cast<const void*>(w), 8);
+    if (follow_tables && reinterpret_cast<uint64_t>(v) == kDeviceTableTag && w + 24 <= end) {
+      void* table;
+      uint64_t bytes;
+      std::memcpy(&table, reinterpret_cast<const void*>(w + 8), 8);
+      std::memcpy(&bytes, reinterpret_cast<const void*>(w + 16), 8);
+      // Only a table that lies within one allocation is read (one level deep).
+      if (find_allocation(table, bytes) != nullptr) {
+        scan_words(static_cast<const char*>(table), bytes, false, out);
+      }
+    }
     const Allocation* a = find_allocation(v, 0);
     if (a == nullptr) continue;
     bool seen = false;
     for (const Allocation* b : out) seen = seen || b == a;
     if (!seen) out.push_back(a);
   }
+}
+
+}  // namespace
+
+std::vector<const Allocation*> allocations_reached(const void* data, size_t size) {
+  std::vector<const Allocation*> out;
+  scan_words(static_cast<const char*>(data), size, true, out);
   return out;
 }
 

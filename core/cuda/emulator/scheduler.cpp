@@ -698,4 +698,9 @@ std::vector<std::string> kernels_launched() {
   return scheduler().covered_in_order;
 }
 
+int64_t kernel_launches() {
+  std::lock_guard<std::recursive_mutex> lock(device_mutex());
+  return static_cast<int64_t>(scheduler().launches);
+}
+
 }  // namespace nvemu

@@ -50,7 +50,8 @@ struct Allocation {
 // The allocation containing [p, p + bytes), or null. p may be one past the end when bytes is 0.
 const Allocation* find_allocation(const void* p, size_t bytes = 0);
 // Allocations that any 8-byte-aligned word of [data, data + size) points into (conservatively:
-// how a kernel's arguments reach memory, through pointers or structs holding them).
+// how a kernel's arguments reach memory, through pointers or structs holding them), and those
+// that a DeviceTable argument's table points into (core/cuda/launch.h).
 std::vector<const Allocation*> allocations_reached(const void* data, size_t size);
 // Checks the guard bytes around an allocation (builds without AddressSanitizer); empty when
 // intact, else what was overwritten.

@@ -18,6 +18,9 @@ void clear_fault_for_testing();
 void set_schedules(const std::string& list);
 // "file:kernel" of every kernel launched by this process, in order of first launch.
 std::vector<std::string> kernels_launched();
+// Kernel launches so far, each counted once whatever the schedules (tests count what an
+// operation launches: the multi-tensor optimizer steps launch one kernel for all parameters).
+int64_t kernel_launches();
 // How many times the host has waited for the device: cudaDeviceSynchronize,
 // cudaStreamSynchronize, cudaEventSynchronize, cudaMemcpy and cudaMemset (the synchronous
 // ones), cudaMemcpyAsync from the device into pageable (not cudaMallocHost) memory, cudaFree and

@@ -1,0 +1,35 @@
+#pragma once
+// The end of a BatchNorm channel's training statistics, shared by the CPU kernel
+// (kernels/cpu/batch_norm.cpp) and the CUDA kernels (kernels/cuda/batch_norm.cu): both devices
+// turn the same sums into mean, 1/std and the running-statistics update with the same
+// operations in the same order, so equal sums give equal bits.
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/hd.h"
+
+namespace nextvit::kernels {
+
+struct BatchNormChannelStats {
+  double mean, invstd;
+};
+
+// s1, s2: the sums of d and d^2 over the channel's M values, d = x - shift (the shift, one of
+// the channel's values, keeps the variance's cancellation small). Updates running_mean[c] and
+// running_var[c] (PyTorch's rule: momentum, unbiased variance) unless running_mean is null.
+NV_HD BatchNormChannelStats finish_batch_norm_stats(double shift, double s1, double s2, int64_t M,
+                                                    float eps, float momentum, float* running_mean,
+                                                    float* running_var, int64_t c) {
+  const double mean_d = s1 / double(M);
+  const double var = fmax(0.0, s2 / double(M) - mean_d * mean_d);  // biased
+  const double mean = shift + mean_d;
+  if (running_mean != nullptr) {
+    const double m = momentum;
+    running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
+    const double unbiased = M > 1 ? var * double(M) / double(M - 1) : var;
+    running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * unbiased);
+  }
+  return {mean, 1.0 / sqrt(var + double(eps))};
+}
+
+}  // namespace nextvit::kernels
