@@ -49,7 +49,7 @@
 #include "kernels/pooled_attention.h"
 #include "kernels/softmax.h"
 #ifdef NEXTVIT_WITH_CUDNN
-#include "kernels/cuda/cudnn_util.h"
+#include "kernels/cuda/library_handles.h"
 #endif
 #endif
 

@@ -97,12 +97,16 @@ elseif(NEXTVIT_WITH_CUDA)
   target_compile_definitions(nextvit_core PUBLIC NEXTVIT_WITH_CUDA=1)
   # Static CUDA runtime so the binaries run on a GPU machine that has the driver, cuBLAS and
   # cuDNN but none of Debian's packages.
-  target_link_libraries(nextvit_core PUBLIC CUDA::cudart_static CUDA::cublas CUDA::cublasLt)
+  target_link_libraries(nextvit_core PUBLIC CUDA::cudart_static)
 endif()
 
 # ---- kernels: CPU and CUDA compute on raw pointers ------------------------------------------
 nextvit_layer_sources(kernels NEXTVIT_KERNELS_SOURCES)
 add_nextvit_layer(kernels SOURCES ${NEXTVIT_KERNELS_SOURCES} DEPENDS nextvit_core)
+if(NEXTVIT_WITH_CUDA AND NOT NEXTVIT_CUDA_EMULATED)
+  # The math libraries, whose handles live in kernels/cuda/library_handles.cu.
+  target_link_libraries(nextvit_kernels PUBLIC CUDA::cublas CUDA::cublasLt)
+endif()
 if(NEXTVIT_WITH_CUDA AND NOT NEXTVIT_CUDA_EMULATED)
   find_library(CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR})
   if(CUDNN_LIBRARY)

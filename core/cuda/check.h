@@ -1,20 +1,13 @@
 #pragma once
-// Turning CUDA, cuBLAS and cuDNN status codes into nextvit::Error. Every call into those
-// libraries goes through one of these macros, with a description of what was being done
-// (the op and its shapes), so a failure reads "conv2d (8, 96, 56, 56): CUDA error 2 (out of
-// memory) in cudaMalloc" rather than a bare code.
-#include <cublas_v2.h>
+// Turning CUDA status codes into nextvit::Error (cuBLAS's and cuDNN's: kernels/cuda/
+// library_handles.h). Every call into the runtime goes through one of these macros, with a
+// description of what was being done (the op and its shapes), so a failure reads "conv2d (8, 96,
+// 56, 56): CUDA error 2 (out of memory) in cudaMalloc" rather than a bare code.
 #include <cuda_runtime.h>
 
 #include <string>
 
 #include "core/error.h"
-
-namespace nextvit::cuda_rt {
-
-const char* cublas_status_name(cublasStatus_t s);
-
-}  // namespace nextvit::cuda_rt
 
 #define NV_CUDA_CHECK(expr, ...)                                                     \
   do {                                                                               \
@@ -25,16 +18,6 @@ const char* cublas_status_name(cublasStatus_t s);
                                            ::fmt::format(__VA_ARGS__), int(nv_err_), \
                                            cudaGetErrorString(nv_err_), #expr));     \
     }                                                                                \
-  } while (0)
-
-#define NV_CUBLAS_CHECK(expr, ...)                                               \
-  do {                                                                           \
-    cublasStatus_t nv_st_ = (expr);                                              \
-    if (nv_st_ != CUBLAS_STATUS_SUCCESS) {                                       \
-      throw ::nextvit::Error(                                                    \
-          ::fmt::format("{}: cuBLAS error {} in {}", ::fmt::format(__VA_ARGS__), \
-                        ::nextvit::cuda_rt::cublas_status_name(nv_st_), #expr)); \
-    }                                                                            \
   } while (0)
 
 namespace nextvit::cuda_rt {

@@ -1,5 +1,6 @@
-// core/'s CUDA services (core/cuda_runtime.h): device presence, the stream and library
-// handles, copies, fills and the strided gather behind Tensor::contiguous() on the device.
+// core/'s CUDA services (core/cuda_runtime.h): device presence, the stream (the math libraries'
+// handles bound to it are in kernels/cuda/library_handles.h), copies, fills and the strided gather
+// behind Tensor::contiguous() on the device.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -16,31 +17,6 @@
 #include "core/cuda_runtime.h"
 
 namespace nextvit::cuda_rt {
-
-const char* cublas_status_name(cublasStatus_t s) {
-  switch (s) {
-    case CUBLAS_STATUS_SUCCESS:
-      return "SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED:
-      return "NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED:
-      return "ALLOC_FAILED (out of memory)";
-    case CUBLAS_STATUS_INVALID_VALUE:
-      return "INVALID_VALUE";
-    case CUBLAS_STATUS_ARCH_MISMATCH:
-      return "ARCH_MISMATCH";
-    case CUBLAS_STATUS_MAPPING_ERROR:
-      return "MAPPING_ERROR";
-    case CUBLAS_STATUS_EXECUTION_FAILED:
-      return "EXECUTION_FAILED";
-    case CUBLAS_STATUS_INTERNAL_ERROR:
-      return "INTERNAL_ERROR";
-    case CUBLAS_STATUS_NOT_SUPPORTED:
-      return "NOT_SUPPORTED";
-    default:
-      return "UNKNOWN";
-  }
-}
 
 bool sync_after_launch() {
   static const bool sync = [] {
@@ -63,26 +39,19 @@ bool available() {
 }
 
 namespace {
-struct Handles {
+// The process's stream and the library scratch on it, made at first use.
+struct StreamState {
   cudaStream_t stream = nullptr;
-  cublasHandle_t cublas = nullptr;
-  cublasLtHandle_t cublaslt = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
 };
 
-Handles& handles() {
-  static Handles h;
+StreamState& stream_state() {
+  static StreamState h;
   static std::once_flag once;
   std::call_once(once, [] {
     NV_CHECK(available(), "no CUDA device is present (cudaGetDeviceCount found none)");
     NV_CUDA_CHECK(cudaStreamCreateWithFlags(&h.stream, cudaStreamNonBlocking), "creating a stream");
-    NV_CUBLAS_CHECK(cublasCreate(&h.cublas), "creating the cuBLAS handle");
-    NV_CUBLAS_CHECK(cublasSetStream(h.cublas, h.stream), "binding cuBLAS to the stream");
-    // Exact fp32 by default: no TF32 unless a caller asks for it, so CPU and GPU results agree
-    // to fp32 rounding.
-    NV_CUBLAS_CHECK(cublasSetMathMode(h.cublas, CUBLAS_DEFAULT_MATH), "setting cuBLAS math mode");
-    NV_CUBLAS_CHECK(cublasLtCreate(&h.cublaslt), "creating the cuBLASLt handle");
   });
   return h;
 }
@@ -174,17 +143,11 @@ void raise_device_error(const DeviceIndexError& seen) {
 }
 
 cudaStream_t current_stream() {
-  return handles().stream;
-}
-cublasHandle_t cublas_handle() {
-  return handles().cublas;
-}
-cublasLtHandle_t cublaslt_handle() {
-  return handles().cublaslt;
+  return stream_state().stream;
 }
 
 void* workspace(size_t bytes) {
-  Handles& h = handles();
+  StreamState& h = stream_state();
   if (bytes > h.workspace_bytes) {
     if (h.workspace) caching_allocator()->deallocate(h.workspace, h.workspace_bytes);
     h.workspace = caching_allocator()->allocate(bytes);

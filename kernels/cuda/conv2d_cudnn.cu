@@ -4,7 +4,7 @@
 // it needs; later calls of that shape go straight to cudnnConvolution*. Algorithms come from
 // cuDNN's heuristics (the *_v7 queries: no trial runs, so the first call is cheap and the
 // choice reproducible), restricted to deterministic algorithms with plain FMA math: no TF32, so
-// results agree with the CPU to fp32 rounding, as the cuBLAS handle does (core/cuda/runtime.cu),
+// results agree with the CPU to fp32 rounding, as the cuBLAS handle does (library_handles.h),
 // and have the same bits on every run. Scratch comes from cuda_rt::workspace.
 #include "kernels/cuda/conv2d_paths.h"
 #include "kernels/cuda/launch.cuh"
@@ -15,7 +15,7 @@
 #include <memory>
 #include <mutex>
 
-#include "kernels/cuda/cudnn_util.h"
+#include "kernels/cuda/library_handles.h"
 #endif
 
 namespace nextvit::kernels::cuda::conv_paths {

@@ -1,8 +1,10 @@
 // GEMM on the GPU through cuBLAS. cuBLAS is column-major; a row-major matrix read as
 // column-major is its transpose, so the row-major product C = op(A) op(B) is computed as the
 // column-major product C^T = op(B)^T op(A)^T: swap the operands and the M/N sizes, keep each
-// operand's transpose flag. Exact fp32 (no TF32): the handle's math mode is CUBLAS_DEFAULT_MATH.
+// operand's transpose flag. Exact fp32 (no TF32): the handle's math mode is CUBLAS_DEFAULT_MATH
+// (library_handles.h).
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/library_handles.h"
 #include "kernels/gemm.h"
 
 namespace nextvit::kernels::cuda {
@@ -25,11 +27,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   if (M == 0 || N == 0) return;
   const int m = checked_int(M, "M", M, N, K), n = checked_int(N, "N", M, N, K),
             k = checked_int(K, "K", M, N, K);
-  NV_CUBLAS_CHECK(
-      cublasSgemm(cuda_rt::cublas_handle(), op(trans_b), op(trans_a), n, m, k, &alpha, B,
-                  checked_int(ldb, "ldb", M, N, K), A, checked_int(lda, "lda", M, N, K), &beta, C,
-                  checked_int(ldc, "ldc", M, N, K)),
-      "gemm M={} N={} K={}", M, N, K);
+  NV_CUBLAS_CHECK(cublasSgemm(cublas_handle(), op(trans_b), op(trans_a), n, m, k, &alpha, B,
+                              checked_int(ldb, "ldb", M, N, K), A, checked_int(lda, "lda", M, N, K),
+                              &beta, C, checked_int(ldc, "ldc", M, N, K)),
+                  "gemm M={} N={} K={}", M, N, K);
 }
 
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -39,10 +40,10 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
   if (M == 0 || N == 0 || batch == 0) return;
   const int m = checked_int(M, "M", M, N, K), n = checked_int(N, "N", M, N, K),
             k = checked_int(K, "K", M, N, K);
-  NV_CUBLAS_CHECK(cublasSgemmStridedBatched(cuda_rt::cublas_handle(), op(trans_b), op(trans_a), n,
-                                            m, k, &alpha, B, checked_int(ldb, "ldb", M, N, K),
-                                            stride_b, A, checked_int(lda, "lda", M, N, K), stride_a,
-                                            &beta, C, checked_int(ldc, "ldc", M, N, K), stride_c,
+  NV_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_handle(), op(trans_b), op(trans_a), n, m, k,
+                                            &alpha, B, checked_int(ldb, "ldb", M, N, K), stride_b,
+                                            A, checked_int(lda, "lda", M, N, K), stride_a, &beta, C,
+                                            checked_int(ldc, "ldc", M, N, K), stride_c,
                                             checked_int(batch, "batch", M, N, K)),
                   "batched gemm {} x (M={} N={} K={})", batch, M, N, K);
 }
