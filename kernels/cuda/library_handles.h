@@ -26,14 +26,14 @@ cudnnHandle_t cudnn_handle();
 
 }  // namespace nextvit::kernels::cuda
 
-#define NV_CUBLAS_CHECK(expr, ...)                                                       \
-  do {                                                                                   \
-    cublasStatus_t nv_st_ = (expr);                                                      \
-    if (nv_st_ != CUBLAS_STATUS_SUCCESS) {                                               \
-      throw ::nextvit::Error(                                                            \
-          ::fmt::format("{}: cuBLAS error {} in {}", ::fmt::format(__VA_ARGS__),         \
-                        ::nextvit::kernels::cuda::cublas_status_name(nv_st_), #expr));   \
-    }                                                                                    \
+#define NV_CUBLAS_CHECK(expr, ...)                                                     \
+  do {                                                                                 \
+    cublasStatus_t nv_st_ = (expr);                                                    \
+    if (nv_st_ != CUBLAS_STATUS_SUCCESS) {                                             \
+      throw ::nextvit::Error(                                                          \
+          ::fmt::format("{}: cuBLAS error {} in {}", ::fmt::format(__VA_ARGS__),       \
+                        ::nextvit::kernels::cuda::cublas_status_name(nv_st_), #expr)); \
+    }                                                                                  \
   } while (0)
 
 #ifdef NEXTVIT_WITH_CUDNN
