@@ -124,8 +124,9 @@ __global__ void add_one_kernel(float* x, int n) {
 }
 }  // namespace
 
-TEST_CASE("emulator: stream capture records launches, copies and cuBLAS calls; replay runs them",
-          "[cuda][graph][emulator]") {
+TEST_CASE(
+    "emulator: stream capture records launches, copies and cuBLAS calls, and replay runs them",
+    "[cuda][graph][emulator]") {
   cudaStream_t s = nullptr;
   REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
   float *x = nullptr, *c = nullptr, *host = nullptr;

@@ -209,7 +209,7 @@ TEST_CASE("module: a child is found by its dotted name, with clear errors", "[mo
   REQUIRE_THROWS_WITH(model.child<BatchNorm>("features"), Catch::Contains("is not a"));
 }
 
-TEST_CASE("batch norm: options() is a pure read; each training forward counts one batch",
+TEST_CASE("batch norm: options() is a pure read, and each training forward counts one batch",
           "[model]") {
   BatchNorm bn(4);
   Generator g(1);

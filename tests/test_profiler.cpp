@@ -89,7 +89,7 @@ TEST_CASE("profiler: nested scopes attribute time exclusively and tile the step"
   REQUIRE(s.total_ms() == Approx(step));
 }
 
-TEST_CASE("profiler: disabled scopes record nothing; misuse is an error", "[profiler]") {
+TEST_CASE("profiler: disabled scopes record nothing, and misuse is an error", "[profiler]") {
   const int id = profiler::intern("test.idle");
   {
     profiler::ModuleScope m(id);  // no session: nothing happens
