@@ -1,12 +1,16 @@
 #include "core/allocator.h"
 
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <cstdlib>
 #include <new>
 
 #include "core/cuda_runtime.h"
 #include "core/error.h"
+#include "core/host_block_cache.h"
 
 namespace nextvit {
 
@@ -20,10 +24,23 @@ size_t physical_memory_bytes() {
 
 namespace {
 
-// 64-byte aligned host memory from the C library. Sizes are rounded up to the alignment, as
-// std::aligned_alloc requires.
+// 64-byte aligned host memory: blocks of 4 MiB and more from the block cache (reused from one
+// forward to the next without page faults, core/host_block_cache.h), smaller ones from the C
+// library (rounded up to the alignment, as std::aligned_alloc requires).
 class CpuAllocator final : public Allocator {
  public:
+  CpuAllocator() {
+#ifdef __GLIBC__
+    // glibc maps a block above its mmap threshold afresh (and unmaps it on free). The threshold
+    // starts at 128 KiB and only rises when such a block is freed; large blocks now return to
+    // the block cache instead, so it would stay at 128 KiB and every tensor between that and
+    // 4 MiB would be page-faulted in anew on each use. Fix it where the cache takes over, and
+    // trim the heap only above twice that (glibc's own rule when the threshold moves).
+    mallopt(M_MMAP_THRESHOLD, static_cast<int>(kHostCacheMinBytes));
+    mallopt(M_TRIM_THRESHOLD, static_cast<int>(2 * kHostCacheMinBytes));
+#endif
+  }
+
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;
     // Linux overcommits: a request far beyond the machine's memory may "succeed" and the
@@ -32,13 +49,21 @@ class CpuAllocator final : public Allocator {
     NV_CHECK(limit == 0 || bytes <= limit,
              "cannot allocate {:.1f} GB for one tensor: this machine has {:.1f} GB of memory",
              bytes / 1e9, limit / 1e9);
-    size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
+    void* p = bytes >= kHostCacheMinBytes ? host_block_allocate(bytes)
+                                          : std::aligned_alloc(64, (bytes + 63) / 64 * 64);
     NV_CHECK(p != nullptr, "out of host memory allocating {} bytes", bytes);
     return p;
   }
-  void deallocate(void* ptr, size_t) override { std::free(ptr); }
-  const char* name() const override { return "cpu"; }
+  void deallocate(void* ptr, size_t bytes) override {
+    if (bytes >= kHostCacheMinBytes) {
+      host_block_deallocate(ptr, bytes);
+    } else {
+      std::free(ptr);
+    }
+  }
+  const char* name() const override {
+    return "cpu";
+  }
 };
 
 CpuAllocator g_cpu_allocator;

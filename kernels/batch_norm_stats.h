@@ -32,4 +32,22 @@ NV_HD BatchNormChannelStats finish_batch_norm_stats(double shift, double s1, dou
   return {mean, 1.0 / sqrt(var + double(eps))};
 }
 
+// A channel's normalisation as the map y = alpha * x + beta that every forward applies (alpha =
+// gamma * invstd, beta = bias - mean * alpha, in double, then rounded), so that the eval-mode
+// convolution epilogue (kernels/conv2d.h, Conv2dEpilogue) gives the BatchNorm kernels' bits.
+struct BatchNormAffine {
+  float alpha, beta;
+};
+NV_HD BatchNormAffine batch_norm_affine(double mean, double invstd, const float* weight,
+                                        const float* bias, int64_t c) {
+  const double gamma = weight ? weight[c] : 1.0, shift = bias ? bias[c] : 0.0;
+  const double alpha = invstd * gamma;
+  return {static_cast<float>(alpha), static_cast<float>(shift - mean * alpha)};
+}
+
+// Eval mode: 1 / std from a running variance.
+NV_HD double batch_norm_eval_invstd(float running_var, float eps) {
+  return 1.0 / sqrt(double(running_var) + double(eps));
+}
+
 }  // namespace nextvit::kernels

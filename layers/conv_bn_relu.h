@@ -4,6 +4,7 @@
 
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
+#include "layers/conv_bn.h"
 
 namespace nextvit {
 
@@ -15,7 +16,7 @@ class ConvBNReLU : public Module {
         norm(register_module("norm", std::make_shared<BatchNorm>(out_channels))) {}
   Variable forward(const Variable& x) {
     profiler::ModuleScope scope(profile_id());
-    return norm->forward_relu(conv->forward(x));
+    return conv_bn(*conv, *norm, x, /*relu=*/true);
   }
 
   std::shared_ptr<Conv2d> conv;

@@ -6,6 +6,7 @@
 
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
+#include "layers/conv_bn.h"
 
 namespace nextvit {
 
@@ -14,7 +15,7 @@ class MHCA : public Module {
   MHCA(int64_t channels, int64_t head_dim);
   Variable forward(const Variable& x) {
     profiler::ModuleScope scope(profile_id());
-    return projection->forward(norm->forward_relu(group_conv3x3->forward(x)));
+    return projection->forward(conv_bn(*group_conv3x3, *norm, x, /*relu=*/true));
   }
 
   std::shared_ptr<Conv2d> group_conv3x3;

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "layers/conv2d.h"
+#include "layers/conv_bn.h"
 
 namespace nextvit {
 
@@ -16,7 +17,7 @@ class Mlp : public Module {
   Mlp(int64_t channels, double ratio, int64_t divisor);
   Variable forward(const Variable& x) {
     profiler::ModuleScope scope(profile_id());
-    return conv2->forward(ops::relu(conv1->forward(x)));
+    return conv2->forward(conv_relu(*conv1, x));
   }
   int64_t hidden() const { return conv1->weight().size(0); }
 

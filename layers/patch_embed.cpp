@@ -23,7 +23,7 @@ Variable PatchEmbed::forward(const Variable& x) {
     pool.count_include_pad = false;
     y = ops::avg_pool2d(y, pool);
   }
-  return norm->forward(conv->forward(y));
+  return conv_bn(*conv, *norm, y, /*relu=*/false);
 }
 
 }  // namespace nextvit

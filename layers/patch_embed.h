@@ -7,6 +7,7 @@
 
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
+#include "layers/conv_bn.h"
 
 namespace nextvit {
 

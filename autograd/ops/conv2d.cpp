@@ -4,6 +4,7 @@
 #include "kernels/conv2d.h"
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
+#include "autograd/ops/conv2d_impl.h"
 #include "kernels/dispatch.h"
 
 namespace nextvit::ops {
@@ -16,21 +17,12 @@ Tensor workspace(const kernels::Conv2dShape& s, Device dev) {
   return floats > 0 ? new_f32({floats}, dev) : Tensor();
 }
 
-// What the profiler files this convolution under (before the checks: a bad weight still has
-// its time counted somewhere).
-profiler::OpKind conv_op_kind(const Variable& weight, const Conv2dOptions& o) {
-  if (!weight.defined() || weight.dim() != 4) return profiler::OpKind::Conv;
-  return profiler::conv_kind(o.groups, weight.size(2), weight.size(3));
-}
-
 }  // namespace
 
-Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
-                const Conv2dOptions& options) {
-  profiler::OpScope scope(conv_op_kind(weight, options));
-  Tensor tx = f32_input(x, "conv2d", "x"), tw = f32_input(weight, "conv2d", "weight");
-  Tensor tb = bias.defined() ? f32_input(bias, "conv2d", "bias") : Tensor();
-  const Device dev = common_device({&x, &weight, &bias}, "conv2d");
+namespace detail {
+
+kernels::Conv2dShape conv2d_shape(const Tensor& tx, const Tensor& tw, const Tensor& tb,
+                                  const Conv2dOptions& options) {
   const std::string xs = shape_str(tx.shape()), ws = shape_str(tw.shape());
   NV_CHECK(tx.dim() == 4, "conv2d: input must be (N, C, H, W), got {}", xs);
   NV_CHECK(tw.dim() == 4, "conv2d: weight must be (Cout, Cin/groups, kh, kw), got {}", ws);
@@ -73,7 +65,25 @@ Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
   s.pad_w = o.pad_w;
   s.groups = o.groups;
 
-  Tensor y = new_f32({N, Cout, s.out_h(), s.out_w()}, dev);
+  return s;
+}
+
+profiler::OpKind conv_op_kind(const Variable& weight, const Conv2dOptions& o) {
+  if (!weight.defined() || weight.dim() != 4) return profiler::OpKind::Conv;
+  return profiler::conv_kind(o.groups, weight.size(2), weight.size(3));
+}
+
+}  // namespace detail
+
+Variable conv2d(const Variable& x, const Variable& weight, const Variable& bias,
+                const Conv2dOptions& options) {
+  profiler::OpScope scope(detail::conv_op_kind(weight, options));
+  Tensor tx = f32_input(x, "conv2d", "x"), tw = f32_input(weight, "conv2d", "weight");
+  Tensor tb = bias.defined() ? f32_input(bias, "conv2d", "bias") : Tensor();
+  const Device dev = common_device({&x, &weight, &bias}, "conv2d");
+  const kernels::Conv2dShape s = detail::conv2d_shape(tx, tw, tb, options);
+
+  Tensor y = new_f32({s.batch, s.out_channels, s.out_h(), s.out_w()}, dev);
   {
     Tensor ws_buf = workspace(s, dev);
     NV_DISPATCH(dev, conv2d_forward, s, tx.data<float>(), tw.data<float>(), f32_or_null(tb),

@@ -85,10 +85,8 @@ void normalize_channel(const BatchNormShape& s, int64_t c, const float* x, doubl
                        float* save_mean, float* save_invstd) {
   save_mean[c] = static_cast<float>(mean);
   save_invstd[c] = static_cast<float>(invstd);
-  const double gamma = weight ? weight[c] : 1.0, beta = bias ? bias[c] : 0.0;
-  const double alpha = invstd * gamma;
-  transform_channel(s, c, x, static_cast<float>(alpha), static_cast<float>(beta - mean * alpha),
-                    relu, y);
+  const BatchNormAffine a = batch_norm_affine(mean, invstd, weight, bias, c);
+  transform_channel(s, c, x, a.alpha, a.beta, relu, y);
 }
 
 }  // namespace
@@ -116,7 +114,7 @@ void batch_norm_forward_eval(const BatchNormShape& s, const float* x, const floa
   parallel_for(s.channels, grain_for(s.count()), [&](int64_t lo, int64_t hi) {
     for (int64_t c = lo; c < hi; ++c) {
       const double mean = running_mean[c];
-      const double invstd = 1.0 / std::sqrt(double(running_var[c]) + double(eps));
+      const double invstd = batch_norm_eval_invstd(running_var[c], eps);
       normalize_channel(s, c, x, mean, invstd, weight, bias, relu, y, save_mean, save_invstd);
     }
   });

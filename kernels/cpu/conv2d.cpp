@@ -36,6 +36,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv_output_pass.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/lane_sums.h"
 #include "kernels/cpu/parallel.h"
@@ -328,29 +329,26 @@ void gather(const Geometry& g, const float* t, int64_t channels, int64_t c0, int
   });
 }
 
-// ...and back: t[n, c0 + r, p] = buf[r, ...] (+ bias[r] when bias is not null).
+// ...and back through the output pass: t[n, c0 + r, p] = pass(channel c0 + r, buf[r, ...]).
 void scatter(const Geometry& g, const float* buf, int64_t channels, int64_t c0, int64_t rows,
-             const Chunk& ch, const float* bias, float* t) {
+             const Chunk& ch, const ConvOutputPass& pass, float* t) {
   const int64_t width = ch.width(), span = ch.span();
   parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const float b = bias ? bias[r] : 0.0f;
       for (int64_t k = 0; k < ch.images; ++k) {
-        const float* src = buf + r * width + k * span;
         float* dst = t + ((ch.n0 + k) * channels + c0 + r) * g.p + ch.p0;
-        for (int64_t q = 0; q < span; ++q) dst[q] = src[q] + b;
+        pass.run(c0 + r, buf + r * width + k * span, dst, span);
       }
     }
   });
 }
 
-// rows of an (rows, ld) block += bias[r].
-void add_bias_rows(const float* bias, int64_t rows, int64_t cols, float* t, int64_t ld) {
+// The output pass in place over output channels [c0, c0 + rows) of an (rows, ld) block.
+void finish_rows(const ConvOutputPass& pass, int64_t c0, int64_t rows, int64_t cols, float* t,
+                 int64_t ld) {
+  if (!pass.needed()) return;
   parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float* row = t + r * ld;
-      for (int64_t q = 0; q < cols; ++q) row[q] += bias[r];
-    }
+    for (int64_t r = r0; r < r1; ++r) pass.run(c0 + r, t + r * ld, t + r * ld, cols);
   });
 }
 
@@ -456,7 +454,8 @@ inline uint32_t lane_bits(int64_t lo, int64_t hi) {
   return below_hi & ~((1u << lo) - 1);
 }
 
-void forward_implicit(const Geometry& g, const float* x, const float* w, const float* b, float* y) {
+void forward_implicit(const Geometry& g, const float* x, const float* w, const ConvOutputPass& pass,
+                      float* y) {
   const Conv2dShape& s = g.s;
   const int64_t G = s.groups, N = s.batch, kh = s.kernel_h, kw = s.kernel_w;
   const int threads = available_threads();
@@ -509,11 +508,10 @@ void forward_implicit(const Geometry& g, const float* x, const float* w, const f
                     yg + oh * g.wo + ow0, g.p);
       }
     }
-    if (b) {
+    if (pass.needed()) {
       for (int64_t co = 0; co < g.cout_g; ++co) {
-        float* row = yg + co * g.p;
-        const float bias = b[grp * g.cout_g + co];
-        for (int64_t q = oh0 * g.wo; q < oh1 * g.wo; ++q) row[q] += bias;
+        float* run = yg + co * g.p + oh0 * g.wo;
+        pass.run(grp * g.cout_g + co, run, run, (oh1 - oh0) * g.wo);
       }
     }
   });
@@ -527,9 +525,15 @@ void conv2d_workspace_floats(const Conv2dShape&, int64_t* floats) {
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
                     float* /*workspace*/) {
+  conv2d_forward_fused(s, x, w, b, Conv2dEpilogue{}, y);
+}
+
+void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, const float* b,
+                          const Conv2dEpilogue& epilogue, float* y) {
   const Geometry g(s);
+  const ConvOutputPass pass(b, epilogue);
   if (use_implicit(g)) {
-    forward_implicit(g, x, w, b, y);
+    forward_implicit(g, x, w, pass, y);
     return;
   }
   const std::vector<Chunk> chunks = plan_chunks(g);
@@ -538,7 +542,6 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
     const Chunk& ch = chunks[item / G];
     const int64_t grp = item % G, width = ch.width();
     const float* wg = w + grp * g.cout_g * g.kg;
-    const float* bg = b ? b + grp * g.cout_g : nullptr;
     // The right-hand matrix: the input itself for a 1x1 kernel read in place, else im2col.
     const float* bmat;
     int64_t ldb;
@@ -559,11 +562,11 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
     if (ch.in_place()) {
       float* yc = y + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
       gemm(false, false, g.cout_g, width, g.kg, 1.0f, wg, g.kg, bmat, ldb, 0.0f, yc, g.p);
-      if (bg) add_bias_rows(bg, g.cout_g, width, yc, g.p);
+      finish_rows(pass, grp * g.cout_g, g.cout_g, width, yc, g.p);
     } else {
       float* out = scratch(1, g.cout_g * width);
       gemm(false, false, g.cout_g, width, g.kg, 1.0f, wg, g.kg, bmat, ldb, 0.0f, out, width);
-      scatter(g, out, cout, grp * g.cout_g, g.cout_g, ch, bg, y);
+      scatter(g, out, cout, grp * g.cout_g, g.cout_g, ch, pass, y);
     }
   });
 }
@@ -641,7 +644,7 @@ void backward_data_pointwise(const Geometry& g, const std::vector<Chunk>& chunks
     } else {
       float* out = scratch(0, g.cin_g * width);
       gemm(true, false, g.cin_g, width, g.cout_g, 1.0f, wg, g.cin_g, dym, lddy, 0.0f, out, width);
-      scatter(g, out, cin, grp * g.cin_g, g.cin_g, ch, nullptr, dx);
+      scatter(g, out, cin, grp * g.cin_g, g.cin_g, ch, ConvOutputPass(nullptr, {}), dx);
     }
   });
 }

@@ -1,0 +1,91 @@
+// conv2d_eval_fused: Conv -> BatchNorm (eval) -> ReLU for inference. How data moves on the CPU:
+// the BatchNorm's per-channel map is first reduced to y = alpha * x + beta (the same alpha and
+// beta, in the same float operations, as the BatchNorm kernel), and the convolution kernel
+// applies it and the ReLU to each block of output right after its GEMM wrote the block
+// (kernels/cpu/conv_output_pass.h), instead of two more passes over new tensors.
+#include "autograd/op_utils.h"
+#include "autograd/ops.h"
+#include "autograd/ops/conv2d_impl.h"
+#include "kernels/batch_norm_stats.h"
+#include "kernels/conv2d.h"
+
+namespace nextvit::ops {
+namespace {
+
+// The separate ops, for CUDA and whenever a gradient is recorded.
+Variable unfused(const Variable& x, const Variable& weight, const Variable& bias,
+                 const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu) {
+  Variable y = conv2d(x, weight, bias, options);
+  if (bn != nullptr) {
+    BatchNormOptions o;
+    o.training = false;
+    o.eps = bn->eps;
+    return relu ? batch_norm_relu(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, o)
+                : batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, o);
+  }
+  return relu ? ops::relu(y) : y;
+}
+
+bool records_gradient(std::initializer_list<const Variable*> inputs) {
+  if (!grad_enabled()) return false;
+  for (const Variable* v : inputs) {
+    if (v->defined() && v->requires_grad()) return true;
+  }
+  return false;
+}
+
+// The BatchNorm's (alpha, beta) per channel, as host vectors.
+void eval_affine(const EvalBatchNorm& bn, int64_t channels, std::vector<float>& alpha,
+                 std::vector<float>& beta) {
+  auto host = [&](const Tensor& t, const char* what) {
+    NV_CHECK(t.defined() && t.dtype() == DType::F32 && t.numel() == channels,
+             "conv2d_eval_fused: BatchNorm {} must be f32 of {} values (one per output channel)",
+             what, channels);
+    return t.to_vector();
+  };
+  const std::vector<float> mean = host(bn.running_mean, "running_mean");
+  const std::vector<float> var = host(bn.running_var, "running_var");
+  std::vector<float> gamma, shift;
+  if (bn.weight.defined()) gamma = host(bn.weight.data(), "weight");
+  if (bn.bias.defined()) shift = host(bn.bias.data(), "bias");
+  alpha.resize(static_cast<size_t>(channels));
+  beta.resize(static_cast<size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c) {
+    const kernels::BatchNormAffine a = kernels::batch_norm_affine(
+        mean[c], kernels::batch_norm_eval_invstd(var[c], bn.eps),
+        gamma.empty() ? nullptr : gamma.data(), shift.empty() ? nullptr : shift.data(), c);
+    alpha[c] = a.alpha;
+    beta[c] = a.beta;
+  }
+}
+
+}  // namespace
+
+Variable conv2d_eval_fused(const Variable& x, const Variable& weight, const Variable& bias,
+                           const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu) {
+  const Variable none;
+  const Variable& bn_weight = bn ? bn->weight : none;
+  const Variable& bn_bias = bn ? bn->bias : none;
+  const Device dev = common_device({&x, &weight, &bias, &bn_weight, &bn_bias}, "conv2d_eval_fused");
+  if (!dev.is_cpu() || records_gradient({&x, &weight, &bias, &bn_weight, &bn_bias})) {
+    return unfused(x, weight, bias, options, bn, relu);
+  }
+  profiler::OpScope scope(detail::conv_op_kind(weight, options));
+  Tensor tx = f32_input(x, "conv2d", "x"), tw = f32_input(weight, "conv2d", "weight");
+  Tensor tb = bias.defined() ? f32_input(bias, "conv2d", "bias") : Tensor();
+  const kernels::Conv2dShape s = detail::conv2d_shape(tx, tw, tb, options);
+  std::vector<float> alpha, beta;
+  kernels::cpu::Conv2dEpilogue epilogue;
+  if (bn != nullptr) {
+    eval_affine(*bn, s.out_channels, alpha, beta);
+    epilogue.scale = alpha.data();
+    epilogue.shift = beta.data();
+  }
+  epilogue.relu = relu;
+  Tensor y = new_f32({s.batch, s.out_channels, s.out_h(), s.out_w()}, dev);
+  kernels::cpu::conv2d_forward_fused(s, tx.data<float>(), tw.data<float>(), f32_or_null(tb),
+                                     epilogue, y.data<float>());
+  return Variable(y);
+}
+
+}  // namespace nextvit::ops

@@ -1,0 +1,20 @@
+#include "layers/conv_bn.h"
+
+namespace nextvit {
+
+Variable conv_bn(const Conv2d& conv, BatchNorm& bn, const Variable& x, bool relu) {
+  if (bn.is_training())
+    return relu ? bn.forward_relu(conv.forward(x)) : bn.forward(conv.forward(x));
+  if (bn.folded()) {
+    return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), nullptr, relu);
+  }
+  ops::EvalBatchNorm eval{bn.weight(), bn.bias(), bn.running_mean(), bn.running_var(), bn.eps()};
+  return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), &eval, relu);
+}
+
+Variable conv_relu(const Conv2d& conv, const Variable& x) {
+  if (conv.is_training()) return ops::relu(conv.forward(x));
+  return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), nullptr, true);
+}
+
+}  // namespace nextvit

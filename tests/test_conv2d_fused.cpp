@@ -1,0 +1,121 @@
+// ops::conv2d_eval_fused (eval-mode Conv -> BatchNorm -> ReLU in the convolution's output pass)
+// against the separate ops it replaces, on every path of the CPU forward (1x1 read in place,
+// small images gathered and scattered, im2col, implicit GEMM, groups), batch 1 and > 1, one
+// and two threads; its fallback when a gradient is recorded; and whole models in eval mode,
+// as trained and folded for deployment.
+#include <omp.h>
+
+#include "autograd/ops.h"
+#include "models/deploy.h"
+#include "models/nextvit.h"
+#include "test_util.h"
+
+using namespace nextvit;
+
+namespace {
+
+struct Case {
+  int64_t n, cin, h, w, cout, k, stride, pad, groups;
+};
+
+// Random BatchNorm parameters and statistics for `c` channels (variances in [0.5, 2)).
+ops::EvalBatchNorm random_bn(int64_t c, uint64_t seed) {
+  ops::EvalBatchNorm bn;
+  bn.weight = Variable(test::seeded_tensor({c}, seed, 0.5f, 1.5f));
+  bn.bias = Variable(test::seeded_tensor({c}, seed + 1));
+  bn.running_mean = test::seeded_tensor({c}, seed + 2);
+  bn.running_var = test::seeded_tensor({c}, seed + 3, 0.5f, 2.0f);
+  return bn;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_eval_fused: equals conv2d, batch_norm (eval) and relu run separately",
+          "[conv2d][batch_norm]") {
+  const std::vector<Case> cases = {
+      {1, 8, 16, 16, 12, 1, 1, 0, 1},   // 1x1 read in place (256 positions)
+      {3, 16, 7, 7, 24, 1, 1, 0, 1},    // 1x1, small images gathered and scattered
+      {2, 3, 9, 11, 8, 3, 2, 1, 1},     // im2col, stride 2
+      {2, 4, 30, 30, 16, 3, 1, 1, 1},   // stride 1, wide rows: implicit GEMM on AVX-512
+      {2, 32, 6, 6, 32, 3, 1, 1, 4},    // grouped 3x3 (MHCA)
+      {1, 16, 14, 14, 16, 3, 1, 1, 1},  // batch 1, im2col
+  };
+  const int saved = omp_get_max_threads();
+  uint64_t seed = 10;
+  for (const Case& c : cases) {
+    const Variable x(test::seeded_tensor({c.n, c.cin, c.h, c.w}, seed++));
+    const Variable w(test::seeded_tensor({c.cout, c.cin / c.groups, c.k, c.k}, seed++));
+    const Variable b(test::seeded_tensor({c.cout}, seed++));
+    const ops::EvalBatchNorm bn = random_bn(c.cout, seed += 4);
+    const auto opt = ops::Conv2dOptions::make(c.stride, c.pad, c.groups);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      for (bool with_bias : {false, true}) {
+        for (bool with_bn : {false, true}) {
+          for (bool relu : {false, true}) {
+            const Variable& bias = with_bias ? b : Variable();
+            INFO("case n=" << c.n << " cin=" << c.cin << " " << c.h << "x" << c.w << " k=" << c.k
+                           << " stride=" << c.stride << " groups=" << c.groups
+                           << " threads=" << threads << " bias=" << with_bias << " bn=" << with_bn
+                           << " relu=" << relu);
+            NoGradGuard no_grad;
+            Variable expected = ops::conv2d(x, w, bias, opt);
+            if (with_bn) {
+              ops::BatchNormOptions o;
+              o.eps = bn.eps;
+              expected =
+                  ops::batch_norm(expected, bn.weight, bn.bias, bn.running_mean, bn.running_var, o);
+            }
+            if (relu) expected = ops::relu(expected);
+            const Variable fused =
+                ops::conv2d_eval_fused(x, w, bias, opt, with_bn ? &bn : nullptr, relu);
+            NV_REQUIRE_CLOSE(fused.data(), expected.data(), 1e-6, 1e-7);
+          }
+        }
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("conv2d_eval_fused: records the separate ops when a gradient is wanted",
+          "[conv2d][batch_norm]") {
+  const Variable x(test::seeded_tensor({2, 4, 5, 5}, 1), /*requires_grad=*/true);
+  const Variable w(test::seeded_tensor({6, 4, 3, 3}, 2), /*requires_grad=*/true);
+  const ops::EvalBatchNorm bn = random_bn(6, 3);
+  const auto opt = ops::Conv2dOptions::make(1, 1, 1);
+  Variable fused = ops::conv2d_eval_fused(x, w, Variable(), opt, &bn, true);
+  REQUIRE(fused.requires_grad());
+  ops::sum(fused).backward();
+  const Tensor dx = x.grad(), dw = w.grad();
+  x.zero_grad();
+  w.zero_grad();
+  ops::BatchNormOptions o;
+  Variable separate = ops::relu(ops::batch_norm(ops::conv2d(x, w, Variable(), opt), bn.weight,
+                                                bn.bias, bn.running_mean, bn.running_var, o));
+  ops::sum(separate).backward();
+  NV_REQUIRE_CLOSE(fused.data(), separate.data(), 0.0, 0.0);
+  NV_REQUIRE_CLOSE(dx, x.grad(), 0.0, 0.0);
+  NV_REQUIRE_CLOSE(dw, w.grad(), 0.0, 0.0);
+}
+
+TEST_CASE(
+    "conv2d_eval_fused: a reduced model in eval mode, as trained and folded, gives the "
+    "unfused outputs",
+    "[model][deploy]") {
+  NextViT model(test::reduced_config("fused", 3, 10), 5);
+  Generator g(5);
+  // Non-trivial BatchNorm statistics: a few training batches.
+  for (int i = 0; i < 2; ++i) (void)model.forward(Variable(test::random_tensor({4, 3, 32, 32}, g)));
+  model.eval();
+  const Tensor x = test::random_tensor({2, 3, 32, 32}, g);
+  for (bool folded : {false, true}) {
+    if (folded) fold_batch_norms(model);
+    INFO("folded=" << folded);
+    // With grad enabled the parameters require gradients: every layer runs unfused.
+    const Tensor unfused = model.forward(Variable(x)).data();
+    NoGradGuard no_grad;
+    const Tensor fused = model.forward(Variable(x)).data();
+    NV_REQUIRE_CLOSE(fused, unfused, 1e-5, 1e-5 * test::max_abs(unfused));
+  }
+}
