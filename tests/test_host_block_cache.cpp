@@ -58,7 +58,8 @@ TEST_CASE("host block cache: a freed block serves the next request of its size c
   CHECK(host_block_cache_stats().cached_bytes == 0);
 }
 
-TEST_CASE("host block cache: a miss gives back cached memory first; the bound holds", "[core]") {
+TEST_CASE("host block cache: a miss gives back cached memory first, and the bound holds",
+          "[core]") {
   if (host_block_cache_limit() == 0) {
     WARN("skipped: the host block cache is off in AddressSanitizer builds");
     return;
