@@ -1,9 +1,6 @@
 #include "core/allocator.h"
 
 #include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include <cstdlib>
 #include <new>
@@ -29,18 +26,6 @@ namespace {
 // library (rounded up to the alignment, as std::aligned_alloc requires).
 class CpuAllocator final : public Allocator {
  public:
-  CpuAllocator() {
-#ifdef __GLIBC__
-    // glibc maps a block above its mmap threshold afresh (and unmaps it on free). The threshold
-    // starts at 128 KiB and only rises when such a block is freed; large blocks now return to
-    // the block cache instead, so it would stay at 128 KiB and every tensor between that and
-    // 4 MiB would be page-faulted in anew on each use. Fix it where the cache takes over, and
-    // trim the heap only above twice that (glibc's own rule when the threshold moves).
-    mallopt(M_MMAP_THRESHOLD, static_cast<int>(kHostCacheMinBytes));
-    mallopt(M_TRIM_THRESHOLD, static_cast<int>(2 * kHostCacheMinBytes));
-#endif
-  }
-
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;
     // Linux overcommits: a request far beyond the machine's memory may "succeed" and the
@@ -61,9 +46,7 @@ class CpuAllocator final : public Allocator {
       std::free(ptr);
     }
   }
-  const char* name() const override {
-    return "cpu";
-  }
+  const char* name() const override { return "cpu"; }
 };
 
 CpuAllocator g_cpu_allocator;

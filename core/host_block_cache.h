@@ -17,15 +17,17 @@
 // highest value so far, so that the peak grows only when the live bytes alone do (as with the
 // C library); and the cache never holds more than host_block_cache_limit() bytes (a block
 // freed beyond that is unmapped). Thread-safe. Built with AddressSanitizer, the cache is off
-// (blocks come from the C library), so that overflows and use after free of large tensors are still
-// caught.
+// (blocks come from the C library), so that overflows and use after free of large tensors are
+// still caught.
 #include <cstddef>
 
 namespace nextvit {
 
 // The CPU allocator (core/allocator.cpp) takes blocks of this size and more from here.
-// Smaller blocks stay with the C library, which reuses them well (a Next-ViT-S forward at
-// batch 1, whose tensors are all below 4 MiB, faulted 3x more pages through this cache).
+// Smaller blocks stay with the C library, whose heap reuses them well: with a 1 MiB threshold
+// a Next-ViT-S forward at batch 1 (tensors of 0.1-3.2 MiB) faulted in ~4k pages per call and
+// spent more system time, and fixing glibc's mmap threshold (mallopt) instead cost +40 MiB of
+// peak memory there (bench/results/2026-12-02-cpu-cputrain-before-after.txt).
 constexpr size_t kHostCacheMinBytes = size_t{4} << 20;
 
 // A block of at least `bytes` (any size; the allocator asks for >= kHostCacheMinBytes),
