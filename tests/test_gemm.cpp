@@ -170,6 +170,36 @@ TEST_CASE("gemm: an in-place B whose rows span many pages takes the packing path
   }
 }
 
+TEST_CASE("gemm: narrow C (the dot-product path) on edge shapes, threads and transposes",
+          "[gemm]") {
+  // A not transposed, K >= 128 and N leaving more than a tenth of the blocked tiles' lanes empty
+  // take the dot path (kernels/cpu/gemm_dot.h) on AVX-512 (N = 49, 100, 196) and AVX2 (49, 100):
+  // rows not a multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4
+  // (AVX2), K not a multiple of 16 or 8 (masked tail), op(B)^T read in place (trans_b) or
+  // copied; every case also with a transposed A (blocked path) as a cross-check. The large ones
+  // (> 1 M multiply-adds) split rows across two threads.
+  Generator g(16);
+  const std::vector<std::array<int64_t, 3>> shapes = {
+      {10, 49, 200}, {2, 1, 130}, {4, 5, 129}, {8, 13, 144}, {23, 100, 131},
+      {301, 49, 96 * 8}, {61, 196, 385}};
+  const int saved = omp_get_max_threads();
+  for (GemmIsa isa : isas()) {
+    IsaGuard guard(isa);
+    int variant = 0;
+    for (const auto& s : shapes) {
+      for (int t = 0; t < 4; ++t, ++variant) {
+        Case c{s[0], s[1], s[2], (t & 2) != 0, (t & 1) != 0};
+        c.alpha = variant % 2 == 0 ? 1.0f : -0.75f;
+        c.beta = variant % 3 == 0 ? 0.0f : 0.5f;  // beta = 0: C holds NaN and must not be read
+        if (variant % 2 == 1) c.pad_a = 5, c.pad_b = 3, c.pad_c = 1;
+        omp_set_num_threads(1 + variant % 2);
+        run_case(c, g);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
 TEST_CASE("gemm: K = 0 or alpha = 0 only scales C, M or N = 0 touches nothing", "[gemm]") {
   std::vector<float> C = {kNaN, kNaN, kNaN, kNaN};
   kernels::cpu::gemm(false, false, 2, 2, 0, 1.0f, nullptr, 0, nullptr, 2, 0.0f, C.data(), 2);
