@@ -170,18 +170,19 @@ TEST_CASE("gemm: an in-place B whose rows span many pages takes the packing path
   }
 }
 
-TEST_CASE("gemm: narrow C (the dot-product path) on edge shapes, threads and transposes",
+TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and threads",
           "[gemm]") {
-  // A not transposed, K >= 128 and N leaving more than a tenth of the blocked tiles' lanes empty
-  // take the dot path (kernels/cpu/gemm_dot.h) on AVX-512 (N = 49, 100, 196) and AVX2 (49, 100):
-  // rows not a multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4
-  // (AVX2), K not a multiple of 16 or 8 (masked tail), op(B)^T read in place (trans_b) or
-  // copied; every case also with a transposed A (blocked path) as a cross-check. The large ones
-  // (> 1 M multiply-adds) split rows across two threads.
+  // A not transposed, K >= 128 and N leaving more than a fifth of the blocked tiles' lanes
+  // empty take the dot path (kernels/cpu/gemm_dot.h; N = 1, 5, 13, 49, 100 here): rows not a
+  // multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4 (AVX2), K not a
+  // multiple of 16 or 8 (masked tail), op(B)^T read in place (trans_b) or copied. N = 196 on
+  // AVX-512 (224 lanes) with M = 61 takes the transposed path (C^T computed, then turned round
+  // into C), with every transpose. The others with a transposed A take the blocked path, a
+  // cross-check. The large ones (> 1 M multiply-adds) run on one and on two threads.
   Generator g(16);
   const std::vector<std::array<int64_t, 3>> shapes = {
-      {10, 49, 200}, {2, 1, 130}, {4, 5, 129}, {8, 13, 144}, {23, 100, 131},
-      {301, 49, 96 * 8}, {61, 196, 385}};
+      {10, 49, 200},  {2, 1, 130},       {4, 5, 129},   {8, 13, 144},
+      {23, 100, 131}, {301, 49, 96 * 8}, {61, 196, 385}};
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
     IsaGuard guard(isa);

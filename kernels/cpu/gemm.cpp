@@ -583,8 +583,7 @@ constexpr int64_t kTransposedMaxFloats = 4 << 20;
 
 bool use_transposed(const Config& cfg, const Problem& p) {
   return p.M * p.N <= kTransposedMaxFloats && lane_fill(p.N, cfg.nr) < 0.9 &&
-         lane_fill(p.M, cfg.nr) > lane_fill(p.N, cfg.nr) + 0.05 &&
-         lane_fill(p.N, cfg.mr) >= 0.9;
+         lane_fill(p.M, cfg.nr) > lane_fill(p.N, cfg.nr) + 0.05 && lane_fill(p.N, cfg.mr) >= 0.9;
 }
 
 // Rows [i0, i1) of C = alpha * T^T + beta * C, T (N x M) at t with leading dimension M (C not
@@ -623,8 +622,20 @@ void store_transposed(const Problem& p, const float* t, int64_t i0, int64_t i1) 
 void run_transposed(const Config& cfg, const Problem& p, int threads) {
   PackBuffers& buf = thread_buffers();
   float* t = PackBuffers::grow(buf.c, buf.c_size, static_cast<size_t>(p.M * p.N));
-  const Problem flipped{!p.trans_b, !p.trans_a, p.N, p.M, p.K,    1.0f, p.B, p.ldb,
-                        p.A,        p.lda,      0.0f, t,   p.M};
+  // C^T (N x M) = op(B)^T op(A)^T: the operands swap places and transposes.
+  Problem flipped = p;
+  flipped.trans_a = !p.trans_b;
+  flipped.trans_b = !p.trans_a;
+  flipped.M = p.N;
+  flipped.N = p.M;
+  flipped.A = p.B;
+  flipped.lda = p.ldb;
+  flipped.B = p.A;
+  flipped.ldb = p.lda;
+  flipped.alpha = 1.0f;
+  flipped.beta = 0.0f;
+  flipped.C = t;
+  flipped.ldc = p.M;
   run_blocked(cfg, flipped, threads);
   const double macs = double(p.M) * double(p.N) * double(p.K);
   if (threads <= 1 || macs < kParallelMinMacs) {

@@ -156,12 +156,14 @@ void dot_kernel_avx2(int64_t K, const float* a, int64_t lda, const float* bt, in
     }
   }
   if (k < K) {
-    const __m256i m =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kDotMask + 8 - (K - k)));
+    const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kDotMask + 8 - (K - k)));
     __m256 av[ROWS];
+#pragma GCC unroll 8
     for (int r = 0; r < ROWS; ++r) av[r] = _mm256_maskload_ps(a + r * lda + k, m);
+#pragma GCC unroll 8
     for (int q = 0; q < COLS; ++q) {
       const __m256 bv = _mm256_maskload_ps(bt + q * ldbt + k, m);
+#pragma GCC unroll 8
       for (int r = 0; r < ROWS; ++r) acc[r][q] = _mm256_fmadd_ps(av[r], bv, acc[r][q]);
     }
   }
