@@ -28,6 +28,14 @@
 // few panels of A use each element of B, packing B would cost more than it saves, and the
 // micro-kernel reads a non-transposed B in place instead (the "direct B" mode).
 //
+// Narrow C. With few columns the N-wide vector lanes of the tiles run half empty, so two other
+// paths take over (see "the dot path" and "the transposed path" below):
+//   - N so small that a fifth of the lanes would idle (N = 49, a 1x1 convolution on a 7 x 7
+//     map): dot products along K (kernels/cpu/gemm_dot.h): A is read in place, op(B)^T (N x K,
+//     small) is copied once, and each element of C is a horizontal sum of K-lane vectors;
+//   - N filling the lanes less well than M would (N = 196 with M = 1152): C^T = op(B)^T op(A)^T
+//     by the blocked product into a scratch buffer, then transposed into C with alpha and beta.
+//
 // Threads. With T OpenMP threads C is split into a tm x tn grid of rectangles (tm * tn = T),
 // chosen to balance the padded work and the packing each thread repeats; every thread runs the
 // whole blocked loop on its rectangle with its own pack buffers, so threads never wait on each
@@ -35,9 +43,11 @@
 // the product runs on the calling thread only: no oversubscription.
 //
 // Micro-kernels (kernels/cpu/gemm_micro_kernel.h): AVX-512 14 x 32, AVX2+FMA 6 x 16, and a
-// portable 8 x 12 in vector extensions (NEON on aarch64). On x86 the family is chosen at run
-// time: AVX-512 when the CPU has it, else AVX2; NEXTVIT_CPU_ISA=avx512|avx2|portable forces one
-// (kernels/gemm.h). Elsewhere only the portable family is compiled.
+// portable 8 x 12 in vector extensions (NEON on aarch64); dot-product tiles of 3 x 7 (AVX-512)
+// and 3 x 4 (AVX2) for the dot path (the portable family has none: it uses the other paths). On x86
+// the family is chosen at run time: AVX-512 when the CPU has it, else AVX2;
+// NEXTVIT_CPU_ISA=avx512|avx2|portable forces one (kernels/gemm.h). Elsewhere only the portable
+// family is compiled.
 #include "kernels/gemm.h"
 
 #include <omp.h>
