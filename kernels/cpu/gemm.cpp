@@ -501,10 +501,14 @@ void dot_rect(const DotConfig& d, const Problem& p, const float* bt, int64_t ldb
               int64_t m1) {
   const int64_t block =
       std::max<int64_t>(1, kDotBlockBytes / (p.K * int64_t(sizeof(float))) / d.rows) * d.rows;
+  // Columns in groups of nearly equal width (49 = 10 x 4 + 3 x 3 for 4-wide tiles, not 12 x 4 +
+  // 1): a 1-column tile has too few accumulators to hide the FMA latency.
+  const int64_t groups = ceil_div(p.N, d.cols);
   for (int64_t i0 = m0; i0 < m1; i0 += block) {
     const int64_t i1 = std::min(m1, i0 + block);
-    for (int64_t j = 0; j < p.N; j += d.cols) {
-      const int c = static_cast<int>(std::min<int64_t>(d.cols, p.N - j));
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t j = p.N * g / groups;
+      const int c = static_cast<int>(p.N * (g + 1) / groups - j);
       for (int64_t i = i0; i < i1; i += d.rows) {
         const int r = static_cast<int>(std::min<int64_t>(d.rows, i1 - i));
         d.kernels[(r - 1) * d.cols + c - 1](p.K, p.A + i * p.lda, p.lda, bt + j * ldbt, ldbt,
