@@ -608,10 +608,10 @@ void store_transposed(const Problem& p, const float* t, int64_t i0, int64_t i1) 
     const float v = p.alpha * t[j * p.M + i];
     *c = p.beta == 0.0f ? v : v + p.beta * *c;
   };
-  int64_t i8 = i0, n8 = 0;
+  int64_t i8 = i0;  // rows below i8 are done in 8 x 8 blocks
 #if NEXTVIT_CPU_X86
   i8 = i0 + (i1 - i0) / 8 * 8;
-  n8 = p.N / 8 * 8;
+  const int64_t n8 = p.N / 8 * 8;
   const __m256 va = _mm256_set1_ps(p.alpha), vb = _mm256_set1_ps(p.beta);
   for (int64_t i = i0; i < i8; i += 8) {
     for (int64_t j = 0; j < n8; j += 8) {
