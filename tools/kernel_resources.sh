@@ -4,6 +4,8 @@
 # occupancy they allow on an H100/H200 SM. Writes a Markdown table and JSON to bench/results/.
 #
 #   tools/kernel_resources.sh [DATE]        (DATE defaults to today, YYYY-MM-DD)
+#   tools/kernel_resources.sh --check       (CI: the table into a temporary folder; exit 1 if
+#                                            any instantiation spills)
 #
 # Needs nvcc (/usr/local/cuda/bin/nvcc or on PATH), g++, c++filt and python3; no GPU. Compiles
 # with the real build's CUDA flags (CMakeLists.txt): -std=c++17 --expt-relaxed-constexpr
@@ -17,6 +19,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+check=0
+if [[ "${1:-}" == --check ]]; then check=1; shift; fi
 date="${1:-$(date +%F)}"
 out_dir="$root/bench/results"
 nvcc="${NVCC:-}"
@@ -30,6 +34,7 @@ done
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+(( check )) && out_dir="$work/out"
 files=(grouped_conv3x3.cu batch_norm.cu pooled_attention.cu softmax.cu)
 
 # 1. The launch configurations of the dynamic-shared-memory kernels, from the launch code's own
@@ -247,4 +252,8 @@ with open(stem + ".md", "w") as md:
                  f"{r['stack']} | {r['static_smem']} | {r['dynamic_smem']} | "
                  f"{r['blocks_per_sm']} | {r['occupancy'] * 100:.1f} % | {r['limiter']} |\n")
 print(f"kernel_resources: {len(rows)} rows, {len(spills)} with spills -> {stem}.md, {stem}.json")
+for r in spills:
+    print(f"kernel_resources: SPILLS in {r['file']} {r['kernel']}: {r['spill_stores']} bytes stored, "
+          f"{r['spill_loads']} loaded", file=sys.stderr)
+sys.exit(1 if spills else 0)
 EOF

@@ -28,8 +28,17 @@ using namespace pattn;
 
 constexpr unsigned kFull = 0xffffffffu;
 
+// Blocks per SM the forward asks ptxas to fit: 8 (2048 threads, full occupancy) where its
+// shared memory allows that many, else 3 (d 32 with 256 keys: 66 KB each). Left to itself ptxas
+// gave forward_kernel<16, 4> 48 registers and 20 bytes of spills; held to 32 it spills nothing
+// (tools/kernel_resources.sh).
 template <int D, int KPL>
-__global__ void __launch_bounds__(kThreads)
+constexpr int forward_min_blocks() {
+  return D * KPL >= 256 ? 3 : 8;
+}
+
+template <int D, int KPL>
+__global__ void __launch_bounds__(kThreads, forward_min_blocks<D, KPL>())
     forward_kernel(FwdLayout L, int64_t heads, float scale, const float* __restrict__ q,
                    const float* __restrict__ k, const float* __restrict__ v,
                    float* __restrict__ out, float* __restrict__ probs) {

@@ -172,14 +172,15 @@ void DataParallel::finish_buckets() {
   const auto t0 = Clock::now();
   for (Bucket& b : buckets_) b.pending->wait();
   *comm_seconds_ += seconds_since(t0);
+  // The average: one scaling per bucket (one kernel on a device), then plain copies back (on a
+  // device, stream-ordered memcpys). Same float operations as scaling each gradient after it.
   const float inv = 1.0f / float(size());
   for (Bucket& b : buckets_) {
+    ops::scale_(b.buffer, inv);
     for (size_t k = 0; k < b.params.size(); ++k) {
       if (!b.filled[k]) continue;
-      const Variable& p = b.params[k];
-      Tensor g = p.grad();
+      Tensor g = b.params[k].grad();
       g.copy_(b.buffer.narrow(0, b.offsets[k], g.numel()).view(g.shape()));
-      ops::scale_(g, inv);
     }
   }
 }
