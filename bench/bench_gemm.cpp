@@ -13,7 +13,9 @@
 //
 // Times are the best of repeated runs for both sides (see best_seconds).
 //
-// Usage: bench_gemm [--quick] [--no-torch] [--no-conv]
+// Usage: bench_gemm [--quick] [--no-torch] [--no-conv] [--threads N] [--only TEXT]
+//   --threads N: only that thread count (default: 1 and 2); --only TEXT: only the GEMM shapes
+//   whose name contains TEXT (to compare two builds on one shape).
 #include <omp.h>
 #include <unistd.h>
 
@@ -48,7 +50,9 @@ struct Shape3 {
 // The products behind Next-ViT-S at 224 x 224, batch 1 (1x1 convs are W (Cout, Cin) times
 // X (Cin, H*W); grouped 3x3 convs are W_g (32, 288) times im2col (288, H*W) per group; the
 // E-MHSA projections are tokens (N, C) times W^T), plus the backward products of a 1x1 conv and
-// two square sizes for reference.
+// two square sizes for reference. The stem's 3x3 convolution at 112 x 112 runs as implicit GEMM
+// on AVX-512 (gemm_rows_b, timed in the conv table); elsewhere kernels/cpu/conv2d cuts its
+// im2col into chunks of 224 columns (a 512 KiB buffer), one product of 32 x 224 x 576 each.
 const std::vector<Shape3> kShapes = {
     {"conv1x1 96->288 @56x56", 288, 3136, 96, false, false},
     {"conv1x1 288->96 @56x56", 96, 3136, 288, false, false},
@@ -57,7 +61,7 @@ const std::vector<Shape3> kShapes = {
     {"conv1x1 1152->384 @14x14", 384, 196, 1152, false, false},
     {"conv1x1 768->2304 @7x7", 2304, 49, 768, false, false},
     {"mhca 3x3 group im2col @56x56", 32, 3136, 288, false, false},
-    {"stem 3x3 64->32 im2col @112", 32, 12544, 576, false, false},
+    {"stem 3x3 64->32 im2col chunk", 32, 224, 576, false, false},
     {"linear x W^T 784x256x256", 784, 256, 256, false, true},
     {"linear x W^T 196x512x512", 196, 512, 512, false, true},
     {"conv1x1 dX = W^T dY @56x56", 96, 3136, 288, true, false},
@@ -93,12 +97,14 @@ float chain_256(int64_t n) {
   return _mm256_cvtss_f32(x);
 }
 
-// The best of three chains of 40 M FMAs (~45 ms each): other processes only slow it down.
+// The fastest of 400 chains of 250 k FMAs (~0.3 ms each, ~0.15 s in all). Short chains, because
+// on a shared machine a long one is almost always interrupted by another process, which only
+// ever lowers the figure (and would inflate the % of peak); one of many short chains runs
+// whole, at the clock the core has while it runs.
 double measure_ghz(bool avx512) {
   double best = 0;
-  for (int r = 0; r < 3; ++r) {
-    best =
-        std::max(best, avx512 ? ghz_from(40'000'000, chain_512) : ghz_from(40'000'000, chain_256));
+  for (int r = 0; r < 400; ++r) {
+    best = std::max(best, avx512 ? ghz_from(250'000, chain_512) : ghz_from(250'000, chain_256));
   }
   return best;
 }
@@ -121,16 +127,28 @@ double best_seconds(const std::function<void()>& f, bool quick) {
   return bench::time_it(f, 2, runs).min_ms / 1e3;
 }
 
+// n floats, 64-byte aligned like every tensor of the framework (core/allocator.cpp): a kernel
+// that reads rows in place runs at the speed it has in the model.
+struct AlignedFloats {
+  float* p;
+  explicit AlignedFloats(size_t n)
+      : p(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {}
+  ~AlignedFloats() { std::free(p); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+};
+
 double time_gemm(const Shape3& s, bool quick) {
   const int64_t rows_a = s.ta ? s.K : s.M, cols_a = s.ta ? s.M : s.K;
   const int64_t rows_b = s.tb ? s.N : s.K, cols_b = s.tb ? s.K : s.N;
-  std::vector<float> A(rows_a * cols_a), B(rows_b * cols_b), C(s.M * s.N);
-  for (size_t i = 0; i < A.size(); ++i) A[i] = float((i * 7 + 3) % 13) / 13.0f - 0.5f;
-  for (size_t i = 0; i < B.size(); ++i) B[i] = float((i * 5 + 1) % 11) / 11.0f - 0.5f;
+  const size_t na = size_t(rows_a * cols_a), nb = size_t(rows_b * cols_b);
+  AlignedFloats A(na), B(nb), C(size_t(s.M * s.N));
+  for (size_t i = 0; i < na; ++i) A.p[i] = float((i * 7 + 3) % 13) / 13.0f - 0.5f;
+  for (size_t i = 0; i < nb; ++i) B.p[i] = float((i * 5 + 1) % 11) / 11.0f - 0.5f;
   return best_seconds(
       [&] {
-        kernels::cpu::gemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), cols_a, B.data(), cols_b,
-                           0.0f, C.data(), s.N);
+        kernels::cpu::gemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.p, cols_a, B.p, cols_b, 0.0f, C.p,
+                           s.N);
       },
       quick);
 }
@@ -269,11 +287,15 @@ std::map<int, std::vector<double>> torch_conv(int threads, bool quick) {
 
 int main(int argc, char** argv) {
   bool quick = false, torch = true, conv = true;
+  std::vector<int> thread_counts = {1, 2};
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
     if (a == "--no-torch") torch = false;
     if (a == "--no-conv") conv = false;
+    if (a == "--threads" && i + 1 < argc) thread_counts = {std::atoi(argv[++i])};
+    if (a == "--only" && i + 1 < argc) only = argv[++i];
   }
   const auto isa = kernels::cpu::gemm_isa();
   const int lanes = isa == kernels::cpu::GemmIsa::kAvx512 ? 16 : 8;
@@ -290,7 +312,7 @@ int main(int argc, char** argv) {
       "GFLOP/s per thread\n\n",
       ghz, flops_per_cycle, lanes, ghz * flops_per_cycle);
 
-  for (int threads : {1, 2}) {
+  for (int threads : thread_counts) {
     omp_set_num_threads(threads);
     std::map<int, std::vector<double>> tt;
     if (torch) tt = torch_gemm(threads, quick);
@@ -300,6 +322,7 @@ int main(int argc, char** argv) {
                 "ours ms", "GFLOP/s", "%peak", "torch ms", "ours/torch");
     for (size_t i = 0; i < kShapes.size(); ++i) {
       const Shape3& s = kShapes[i];
+      if (std::string(s.name).find(only) == std::string::npos) continue;
       const double sec = time_gemm(s, quick);
       const double gf = 2.0 * double(s.M) * double(s.N) * double(s.K) / sec / 1e9;
       const double peak = threads * ghz * flops_per_cycle;

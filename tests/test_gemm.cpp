@@ -170,6 +170,37 @@ TEST_CASE("gemm: an in-place B whose rows span many pages takes the packing path
   }
 }
 
+TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and threads",
+          "[gemm]") {
+  // A not transposed, K >= 128 and N leaving more than a fifth of the blocked tiles' lanes
+  // empty take the dot path (kernels/cpu/gemm_dot.h; N = 1, 5, 13, 49, 100 here): rows not a
+  // multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4 (AVX2), K not a
+  // multiple of 16 or 8 (masked tail), op(B)^T read in place (trans_b) or copied. N = 196 on
+  // AVX-512 (224 lanes) with M = 61 takes the transposed path (C^T computed, then turned round
+  // into C), with every transpose. The others with a transposed A take the blocked path, a
+  // cross-check. The large ones (> 1 M multiply-adds) run on one and on two threads.
+  Generator g(16);
+  const std::vector<std::array<int64_t, 3>> shapes = {
+      {10, 49, 200},  {2, 1, 130},       {4, 5, 129},   {8, 13, 144},
+      {23, 100, 131}, {121, 49, 96 * 8}, {61, 196, 385}};
+  const int saved = omp_get_max_threads();
+  for (GemmIsa isa : isas()) {
+    IsaGuard guard(isa);
+    int variant = 0;
+    for (const auto& s : shapes) {
+      for (int t = 0; t < 4; ++t, ++variant) {
+        Case c{s[0], s[1], s[2], (t & 2) != 0, (t & 1) != 0};
+        c.alpha = variant % 2 == 0 ? 1.0f : -0.75f;
+        c.beta = variant % 3 == 0 ? 0.0f : 0.5f;  // beta = 0: C holds NaN and must not be read
+        if (variant % 2 == 1) c.pad_a = 5, c.pad_b = 3, c.pad_c = 1;
+        omp_set_num_threads(1 + variant % 2);
+        run_case(c, g);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
 TEST_CASE("gemm: K = 0 or alpha = 0 only scales C, M or N = 0 touches nothing", "[gemm]") {
   std::vector<float> C = {kNaN, kNaN, kNaN, kNaN};
   kernels::cpu::gemm(false, false, 2, 2, 0, 1.0f, nullptr, 0, nullptr, 2, 0.0f, C.data(), 2);

@@ -28,6 +28,14 @@
 // few panels of A use each element of B, packing B would cost more than it saves, and the
 // micro-kernel reads a non-transposed B in place instead (the "direct B" mode).
 //
+// Narrow C. With few columns the N-wide vector lanes of the tiles run half empty, so two other
+// paths take over (see "the dot path" and "the transposed path" below):
+//   - N so small that a fifth of the lanes would idle (N = 49, a 1x1 convolution on a 7 x 7
+//     map): dot products along K (kernels/cpu/gemm_dot.h): A is read in place, op(B)^T (N x K,
+//     small) is copied once, and each element of C is a horizontal sum of K-lane vectors;
+//   - N filling the lanes less well than M would (N = 196 with M = 1152): C^T = op(B)^T op(A)^T
+//     by the blocked product into a scratch buffer, then transposed into C with alpha and beta.
+//
 // Threads. With T OpenMP threads C is split into a tm x tn grid of rectangles (tm * tn = T),
 // chosen to balance the padded work and the packing each thread repeats; every thread runs the
 // whole blocked loop on its rectangle with its own pack buffers, so threads never wait on each
@@ -35,9 +43,11 @@
 // the product runs on the calling thread only: no oversubscription.
 //
 // Micro-kernels (kernels/cpu/gemm_micro_kernel.h): AVX-512 14 x 32, AVX2+FMA 6 x 16, and a
-// portable 8 x 12 in vector extensions (NEON on aarch64). On x86 the family is chosen at run
-// time: AVX-512 when the CPU has it, else AVX2; NEXTVIT_CPU_ISA=avx512|avx2|portable forces one
-// (kernels/gemm.h). Elsewhere only the portable family is compiled.
+// portable 8 x 12 in vector extensions (NEON on aarch64); dot-product tiles of 3 x 7 (AVX-512)
+// and 3 x 4 (AVX2) for the dot path (the portable family has none: it uses the other paths). On x86
+// the family is chosen at run time: AVX-512 when the CPU has it, else AVX2;
+// NEXTVIT_CPU_ISA=avx512|avx2|portable forces one (kernels/gemm.h). Elsewhere only the portable
+// family is compiled.
 #include "kernels/gemm.h"
 
 #include <omp.h>
@@ -58,6 +68,7 @@
 
 #include "kernels/cpu/gemm_avx2.h"
 #include "kernels/cpu/gemm_avx512.h"
+#include "kernels/cpu/gemm_dot.h"
 #endif
 
 namespace nextvit::kernels::cpu {
@@ -269,10 +280,12 @@ inline int64_t ceil_div(int64_t a, int64_t b) {
 struct PackBuffers {
   float* a = nullptr;
   float* b = nullptr;
-  size_t a_size = 0, b_size = 0;
+  float* c = nullptr;  // C^T of the transposed path
+  size_t a_size = 0, b_size = 0, c_size = 0;
   ~PackBuffers() {
     std::free(a);
     std::free(b);
+    std::free(c);
   }
   static float* grow(float*& p, size_t& size, size_t need) {
     if (need > size) {
@@ -429,14 +442,110 @@ const Config& config() {
   }
 }
 
-// One product on up to `threads` threads.
-void run(const Problem& p, int threads) {
-  if (p.M <= 0 || p.N <= 0) return;
-  if (p.K <= 0 || p.alpha == 0.0f) {
-    scale_c(p);
+// ---- the dot path: few columns (kernels/cpu/gemm_dot.h) ---------------------------------------
+
+#if NEXTVIT_CPU_X86
+// A family of dot-product kernels: tiles of `rows` x `cols` elements of C, kernels[(r - 1) *
+// cols + c - 1] for an r x c edge tile.
+struct DotConfig {
+  int rows, cols;
+  const micro::DotKernel* kernels;
+};
+constexpr DotConfig kDot512 = {micro::kDotRows512, micro::kDotCols512,
+                               micro::kDotKernels512[0].data()};
+constexpr DotConfig kDot256 = {micro::kDotRows256, micro::kDotCols256,
+                               micro::kDotKernels256[0].data()};
+
+// The dot path takes a product whose C is narrow enough that the blocked tiles would leave more
+// than a fifth of their lanes empty (N = 49: 64 lanes for 49 columns), with A read in place (not
+// transposed) and K long enough to pay for one horizontal sum per element of C. op(B)^T is then
+// at most kDotMaxN x K floats: copying it (when B is not transposed) is cheap.
+constexpr int64_t kDotMaxN = 256, kDotMinK = 128;
+// Rows of A per block: they stay in L2 while every group of columns of C passes over them.
+constexpr int64_t kDotBlockBytes = 512 << 10;
+
+const DotConfig* dot_config(const Config& cfg, const Problem& p) {
+  if (p.trans_a || p.N > kDotMaxN || p.K < kDotMinK) return nullptr;
+  if (10 * p.N >= 8 * ceil_div(p.N, cfg.nr) * cfg.nr) return nullptr;
+  switch (gemm_isa()) {
+    case GemmIsa::kAvx512:
+      return &kDot512;
+    case GemmIsa::kAvx2:
+      return &kDot256;
+    default:
+      return nullptr;
+  }
+}
+
+// bt[j * ldbt + k] = op(B)(k, j) = B[k * ldb + j] for a B that is not transposed: 8 x 8 blocks
+// through registers, the ragged edges one float at a time.
+void transpose_b(const Problem& p, float* bt, int64_t ldbt) {
+  const int64_t n8 = p.N / 8 * 8, k8 = p.K / 8 * 8;
+  for (int64_t j0 = 0; j0 < n8; j0 += 8) {
+    for (int64_t k0 = 0; k0 < k8; k0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(p.B + (k0 + i) * p.ldb + j0);
+      transpose8x8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(bt + (j0 + i) * ldbt + k0, r[i]);
+    }
+  }
+  for (int64_t j = 0; j < p.N; ++j) {
+    for (int64_t k = j < n8 ? k8 : 0; k < p.K; ++k) bt[j * ldbt + k] = p.B[k * p.ldb + j];
+  }
+}
+
+// Rows [m0, m1) of C on the calling thread, in blocks of rows of A that stay in L2 while every
+// group of columns of C passes down them; the kernel's rows of bt (cols x K floats) stay in L1
+// meanwhile. (Fetching the next block into L2 ahead of time measured no faster.)
+void dot_rect(const DotConfig& d, const Problem& p, const float* bt, int64_t ldbt, int64_t m0,
+              int64_t m1) {
+  const int64_t block =
+      std::max<int64_t>(1, kDotBlockBytes / (p.K * int64_t(sizeof(float))) / d.rows) * d.rows;
+  // Columns in groups of nearly equal width (49 = 10 x 4 + 3 x 3 for 4-wide tiles, not 12 x 4 +
+  // 1): a 1-column tile has too few accumulators to hide the FMA latency.
+  const int64_t groups = ceil_div(p.N, d.cols);
+  for (int64_t i0 = m0; i0 < m1; i0 += block) {
+    const int64_t i1 = std::min(m1, i0 + block);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t j = p.N * g / groups;
+      const int c = static_cast<int>(p.N * (g + 1) / groups - j);
+      for (int64_t i = i0; i < i1; i += d.rows) {
+        const int r = static_cast<int>(std::min<int64_t>(d.rows, i1 - i));
+        d.kernels[(r - 1) * d.cols + c - 1](p.K, p.A + i * p.lda, p.lda, bt + j * ldbt, ldbt,
+                                            p.C + i * p.ldc + j, p.ldc, p.alpha, p.beta);
+      }
+    }
+  }
+}
+
+// The whole product on up to `threads` threads, each taking a range of rows of C.
+void run_dot(const DotConfig& d, const Problem& p, int threads) {
+  const float* bt = p.B;
+  int64_t ldbt = p.ldb;
+  if (!p.trans_b) {
+    PackBuffers& buf = thread_buffers();
+    ldbt = ceil_div(p.K, 16) * 16;
+    float* t = PackBuffers::grow(buf.b, buf.b_size, static_cast<size_t>(p.N * ldbt));
+    transpose_b(p, t, ldbt);
+    bt = t;
+  }
+  const double macs = double(p.M) * double(p.N) * double(p.K);
+  if (threads <= 1 || macs < kParallelMinMacs) {
+    dot_rect(d, p, bt, ldbt, 0, p.M);
     return;
   }
-  const Config& cfg = config();
+  const int64_t tiles = ceil_div(p.M, d.rows);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    dot_rect(d, p, bt, ldbt, std::min(p.M, tiles * t / T * d.rows),
+             std::min(p.M, tiles * (t + 1) / T * d.rows));
+  }
+}
+#endif
+
+// The blocked product (M, N, K >= 1) on up to `threads` threads.
+void run_blocked(const Config& cfg, const Problem& p, int threads) {
   const double macs = double(p.M) * double(p.N) * double(p.K);
   if (threads <= 1 || macs < kParallelMinMacs) {
     gemm_rect(cfg, p, 0, p.M, 0, p.N);
@@ -470,6 +579,110 @@ void run(const Problem& p, int threads) {
     const int64_t n1 = std::min(p.N, np * (tj + 1) / tn * cfg.nr);
     gemm_rect(cfg, p, m0, m1, n0, n1);
   }
+}
+
+// ---- the transposed path: narrow C, tall A ----------------------------------------------------
+
+// The share of the blocked tiles' lanes that n columns fill (tiles w wide).
+inline double lane_fill(int64_t n, int w) {
+  return double(n) / double(ceil_div(n, w) * w);
+}
+
+// C^T = op(B)^T op(A)^T is the better product when C's columns fill the vector lanes of the
+// tiles poorly and its rows fill them well: N = 196 runs 224 lanes, while M = 1152 = 36 x 32
+// fills every lane and 196 = 14 x 14 every broadcast row. The product then goes into a scratch
+// C^T (N x M, contiguous), which is transposed into C with alpha and beta: about 4% of the
+// multiply-adds' time for these shapes, against the 12% of lanes it saves.
+constexpr int64_t kTransposedMaxFloats = 4 << 20;
+
+bool use_transposed(const Config& cfg, const Problem& p) {
+  return p.M * p.N <= kTransposedMaxFloats && lane_fill(p.N, cfg.nr) < 0.9 &&
+         lane_fill(p.M, cfg.nr) > lane_fill(p.N, cfg.nr) + 0.05 && lane_fill(p.N, cfg.mr) >= 0.9;
+}
+
+// Rows [i0, i1) of C = alpha * T^T + beta * C, T (N x M) at t with leading dimension M (C not
+// read when beta == 0). On x86, 8 x 8 blocks turn round in registers; the edges go one by one.
+void store_transposed(const Problem& p, const float* t, int64_t i0, int64_t i1) {
+  auto one = [&](int64_t i, int64_t j) {
+    float* c = p.C + i * p.ldc + j;
+    const float v = p.alpha * t[j * p.M + i];
+    *c = p.beta == 0.0f ? v : v + p.beta * *c;
+  };
+  int64_t i8 = i0;  // rows below i8 are done in 8 x 8 blocks
+#if NEXTVIT_CPU_X86
+  i8 = i0 + (i1 - i0) / 8 * 8;
+  const int64_t n8 = p.N / 8 * 8;
+  const __m256 va = _mm256_set1_ps(p.alpha), vb = _mm256_set1_ps(p.beta);
+  for (int64_t i = i0; i < i8; i += 8) {
+    for (int64_t j = 0; j < n8; j += 8) {
+      __m256 r[8];
+      for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(t + (j + q) * p.M + i);
+      transpose8x8(r);  // r[q] = C(i + q, j .. j + 8)
+      for (int q = 0; q < 8; ++q) {
+        float* c = p.C + (i + q) * p.ldc + j;
+        __m256 v = _mm256_mul_ps(va, r[q]);
+        if (p.beta != 0.0f) v = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), v);
+        _mm256_storeu_ps(c, v);
+      }
+    }
+    for (int64_t q = i; q < i + 8; ++q)
+      for (int64_t j = n8; j < p.N; ++j) one(q, j);
+  }
+#endif
+  for (int64_t i = i8; i < i1; ++i)
+    for (int64_t j = 0; j < p.N; ++j) one(i, j);
+}
+
+void run_transposed(const Config& cfg, const Problem& p, int threads) {
+  PackBuffers& buf = thread_buffers();
+  float* t = PackBuffers::grow(buf.c, buf.c_size, static_cast<size_t>(p.M * p.N));
+  // C^T (N x M) = op(B)^T op(A)^T: the operands swap places and transposes.
+  Problem flipped = p;
+  flipped.trans_a = !p.trans_b;
+  flipped.trans_b = !p.trans_a;
+  flipped.M = p.N;
+  flipped.N = p.M;
+  flipped.A = p.B;
+  flipped.lda = p.ldb;
+  flipped.B = p.A;
+  flipped.ldb = p.lda;
+  flipped.alpha = 1.0f;
+  flipped.beta = 0.0f;
+  flipped.C = t;
+  flipped.ldc = p.M;
+  run_blocked(cfg, flipped, threads);
+  const double macs = double(p.M) * double(p.N) * double(p.K);
+  if (threads <= 1 || macs < kParallelMinMacs) {
+    store_transposed(p, t, 0, p.M);
+    return;
+  }
+  const int64_t blocks = ceil_div(p.M, 64);
+#pragma omp parallel for num_threads(threads)
+  for (int64_t b = 0; b < blocks; ++b) store_transposed(p, t, b * 64, std::min(p.M, b * 64 + 64));
+}
+
+// ---- dispatch -----------------------------------------------------------------------------------
+
+// One product on up to `threads` threads: the dot path for very narrow C, the transposed path for
+// narrow C and tall A, else the blocked product.
+void run(const Problem& p, int threads) {
+  if (p.M <= 0 || p.N <= 0) return;
+  if (p.K <= 0 || p.alpha == 0.0f) {
+    scale_c(p);
+    return;
+  }
+  const Config& cfg = config();
+#if NEXTVIT_CPU_X86
+  if (const DotConfig* d = dot_config(cfg, p)) {
+    run_dot(*d, p, threads);
+    return;
+  }
+#endif
+  if (use_transposed(cfg, p)) {
+    run_transposed(cfg, p, threads);
+    return;
+  }
+  run_blocked(cfg, p, threads);
 }
 
 void check_args(const char* fn, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,

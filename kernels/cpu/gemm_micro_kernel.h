@@ -6,6 +6,8 @@
 //   gemm_avx2.h       6 x 16 tile, AVX2 + FMA   (x86-64: the project's baseline, x86-64-v3)
 //   gemm_portable.h   8 x 12 tile, GCC/Clang vector extensions: NEON on aarch64; it also runs
 //                     on x86 (NEXTVIT_CPU_ISA=portable), so that CI tests it natively
+//   gemm_dot.h        dot-product tiles (lanes along K) for a C of few columns, AVX-512 and
+//                     AVX2; their own contract is in that file
 //
 // A micro-kernel computes
 //   C[0:ROWS, 0:n] = alpha * (a panel x b panel) + beta * C[0:ROWS, 0:n], C not read when
