@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "common_options.h"
+#include "core/device_guard.h"
 #include "core/safetensors.h"
 #include "models/captured_forward.h"
 #include "models/memory_estimate.h"
@@ -63,6 +64,7 @@ int run(const ForwardValues& v) {
   const NextViTConfig& config = model.config();
   const WeightLayout layout = saved.layout;
   const Device device = v.device;
+  DeviceGuard device_guard(device);  // cuda:N: this thread's device (a no-op on the CPU)
   model.to(device);
 
   Tensor x = read_safetensors(v.input).at("input");

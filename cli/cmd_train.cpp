@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "core/device_guard.h"
 #include "core/threads.h"
 #include "train/distributed/session.h"
 #include "train_options.h"
@@ -20,6 +21,9 @@ int run_train(const TrainValues& v) {
   // Under mpirun (or with --distributed): one rank of a data-parallel job. An error on any rank
   // ends them all (the others would wait for it in their next collective).
   DistributedSession session(v.distributed);
+  // The run's device is this thread's current one (a no-op on the CPU): what runs outside the
+  // ops (the NCCL communicator's stream, synchronisations, profiler events) goes there too.
+  DeviceGuard device_guard(o.device);
   o.comm = session.communicator(o.device);
   NV_CHECK(!o.sync_bn || o.comm, "--sync-bn: needs a data-parallel run (mpirun -np N, N > 1)");
   TrainResult r;

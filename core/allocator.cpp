@@ -54,10 +54,12 @@ Allocator* g_allocators[2] = {&g_cpu_allocator, nullptr};
 
 }  // namespace
 
+// CUDA: each device has its own caching allocator; set_allocator's replacement (a test's)
+// serves every device.
 Allocator* allocator_for(Device device) {
   if (device.is_cpu()) return g_allocators[0];
-  if (g_allocators[1] == nullptr) g_allocators[1] = cuda_rt::device_allocator();
-  return g_allocators[1];
+  if (g_allocators[1] != nullptr) return g_allocators[1];
+  return cuda_rt::device_allocator(device.index);
 }
 
 Allocator* set_allocator(DeviceType type, Allocator* allocator) {

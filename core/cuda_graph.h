@@ -29,9 +29,11 @@ class Graph {
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
 
-  // Runs `work` with the stream in capture mode (nothing runs on the device) and returns the
-  // graph of what it issued. Throws nextvit::Error when `work` throws or CUDA refuses the
-  // capture (the message says why); the stream is then out of capture mode again.
+  // Runs `work` with the current device's stream in capture mode (nothing runs on the device)
+  // and returns the graph of what it issued. The graph belongs to that device: its private pool
+  // comes from the device's allocator, replay runs there, and work for another device during the
+  // capture is refused. Throws nextvit::Error when `work` throws or CUDA refuses the capture (the
+  // message says why); the stream is then out of capture mode again.
   static Graph capture(const std::function<void()>& work);
   // Launches the graph on the stream; returns without waiting for it.
   void replay() const;

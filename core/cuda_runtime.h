@@ -25,9 +25,26 @@ struct DeviceMemoryStats {
   int64_t splits = 0;  // blocks split off a larger free block
 };
 
-bool available();               // built with CUDA and a device is present
-Allocator* device_allocator();  // the caching device allocator
+bool available();  // built with CUDA and a device is present
+
+// Devices. Each host thread has a current device (cudaSetDevice; 0 until set), and the work it
+// issues goes there: every device has its own stream, caching allocator, staging buffers and
+// library handles, made at its first use. Ops set the device of their tensors for their
+// duration (DeviceGuard, core/device_guard.h), so the thread's device matters only to code
+// that calls these services directly.
+constexpr int kMaxDevices = 16;  // devices past this many are not used
+int device_count();              // 0 in a build without CUDA or without a device
+int current_device();
+void set_device(int device);  // throws unless 0 <= device < device_count()
+
+Allocator* device_allocator();  // the current device's caching allocator
+Allocator* device_allocator(int device);
+// Host and device memory of the current device, in either direction: ordered on the current
+// device's stream (a read to the host waits for it).
 void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
+// Between two devices (peer copy through unified addressing), ordered after the work queued so
+// far on both devices' streams and before the work queued after it on either; no host wait.
+void copy_between_devices(void* dst, int dst_device, const void* src, int src_device, size_t bytes);
 void fill_f32(float* dst, float value, int64_t count);  // device memory
 void memset_zero(void* dst, size_t bytes);              // device memory
 // Strided gather into a contiguous destination, both on the device (for contiguous()).
@@ -44,7 +61,9 @@ float event_elapsed_ms(void* start, void* end);
 // synchronize(), NEXTVIT_CUDA_SYNC's waits, a full staging pool): training keeps this at zero
 // except where it reads the loss (tests/test_host_sync.cpp). 0 in a build without CUDA.
 int64_t host_synchronizations();
-// The device allocator's statistics (all zero in a build without CUDA or before first use).
+// The device allocator's statistics (all zero in a build without CUDA or before first use):
+// the current device's, or those of `device`.
 DeviceMemoryStats device_memory_stats();
+DeviceMemoryStats device_memory_stats(int device);
 
 }  // namespace nextvit::cuda_rt

@@ -13,13 +13,22 @@ Device parse_device(const std::string& name) {
     NV_CHECK(
         !idx.empty() && idx.size() <= 4 && idx.find_first_not_of("0123456789") == std::string::npos,
         "bad device '{}': expected cpu, cuda or cuda:N", name);
-    // The CUDA backend drives one GPU (device 0: one stream, one allocator, one set of library
-    // handles). Anything else is refused rather than silently run on device 0.
-    NV_CHECK(std::stoi(idx) == 0,
-             "device '{}': this build runs on one GPU, cuda:0 (select another with "
-             "CUDA_VISIBLE_DEVICES)",
-             name);
-    return Device::cuda(0);
+    // cuda:0 is accepted as "cuda" is (a build or machine without CUDA says so at first use);
+    // another index must name a device that is present.
+    const int index = std::stoi(idx);
+    if (index == 0) return Device::cuda(0);
+    const int count = cuda_rt::device_count();
+#ifdef NEXTVIT_WITH_CUDA
+    NV_CHECK(count > 0, "device '{}': no CUDA device is present", name);
+#else
+    NV_CHECK(count > 0, "device '{}': nextvit was built without CUDA", name);
+#endif
+    NV_CHECK(index < count, "device '{}': there {} {} CUDA device{} (cuda:0{})", name,
+             count == 1 ? "is" : "are", count, count == 1 ? "" : "s",
+             count == 1 ? "" : fmt::format(" to cuda:{}", count - 1));
+    NV_CHECK(index < cuda_rt::kMaxDevices, "device '{}': nextvit uses at most {} devices", name,
+             cuda_rt::kMaxDevices);
+    return Device::cuda(index);
   }
   NV_FAIL("bad device '{}': expected cpu, cuda or cuda:N", name);
 }

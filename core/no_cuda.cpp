@@ -18,8 +18,23 @@ namespace {
 bool available() {
   return false;
 }
+int device_count() {
+  return 0;
+}
+int current_device() {
+  return 0;
+}
+void set_device(int) {
+  no_cuda("selecting a CUDA device");
+}
 Allocator* device_allocator() {
   no_cuda("CUDA device memory");
+}
+Allocator* device_allocator(int) {
+  no_cuda("CUDA device memory");
+}
+void copy_between_devices(void*, int, const void*, int, size_t) {
+  no_cuda("copy between CUDA devices");
 }
 void copy_bytes(void*, bool, const void*, bool, size_t) {
   no_cuda("copy to/from a CUDA device");
@@ -51,6 +66,9 @@ int64_t host_synchronizations() {
   return 0;
 }
 DeviceMemoryStats device_memory_stats() {
+  return {};
+}
+DeviceMemoryStats device_memory_stats(int) {
   return {};
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/cuda_runtime.h"
+#include "core/device_guard.h"
 #include "core/half.h"
 #include "core/profiler.h"
 
@@ -309,6 +310,15 @@ void Tensor::copy_(const Tensor& src) const {
                       src.shape_, src.strides_);
     return;
   }
+  if (src_dev && dst_dev && src.device() != device()) {
+    // Between two GPUs: contiguous on the source device, then one peer copy.
+    Tensor s = src.contiguous();
+    cuda_rt::copy_between_devices(raw_data(), device().index, s.raw_data(), src.device().index,
+                                  nbytes());
+    return;
+  }
+  // On the device of the one CUDA side (both sides' when they share it).
+  DeviceGuard guard(dst_dev ? device() : src.device());
   if (src_dev && dst_dev && !src.is_contiguous()) {
     cuda_rt::strided_copy(raw_data(), src.raw_data(), es, static_cast<int>(src.dim()),
                           src.shape_.data(), src.strides_.data(), src.numel());
@@ -324,6 +334,7 @@ const Tensor& Tensor::fill_(float value) const {
            dtype_name(dtype_));
   NV_CHECK(is_contiguous(), "fill_: {} must be contiguous", str());
   if (device().is_cuda()) {
+    DeviceGuard guard(device());
     if (value == 0.0f) {
       cuda_rt::memset_zero(raw_data(), nbytes());
     } else {

@@ -2,6 +2,7 @@
 
 #include "autograd/variable.h"
 #include "core/cuda_runtime.h"
+#include "core/device_guard.h"
 
 namespace nextvit {
 
@@ -9,7 +10,14 @@ CapturedForward::CapturedForward(NextViT& model, const Shape& input_shape) : mod
   NV_CHECK(!model.is_training(), "captured forward: the model must be in eval mode");
   NV_CHECK(input_shape.size() == 4, "captured forward: the input must be (N, C, H, W), got {}",
            shape_str(input_shape));
-  input_ = Tensor::zeros(input_shape, DType::F32, Device::cuda());
+  const std::vector<Variable> params = model.parameters();
+  NV_CHECK(!params.empty() && params.front().device().is_cuda(),
+           "captured forward: the model must be on a CUDA device");
+  device_ = params.front().device();
+  // The graph is captured on (and belongs to) the model's device: its stream, its allocator's
+  // private pool.
+  DeviceGuard guard(device_);
+  input_ = Tensor::zeros(input_shape, DType::F32, device_);
   NoGradGuard no_grad;
   // Warm-up: whatever the first forward initialises (handles, the cuBLAS/cuDNN workspaces, the
   // device error record) must exist before the capture, which may not make such calls.
@@ -22,6 +30,7 @@ const Tensor& CapturedForward::run(const Tensor& x) {
            "captured forward: input {} differs from the captured shape {} (capture again for a "
            "new shape)",
            shape_str(x.shape()), shape_str(input_.shape()));
+  DeviceGuard guard(device_);
   input_.copy_(x);  // ordered on the stream before the replay
   graph_.replay();
   return output_;

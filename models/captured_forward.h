@@ -18,9 +18,10 @@ namespace nextvit {
 
 class CapturedForward {
  public:
-  // `model` on the CUDA device, in eval mode; `input_shape` (N, C, H, W). Runs the forward once
-  // eagerly first (lazy initialisation: library handles, workspaces, algorithm choices), then
-  // captures it. Throws nextvit::Error when the capture fails, with CUDA's or nextvit's reason.
+  // `model` on a CUDA device (cuda:N: the graph belongs to device N), in eval mode; `input_shape`
+  // (N, C, H, W). Runs the forward once eagerly first (lazy initialisation: library handles,
+  // workspaces, algorithm choices), then captures it. Throws nextvit::Error when the capture fails,
+  // with CUDA's or nextvit's reason.
   CapturedForward(NextViT& model, const Shape& input_shape);
 
   // Logits for `x` (the captured shape, F32, on any device): the static output, overwritten by
@@ -30,6 +31,7 @@ class CapturedForward {
 
  private:
   NextViT& model_;
+  Device device_;  // the model's: the graph is captured and replayed there
   Tensor input_;   // the static input buffer
   Tensor output_;  // the static output, allocated in the graph's memory pool
   cuda_rt::Graph graph_;

@@ -5,6 +5,7 @@
 
 #include "autograd/ops.h"
 #include "core/cuda_runtime.h"
+#include "core/device_guard.h"
 #include "core/profiler.h"
 #include "core/threads.h"
 #include "models/nextvit_info.h"
@@ -166,6 +167,9 @@ ProfileReport profile_model(NextViT& model, const ProfileOptions& o) {
            o.iterations, o.warmup);
   const ModelInfo info = analyze(model, o.height, o.width);
   model.name_for_profiling();
+  // cuda:N: the thread's device for the whole run, so the profiler's CUDA events and the
+  // synchronisations are on device N's stream.
+  DeviceGuard device_guard(o.device);
   model.to(o.device);
   model.train(o.train);
   Step step = make_step(model, o);

@@ -543,12 +543,12 @@ EvalResult TrainingRun::evaluate_model() {
 }
 
 void TrainingRun::report_device_memory() {
-  const cuda_rt::DeviceMemoryStats m = cuda_rt::device_memory_stats();
-  say(
-      fmt::format("device memory: peak {:.1f} MiB allocated, {:.1f} MiB reserved at peak ({} "
-                  "cudaMalloc calls, {} blocks split); {} host synchronisations in all",
-                  m.peak_allocated_bytes / 1048576.0, m.peak_reserved_bytes / 1048576.0,
-                  m.cuda_malloc_calls, m.splits, cuda_rt::host_synchronizations()));
+  const cuda_rt::DeviceMemoryStats m = cuda_rt::device_memory_stats(o_.device.index);
+  say(fmt::format(
+      "device memory ({}): peak {:.1f} MiB allocated, {:.1f} MiB reserved at peak ({} "
+      "cudaMalloc calls, {} blocks split); {} host synchronisations in all",
+      o_.device.str(), m.peak_allocated_bytes / 1048576.0, m.peak_reserved_bytes / 1048576.0,
+      m.cuda_malloc_calls, m.splits, cuda_rt::host_synchronizations()));
 }
 
 }  // namespace

@@ -38,6 +38,8 @@
 #include <vector>
 
 #include "core/cuda/check.h"
+#include "core/cuda/per_device.h"
+#include "core/device_guard.h"
 
 namespace nextvit::cuda_rt {
 
@@ -101,11 +103,16 @@ using Pool = std::set<Block*, BlockOrder>;
 
 }  // namespace
 
+// One per device (instance() below): its blocks are that device's memory, on its stream. Each
+// entry point makes the device current first, whichever device the calling thread is on.
 class CachingAllocator final : public Allocator {
  public:
+  explicit CachingAllocator(int device) : device_(device) {}
+
   void* allocate(size_t bytes) override {
     if (bytes == 0) return nullptr;
     const size_t size = round_size(bytes);
+    DeviceGuard guard(Device::cuda(device_));
     cudaStream_t stream = current_stream();
     std::lock_guard<std::mutex> lock(mutex_);
     process_events();
@@ -133,6 +140,7 @@ class CachingAllocator final : public Allocator {
 
   void deallocate(void* ptr, size_t) override {
     if (ptr == nullptr) return;
+    DeviceGuard guard(Device::cuda(device_));
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = allocated_.find(ptr);
     if (it == allocated_.end()) return;  // not ours: ignore rather than corrupt the cache
@@ -174,6 +182,7 @@ class CachingAllocator final : public Allocator {
   // The pool's blocks become ordinary cached (or, if still allocated, ordinary allocated)
   // blocks, and the blocks held back during its capture are freed.
   void release_pool(int id) {
+    DeviceGuard guard(Device::cuda(device_));
     std::lock_guard<std::mutex> lock(mutex_);
     for (Pool* p : {&small_, &large_}) {
       std::vector<Block*> mine;
@@ -227,6 +236,7 @@ class CachingAllocator final : public Allocator {
   }
 
   void release() {
+    DeviceGuard guard(Device::cuda(device_));
     std::lock_guard<std::mutex> lock(mutex_);
     // The blocks' last uses may still be running.
     (void)counted_stream_synchronize(current_stream());
@@ -385,6 +395,7 @@ class CachingAllocator final : public Allocator {
         stats_.reserved_bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
   }
 
+  const int device_;
   std::mutex mutex_;
   Pool small_, large_;
   std::unordered_map<void*, Block*> allocated_;
@@ -398,17 +409,28 @@ class CachingAllocator final : public Allocator {
 };
 
 namespace {
+// Never destroyed: tensors outlive static destructors.
+CachingAllocator* instance(int device) {
+  static auto* allocators = new PerDevice<CachingAllocator*>(
+      [](CachingAllocator*& a) { a = new CachingAllocator(current_device()); });
+  return allocators->get(device);
+}
 CachingAllocator* instance() {
-  static CachingAllocator* a = new CachingAllocator();  // never destroyed: outlives tensors
-  return a;
+  return instance(current_device());
 }
 }  // namespace
 
 Allocator* caching_allocator() {
   return instance();
 }
+Allocator* caching_allocator(int device) {
+  return instance(device);
+}
 AllocatorStats allocator_stats() {
   return instance()->stats();
+}
+AllocatorStats allocator_stats(int device) {
+  return instance(device)->stats();
 }
 void release_cached_memory() {
   instance()->release();

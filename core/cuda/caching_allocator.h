@@ -19,9 +19,12 @@ namespace nextvit::cuda_rt {
 // AllocatorStats is DeviceMemoryStats (core/cuda_runtime.h), which builds without CUDA see too.
 using AllocatorStats = DeviceMemoryStats;
 
-// The process-wide instance (the allocator registered for CUDA tensors).
+// One instance per device, made at its first use (the allocator of that device's tensors). The
+// functions without a device act on the calling thread's current device.
 Allocator* caching_allocator();
+Allocator* caching_allocator(int device);
 AllocatorStats allocator_stats();
+AllocatorStats allocator_stats(int device);
 void release_cached_memory();  // waits for the device, then cudaFree every free segment
 // `ptr` (an allocated block) is used by work on `stream` as well as on its own: its free then
 // waits for that work (an event) before the block is reused.

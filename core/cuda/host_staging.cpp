@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/cuda/check.h"
+#include "core/cuda/per_device.h"
 
 namespace nextvit::cuda_rt {
 
@@ -28,9 +29,12 @@ struct Pool {
   size_t total = 0;
 };
 
-Pool& pool() {
-  static Pool* p = new Pool();  // never destroyed: uploads may run during static destruction
-  return *p;
+// One pool per device: a buffer's event belongs to the device it was made on, and an event is
+// recorded only on a stream of its own device. Never destroyed: uploads may run during static
+// destruction.
+Pool& pool(int device) {
+  static auto* pools = new PerDevice<Pool>([](Pool&) {});
+  return pools->get(device);
 }
 
 bool idle(const Buffer& b) {
@@ -81,7 +85,7 @@ Buffer& acquire(Pool& p, size_t bytes, cudaStream_t stream) {
 
 void upload(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return;
-  Pool& p = pool();
+  Pool& p = pool(current_device());
   std::lock_guard<std::mutex> lock(p.mutex);
   Buffer& b = acquire(p, bytes, stream);
   std::memcpy(b.ptr, src, bytes);
@@ -91,9 +95,13 @@ void upload(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
 }
 
 size_t staging_bytes() {
-  Pool& p = pool();
-  std::lock_guard<std::mutex> lock(p.mutex);
-  return p.total;
+  size_t total = 0;
+  for (int d = 0; d < device_count(); ++d) {
+    Pool& p = pool(d);
+    std::lock_guard<std::mutex> lock(p.mutex);
+    total += p.total;
+  }
+  return total;
 }
 
 }  // namespace nextvit::cuda_rt

@@ -1,6 +1,7 @@
 // core/'s CUDA services (core/cuda_runtime.h): device presence, the stream (the math libraries'
 // handles bound to it are in kernels/cuda/library_handles.h), copies, fills and the strided gather
 // behind Tensor::contiguous() on the device.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -12,9 +13,11 @@
 #include "core/cuda/device_errors.h"
 #include "core/cuda/host_staging.h"
 #include "core/cuda/launch.h"
+#include "core/cuda/per_device.h"
 #include "core/cuda/stream.h"
 #include "core/cuda_graph.h"
 #include "core/cuda_runtime.h"
+#include "core/device_guard.h"
 
 namespace nextvit::cuda_rt {
 
@@ -38,22 +41,47 @@ bool available() {
   return present;
 }
 
+int device_count() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return std::min(n, kMaxDevices);
+  }();
+  return count;
+}
+
+int current_device() {
+  int device = 0;
+  NV_CUDA_CHECK(cudaGetDevice(&device), "reading the current device");
+  return device;
+}
+
+void set_device(int device) {
+  NV_CHECK(device >= 0 && device < device_count(), "CUDA device {} is not present ({} device{})",
+           device, device_count(), device_count() == 1 ? "" : "s");
+  NV_CUDA_CHECK(cudaSetDevice(device), "selecting CUDA device {}", device);
+}
+
 namespace {
-// The process's stream and the library scratch on it, made at first use.
+// Each device's stream and the library scratch on it, made at first use.
 struct StreamState {
   cudaStream_t stream = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  cudaEvent_t peer_event = nullptr;  // orders copies between devices (copy_between_devices)
 };
 
 StreamState& stream_state() {
-  static StreamState h;
-  static std::once_flag once;
-  std::call_once(once, [] {
+  static auto* states = new PerDevice<StreamState>([](StreamState& h) {
     NV_CHECK(available(), "no CUDA device is present (cudaGetDeviceCount found none)");
     NV_CUDA_CHECK(cudaStreamCreateWithFlags(&h.stream, cudaStreamNonBlocking), "creating a stream");
+    NV_CUDA_CHECK(cudaEventCreateWithFlags(&h.peer_event, cudaEventDisableTiming),
+                  "creating an event");
   });
-  return h;
+  return states->current();
 }
 }  // namespace
 
@@ -67,10 +95,9 @@ struct ErrorRecord {
   DeviceIndexError* seen = nullptr;  // the record as of the last read-back
 };
 
+// One per device: a kernel may only write its own device's memory.
 ErrorRecord& error_record() {
-  static ErrorRecord r;
-  static std::once_flag once;
-  std::call_once(once, [] {
+  static auto* records = new PerDevice<ErrorRecord>([](ErrorRecord& r) {
     cudaStream_t s = current_stream();
     NV_CUDA_CHECK(cudaMalloc(&r.device, sizeof(DeviceIndexError)),
                   "allocating the device error record");
@@ -80,7 +107,7 @@ ErrorRecord& error_record() {
                   "allocating the device error record's host copy");
     *r.seen = DeviceIndexError{kNoDeviceError, 0, 0, 0};
   });
-  return r;
+  return records->current();
 }
 
 // After the host has waited for the stream: was bad input recorded on the device meanwhile?
@@ -122,6 +149,10 @@ DeviceMemoryStats device_memory_stats() {
   return allocator_stats();
 }
 
+DeviceMemoryStats device_memory_stats(int device) {
+  return allocator_stats(device);
+}
+
 DeviceIndexError* device_index_error() {
   return error_record().device;
 }
@@ -143,6 +174,14 @@ void raise_device_error(const DeviceIndexError& seen) {
 }
 
 cudaStream_t current_stream() {
+  const int capture = capture_device();
+  if (capture >= 0) {
+    const int device = current_device();
+    NV_CHECK(device == capture,
+             "CUDA graph capture on cuda:{}: work for cuda:{} was issued during the capture (a "
+             "graph records one device's stream: capture with the tensors' device current)",
+             capture, device);
+  }
   return stream_state().stream;
 }
 
@@ -157,8 +196,47 @@ void* workspace(size_t bytes) {
 }
 
 Allocator* device_allocator() {
+  return device_allocator(current_device());
+}
+
+Allocator* device_allocator(int device) {
   NV_CHECK(available(), "CUDA tensor requested but no CUDA device is present");
-  return caching_allocator();
+  NV_CHECK(device >= 0 && device < device_count(), "cuda:{} requested, but there {} {} device{}",
+           device, device_count() == 1 ? "is" : "are", device_count(),
+           device_count() == 1 ? "" : "s");
+  return caching_allocator(device);
+}
+
+namespace {
+// Makes `waiter`'s stream wait for the work queued so far on `device`'s stream (no host wait).
+void stream_wait(int waiter, int device) {
+  cudaEvent_t e;
+  {
+    DeviceGuard guard(Device::cuda(device));
+    e = stream_state().peer_event;
+    NV_CUDA_CHECK(cudaEventRecord(e, current_stream()), "recording a cross-device event");
+  }
+  DeviceGuard guard(Device::cuda(waiter));
+  NV_CUDA_CHECK(cudaStreamWaitEvent(current_stream(), e, 0), "waiting for device {}", device);
+}
+}  // namespace
+
+// The copy runs on the source device's stream, after the destination's earlier work (the
+// destination block may still be read or written there), and the destination's later work
+// waits for it. The source block is freed on its own stream, after the copy; the destination's,
+// on its stream, after the wait. CUDA copies between devices by unified addressing (through
+// NVLink or PCIe peer access where present, else staged by the driver).
+void copy_between_devices(void* dst, int dst_device, const void* src, int src_device,
+                          size_t bytes) {
+  if (bytes == 0) return;
+  NV_CHECK(!capturing(), "a copy between devices inside a CUDA graph capture");
+  stream_wait(src_device, dst_device);
+  {
+    DeviceGuard guard(Device::cuda(src_device));
+    NV_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, current_stream()),
+                  "copying {} bytes from cuda:{} to cuda:{}", bytes, src_device, dst_device);
+  }
+  stream_wait(dst_device, src_device);
 }
 
 void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {

@@ -1,6 +1,7 @@
-// Reads the device's properties once per process (the process uses one device: device 0, the
-// current one when the stream was created).
+// Reads each device's properties once, at its first use (the current device's are asked for).
 #include "kernels/cuda/device_props.h"
+
+#include "core/cuda/per_device.h"
 #include "kernels/cuda/launch.cuh"
 
 namespace nextvit::kernels::cuda {
@@ -11,18 +12,15 @@ struct Props {
 };
 
 const Props& props() {
-  static const Props p = [] {
-    Props r;
-    int dev = 0;
-    NV_CUDA_CHECK(cudaGetDevice(&dev), "reading the current device");
+  static auto* props = new cuda_rt::PerDevice<Props>([](Props& r) {
+    const int dev = cuda_rt::current_device();
     NV_CUDA_CHECK(cudaDeviceGetAttribute(&r.sms, cudaDevAttrMultiProcessorCount, dev),
                   "reading the multiprocessor count of device {}", dev);
     NV_CUDA_CHECK(
         cudaDeviceGetAttribute(&r.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
         "reading the shared memory limit of device {}", dev);
-    return r;
-  }();
-  return p;
+  });
+  return props->current();
 }
 
 }  // namespace

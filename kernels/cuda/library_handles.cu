@@ -1,8 +1,7 @@
 // The cuBLAS, cuBLASLt and cuDNN handles (kernels/cuda/library_handles.h).
 #include "kernels/cuda/library_handles.h"
 
-#include <mutex>
-
+#include "core/cuda/per_device.h"
 #include "kernels/cuda/launch.cuh"
 
 namespace nextvit::kernels::cuda {
@@ -14,16 +13,15 @@ struct BlasHandles {
   cublasLtHandle_t cublaslt = nullptr;
 };
 
+// The current device's handles (a handle works on the device current at its creation).
 BlasHandles& blas_handles() {
-  static BlasHandles h;
-  static std::once_flag once;
-  std::call_once(once, [] {
+  static auto* handles = new cuda_rt::PerDevice<BlasHandles>([](BlasHandles& h) {
     NV_CUBLAS_CHECK(cublasCreate(&h.cublas), "creating the cuBLAS handle");
     NV_CUBLAS_CHECK(cublasSetStream(h.cublas, stream()), "binding cuBLAS to the stream");
     NV_CUBLAS_CHECK(cublasSetMathMode(h.cublas, CUBLAS_DEFAULT_MATH), "setting cuBLAS math mode");
     NV_CUBLAS_CHECK(cublasLtCreate(&h.cublaslt), "creating the cuBLASLt handle");
   });
-  return h;
+  return handles->current();
 }
 
 }  // namespace
@@ -63,13 +61,11 @@ const char* cublas_status_name(cublasStatus_t s) {
 
 #ifdef NEXTVIT_WITH_CUDNN
 cudnnHandle_t cudnn_handle() {
-  static cudnnHandle_t handle = nullptr;
-  static std::once_flag once;
-  std::call_once(once, [] {
+  static auto* handles = new cuda_rt::PerDevice<cudnnHandle_t>([](cudnnHandle_t& handle) {
     NV_CUDNN_CHECK(cudnnCreate(&handle), "creating the cuDNN handle");
     NV_CUDNN_CHECK(cudnnSetStream(handle, stream()), "binding cuDNN to the stream");
   });
-  return handle;
+  return handles->current();
 }
 #endif
 

@@ -1,9 +1,10 @@
 #pragma once
 // The math libraries' handles, in one place: cuBLAS and cuBLASLt (gemm.cu) and, in builds with
 // cuDNN (NEXTVIT_WITH_CUDNN), cuDNN (conv2d_cudnn.cu and the benchmarks that compare against
-// it). Each is created on first use, bound to the process's stream (cuda_rt::current_stream(),
-// so library calls are ordered with our kernels and captured with them into a CUDA graph) and
-// lives as long as the process: destroying it from a static destructor could run after the CUDA
+// it). Each device has its own, created on its first use there and bound to its stream
+// (cuda_rt::current_stream(), so library calls are ordered with our kernels and captured with
+// them into a CUDA graph); the functions return the current device's. Each lives as long as the
+// process: destroying it from a static destructor could run after the CUDA
 // runtime has shut down. cuBLAS runs in exact fp32 (CUBLAS_DEFAULT_MATH, no TF32), so CPU and
 // GPU results agree to fp32 rounding. NV_CUBLAS_CHECK / NV_CUDNN_CHECK turn a library status
 // into a nextvit::Error naming what was being done.

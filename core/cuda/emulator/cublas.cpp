@@ -15,6 +15,7 @@
 #include "core/cuda/emulator/state.h"
 
 struct cublasContext {
+  int device = 0;  // current at cublasCreate: the handle works on this device's memory only
   cudaStream_t stream = nullptr;
   cublasMath_t math = CUBLAS_DEFAULT_MATH;
 };
@@ -32,14 +33,23 @@ size_t span(int rows, int cols, int ld) {
   return rows == 0 || cols == 0 ? 0 : size_t(ld) * size_t(cols - 1) + size_t(rows);
 }
 
-bool inside_device_memory(const float* p, size_t elems, const char* what, int batch) {
-  if (elems == 0 || find_allocation(p, elems * sizeof(float)) != nullptr) return true;
-  fault(cudaErrorIllegalAddress,
-        std::string("cublasSgemm: operand ") + what + " of batch " + std::to_string(batch) + " (" +
-            std::to_string(elems) +
-            " floats from its pointer and leading dimension) is not inside one device "
-            "allocation");
-  return false;
+bool inside_device_memory(const float* p, size_t elems, const char* what, int batch, int device) {
+  if (elems == 0) return true;
+  const std::string operand =
+      std::string("cublasSgemm: operand ") + what + " of batch " + std::to_string(batch);
+  const Allocation* a = find_allocation(p, elems * sizeof(float));
+  if (a == nullptr) {
+    fault(cudaErrorIllegalAddress, operand + " (" + std::to_string(elems) +
+                                       " floats from its pointer and leading dimension) is not "
+                                       "inside one device allocation");
+    return false;
+  }
+  if (std::string bad = foreign_memory({a}, device); !bad.empty()) {
+    fault(cudaErrorIllegalAddress, operand + " (a handle of device " + std::to_string(device) +
+                                       ", made by cublasCreate there) " + bad);
+    return false;
+  }
+  return true;
 }
 
 struct Gemm {
@@ -94,9 +104,10 @@ cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperat
   }
   const Gemm g{ta, tb, m, n, multiply ? k : 0, multiply ? *alpha : 0.0f, *beta, lda, ldb, ldc};
   for (int i = 0; i < batch; ++i) {
-    if ((multiply && (!inside_device_memory(A + i * sa, span(a_rows, a_cols, lda), "A", i) ||
-                      !inside_device_memory(B + i * sb, span(b_rows, b_cols, ldb), "B", i))) ||
-        !inside_device_memory(C + i * sc, span(m, n, ldc), "C", i)) {
+    const int d = h->device;
+    if ((multiply && (!inside_device_memory(A + i * sa, span(a_rows, a_cols, lda), "A", i, d) ||
+                      !inside_device_memory(B + i * sb, span(b_rows, b_cols, ldb), "B", i, d))) ||
+        !inside_device_memory(C + i * sc, span(m, n, ldc), "C", i, d)) {
       return CUBLAS_STATUS_EXECUTION_FAILED;
     }
   }
@@ -116,6 +127,7 @@ cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 cublasStatus_t cublasCreate(cublasHandle_t* handle) {
   if (handle == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   *handle = new cublasContext();
+  (*handle)->device = nvemu::current_device();
   return CUBLAS_STATUS_SUCCESS;
 }
 

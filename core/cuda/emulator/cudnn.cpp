@@ -19,6 +19,7 @@
 #include "core/cuda/emulator/state.h"
 
 struct cudnnContext {
+  int device = 0;  // current at cudnnCreate: the handle works on this device's memory only
   cudaStream_t stream = nullptr;
 };
 struct cudnnTensorStruct {
@@ -83,11 +84,21 @@ size_t im2col_bytes(const Conv& c) {
   return sizeof(float) * size_t(c.Cg) * c.R * c.S * c.P * c.Q * c.groups;
 }
 
-bool on_device(const void* p, size_t elems, const char* call, const char* what) {
-  if (elems == 0 || find_allocation(p, elems * sizeof(float)) != nullptr) return true;
-  fault(cudaErrorIllegalAddress, std::string(call) + ": " + what + " (" + std::to_string(elems) +
-                                     " floats) is not inside one device allocation");
-  return false;
+bool on_device(const void* p, size_t elems, const char* call, const char* what, int device) {
+  if (elems == 0) return true;
+  const Allocation* a = find_allocation(p, elems * sizeof(float));
+  if (a == nullptr) {
+    fault(cudaErrorIllegalAddress, std::string(call) + ": " + what + " (" + std::to_string(elems) +
+                                       " floats) is not inside one device allocation");
+    return false;
+  }
+  if (std::string bad = foreign_memory({a}, device); !bad.empty()) {
+    fault(cudaErrorIllegalAddress, std::string(call) + ": " + what + " (a handle of device " +
+                                       std::to_string(device) + ", made by cudnnCreate there) " +
+                                       bad);
+    return false;
+  }
+  return true;
 }
 
 // Visits every (n, k, p, q, ci, r, s) term of the convolution: f(x index, w index, y index).
@@ -195,7 +206,7 @@ cudnnStatus_t run(const char* call, cudnnHandle_t h, const void* alpha, const vo
                   std::initializer_list<Operand> operands, size_t out_elems, void* out, Add add) {
   if (cudnnStatus_t s = check_call(h, alpha, beta, workspace, have, need)) return s;
   for (const Operand& o : operands) {
-    if (!on_device(o.p, o.elems, call, o.name)) return CUDNN_STATUS_EXECUTION_FAILED;
+    if (!on_device(o.p, o.elems, call, o.name, h->device)) return CUDNN_STATUS_EXECUTION_FAILED;
   }
   // Now, or at each launch of the graph when the handle's stream is capturing: the closure
   // holds its own copy of the convolution's descriptor (the caller may destroy it) and of the
@@ -244,6 +255,7 @@ const char* cudnnGetErrorString(cudnnStatus_t s) {
 cudnnStatus_t cudnnCreate(cudnnHandle_t* handle) {
   if (handle == nullptr) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
   *handle = new cudnnContext();
+  (*handle)->device = nvemu::current_device();
   return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnDestroy(cudnnHandle_t handle) {

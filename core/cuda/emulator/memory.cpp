@@ -26,7 +26,7 @@ constexpr unsigned char kGuardByte = 0xA5;
 
 struct Memory {
   std::map<uintptr_t, Allocation> by_base;
-  size_t in_use = 0;
+  size_t in_use[kMaxDevices] = {};  // per device, each limited to options().memory_bytes
   uint64_t next_id = 1;
 };
 
@@ -183,7 +183,8 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
   if (bytes == 0) return cudaSuccess;
   nvemu::Memory& m = nvemu::memory();
-  if (bytes > nvemu::options().memory_bytes - m.in_use) {
+  const int device = nvemu::current_device();
+  if (bytes > nvemu::options().memory_bytes - m.in_use[device]) {
     return set_error(cudaErrorMemoryAllocation);
   }
   void* raw = nullptr;
@@ -198,8 +199,9 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   a.base = base;
   a.bytes = bytes;
   a.id = m.next_id++;
+  a.device = device;
   m.by_base[reinterpret_cast<uintptr_t>(base)] = a;
-  m.in_use += bytes;
+  m.in_use[device] += bytes;
   *ptr = base;
   return cudaSuccess;
 }
@@ -215,7 +217,7 @@ cudaError_t cudaFree(void* ptr) {
   if (!broken.empty()) {
     nvemu::fault(cudaErrorIllegalAddress, "cudaFree: " + broken + " by an earlier kernel or copy");
   }
-  m.in_use -= it->second.bytes;
+  m.in_use[it->second.device] -= it->second.bytes;
   nvemu::count_host_synchronization();  // cudaFree waits for the device
   std::free(static_cast<char*>(ptr) - nvemu::kGuard);
   m.by_base.erase(it);
@@ -248,7 +250,8 @@ cudaError_t cudaFreeHost(void* ptr) {
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (cudaError_t e = nvemu::sticky_error()) return set_error(e);
-  if (free_bytes) *free_bytes = nvemu::options().memory_bytes - nvemu::memory().in_use;
+  const size_t in_use = nvemu::memory().in_use[nvemu::current_device()];
+  if (free_bytes) *free_bytes = nvemu::options().memory_bytes - in_use;
   if (total_bytes) *total_bytes = nvemu::options().memory_bytes;
   return cudaSuccess;
 }

@@ -15,9 +15,11 @@
 
 struct CUstream_st {
   unsigned flags;
+  int device;  // current at creation (devices.cpp)
 };
 struct CUevent_st {
   unsigned flags;
+  int device = 0;  // current at creation
   bool recorded = false;
   bool captured = false;  // last recorded during a capture: not to be queried or waited for
   std::chrono::steady_clock::time_point when;
@@ -92,6 +94,13 @@ Options read_options() {
   if (const char* s = std::getenv("NVEMU_POISON")) o.poison = std::strcmp(s, "0") != 0;
   if (const char* s = std::getenv("NVEMU_ABORT_ON_FAULT")) o.abort_on_fault = std::strcmp(s, "0");
   if (const char* s = std::getenv("NVEMU_COVERAGE_FILE")) o.coverage_file = s;
+  if (const char* s = std::getenv("NVEMU_DEVICES")) {
+    o.devices = std::atoi(s);
+    if (o.devices < 1 || o.devices > kMaxDevices) {
+      std::fprintf(stderr, "nvemu: NVEMU_DEVICES must be 1 to %d, got '%s'\n", kMaxDevices, s);
+      std::exit(2);
+    }
+  }
 #if defined(__SANITIZE_ADDRESS__)
   o.stack_bytes = 512 * 1024;  // instrumented frames are several times larger
 #else
@@ -147,6 +156,10 @@ bool valid_stream(cudaStream_t s) {
   return s == nullptr || streams().count(s) > 0;
 }
 
+int stream_device(cudaStream_t s) {
+  return s == nullptr ? current_device() : s->device;
+}
+
 int max_dynamic_shared_bytes(const void* kernel) {
   auto it = max_dynamic_shared().find(kernel);
   return it == max_dynamic_shared().end() ? kSharedPerBlock : it->second;
@@ -184,27 +197,12 @@ void clear_fault_for_testing() {
 using nvemu::device_mutex;
 using nvemu::set_error;
 
-cudaError_t cudaGetDeviceCount(int* count) {
-  if (count == nullptr) return set_error(cudaErrorInvalidValue);
-  *count = 1;
-  return cudaSuccess;
-}
-
-cudaError_t cudaGetDevice(int* device) {
-  if (device == nullptr) return set_error(cudaErrorInvalidValue);
-  *device = 0;
-  return cudaSuccess;
-}
-
-cudaError_t cudaSetDevice(int device) {
-  return device == 0 ? cudaSuccess : set_error(cudaErrorInvalidDevice);
-}
-
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
   if (p == nullptr) return set_error(cudaErrorInvalidValue);
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  if (device < 0 || device >= nvemu::device_count()) return set_error(cudaErrorInvalidDevice);
   std::memset(p, 0, sizeof(*p));
-  std::snprintf(p->name, sizeof(p->name), "nextvit emulated GPU (sm_90 limits, runs on the CPU)");
+  std::snprintf(p->name, sizeof(p->name), "nextvit emulated GPU %d (sm_90 limits, runs on the CPU)",
+                device);
   p->totalGlobalMem = nvemu::options().memory_bytes;
   p->sharedMemPerBlock = nvemu::kSharedPerBlock;
   p->regsPerBlock = 65536;
@@ -231,9 +229,8 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
 
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (value == nullptr) return set_error(cudaErrorInvalidValue);
-  if (device != 0) return set_error(cudaErrorInvalidDevice);
   cudaDeviceProp p;
-  cudaGetDeviceProperties(&p, 0);
+  if (cudaError_t e = cudaGetDeviceProperties(&p, device)) return e;
   switch (attr) {
     case cudaDevAttrMaxThreadsPerBlock:
       *value = p.maxThreadsPerBlock;
@@ -359,6 +356,10 @@ const char* cudaGetErrorName(cudaError_t e) {
       return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle:
       return "cudaErrorInvalidResourceHandle";
+    case cudaErrorPeerAccessAlreadyEnabled:
+      return "cudaErrorPeerAccessAlreadyEnabled";
+    case cudaErrorPeerAccessNotEnabled:
+      return "cudaErrorPeerAccessNotEnabled";
     case cudaErrorNotReady:
       return "cudaErrorNotReady";
     case cudaErrorIllegalAddress:
@@ -418,6 +419,12 @@ const char* cudaGetErrorString(cudaError_t e) {
       break;
     case cudaErrorInvalidResourceHandle:
       text = "invalid resource handle";
+      break;
+    case cudaErrorPeerAccessAlreadyEnabled:
+      text = "peer access is already enabled";
+      break;
+    case cudaErrorPeerAccessNotEnabled:
+      text = "peer access has not been enabled";
       break;
     case cudaErrorNotReady:
       text = "device not ready";
@@ -480,7 +487,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream) {
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (stream == nullptr || flags > cudaStreamNonBlocking) return set_error(cudaErrorInvalidValue);
-  *stream = new CUstream_st{flags};
+  *stream = new CUstream_st{flags, nvemu::current_device()};
   nvemu::streams().insert(*stream);
   return cudaSuccess;
 }
@@ -529,6 +536,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags) {
   if (event == nullptr) return set_error(cudaErrorInvalidValue);
   *event = new CUevent_st();
   (*event)->flags = flags;
+  (*event)->device = nvemu::current_device();
   nvemu::events().insert(*event);
   return cudaSuccess;
 }
@@ -543,6 +551,11 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(device_mutex());
   if (!nvemu::events().count(event) || !nvemu::valid_stream(stream)) {
+    return set_error(cudaErrorInvalidResourceHandle);
+  }
+  // CUDA: "cudaEventRecord() will fail if the input event and input stream are associated to
+  // different devices" (waiting on another device's event is fine: cudaStreamWaitEvent).
+  if (event->device != nvemu::stream_device(stream)) {
     return set_error(cudaErrorInvalidResourceHandle);
   }
   if (nvemu::capturing(stream)) {
@@ -585,6 +598,7 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
     return set_error(cudaErrorInvalidResourceHandle);
   }
   if (!start->recorded || !end->recorded) return set_error(cudaErrorInvalidResourceHandle);
+  if (start->device != end->device) return set_error(cudaErrorInvalidResourceHandle);
   *ms = std::chrono::duration<float, std::milli>(end->when - start->when).count();
   return cudaSuccess;
 }

@@ -413,6 +413,9 @@ cudaError_t check_configuration(const LaunchSpec& s) {
   }
   if (s.shared_bytes > size_t(max_dynamic_shared_bytes(s.kernel))) return cudaErrorInvalidValue;
   if (!valid_stream(s.stream)) return cudaErrorInvalidResourceHandle;
+  // CUDA: "a kernel launch will fail if it is issued to a stream that is not associated to the
+  // current device".
+  if (stream_device(s.stream) != current_device()) return cudaErrorInvalidResourceHandle;
   return cudaSuccess;
 }
 
@@ -526,6 +529,10 @@ void launch(const LaunchSpec& s) {
     return;
   }
   const std::vector<const Allocation*> reached = allocations_reached(s.arg_bytes, s.arg_size);
+  if (std::string bad = foreign_memory(reached, current_device()); !bad.empty()) {
+    fault(cudaErrorIllegalAddress, describe_launch(s) + ": " + bad);
+    return;
+  }
   std::vector<Order> orders = options().schedules;
   // NVEMU_RACECHECK_LIMIT=N: each kernel instantiation is race-checked on its first N launches
   // and then runs once per launch (most launches repeat a kernel on other data).

@@ -28,6 +28,7 @@ struct Options {
   bool abort_on_fault = false;   // print the fault and abort (to get a core or a debugger stop)
   std::string coverage_file;     // append "file:kernel" of each kernel's first launch
   size_t stack_bytes = 0;        // per emulated thread
+  int devices = 1;               // NVEMU_DEVICES: how many identical devices (devices.cpp)
 };
 const Options& options();
 Options& mutable_options();  // tests: choose schedules for the next launches
@@ -41,12 +42,28 @@ void fault(cudaError_t code, const std::string& message);
 cudaError_t sticky_error();
 const std::string& fault_message();
 
+// ---- devices (devices.cpp) -----------------------------------------------------------------
+// NVEMU_DEVICES identical devices (1 unless set, at most kMaxDevices), each with its own memory
+// limit. Each host thread has a current device (cudaSetDevice; 0 at start); memory, streams,
+// events and library handles belong to the device current when they were made.
+constexpr int kMaxDevices = 8;
+int device_count();
+int current_device();
+// The device `stream` belongs to (the null stream: the current device's).
+int stream_device(cudaStream_t stream);
+// Whether kernels on `device` may access memory of `peer` (cudaDeviceEnablePeerAccess).
+bool peer_access(int device, int peer);
+
 // ---- device memory -------------------------------------------------------------------------
 struct Allocation {
   char* base = nullptr;  // what cudaMalloc returned
   size_t bytes = 0;
   uint64_t id = 0;  // counts allocations, for messages
+  int device = 0;   // the device current at cudaMalloc
 };
+// "" when work on `device` may touch every allocation in `reached` (its own memory, or a peer's
+// after cudaDeviceEnablePeerAccess), else which allocation of which device it may not.
+std::string foreign_memory(const std::vector<const Allocation*>& reached, int device);
 // The allocation containing [p, p + bytes), or null. p may be one past the end when bytes is 0.
 const Allocation* find_allocation(const void* p, size_t bytes = 0);
 // Allocations that any 8-byte-aligned word of [data, data + size) points into (conservatively:
