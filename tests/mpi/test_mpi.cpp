@@ -3,11 +3,13 @@
 // Every rank runs every test case; the collectives inside train() pair them up. Short runs of a
 // reduced model on Fashion-MNIST (the tests skip without it).
 #define CATCH_CONFIG_RUNNER
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
+#include "core/cuda_runtime.h"
 #include "core/safetensors.h"
 #include "layers/batch_norm.h"
 #include "layers/linear.h"
@@ -241,12 +243,17 @@ TEST_CASE("mpi: on CUDA devices (NCCL, or its emulation) 2 ranks with sync BN ma
   SharedDir dir("cuda");
   const std::string model = reduced_model(dir);
   TrainOptions two = run(model, dir.sub("two"));
-  two.device = Device::cuda();
+  // One device per rank where there are several (CTest gives the emulated build 2): rank 1
+  // trains on cuda:1, so NCCL, the allocator and the stream of a device other than 0 run too.
+  two.device = Device::cuda(g_comm->rank() % std::max(1, cuda_rt::device_count()));
   two.limit_train = 32;  // 2 steps of the global batch of 16: the emulated device is slow
   two.comm = g_comm;
   two.sync_bn = true;
   const int64_t steps = two.limit_train / two.batch;
   CHECK(train(two).steps == steps);
+  // The rank's own device did the work (its allocator served the run), and only it.
+  CHECK(cuda_rt::device_memory_stats(two.device.index).peak_allocated_bytes > 0);
+  if (two.device.index != 0) CHECK(cuda_rt::device_memory_stats(0).peak_allocated_bytes == 0);
   double rel = 0;
   std::string worst;
   if (g_comm->rank() == 0) {
