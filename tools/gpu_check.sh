@@ -67,15 +67,15 @@ if [[ -n "$bundle" ]]; then
     cp "$bundle/$p" "$into/bin/"
     strip --strip-unneeded "$into/bin/$(basename "$p")" 2>/dev/null || true
   done
-  # Shared libraries from this machine's packages. CUDA's own (cudart is static; cuBLAS and
-  # cuDNN come from the GPU machine's PyTorch) and the C runtime (libc, libm, libstdc++,
-  # libgcc_s: on every Linux) are left out.
+  # Shared libraries from this machine's packages. CUDA's own (cudart is static; cuBLAS, cuDNN
+  # and NCCL, 218 MB alone, come from the GPU machine's PyTorch: its pip nvidia-* packages) and
+  # the C runtime (libc, libm, libstdc++, libgcc_s: on every Linux) are left out.
   for b in "$into"/bin/*; do
     ldd "$b" | awk '/=> \// {print $3}'
   done | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
-      libcuda.so*|libcudart*|libcublas*|libcudnn*|libnvrtc*|libnvJitLink*) ;;
+      libcuda.so*|libcudart*|libcublas*|libcudnn*|libnvrtc*|libnvJitLink*|libnccl*) ;;
       *) cp -L "$lib" "$into/lib/" ;;
     esac
   done
