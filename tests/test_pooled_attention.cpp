@@ -27,9 +27,11 @@ Tensor transposed(const Tensor& k) {
 
 TEST_CASE("pooled attention: the CPU kernels match matmul + softmax + matmul", "[attention]") {
   // E-MHSA's case (49 keys, d 32), d 16, a single key, more keys than a warp, and an odd d
-  // (the CPU kernel takes any).
-  for (const Case& c : {Case{4, 196, 49, 32}, Case{3, 37, 17, 16}, Case{2, 5, 1, 32},
-                        Case{2, 9, 70, 16}, Case{2, 6, 5, 7}}) {
+  // (the CPU kernel takes any); then the CPU kernel's register blocks (pooled_attention.cpp):
+  // exactly one 16-key block, and channels in a 32 + 16 block and in 16 + a rest of 4.
+  for (const Case& c :
+       {Case{4, 196, 49, 32}, Case{3, 37, 17, 16}, Case{2, 5, 1, 32}, Case{2, 9, 70, 16},
+        Case{2, 6, 5, 7}, Case{2, 11, 16, 48}, Case{3, 8, 33, 20}}) {
     INFO("heads " << c.heads << " n " << c.n << " m " << c.m << " d " << c.d);
     Generator g(uint64_t(c.n * 100 + c.m));
     const float scale = 1.0f / std::sqrt(float(c.d));
