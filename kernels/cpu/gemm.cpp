@@ -252,12 +252,20 @@ constexpr Config make_config(int64_t kc, int64_t mc, int64_t nc,
   return {MR, NR, kc, mc, nc, pack_a<MR>, pack_b<NR>, {kernels[0].data(), kernels[1].data()}};
 }
 
-// AVX-512: A panels 384 x 14 floats (21 KiB), B blocks 384 x 512 (768 KiB), A blocks 336 x 384
-// (504 KiB). AVX2: the same proportions for its 6 x 16 tile.
+// AVX-512: A panels 192 x 14 floats (10.5 KiB), B blocks 192 x 384 (288 KiB), A blocks 448 x 192
+// (336 KiB). AVX2: A panels 384 x 6 (9 KiB), B blocks 384 x 512 (768 KiB), A blocks 384 x 384
+// (576 KiB). Measured on Next-ViT's shapes (bench_gemm, Sapphire Rapids, 1 thread): against
+// kc = 384, mc = 336, nc = 512 for AVX-512 these lift the products with K = 288-1152 by 1.5-3
+// points of peak (K = 384 and 1152 in blocks of 192: shorter A panels leave L1 room for the B
+// panel streaming past) and move the others by less than a point. (kc = 256 and 320 measured
+// the same, +1 on the linear layers, but their rounding took the 2-rank vs 1-rank training check
+// of tests/mpi to 1.9e-5, past its 1e-5 bound; 192 gives 1.7e-7, 384 gave 2.6e-6.) AVX2's
+// 6 x 16 tile reads half as many bytes of B per k and gains 1-6 points from kc = 384,
+// mc = 384 instead of 256 and 192.
 // Portable: 256 x 8 panels of A (8 KiB), B blocks 256 x 480 (480 KiB).
 #if NEXTVIT_CPU_X86
-constexpr Config kConfigAvx512 = make_config<kMr512, kNr512>(384, 14 * 24, 32 * 16, kKernels512);
-constexpr Config kConfigAvx2 = make_config<kMr256, kNr256>(256, 6 * 32, 16 * 32, kKernels256);
+constexpr Config kConfigAvx512 = make_config<kMr512, kNr512>(192, 14 * 32, 32 * 12, kKernels512);
+constexpr Config kConfigAvx2 = make_config<kMr256, kNr256>(384, 6 * 64, 16 * 32, kKernels256);
 #endif
 constexpr Config kConfigPortable =
     make_config<kMrPortable, kNrPortable>(256, 8 * 32, 12 * 40, kKernelsPortable);
