@@ -227,27 +227,38 @@ bool use_padded(const Geometry& g) {
   return g.s.stride_h == 1 && g.s.stride_w == 1 && g.wo >= kPaddedMinRows && g.wo < kNarrowRows;
 }
 
-// The padded images, planes of Hp x Wp floats, then 8 floats of zeros (vector over-reads).
+// d[0, n) = s[0, n), in 8-float vectors and a masked one for the tail (no read or write past
+// either end: s may be the last row of a tensor). Small n is the common case here, where a
+// memcpy call would cost more than the copy.
+inline void copy_floats(const float* s, float* d, int64_t n) {
+  int64_t q = 0;
+#if NEXTVIT_CPU_X86
+  for (; q + 8 <= n; q += 8) _mm256_storeu_ps(d + q, _mm256_loadu_ps(s + q));
+  if (q < n) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - q)), lanes);
+    _mm256_maskstore_ps(d + q, m, _mm256_maskload_ps(s + q, m));
+    return;
+  }
+#endif
+  for (; q < n; ++q) d[q] = s[q];
+}
+
+// The padded images, planes of Hp x Wp floats, then 8 floats of zeros (vector over-reads): all
+// zeroed at once, then the image rows copied in.
 const float* pad_images(const Geometry& g, const float* x, int64_t images, int64_t image_stride,
                         int64_t hp, int64_t wp) {
   const Conv2dShape& s = g.s;
   const int64_t plane = hp * wp, planes = images * g.cin_g;
   float* xp = scratch(2, planes * plane + 8);
+  std::fill(xp, xp + planes * plane + 8, 0.0f);
   parallel_for(planes, kRowGrain, [&](int64_t a, int64_t b) {
     for (int64_t pl = a; pl < b; ++pl) {
       const float* src = x + pl / g.cin_g * image_stride + pl % g.cin_g * g.hw;
-      float* d = xp + pl * plane;
-      std::fill(d, d + s.pad_h * wp, 0.0f);
-      for (int64_t ih = 0; ih < s.in_h; ++ih) {
-        float* r = d + (s.pad_h + ih) * wp;
-        std::fill(r, r + s.pad_w, 0.0f);
-        std::copy(src + ih * s.in_w, src + (ih + 1) * s.in_w, r + s.pad_w);
-        std::fill(r + s.pad_w + s.in_w, r + wp, 0.0f);
-      }
-      std::fill(d + (s.pad_h + s.in_h) * wp, d + plane, 0.0f);
+      float* d = xp + pl * plane + s.pad_h * wp + s.pad_w;
+      for (int64_t ih = 0; ih < s.in_h; ++ih) copy_floats(src + ih * s.in_w, d + ih * wp, s.in_w);
     }
   });
-  std::fill(xp + planes * plane, xp + planes * plane + 8, 0.0f);
   return xp;
 }
 
