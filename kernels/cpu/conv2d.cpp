@@ -184,10 +184,22 @@ constexpr int64_t kNarrowRows = 24;
 // For each kernel offset (i, j) and each position q of `images` images' ranges [p0, p1), side
 // by side: the offset k * image_stride + ih * W + iw of the input element that position reads
 // (k the image), or -1 in the padding. Shared by all channels.
+// The table of the previous call is kept with what it depends on: col2im asks for the same one
+// for every image of a chunk, im2col for every chunk of a convolution (equal chunks).
+struct TableKey {
+  int64_t v[13];
+  bool operator==(const TableKey& o) const { return std::equal(v, v + 13, o.v); }
+};
+
 const int32_t* offset_table(const Geometry& g, int64_t images, int64_t image_stride, int64_t p0,
                             int64_t p1) {
   thread_local std::vector<int32_t> table;
+  thread_local TableKey built{};
   const Conv2dShape& s = g.s;
+  const TableKey key{{s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.in_h,
+                      s.in_w, g.wo, images, image_stride, p0, p1}};
+  if (key == built && !table.empty()) return table.data();
+  built = key;
   const int64_t span = p1 - p0, width = images * span;
   table.resize(static_cast<size_t>(s.kernel_h * s.kernel_w * width));
   for (int64_t i = 0; i < s.kernel_h; ++i) {
