@@ -117,6 +117,10 @@ const std::vector<Config>& configs() {
       {1, 3, 5, 70, 4, 3, 3, 1, 1, 1, 1, 1, true},      // 70 wide: three pieces per row
       {2, 4, 6, 33, 6, 2, 4, 1, 1, 1, 2, 2, false},     // implicit, 2x4 kernel, groups
       {1, 3, 60, 50, 4, 3, 3, 2, 2, 1, 1, 1, true},     // 25 wide, stride 2: run-by-run im2col
+      {3, 8, 14, 14, 8, 3, 3, 1, 1, 1, 1, 2, true},     // 14 wide: im2col from padded images
+      {2, 4, 13, 12, 6, 2, 4, 1, 1, 1, 2, 1, false},    // padded, 13 wide, even kernel
+      {1, 3, 5, 20, 4, 3, 3, 1, 1, 0, 0, 1, true},      // padded, no padding, 18 wide
+      {1, 112, 12, 12, 4, 3, 3, 1, 1, 1, 1, 1, false},  // padded, column ranges of one image
   };
   return list;
 }
@@ -150,13 +154,43 @@ TEST_CASE("conv2d: one thread and two threads give the same results", "[conv2d]"
   const int saved = omp_get_max_threads();
   // Item counts that select each threading mode: many items (spread), two, three (split), and
   // the implicit-GEMM forward cut into blocks of output rows.
-  const std::vector<Config> configs = {{4, 64, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2, true},
-                                       {2, 8, 16, 16, 16, 1, 1, 1, 1, 0, 0, 1, true},
-                                       {3, 3, 16, 17, 4, 3, 3, 1, 1, 1, 1, 1, true},
-                                       {1, 8, 13, 40, 8, 3, 3, 1, 1, 1, 1, 1, true}};
+  // Then small images grouped into uneven numbers of chunks, which two threads get in equal
+  // shares: 3 chunks become 4 (1x1 at 4 x 4, 16 images per chunk at most), 2 stay 2 (grouped
+  // 3x3 at 7 x 7, 18 at most), and 14 wide images into the padded im2col.
+  const std::vector<Config> configs = {
+      {4, 64, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2, true},  {2, 8, 16, 16, 16, 1, 1, 1, 1, 0, 0, 1, true},
+      {3, 3, 16, 17, 4, 3, 3, 1, 1, 1, 1, 1, true},  {1, 8, 13, 40, 8, 3, 3, 1, 1, 1, 1, 1, true},
+      {40, 512, 4, 4, 8, 1, 1, 1, 1, 0, 0, 1, true}, {37, 64, 7, 7, 16, 3, 3, 1, 1, 1, 1, 4, true},
+      {7, 32, 14, 14, 8, 3, 3, 1, 1, 1, 1, 1, false}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (const Config& c : configs) check_config(c, g);
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("conv2d: repeated runs on two threads give the same bits", "[conv2d]") {
+  // The weight gradient sums over chunks in per-thread partials: the chunks each thread gets,
+  // and so the order of the sums, must not depend on timing.
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);
+  for (const Config& c : {Config{37, 64, 7, 7, 16, 3, 3, 1, 1, 1, 1, 4, true},
+                          Config{40, 96, 4, 4, 32, 1, 1, 1, 1, 0, 0, 1, true},
+                          Config{9, 32, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, false}}) {
+    Generator g(26);
+    Tensor x = test::random_tensor({c.n, c.cin, c.h, c.w}, g);
+    Tensor w = test::random_tensor({c.cout, c.cin / c.groups, c.kh, c.kw}, g);
+    Tensor b = test::random_tensor({c.cout}, g);
+    std::vector<std::vector<float>> first;
+    for (int run = 0; run < 3; ++run) {
+      Variable vx(x, true), vw(w, true), vb(b, true);
+      Variable y = ops::conv2d(vx, vw, vb, ops::Conv2dOptions{c.sh, c.sw, c.ph, c.pw, c.groups});
+      y.backward(Tensor::full(y.shape(), 0.5f));
+      std::vector<std::vector<float>> all = {y.data().to_vector(), vx.grad().to_vector(),
+                                             vw.grad().to_vector(), vb.grad().to_vector()};
+      if (run == 0) first = all;
+      for (size_t k = 0; k < all.size(); ++k) REQUIRE(all[k] == first[k]);
+    }
   }
   omp_set_num_threads(saved);
 }
