@@ -13,9 +13,10 @@ thread_local bool g_grad_enabled = true;
 
 // Sums the gradient g into a node's slot. Who owns what:
 //  - an intermediate result's slot is only read (by its own backward closure) and then freed,
-//    so the first gradient is taken as it is, without a copy, and a second one is added out of
-//    place (a closure may hand the same tensor to two inputs, as add does: it must never be
-//    modified in place);
+//    so the first gradient is taken as it is, without a copy, and a second one is added in
+//    place when the slot's storage is referenced by nothing else (the common case: a residual
+//    branch's gradient added to the shortcut's), else out of place (a closure may hand the same
+//    tensor to two inputs, as add does, or keep it: such a tensor must never be modified);
 //  - a leaf's slot (a parameter's gradient) is modified in place later (accumulation over
 //    backward calls, clipping, optimizers), so it gets its own copy first.
 void accumulate(VariableImpl& node, const Tensor& g, const char* op) {
@@ -32,6 +33,10 @@ void accumulate(VariableImpl& node, const Tensor& g, const char* op) {
   Tensor gc = g.contiguous();
   if (leaf) {
     NV_DISPATCH(acc.device(), axpy, acc.numel(), 1.0f, gc.data<float>(), acc.data<float>());
+  } else if (acc.sole_owner() && acc.is_contiguous() && !acc.shares_storage(gc)) {
+    // acc += gc: the same sum, elementwise, without a new buffer to fill.
+    NV_DISPATCH(acc.device(), add, acc.numel(), acc.data<float>(), gc.data<float>(),
+                acc.data<float>());
   } else {
     Tensor sum = Tensor::empty(acc.shape(), DType::F32, acc.device());
     NV_DISPATCH(acc.device(), add, acc.numel(), acc.data<float>(), gc.data<float>(),

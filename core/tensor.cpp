@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -48,9 +50,55 @@ void transpose_plane(uint32_t* dst, const uint32_t* src, int64_t rows, int64_t c
   }
 }
 
+// Copies items [lo, hi) of a collapsed strided layout (strided_copy_items): item k is the k-th
+// run of `inner` elements in the output's order, found from k's digits in the outer dimensions.
+struct StridedLayout {
+  Shape shape, strides;
+  size_t es;
+  bool tiled;
+  int outer_dims;
+  int64_t inner;
+};
+
+void copy_items(char* dst, const char* src, const StridedLayout& l, int64_t lo, int64_t hi) {
+  const int nd = static_cast<int>(l.shape.size());
+  std::vector<int64_t> idx(nd, 0);
+  for (int64_t d = l.outer_dims - 1, k = lo; d >= 0; --d) {
+    idx[d] = k % l.shape[d];
+    k /= l.shape[d];
+  }
+  const int64_t es = static_cast<int64_t>(l.es), inner_stride = l.strides[nd - 1];
+  dst += lo * l.inner * es;
+  for (int64_t item = lo; item < hi; ++item) {
+    int64_t off = 0;
+    for (int d = 0; d < l.outer_dims; ++d) off += idx[d] * l.strides[d];
+    const char* s = src + off * es;
+    if (l.tiled) {
+      transpose_plane(reinterpret_cast<uint32_t*>(dst), reinterpret_cast<const uint32_t*>(s),
+                      l.shape[nd - 2], l.shape[nd - 1], inner_stride);
+    } else if (inner_stride == 1) {
+      std::memcpy(dst, s, l.inner * es);
+    } else if (es == 4) {  // f32, the common case: a typed gather the compiler can unroll
+      const uint32_t* from = reinterpret_cast<const uint32_t*>(s);
+      uint32_t* to = reinterpret_cast<uint32_t*>(dst);
+      for (int64_t i = 0; i < l.inner; ++i) to[i] = from[i * inner_stride];
+    } else {
+      for (int64_t i = 0; i < l.inner; ++i)
+        std::memcpy(dst + i * es, s + i * inner_stride * es, es);
+    }
+    dst += l.inner * es;
+    for (int d = l.outer_dims - 1; d >= 0; --d) {
+      if (++idx[d] < l.shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
 // Copies a strided host tensor into contiguous host memory, element by element of size `es`.
 // The innermost dimension is copied in one loop so the common cases (a transpose of the last
-// two dims, a narrow) stay cheap.
+// two dims, a narrow) stay cheap. Large copies (the transposes and permutes of the attention
+// blocks' tokens) are split over the OpenMP threads by runs of the output: each thread writes
+// its own part, so the result does not depend on the split.
 void host_strided_copy(char* dst, const char* src, size_t es, Shape shape, Shape strides) {
   const int64_t n = shape_numel(shape);
   if (n == 0) return;
@@ -60,33 +108,25 @@ void host_strided_copy(char* dst, const char* src, size_t es, Shape shape, Shape
   }
   collapse_dims(shape, strides);
   const int nd = static_cast<int>(shape.size());
+  StridedLayout l{shape, strides, es, false, 0, 0};
   // A transpose of the last two dims of f32: tiled, one plane per outer index.
-  const bool tiled = es == 4 && nd >= 2 && strides[nd - 2] == 1 && strides[nd - 1] != 1;
-  const int64_t inner = tiled ? shape[nd - 2] * shape[nd - 1] : shape[nd - 1];
-  const int64_t inner_stride = strides[nd - 1];
-  const int outer_dims = tiled ? nd - 2 : nd - 1;
-  std::vector<int64_t> idx(nd, 0);
-  for (int64_t done = 0; done < n; done += inner) {
-    int64_t off = 0;
-    for (int d = 0; d < outer_dims; ++d) off += idx[d] * strides[d];
-    const char* s = src + off * static_cast<int64_t>(es);
-    if (tiled) {
-      transpose_plane(reinterpret_cast<uint32_t*>(dst), reinterpret_cast<const uint32_t*>(s),
-                      shape[nd - 2], shape[nd - 1], inner_stride);
-    } else if (inner_stride == 1) {
-      std::memcpy(dst, s, inner * es);
-    } else if (es == 4) {  // f32, the common case: a typed gather the compiler can unroll
-      const uint32_t* from = reinterpret_cast<const uint32_t*>(s);
-      uint32_t* to = reinterpret_cast<uint32_t*>(dst);
-      for (int64_t i = 0; i < inner; ++i) to[i] = from[i * inner_stride];
-    } else {
-      for (int64_t i = 0; i < inner; ++i) std::memcpy(dst + i * es, s + i * inner_stride * es, es);
-    }
-    dst += inner * es;
-    for (int d = outer_dims - 1; d >= 0; --d) {
-      if (++idx[d] < shape[d]) break;
-      idx[d] = 0;
-    }
+  l.tiled = es == 4 && nd >= 2 && strides[nd - 2] == 1 && strides[nd - 1] != 1;
+  l.inner = l.tiled ? shape[nd - 2] * shape[nd - 1] : shape[nd - 1];
+  l.outer_dims = l.tiled ? nd - 2 : nd - 1;
+  const int64_t items = n / l.inner;
+  // Below ~128 KiB a copy costs less than waking the threads.
+  constexpr int64_t kParallelBytes = 128 << 10;
+  if (items < 2 || n * static_cast<int64_t>(es) < kParallelBytes || omp_in_parallel() ||
+      omp_get_max_threads() == 1) {
+    copy_items(dst, src, l, 0, items);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t chunk = (items + nt - 1) / nt;
+    const int64_t lo = std::min(items, t * chunk), hi = std::min(items, lo + chunk);
+    if (lo < hi) copy_items(dst, src, l, lo, hi);
   }
 }
 

@@ -49,6 +49,9 @@ class Tensor {
   bool is_contiguous() const;
   // True when both tensors view the same storage block.
   bool shares_storage(const Tensor& other) const { return storage_ == other.storage_; }
+  // True when no other tensor (view, copy of the handle) refers to this one's storage: writing
+  // to it in place then changes nothing anyone else can see.
+  bool sole_owner() const { return storage_ != nullptr && storage_.use_count() == 1; }
   std::string str() const;  // "Tensor(f32, cpu, (2, 3))"
 
   // Pointer to the first element (storage start + offset), on the tensor's device.

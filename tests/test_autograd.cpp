@@ -1,4 +1,6 @@
 // autograd/: the tape, accumulation, no_grad, and the elementwise ops' gradients.
+#include <functional>
+
 #include "test_util.h"
 
 using namespace nextvit;
@@ -12,6 +14,33 @@ TEST_CASE("autograd: a diamond graph sums the gradients of both paths", "[autogr
   // dz/dx = relu'(x) * (1 + x) + y = (1+1)+1, 0, (1+3)+3
   REQUIRE(x.grad().to_vector() == std::vector<float>{3, 0, 7});
   REQUIRE(loss.data().item() == 1 + 1 + 3 + 9);
+}
+
+TEST_CASE("autograd: a gradient shared by two inputs is never summed into in place", "[autograd]") {
+  // add hands one gradient tensor to both of its inputs v and w; v then receives 2v from the
+  // product too, summed in place only when nothing else (w's slot) still holds that tensor. The
+  // graphs order the backward differently; the last one keeps w's slot alive longest.
+  using Graph = std::function<Variable(const Variable& v, const Variable& w)>;
+  const std::vector<std::pair<Graph, std::vector<float>>> graphs = {
+      // d/dv = 1 + 2v, d/dw = 1: dx = 2 (1 + 4x) + 5 = 7 + 8x.
+      {[](auto& v, auto& w) { return ops::add(ops::add(v, w), ops::mul(v, v)); }, {15, 23, 31}},
+      {[](auto& v, auto& w) { return ops::add(ops::mul(v, v), ops::add(w, v)); }, {15, 23, 31}},
+      // d/dw = 1 + 3: dx = 2 (1 + 4x) + 20 = 22 + 8x.
+      {[](auto& v, auto& w) {
+         return ops::add(ops::add(ops::add(v, w), ops::mul(v, v)), ops::scale(w, 3.0f));
+       },
+       {30, 38, 46}},
+      {[](auto& v, auto& w) {
+         return ops::add(ops::scale(w, 3.0f), ops::add(ops::mul(v, v), ops::add(w, v)));
+       },
+       {30, 38, 46}}};
+  for (size_t i = 0; i < graphs.size(); ++i) {
+    INFO("graph " << i);
+    Variable x(Tensor::from_vector({1, 2, 3}, {3}), true);
+    Variable v = ops::scale(x, 2.0f), w = ops::scale(x, 5.0f);
+    ops::sum(graphs[i].first(v, w)).backward();
+    CHECK(x.grad().to_vector() == graphs[i].second);
+  }
 }
 
 TEST_CASE("autograd: leaves accumulate over backward calls until zero_grad", "[autograd]") {

@@ -1,4 +1,6 @@
 // core/: tensors, views, copies, dtype conversion, the RNG.
+#include <omp.h>
+
 #include <algorithm>
 
 #include "core/cuda_runtime.h"
@@ -104,6 +106,36 @@ TEST_CASE("tensor: contiguous() of permuted and narrowed views, element by eleme
       REQUIRE(k == int64_t(got.size()));
     }
   } while (std::next_permutation(order.begin(), order.end()));
+}
+
+TEST_CASE("tensor: large contiguous() copies split over threads, element by element", "[core]") {
+  // 5 x 7 x 33 x 37 floats (167 KiB): above the size from which the copy uses every thread;
+  // the run counts (5 * 7 * 33, 5 * 7, 5, ...) do not split evenly between two threads.
+  const Shape shape{5, 7, 33, 37};
+  std::vector<float> v(shape_numel(shape));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = float(i);
+  const Tensor base = Tensor::from_vector(v, shape);
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    std::vector<int64_t> order{0, 1, 2, 3};
+    do {
+      INFO("threads " << threads << " order " << order[0] << order[1] << order[2] << order[3]);
+      const Tensor c = base.permute(order).contiguous();
+      std::vector<float> got = c.to_vector();
+      int64_t k = 0, idx[4], mismatches = 0;
+      for (idx[0] = 0; idx[0] < shape[order[0]]; ++idx[0])
+        for (idx[1] = 0; idx[1] < shape[order[1]]; ++idx[1])
+          for (idx[2] = 0; idx[2] < shape[order[2]]; ++idx[2])
+            for (idx[3] = 0; idx[3] < shape[order[3]]; ++idx[3], ++k) {
+              int64_t at[4];
+              for (int d = 0; d < 4; ++d) at[order[d]] = idx[d];
+              mismatches += got[k] != v[((at[0] * 7 + at[1]) * 33 + at[2]) * 37 + at[3]];
+            }
+      REQUIRE(mismatches == 0);
+    } while (std::next_permutation(order.begin(), order.end()));
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST_CASE("tensor: writes through a view reach the base, a clone does not", "[core]") {
