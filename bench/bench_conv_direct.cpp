@@ -29,9 +29,9 @@ double cpu_seconds() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
-struct Mhca {
+struct Case {
   const char* name;
-  int64_t channels, hw, groups;
+  int64_t cin, cout, hw, groups;
 };
 
 }  // namespace
@@ -45,27 +45,29 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
   }
   omp_set_num_threads(threads);
-  const Mhca convs[] = {{"mhca 96 g3 @56", 96, 56, 3},
-                        {"mhca 192 g6 @28", 192, 28, 6},
-                        {"mhca 384 g12 @14", 384, 14, 12},
-                        {"mhca 768 g24 @7", 768, 7, 24}};
+  // MHCA, and the stride-1 convolutions of the stem (dense, 32 or 64 outputs: direct too).
+  const Case convs[] = {
+      {"mhca 96 g3 @56", 96, 96, 56, 3},      {"mhca 192 g6 @28", 192, 192, 28, 6},
+      {"mhca 384 g12 @14", 384, 384, 14, 12}, {"mhca 768 g24 @7", 768, 768, 7, 24},
+      {"stem 64->32 @112", 64, 32, 112, 1},   {"stem 32->64 @112", 32, 64, 112, 1}};
   std::printf("CPU ms (process CPU time, %d thread(s), best of %d): GEMM paths / direct\n", threads,
               runs);
   for (GemmIsa isa : {GemmIsa::kAvx512, GemmIsa::kAvx2}) {
     if (!kernels::cpu::gemm_isa_runs_here(isa)) continue;
     kernels::cpu::set_gemm_isa(isa);
     for (int64_t batch : batches) {
-      for (const Mhca& c : convs) {
+      for (const Case& c : convs) {
         kernels::Conv2dShape s;
         s.batch = batch;
-        s.in_channels = s.out_channels = c.channels;
+        s.in_channels = c.cin;
+        s.out_channels = c.cout;
         s.in_h = s.in_w = c.hw;
         s.kernel_h = s.kernel_w = 3;
         s.pad_h = s.pad_w = 1;
         s.groups = c.groups;
-        std::vector<float> x(size_t(batch * c.channels * c.hw * c.hw), 0.25f);
-        std::vector<float> w(size_t(c.channels * 32 * 9), 0.01f), b(size_t(c.channels), 0.1f);
-        std::vector<float> y(x.size()), dx(x.size());
+        std::vector<float> x(size_t(batch * c.cin * c.hw * c.hw), 0.25f);
+        std::vector<float> w(size_t(c.cout * c.cin / c.groups * 9), 0.01f), b(size_t(c.cout), 0.1f);
+        std::vector<float> y(size_t(batch * c.cout * c.hw * c.hw)), dx(x.size());
         double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}};  // [direct][fwd, bwd-data]
         for (int r = 0; r < runs; ++r) {
           for (int direct = 0; direct < 2; ++direct) {
