@@ -16,11 +16,13 @@
 // row GEMM tile's 32 of 42 rows used on 32 output channels, and no im2col.
 //
 // The tile: R output channels x V vectors of consecutive q, R*V accumulators. Per k, V vectors
-// are loaded from xp and R weights broadcast from w itself (R rows of stride kg: no packing,
-// which at 7 x 7 and batch 1 would cost a quarter of the convolution). Output channel tiles
-// are the outer loop, so their R x kg weights stay in L1 while q sweeps the block. The tile
-// goes to a staging buffer (cout_g rows over the block's q), from which each row's kept
-// columns are copied into y through the output pass (bias, BatchNorm affine, ReLU).
+// are loaded from xp and R weights broadcast from w itself (R rows of stride kg, each walked in
+// order: no packing, which at 7 x 7 and batch 1 would be a pass over all the weights for 49
+// outputs per channel). Output channel tiles are the outer loop, so their R x kg weights stay
+// in L1 while q sweeps the block (measured against position tiles outer: no difference on
+// AVX-512, within the noise on AVX2). The tile goes to a staging buffer (cout_g rows over the
+// block's q), from which each row's kept columns are copied into y through the output pass (bias,
+// BatchNorm affine, ReLU).
 //
 // Threads: the items are spread over the threads. Every output is summed by one item in the
 // order k = 0, 1, ... whatever the blocking, so results are the same bits for any thread count.
