@@ -9,6 +9,11 @@
 //   backward data    dcol            = W_g^T  x  dy_g[:, chunk],   then dx += col2im(dcol)
 //   backward weight  dW_g           += dy_g[:, chunk]  x  col^T
 //
+// Stride-1 convolutions with small groups (a multiple of 8 and at most 64 (AVX-512) or 32
+// (AVX2) output channels per group: Next-ViT's MHCA) take the direct kernel of
+// kernels/cpu/conv_direct.cpp instead, on the AVX-512 and AVX2 families; what follows describes
+// every other case.
+//
 // A 1x1 kernel with stride 1 and no padding needs no im2col: col is the input itself, read in
 // place with leading dimension H*W (and dx is written in place the same way). With stride 1 the
 // input gradient is computed as the forward convolution of dy with the flipped kernel instead
@@ -38,6 +43,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/conv_output_pass.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/lane_sums.h"
@@ -665,6 +671,10 @@ void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, 
                           const Conv2dEpilogue& epilogue, float* y) {
   const Geometry g(s);
   const ConvOutputPass pass(b, epilogue);
+  if (conv_direct_applies(s)) {
+    conv_direct_forward(s, x, w, pass, y);
+    return;
+  }
   if (use_implicit(g)) {
     forward_implicit(g, x, w, pass, y);
     return;

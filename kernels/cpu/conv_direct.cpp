@@ -1,0 +1,287 @@
+// The direct forward convolution for small groups (kernels/cpu/conv_direct.h): stride 1, a
+// multiple of 8 output channels per group, at most 64 of them (AVX-512) or 32 (AVX2).
+//
+// How data moves. An item is (image, group, block of output rows [oh0, oh1)). The input rows
+// that block reads, of the group's cin_g channels, are first copied into zero-padded planes
+// xp[c] of Hb = rows + kh - 1 rows by Wp = W + 2 pw columns. With stride 1, output (r, ow) of
+// the block reads xp[c][(r + i) * Wp + ow + j] for kernel offset (i, j). Numbering the outputs
+// over padded rows, q = r * Wp + ow, that is xp[c][q + off[k]] with off[k] = c * plane +
+// i * Wp + j for k = (c, i, j): for every k a contiguous run of xp, whatever rows it crosses.
+// The block is then one matrix product,
+//
+//   out[co][q] = sum_k w_g[co][k] * xp[off[k] + q]
+//
+// over q in [0, (rows - 1) * Wp + Wo), of which the columns Wo..Wp-1 of each row are never
+// kept (they straddle a row end): 2 of every 58 at 56 x 56, 2 of 9 at 7 x 7 - against the 14-
+// row GEMM tile's 32 of 42 rows used on 32 output channels, and no im2col.
+//
+// The tile: R output channels x V vectors of consecutive q, R*V accumulators. Per k, V vectors
+// are loaded from xp and R weights broadcast from w itself (R rows of stride kg, each walked in
+// order: no packing, which at 7 x 7 and batch 1 would be a pass over all the weights for 49
+// outputs per channel). Output channel tiles are the outer loop, so their R x kg weights stay
+// in L1 while q sweeps the block (measured against position tiles outer: no difference on
+// AVX-512, within the noise on AVX2). The tile goes to a staging buffer (cout_g rows over the
+// block's q), from which each row's kept columns are copied into y through the output pass (bias,
+// BatchNorm affine, ReLU).
+//
+// Threads: the items are spread over the threads. Every output is summed by one item in the
+// order k = 0, 1, ... whatever the blocking, so results are the same bits for any thread count.
+#include "kernels/cpu/conv_direct.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/gemm.h"
+#if NEXTVIT_CPU_X86
+#include <immintrin.h>
+#endif
+
+namespace nextvit::kernels::cpu {
+namespace {
+
+std::atomic<bool> g_enabled{true};
+
+// Groups with more inputs than this go to the GEMM paths (a tile's R rows of weights should
+// stay in L1).
+constexpr int64_t kMaxKg = 1152;
+// Output positions (padded numbering) per item: the staging buffer of 32 channels stays within
+// 64 KiB, the padded input of a 56-wide block in L2.
+constexpr int64_t kItemPositions = 512;
+// Floats past the last padded plane that the last vector of a row may read (zeroed).
+constexpr int64_t kSlack = 32;
+
+// out[r][v * lanes + lane] = sum_k a[r * lda + k] * x[off[k] + v * lanes + lane], r < R,
+// v < V; written whole (c has room for every lane).
+using TileFn = void (*)(int64_t kg, const float* a, int64_t lda, const float* x, const int32_t* off,
+                        float* c, int64_t ldc);
+
+#if NEXTVIT_CPU_X86
+// AVX-512: 8 channels x V vectors of 16 positions (24 accumulators at V = 3, + 3 loads + 1
+// broadcast of the 32 registers).
+template <int V>
+__attribute__((target("avx512f"))) void tile_avx512(int64_t kg, const float* a, int64_t lda,
+                                                    const float* x, const int32_t* off, float* c,
+                                                    int64_t ldc) {
+  constexpr int R = 8;
+  __m512 acc[R][V];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kg; ++k) {
+    const float* b = x + off[k];
+    __m512 bv[V];
+#pragma GCC unroll 3
+    for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * lda + k]);
+#pragma GCC unroll 3
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+  }
+}
+
+// AVX2: 4 channels x V vectors of 8 positions (12 accumulators at V = 3, + 3 loads + 1
+// broadcast: all 16 registers).
+template <int V>
+void tile_avx2(int64_t kg, const float* a, int64_t lda, const float* x, const int32_t* off,
+               float* c, int64_t ldc) {
+  constexpr int R = 4;
+  __m256 acc[R][V];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm256_setzero_ps();
+  }
+  for (int64_t k = 0; k < kg; ++k) {
+    const float* b = x + off[k];
+    __m256 bv[V];
+#pragma GCC unroll 3
+    for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r * lda + k);
+#pragma GCC unroll 3
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+    for (int v = 0; v < V; ++v) _mm256_storeu_ps(c + r * ldc + 8 * v, acc[r][v]);
+  }
+}
+#endif
+
+// A family of tiles: R channels, `lanes` positions per vector, tiles[v - 1] of v vectors;
+// groups of up to max_cout output channels. Larger groups go to the GEMM paths, whose tiles
+// then waste few rows: measured (one thread, Next-ViT's stem 32 -> 64 at 112 x 112, 64 per
+// group), direct was 1.18x faster on AVX-512 but 6% slower on AVX2, whose 6 x 16 GEMM tile
+// beats the 4 x 24 direct tile's 7 loads per 12 FMAs once the rows are used.
+struct Family {
+  int64_t rows, lanes, max_cout;
+  TileFn tiles[3];
+};
+constexpr int64_t kMaxV = 3;
+
+// The family of the current GEMM ISA, or null (portable: no direct kernel).
+const Family* family() {
+#if NEXTVIT_CPU_X86
+  static const Family avx512{8, 16, 64, {tile_avx512<1>, tile_avx512<2>, tile_avx512<3>}};
+  static const Family avx2{4, 8, 32, {tile_avx2<1>, tile_avx2<2>, tile_avx2<3>}};
+  switch (gemm_isa()) {
+    case GemmIsa::kAvx512:
+      return &avx512;
+    case GemmIsa::kAvx2:
+      return &avx2;
+    default:
+      return nullptr;
+  }
+#else
+  return nullptr;
+#endif
+}
+
+// Per-thread scratch, grown on demand and kept: slot 0 the padded input, slot 1 the staging.
+float* scratch(int slot, int64_t floats) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[slot];
+  if (static_cast<int64_t>(b.size()) < floats) b.resize(static_cast<size_t>(floats));
+  return b.data();
+}
+
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// Sizes shared by every item of one call.
+struct Plan {
+  const Conv2dShape& s;
+  const Family& f;
+  int64_t cin_g, cout_g, kg, ho, wo, wp, rows_per, nblocks, plane;
+};
+
+// Rows per block: about kItemPositions outputs per item, at least four items per thread when
+// the image allows, and, with several threads, a number of items that divides evenly.
+void plan_blocks(Plan& p, int threads) {
+  const int64_t outer = p.s.batch * p.s.groups;
+  int64_t nb = std::max(ceil_div(p.ho * p.wp, kItemPositions), ceil_div(4 * threads, outer));
+  nb = std::min(nb, p.ho);
+  const auto blocks_of = [&](int64_t b) { return ceil_div(p.ho, ceil_div(p.ho, b)); };
+  for (int64_t b = nb; threads > 1 && b <= std::min(p.ho, 2 * nb); ++b) {
+    if (outer * blocks_of(b) % threads == 0) {
+      nb = b;
+      break;
+    }
+  }
+  p.rows_per = ceil_div(p.ho, nb);
+  p.nblocks = ceil_div(p.ho, p.rows_per);
+  p.plane = (p.rows_per + p.s.kernel_h - 1) * p.wp;
+}
+
+// The group's input rows that output rows [oh0, oh0 + rows) read, zero-padded (see top).
+void pad_block(const Plan& p, const float* xg, int64_t oh0, float* xp) {
+  const Conv2dShape& s = p.s;
+  std::fill(xp, xp + p.cin_g * p.plane + kSlack, 0.0f);
+  const int64_t hb = p.plane / p.wp;
+  for (int64_t c = 0; c < p.cin_g; ++c) {
+    for (int64_t rr = 0; rr < hb; ++rr) {
+      const int64_t ih = oh0 - s.pad_h + rr;
+      if (ih < 0 || ih >= s.in_h) continue;
+      std::memcpy(xp + c * p.plane + rr * p.wp + s.pad_w, xg + (c * s.in_h + ih) * s.in_w,
+                  static_cast<size_t>(s.in_w) * sizeof(float));
+    }
+  }
+}
+
+void run_item(const Plan& p, const int32_t* off, const float* x, const float* w,
+              const ConvOutputPass& pass, float* y, int64_t item) {
+  const Conv2dShape& s = p.s;
+  const int64_t blk = item % p.nblocks, grp = item / p.nblocks % s.groups;
+  const int64_t n = item / p.nblocks / s.groups;
+  const int64_t oh0 = blk * p.rows_per, rows = std::min(p.ho, oh0 + p.rows_per) - oh0;
+  float* xp = scratch(0, p.cin_g * p.plane + kSlack);
+  pad_block(p, x + (n * s.in_channels + grp * p.cin_g) * s.in_h * s.in_w, oh0, xp);
+  // Vectors of q covering [0, (rows - 1) * Wp + Wo); the staging rows hold all their lanes.
+  const int64_t nv = ceil_div((rows - 1) * p.wp + p.wo, p.f.lanes), ldc = nv * p.f.lanes;
+  float* out = scratch(1, p.cout_g * ldc);
+  for (int64_t co = 0; co < p.cout_g; co += p.f.rows) {
+    const float* a = w + (grp * p.cout_g + co) * p.kg;
+    for (int64_t v = 0; v < nv; v += kMaxV) {
+      const int64_t t = std::min(kMaxV, nv - v);
+      p.f.tiles[t - 1](p.kg, a, p.kg, xp + v * p.f.lanes, off, out + co * ldc + v * p.f.lanes, ldc);
+    }
+  }
+  for (int64_t co = 0; co < p.cout_g; ++co) {
+    const int64_t c = grp * p.cout_g + co;
+    float* yc = y + ((n * s.out_channels + c) * p.ho + oh0) * p.wo;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = out + co * ldc + r * p.wp;
+      if (pass.needed()) {
+        pass.run(c, src, yc + r * p.wo, p.wo);
+      } else {
+        std::memcpy(yc + r * p.wo, src, static_cast<size_t>(p.wo) * sizeof(float));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool conv_direct_applies(const Conv2dShape& s) {
+  const Family* f = family();
+  if (!g_enabled.load(std::memory_order_relaxed) || f == nullptr) return false;
+  const int64_t cin_g = s.in_channels / s.groups, cout_g = s.out_channels / s.groups;
+  const int64_t padded = (s.in_h + 2 * s.pad_h) * (s.in_w + 2 * s.pad_w);
+  return s.stride_h == 1 && s.stride_w == 1 && !s.pointwise() && cout_g % 8 == 0 &&
+         cout_g <= f->max_cout && cin_g * s.kernel_h * s.kernel_w <= kMaxKg && s.out_h() >= 1 &&
+         s.out_w() >= 1 && cin_g * padded < (int64_t{1} << 30);
+}
+
+void conv_direct_forward(const Conv2dShape& s, const float* x, const float* w,
+                         const ConvOutputPass& pass, float* y) {
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int64_t cin_g = s.in_channels / s.groups;
+  Plan p{s,
+         *family(),
+         cin_g,
+         s.out_channels / s.groups,
+         cin_g * s.kernel_h * s.kernel_w,
+         s.out_h(),
+         s.out_w(),
+         s.in_w + 2 * s.pad_w,
+         0,
+         0,
+         0};
+  plan_blocks(p, threads);
+  std::vector<int32_t> off(static_cast<size_t>(p.kg));
+  for (int64_t k = 0; k < p.kg; ++k) {
+    const int64_t c = k / (s.kernel_h * s.kernel_w), i = k / s.kernel_w % s.kernel_h;
+    off[k] = static_cast<int32_t>(c * p.plane + i * p.wp + k % s.kernel_w);
+  }
+  const int64_t items = s.batch * s.groups * p.nblocks;
+  if (threads > 1 && items >= threads) {
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+    for (int64_t item = 0; item < items; ++item) run_item(p, off.data(), x, w, pass, y, item);
+  } else {
+    for (int64_t item = 0; item < items; ++item) run_item(p, off.data(), x, w, pass, y, item);
+  }
+}
+
+bool set_conv_direct(bool enabled) {
+  return g_enabled.exchange(enabled);
+}
+
+}  // namespace nextvit::kernels::cpu

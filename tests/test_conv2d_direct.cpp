@@ -1,0 +1,267 @@
+// The direct forward convolution for small groups (kernels/cpu/conv_direct.cpp): against a
+// double-precision convolution written here and against the GEMM paths it replaces, at
+// Next-ViT-S's four MHCA sizes, batch 1 and > 1, odd and non-square images, other kernel
+// sizes, paddings and group widths, the fused epilogue, both x86 ISA families, and the same
+// bits on one and two threads; the input gradient (a forward convolution) through it too.
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/conv2d.h"
+#include "kernels/cpu/conv_direct.h"
+#include "kernels/gemm.h"
+#include "test_util.h"
+
+using namespace nextvit;
+using kernels::Conv2dShape;
+using kernels::cpu::GemmIsa;
+
+namespace {
+
+struct Case {
+  int64_t n, cin, h, w, cout, kh, kw, ph, pw, groups;
+};
+
+Conv2dShape shape_of(const Case& c) {
+  Conv2dShape s;
+  s.batch = c.n;
+  s.in_channels = c.cin;
+  s.in_h = c.h;
+  s.in_w = c.w;
+  s.out_channels = c.cout;
+  s.kernel_h = c.kh;
+  s.kernel_w = c.kw;
+  s.pad_h = c.ph;
+  s.pad_w = c.pw;
+  s.groups = c.groups;
+  return s;
+}
+
+std::vector<float> random_floats(size_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  uint64_t st = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (float& f : v) {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    f = static_cast<float>(static_cast<int64_t>(st >> 40) % 2001 - 1000) / 1000.0f;
+  }
+  return v;
+}
+
+// y = relu?((conv(x, w) + b) * scale + shift) by the definition, in double.
+std::vector<double> reference(const Conv2dShape& s, const std::vector<float>& x,
+                              const std::vector<float>& w, const float* b,
+                              const kernels::cpu::Conv2dEpilogue& e) {
+  const int64_t ho = s.out_h(), wo = s.out_w(), cin_g = s.in_channels / s.groups;
+  const int64_t cout_g = s.out_channels / s.groups;
+  std::vector<double> y(size_t(s.batch * s.out_channels * ho * wo));
+  for (int64_t n = 0; n < s.batch; ++n) {
+    for (int64_t co = 0; co < s.out_channels; ++co) {
+      const int64_t grp = co / cout_g;
+      for (int64_t oh = 0; oh < ho; ++oh) {
+        for (int64_t ow = 0; ow < wo; ++ow) {
+          double acc = b ? b[co] : 0.0;
+          for (int64_t ci = 0; ci < cin_g; ++ci) {
+            for (int64_t i = 0; i < s.kernel_h; ++i) {
+              const int64_t ih = oh - s.pad_h + i;
+              if (ih < 0 || ih >= s.in_h) continue;
+              for (int64_t j = 0; j < s.kernel_w; ++j) {
+                const int64_t iw = ow - s.pad_w + j;
+                if (iw < 0 || iw >= s.in_w) continue;
+                acc +=
+                    double(
+                        x[((n * s.in_channels + grp * cin_g + ci) * s.in_h + ih) * s.in_w + iw]) *
+                    w[((co * cin_g + ci) * s.kernel_h + i) * s.kernel_w + j];
+              }
+            }
+          }
+          if (e.scale) acc = acc * e.scale[co] + e.shift[co];
+          if (e.relu && acc < 0.0) acc = 0.0;
+          y[size_t(((n * s.out_channels + co) * ho + oh) * wo + ow)] = acc;
+        }
+      }
+    }
+  }
+  return y;
+}
+
+struct Inputs {
+  std::vector<float> x, w, b, scale, shift;
+};
+
+Inputs inputs_for(const Conv2dShape& s, uint64_t seed) {
+  Inputs in;
+  in.x = random_floats(size_t(s.batch * s.in_channels * s.in_h * s.in_w), seed);
+  in.w = random_floats(size_t(s.out_channels * s.in_channels / s.groups * s.kernel_h * s.kernel_w),
+                       seed + 1);
+  in.b = random_floats(size_t(s.out_channels), seed + 2);
+  in.scale = random_floats(size_t(s.out_channels), seed + 3);
+  in.shift = random_floats(size_t(s.out_channels), seed + 4);
+  return in;
+}
+
+std::vector<float> forward(const Conv2dShape& s, const Inputs& in, bool bias,
+                           const kernels::cpu::Conv2dEpilogue& e) {
+  std::vector<float> y(size_t(s.batch * s.out_channels * s.out_h() * s.out_w()), NAN);
+  kernels::cpu::conv2d_forward_fused(s, in.x.data(), in.w.data(), bias ? in.b.data() : nullptr, e,
+                                     y.data());
+  return y;
+}
+
+// Largest |a - ref| / (1 + |ref|).
+double worst_error(const std::vector<float>& a, const std::vector<double>& ref) {
+  double worst = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::fabs(a[i] - ref[i]) / (1.0 + std::fabs(ref[i]));
+    worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+  }
+  return worst;
+}
+
+// Restores the GEMM ISA family and the direct kernel's switch even when a check fails.
+struct Restore {
+  GemmIsa isa = kernels::cpu::gemm_isa();
+  bool direct = kernels::cpu::set_conv_direct(true);
+  int threads = omp_get_max_threads();
+  ~Restore() {
+    kernels::cpu::set_gemm_isa(isa);
+    kernels::cpu::set_conv_direct(direct);
+    omp_set_num_threads(threads);
+  }
+};
+
+std::vector<GemmIsa> direct_isas() {
+  std::vector<GemmIsa> isas;
+  for (GemmIsa isa : {GemmIsa::kAvx512, GemmIsa::kAvx2}) {
+    if (kernels::cpu::gemm_isa_runs_here(isa)) isas.push_back(isa);
+  }
+  return isas;
+}
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> list = {
+      // n cin  h   w cout kh kw ph pw groups
+      {1, 96, 56, 56, 96, 3, 3, 1, 1, 3},     // Next-ViT-S MHCA, stage 1
+      {1, 192, 28, 28, 192, 3, 3, 1, 1, 6},   // stage 2
+      {1, 384, 14, 14, 384, 3, 3, 1, 1, 12},  // stage 3
+      {1, 768, 7, 7, 768, 3, 3, 1, 1, 24},    // stage 4
+      {3, 64, 14, 14, 64, 3, 3, 1, 1, 2},     // batch > 1
+      {2, 64, 9, 13, 64, 3, 3, 1, 1, 2},      // odd, non-square
+      {2, 32, 1, 5, 32, 3, 3, 1, 1, 1},       // a single row
+      {1, 32, 6, 1, 32, 3, 3, 1, 1, 1},       // a single column
+      {2, 48, 11, 10, 24, 3, 3, 1, 1, 3},     // 16 in, 8 out per group
+      {1, 40, 8, 19, 64, 5, 5, 2, 2, 1},      // 5x5, 64 outputs, 40 inputs
+      {2, 8, 7, 12, 16, 2, 4, 0, 2, 1},       // even kernel, unequal padding
+      {1, 16, 9, 9, 16, 3, 3, 0, 0, 2},       // no padding
+      {1, 16, 5, 5, 16, 3, 3, 3, 3, 1},       // padding as large as the kernel
+      {2, 16, 33, 70, 8, 3, 1, 1, 0, 1},      // wide rows, 3x1 kernel
+  };
+  return list;
+}
+
+}  // namespace
+
+TEST_CASE("conv direct: serves MHCA shapes, leaves others to the GEMM paths", "[conv2d][direct]") {
+  Restore restore;
+  for (GemmIsa isa : direct_isas()) {
+    kernels::cpu::set_gemm_isa(isa);
+    // Up to 64 outputs per group on AVX-512, 32 on AVX2 (the 5x5 case has 64).
+    const int64_t max_cout = isa == GemmIsa::kAvx512 ? 64 : 32;
+    for (const Case& c : cases()) {
+      INFO(kernels::cpu::gemm_isa_name(isa) << " cout=" << c.cout << " groups=" << c.groups);
+      REQUIRE(kernels::cpu::conv_direct_applies(shape_of(c)) == (c.cout / c.groups <= max_cout));
+    }
+    Conv2dShape s = shape_of({1, 96, 56, 56, 96, 3, 3, 1, 1, 3});
+    s.stride_h = s.stride_w = 2;
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(s));       // stride 2
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // 12 outputs
+        {1, 24, 8, 8, 12, 3, 3, 1, 1, 1})));                 // per group
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // 128 outputs
+        {1, 64, 8, 8, 128, 3, 3, 1, 1, 1})));                // per group
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // 1x1
+        {1, 32, 8, 8, 32, 1, 1, 0, 0, 1})));
+    kernels::cpu::set_conv_direct(false);
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(cases()[0])));
+    kernels::cpu::set_conv_direct(true);
+  }
+  if (kernels::cpu::gemm_isa_runs_here(GemmIsa::kPortable)) {
+    kernels::cpu::set_gemm_isa(GemmIsa::kPortable);
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(cases()[0])));
+  }
+}
+
+TEST_CASE("conv direct: matches a double-precision convolution, with and without the epilogue",
+          "[conv2d][direct]") {
+  Restore restore;
+  uint64_t seed = 40;
+  for (GemmIsa isa : direct_isas()) {
+    kernels::cpu::set_gemm_isa(isa);
+    for (const Case& c : cases()) {
+      const Conv2dShape s = shape_of(c);
+      const Inputs in = inputs_for(s, seed += 5);
+      for (int variant = 0; variant < 3; ++variant) {
+        // 0: plain; 1: bias; 2: bias, BatchNorm affine and ReLU.
+        kernels::cpu::Conv2dEpilogue e;
+        if (variant == 2) e = {in.scale.data(), in.shift.data(), true};
+        const bool bias = variant > 0;
+        INFO(kernels::cpu::gemm_isa_name(isa)
+             << " n=" << c.n << " cin=" << c.cin << " " << c.h << "x" << c.w << " cout=" << c.cout
+             << " k=" << c.kh << "x" << c.kw << " pad=" << c.ph << "," << c.pw
+             << " groups=" << c.groups << " epilogue variant " << variant);
+        const std::vector<float> y = forward(s, in, bias, e);
+        CHECK(worst_error(y, reference(s, in.x, in.w, bias ? in.b.data() : nullptr, e)) < 2e-5);
+      }
+    }
+  }
+}
+
+TEST_CASE("conv direct: agrees with the GEMM paths and gives the same bits on 1 and 2 threads",
+          "[conv2d][direct]") {
+  Restore restore;
+  uint64_t seed = 90;
+  for (GemmIsa isa : direct_isas()) {
+    kernels::cpu::set_gemm_isa(isa);
+    for (const Case& c : cases()) {
+      for (int64_t n : {int64_t{1}, int64_t{4}}) {
+        Case cn = c;
+        cn.n = n;
+        const Conv2dShape s = shape_of(cn);
+        const Inputs in = inputs_for(s, seed += 5);
+        const kernels::cpu::Conv2dEpilogue e{in.scale.data(), in.shift.data(), true};
+        INFO(kernels::cpu::gemm_isa_name(isa) << " n=" << n << " cin=" << c.cin << " " << c.h << "x"
+                                              << c.w << " groups=" << c.groups);
+        omp_set_num_threads(1);
+        const std::vector<float> one = forward(s, in, true, e);
+        omp_set_num_threads(2);
+        const std::vector<float> two = forward(s, in, true, e);
+        CHECK(one == two);
+        kernels::cpu::set_conv_direct(false);
+        const std::vector<float> gemm = forward(s, in, true, e);
+        kernels::cpu::set_conv_direct(true);
+        CHECK(worst_error(two, std::vector<double>(gemm.begin(), gemm.end())) < 2e-5);
+      }
+    }
+  }
+}
+
+TEST_CASE("conv direct: the input gradient of MHCA (a forward convolution) matches the GEMM path",
+          "[conv2d][direct]") {
+  Restore restore;
+  for (GemmIsa isa : direct_isas()) {
+    kernels::cpu::set_gemm_isa(isa);
+    for (const Case& c :
+         {Case{2, 96, 28, 28, 96, 3, 3, 1, 1, 3}, Case{2, 64, 7, 9, 64, 3, 3, 1, 1, 2}}) {
+      const Conv2dShape s = shape_of(c);
+      const Inputs in = inputs_for(s, 7);
+      const std::vector<float> dy =
+          random_floats(size_t(s.batch * s.out_channels * s.out_h() * s.out_w()), 8);
+      std::vector<float> direct(in.x.size()), gemm(in.x.size());
+      kernels::cpu::conv2d_backward_data(s, dy.data(), in.w.data(), direct.data(), nullptr);
+      kernels::cpu::set_conv_direct(false);
+      kernels::cpu::conv2d_backward_data(s, dy.data(), in.w.data(), gemm.data(), nullptr);
+      kernels::cpu::set_conv_direct(true);
+      INFO(kernels::cpu::gemm_isa_name(isa) << " " << c.h << "x" << c.w);
+      CHECK(worst_error(direct, std::vector<double>(gemm.begin(), gemm.end())) < 2e-5);
+    }
+  }
+}
