@@ -607,10 +607,11 @@ void run_blocked(const Config& cfg, const Problem& p, int threads) {
     return;
   }
   const Grid g = plan_grid(cfg, p, threads);
-#pragma omp parallel num_threads(g.tm* g.tn)
+  const int team = g.tm * g.tn;
+#pragma omp parallel num_threads(team)
   {
     // Were fewer threads granted than asked for, each would take several rectangles.
-    for (int t = omp_get_thread_num(); t < g.tm * g.tn; t += omp_get_num_threads()) {
+    for (int t = omp_get_thread_num(); t < team; t += omp_get_num_threads()) {
       const Rect r = grid_rect(cfg, p, g, t);
       gemm_rect(cfg, p, r.m0, r.m1, r.n0, r.n1);
     }
@@ -698,9 +699,10 @@ void run_transposed(const Config& cfg, const Problem& p, int threads) {
     return;
   }
   const Grid g = plan_grid(cfg, flipped, threads);
-#pragma omp parallel num_threads(g.tm* g.tn)
+  const int team = g.tm * g.tn;
+#pragma omp parallel num_threads(team)
   {
-    for (int q = omp_get_thread_num(); q < g.tm * g.tn; q += omp_get_num_threads()) {
+    for (int q = omp_get_thread_num(); q < team; q += omp_get_num_threads()) {
       const Rect r = grid_rect(cfg, flipped, g, q);
       gemm_rect(cfg, flipped, r.m0, r.m1, r.n0, r.n1);
       // Rows m, columns n of C^T are columns m, rows n of C.
