@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -245,6 +246,47 @@ TEST_CASE("gemm: one thread, two threads and calls inside a parallel region agre
       }
       check_result(c, o0, o0.C.data());
       check_result(c, o1, o1.C.data());
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("gemm: every thread count gives the same bits, on every path", "[gemm]") {
+  // The threads cut C into rectangles (blocked and transposed paths) or ranges of rows (dot
+  // path), but every element is still summed over the same K blocks in the same order: the
+  // result must not depend on the thread count. 3 and 4 threads give 1 x 3, 3 x 1 and 2 x 2
+  // grids, whose boundaries fall inside the transposed path's 8 x 8 blocks. Shapes: blocked
+  // (odd sizes, and few rows of A with B read in place: the stem's 32 x 224 x 576 chunk);
+  // transposed (N = 196 on AVX-512, every transpose, beta != 0 and not a power of 2, so that the
+  // turned-round edges read C and round beta * C); dot (N = 49 and 13, op(B)^T copied or read
+  // in place).
+  Generator g(17);
+  const std::vector<Case> cases = {
+      {199, 301, 101, false, false, 0.5f, -1.0f, 3, 5, 2}, {32, 224, 576, false, false},
+      {61, 196, 385, false, false, -0.75f, 0.3f, 5, 3, 1}, {61, 196, 385, true, true, 1.0f, 0.7f},
+      {256, 196, 300, true, false, 2.0f, -1.3f},           {1152, 196, 64, false, true},
+      {301, 49, 768, false, false, 1.0f, 0.6f, 2, 1, 3},   {400, 13, 640, false, true, -1.0f, 1.0f},
+  };
+  const int saved = omp_get_max_threads();
+  for (GemmIsa isa : isas()) {
+    IsaGuard guard(isa);
+    for (const Case& c : cases) {
+      Operands o(c, g);
+      std::vector<float> first;
+      for (int threads : {1, 2, 3, 4}) {
+        omp_set_num_threads(threads);
+        std::vector<float> C = o.C0;
+        kernels::cpu::gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda, o.B.data(), o.ldb,
+                           c.beta, C.data(), o.ldc);
+        INFO("M=" << c.M << " N=" << c.N << " K=" << c.K << " trans=(" << c.ta << ", " << c.tb
+                  << ") isa=" << kernels::cpu::gemm_isa_name(isa) << " threads=" << threads);
+        check_result(c, o, C.data());
+        if (threads == 1) {
+          first = C;
+        } else {
+          REQUIRE(std::memcmp(C.data(), first.data(), sizeof(float) * C.size()) == 0);
+        }
+      }
     }
   }
   omp_set_num_threads(saved);

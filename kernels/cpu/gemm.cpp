@@ -39,8 +39,10 @@
 // Threads. With T OpenMP threads C is split into a tm x tn grid of rectangles (tm * tn = T),
 // chosen to balance the padded work and the packing each thread repeats; every thread runs the
 // whole blocked loop on its rectangle with its own pack buffers, so threads never wait on each
-// other. Called from inside a parallel region (an op that already parallelises over images),
-// the product runs on the calling thread only: no oversubscription.
+// other; on the transposed path each then turns its own rectangle of C^T round into C, so that
+// every path runs one parallel region per product. Called from inside a parallel region (an op
+// that already parallelises over images), the product runs on the calling thread only: no
+// oversubscription.
 //
 // Micro-kernels (kernels/cpu/gemm_micro_kernel.h): AVX-512 14 x 32, AVX2+FMA 6 x 16, and a
 // portable 8 x 12 in vector extensions (NEON on aarch64); dot-product tiles of 3 x 7 (AVX-512)
@@ -55,6 +57,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -385,6 +388,11 @@ void scale_c(const Problem& p) {
 // microseconds, which is what ~1 M multiply-adds take on one core.
 constexpr double kParallelMinMacs = 1 << 20;
 
+// Whether a product runs on the calling thread alone.
+inline bool run_serial(const Problem& p, int threads) {
+  return threads <= 1 || double(p.M) * double(p.N) * double(p.K) < kParallelMinMacs;
+}
+
 int available_threads() {
   return omp_in_parallel() ? 1 : omp_get_max_threads();
 }
@@ -552,40 +560,61 @@ void run_dot(const DotConfig& d, const Problem& p, int threads) {
 }
 #endif
 
-// The blocked product (M, N, K >= 1) on up to `threads` threads.
-void run_blocked(const Config& cfg, const Problem& p, int threads) {
-  const double macs = double(p.M) * double(p.N) * double(p.K);
-  if (threads <= 1 || macs < kParallelMinMacs) {
-    gemm_rect(cfg, p, 0, p.M, 0, p.N);
-    return;
-  }
-  // Pick the tm x tn grid that minimises the slowest thread's cost: its padded tile work plus
-  // the packing it does (its A rows and B columns, each once per K step; a packed float costs
-  // about what 16 multiply-adds do).
-  const int64_t mp = ceil_div(p.M, cfg.mr), np = ceil_div(p.N, cfg.nr);
-  int best_tm = 1;
+// A split of C into a tm x tn grid of rectangles, one per thread.
+struct Grid {
+  int tm = 1, tn = 1;
+  int64_t mp = 1, np = 1;  // panels of rows (MR) and columns (NR) of C
+};
+
+// The tm x tn grid for `threads` threads that minimises the slowest thread's cost: its padded
+// tile work plus the packing it does (its A rows and B columns, each once per K step; a packed
+// float costs about what 16 multiply-adds do).
+Grid plan_grid(const Config& cfg, const Problem& p, int threads) {
+  Grid g;
+  g.mp = ceil_div(p.M, cfg.mr);
+  g.np = ceil_div(p.N, cfg.nr);
   double best_cost = -1;
   for (int tm = 1; tm <= threads; ++tm) {
     if (threads % tm != 0) continue;
     const int tn = threads / tm;
-    const double rows = double(ceil_div(mp, tm) * cfg.mr), cols = double(ceil_div(np, tn) * cfg.nr);
+    const double rows = double(ceil_div(g.mp, tm) * cfg.mr);
+    const double cols = double(ceil_div(g.np, tn) * cfg.nr);
     const double cost = rows * cols + 16.0 * (rows + cols);
     if (best_cost < 0 || cost < best_cost) {
       best_cost = cost;
-      best_tm = tm;
+      g.tm = tm;
     }
   }
-  const int tm = best_tm, tn = threads / tm;
-#pragma omp parallel num_threads(threads)
+  g.tn = threads / g.tm;
+  return g;
+}
+
+// Thread t's rectangle C[m0:m1, n0:n1] of the grid: thread (ti, tj) = (t / tn, t % tn) gets
+// panels [mp * ti / tm, mp * (ti + 1) / tm) of rows, and likewise of columns.
+struct Rect {
+  int64_t m0, m1, n0, n1;
+};
+Rect grid_rect(const Config& cfg, const Problem& p, const Grid& g, int t) {
+  const int ti = t / g.tn, tj = t % g.tn;
+  return {std::min(p.M, g.mp * ti / g.tm * cfg.mr), std::min(p.M, g.mp * (ti + 1) / g.tm * cfg.mr),
+          std::min(p.N, g.np * tj / g.tn * cfg.nr), std::min(p.N, g.np * (tj + 1) / g.tn * cfg.nr)};
+}
+
+// The blocked product (M, N, K >= 1) on up to `threads` threads.
+void run_blocked(const Config& cfg, const Problem& p, int threads) {
+  if (run_serial(p, threads)) {
+    gemm_rect(cfg, p, 0, p.M, 0, p.N);
+    return;
+  }
+  const Grid g = plan_grid(cfg, p, threads);
+  const int team = g.tm * g.tn;
+#pragma omp parallel num_threads(team)
   {
-    const int t = omp_get_thread_num();
-    const int ti = t / tn, tj = t % tn;
-    // Panel ranges: thread (ti, tj) gets panels [mp * ti / tm, mp * (ti + 1) / tm) of rows.
-    const int64_t m0 = std::min(p.M, mp * ti / tm * cfg.mr);
-    const int64_t m1 = std::min(p.M, mp * (ti + 1) / tm * cfg.mr);
-    const int64_t n0 = std::min(p.N, np * tj / tn * cfg.nr);
-    const int64_t n1 = std::min(p.N, np * (tj + 1) / tn * cfg.nr);
-    gemm_rect(cfg, p, m0, m1, n0, n1);
+    // Were fewer threads granted than asked for, each would take several rectangles.
+    for (int t = omp_get_thread_num(); t < team; t += omp_get_num_threads()) {
+      const Rect r = grid_rect(cfg, p, g, t);
+      gemm_rect(cfg, p, r.m0, r.m1, r.n0, r.n1);
+    }
   }
 }
 
@@ -608,21 +637,24 @@ bool use_transposed(const Config& cfg, const Problem& p) {
          lane_fill(p.M, cfg.nr) > lane_fill(p.N, cfg.nr) + 0.05 && lane_fill(p.N, cfg.mr) >= 0.9;
 }
 
-// Rows [i0, i1) of C = alpha * T^T + beta * C, T (N x M) at t with leading dimension M (C not
-// read when beta == 0). On x86, 8 x 8 blocks turn round in registers; the edges go one by one.
-void store_transposed(const Problem& p, const float* t, int64_t i0, int64_t i1) {
+// C[i0:i1, j0:j1] = alpha * T^T + beta * C, T (N x M) at t with leading dimension M (C not
+// read when beta == 0). On x86, 8 x 8 blocks turn round in registers; the edges go one by one,
+// with the same fused multiply-add as the blocks, so an element's bits do not depend on which
+// of the two it went through (nor, then, on the rectangles the threads cut C into).
+void store_transposed(const Problem& p, const float* t, int64_t i0, int64_t i1, int64_t j0,
+                      int64_t j1) {
   auto one = [&](int64_t i, int64_t j) {
     float* c = p.C + i * p.ldc + j;
     const float v = p.alpha * t[j * p.M + i];
-    *c = p.beta == 0.0f ? v : v + p.beta * *c;
+    *c = p.beta == 0.0f ? v : std::fma(p.beta, *c, v);
   };
-  int64_t i8 = i0;  // rows below i8 are done in 8 x 8 blocks
+  int64_t i8 = i0, j8 = j0;  // [i0, i8) x [j0, j8) is done in 8 x 8 blocks
 #if NEXTVIT_CPU_X86
   i8 = i0 + (i1 - i0) / 8 * 8;
-  const int64_t n8 = p.N / 8 * 8;
+  j8 = j0 + (j1 - j0) / 8 * 8;
   const __m256 va = _mm256_set1_ps(p.alpha), vb = _mm256_set1_ps(p.beta);
   for (int64_t i = i0; i < i8; i += 8) {
-    for (int64_t j = 0; j < n8; j += 8) {
+    for (int64_t j = j0; j < j8; j += 8) {
       __m256 r[8];
       for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(t + (j + q) * p.M + i);
       transpose8x8(r);  // r[q] = C(i + q, j .. j + 8)
@@ -633,14 +665,17 @@ void store_transposed(const Problem& p, const float* t, int64_t i0, int64_t i1) 
         _mm256_storeu_ps(c, v);
       }
     }
-    for (int64_t q = i; q < i + 8; ++q)
-      for (int64_t j = n8; j < p.N; ++j) one(q, j);
   }
 #endif
-  for (int64_t i = i8; i < i1; ++i)
-    for (int64_t j = 0; j < p.N; ++j) one(i, j);
+  for (int64_t i = i0; i < i1; ++i) {
+    for (int64_t j = i < i8 ? j8 : j0; j < j1; ++j) one(i, j);
+  }
 }
 
+// C^T (N x M) = op(B)^T op(A)^T by the blocked product into a scratch buffer, then turned round
+// into C. With threads, each one turns round the rectangle of C^T it computed itself, straight
+// after computing it: the rectangle is still in that core's L2, and one parallel region (no
+// second fork and join, no reads of the other core's results) does the whole product.
 void run_transposed(const Config& cfg, const Problem& p, int threads) {
   PackBuffers& buf = thread_buffers();
   float* t = PackBuffers::grow(buf.c, buf.c_size, static_cast<size_t>(p.M * p.N));
@@ -658,15 +693,22 @@ void run_transposed(const Config& cfg, const Problem& p, int threads) {
   flipped.beta = 0.0f;
   flipped.C = t;
   flipped.ldc = p.M;
-  run_blocked(cfg, flipped, threads);
-  const double macs = double(p.M) * double(p.N) * double(p.K);
-  if (threads <= 1 || macs < kParallelMinMacs) {
-    store_transposed(p, t, 0, p.M);
+  if (run_serial(p, threads)) {
+    gemm_rect(cfg, flipped, 0, flipped.M, 0, flipped.N);
+    store_transposed(p, t, 0, p.M, 0, p.N);
     return;
   }
-  const int64_t blocks = ceil_div(p.M, 64);
-#pragma omp parallel for num_threads(threads)
-  for (int64_t b = 0; b < blocks; ++b) store_transposed(p, t, b * 64, std::min(p.M, b * 64 + 64));
+  const Grid g = plan_grid(cfg, flipped, threads);
+  const int team = g.tm * g.tn;
+#pragma omp parallel num_threads(team)
+  {
+    for (int q = omp_get_thread_num(); q < team; q += omp_get_num_threads()) {
+      const Rect r = grid_rect(cfg, flipped, g, q);
+      gemm_rect(cfg, flipped, r.m0, r.m1, r.n0, r.n1);
+      // Rows m, columns n of C^T are columns m, rows n of C.
+      if (r.m0 < r.m1 && r.n0 < r.n1) store_transposed(p, t, r.n0, r.n1, r.m0, r.m1);
+    }
+  }
 }
 
 // ---- dispatch -----------------------------------------------------------------------------------
