@@ -3,32 +3,40 @@
 // same batch, same image size, same thread count.
 //
 //   build/bench/bench_cpu_forward [--model nextvit_small] [--batch 1] [--img 224]
-//                                 [--threads 2] [--runs 10] [--json out.json]
+//                                 [--threads 2] [--runs 10] [--rounds 5] [--json out.json]
+//
+// PyTorch runs beside us in its own process (bench/python_peer.h) and the two sides take turns:
+// `rounds` rounds of runs / rounds forwards each, so that a burst of load from another tenant
+// of the machine falls on both sides. The table gives each side's statistics over all its runs
+// and the ratio of the medians; "per round" the median and range of the rounds' own ratios.
 //
 // Both sides run the network as trained (BatchNorms computed); bench_cpu_infer compares the
 // deployment forms (BatchNorms folded on both sides).
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "bench_util.h"
 #include "core/args.h"
 #include "models/nextvit.h"
+#include "python_peer.h"
 
 using namespace nextvit;
 
 int main(int argc, char** argv) try {
   std::string model_name = "nextvit_small", json_path;
   int64_t batch = 1, img = 224;
-  int threads = 2, runs = 10;
+  int threads = 2, runs = 10, rounds = 5;
   bool no_torch = false;
   cli::Options args("bench_cpu_forward", "Next-ViT forward on the CPU against PyTorch");
   args.text("model", &model_name, "NAME|CONFIG.json", "model")
       .integer("batch", &batch, "B", 1, 1 << 20, "images per forward")
       .integer("img", &img, "S", 1, 1 << 15, "image side")
       .integer("threads", &threads, "N", 1, 4096, "OpenMP threads (PyTorch gets as many)")
-      .integer("runs", &runs, "N", 1, 1000000, "timed runs")
+      .integer("runs", &runs, "N", 1, 1000000, "timed runs per side")
+      .integer("rounds", &rounds, "R", 1, 1000, "alternating rounds the runs are split into")
       .text("json", &json_path, "FILE", "also write the results as JSON")
       .flag("no-torch", &no_torch, "skip the PyTorch side");
   if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
@@ -41,38 +49,42 @@ int main(int argc, char** argv) try {
   Tensor x = Tensor::empty({batch, 3, img, img});
   Generator g(1);
   fill_normal(x, g, 0.0f, 1.0f);
-  bench::Timing ours = bench::time_it(
-      [&] {
-        NoGradGuard ng;
-        model.forward(Variable(x));
-      },
-      2, runs);
-  our_memory.peak_mib = bench::proc_status_mib("VmHWM");
+  auto forward = [&] {
+    NoGradGuard ng;
+    model.forward(Variable(x));
+  };
+  for (int i = 0; i < 2; ++i) forward();  // warm-up: weights paged in, workspaces grown
 
-  bench::Timing torch;
+  rounds = std::min(rounds, runs);
+  const int per_round = (runs + rounds - 1) / rounds;
+  bench::Alternation alt;
   bench::Memory torch_memory;
   bool have_torch = false;
   if (!no_torch) {
-    const std::string py =
-        bench::kPythonProcStatus +
-        fmt::format(
-            "import json, time, torch, timm\n"
-            "torch.set_num_threads({0})\n"
-            "rss_base = vm('VmRSS')\n"
-            "m = timm.create_model('{1}').eval()\n"
-            "x = torch.randn({2}, 3, {3}, {3})\n"
-            "ts = []\n"
-            "with torch.inference_mode():\n"
-            "    for i in range(2 + {4}):\n"
-            "        t0 = time.perf_counter(); m(x); t1 = time.perf_counter()\n"
-            "        if i >= 2: ts.append((t1 - t0) * 1e3)\n"
-            "ts.sort()\n"
-            "print(json.dumps(dict(median=ts[len(ts)//2], p90=ts[min(len(ts)-1, int(0.9*len(ts)))],"
-            " min=ts[0], version=torch.__version__, rss_base_mib=rss_base,"
-            " rss_peak_mib=vm('VmHWM'))))\n",
-            threads, model_name, batch, img, runs);
-    have_torch = bench::run_python_timing(py, "", torch, &torch_memory);
+    const std::string setup = fmt::format(
+        "torch.set_num_threads({0})\n"
+        "m = timm.create_model('{1}').eval()\n"
+        "x = torch.randn({2}, 3, {3}, {3})\n"
+        "def step():\n"
+        "    with torch.inference_mode():\n"
+        "        m(x)\n",
+        threads, model_name, batch, img);
+    bench::PythonPeer peer(bench::python_peer_script("import timm\n", setup, 2), {});
+    have_torch = peer.ok() && bench::alternate(forward, peer, rounds, per_round, alt) &&
+                 peer.quit(torch_memory);
+    if (!have_torch) {
+      std::fprintf(stderr,
+                   "PyTorch baseline unavailable (needs python3 with torch and timm): timing "
+                   "nextvit alone\n");
+    }
   }
+  if (!have_torch) {
+    alt = bench::Alternation{};
+    bench::time_runs(forward, rounds * per_round, alt.ours_ms);
+  }
+  const bench::Timing ours = bench::summarize(alt.ours_ms);
+  const bench::Timing torch = bench::summarize(alt.peer_ms);
+  our_memory.peak_mib = bench::proc_status_mib("VmHWM");
 
   std::printf("%s forward, batch %lld, %lldx%lld, fp32, %d thread(s), %s, %s\n\n",
               model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
@@ -84,7 +96,13 @@ int main(int argc, char** argv) try {
   if (have_torch) {
     std::printf("%-10s %12.1f %12.1f %12.1f %14.0f %14.0f\n", "pytorch", torch.median_ms,
                 torch.p90_ms, torch.min_ms, torch_memory.peak_mib, torch_memory.step_mib());
-    std::printf("\nratio nextvit / pytorch (median): %.2f\n", ours.median_ms / torch.median_ms);
+    std::printf(
+        "\nratio nextvit / pytorch (median): %.2f; per round (%d rounds of %d): median %.2f, "
+        "range %.2f-%.2f\n",
+        ours.median_ms / torch.median_ms, alt.rounds, alt.steps_per_round,
+        bench::median_of(alt.round_ratios),
+        *std::min_element(alt.round_ratios.begin(), alt.round_ratios.end()),
+        *std::max_element(alt.round_ratios.begin(), alt.round_ratios.end()));
     std::printf("memory ratio nextvit / pytorch (model+run): %.2f\n",
                 our_memory.step_mib() / torch_memory.step_mib());
   }
@@ -113,6 +131,10 @@ int main(int argc, char** argv) try {
       j["memory_ratio"] = our_memory.step_mib() / torch_memory.step_mib();
       j["pytorch_ms"] = {{"median", torch.median_ms}, {"p90", torch.p90_ms}, {"min", torch.min_ms}};
       j["ratio_median"] = ours.median_ms / torch.median_ms;
+      j["rounds"] = alt.rounds;
+      j["runs_per_round"] = alt.steps_per_round;
+      j["round_ratios"] = alt.round_ratios;
+      j["round_ratio_median"] = bench::median_of(alt.round_ratios);
     }
     std::ofstream(json_path) << j.dump(2) << "\n";
   }

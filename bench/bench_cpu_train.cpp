@@ -3,12 +3,15 @@
 // backward, AdamW step) on random data of the trainer's default shape.
 //
 //   build/bench/bench_cpu_train [--model nextvit_fmnist] [--batch 128] [--img 28] [--threads 2]
-//                               [--steps 20] [--json out.json]
+//                               [--steps 20] [--rounds 5] [--json out.json]
 //
 // PyTorch runs the same configuration through tools/nextvit_reference.py (the official
-// computation, parameterised), with torch.set_num_threads equal to ours.
+// computation, parameterised), with torch.set_num_threads equal to ours, beside us in its own
+// process (bench/python_peer.h): the two sides take turns, `rounds` rounds of steps / rounds
+// steps each, so that a burst of load from another tenant of the machine falls on both.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -17,6 +20,7 @@
 #include "bench_util.h"
 #include "core/args.h"
 #include "models/nextvit.h"
+#include "python_peer.h"
 #include "train/optim/adamw.h"
 
 using namespace nextvit;
@@ -24,14 +28,15 @@ using namespace nextvit;
 int main(int argc, char** argv) try {
   std::string model_name = "nextvit_fmnist", json_path;
   int64_t batch = 128, img = 28;
-  int threads = 2, steps = 20;
+  int threads = 2, steps = 20, rounds = 5;
   bool no_torch = false;
   cli::Options args("bench_cpu_train", "training steps per second on the CPU against PyTorch");
   args.text("model", &model_name, "NAME|CONFIG.json", "model")
       .integer("batch", &batch, "B", 1, 1 << 20, "images per step")
       .integer("img", &img, "S", 1, 1 << 15, "image side")
       .integer("threads", &threads, "N", 1, 4096, "OpenMP threads (PyTorch gets as many)")
-      .integer("steps", &steps, "N", 1, 1000000, "timed steps")
+      .integer("steps", &steps, "N", 1, 1000000, "timed steps per side")
+      .integer("rounds", &rounds, "R", 1, 1000, "alternating rounds the steps are split into")
       .text("json", &json_path, "FILE", "also write the results as JSON")
       .flag("no-torch", &no_torch, "skip the PyTorch side");
   if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
@@ -56,39 +61,42 @@ int main(int argc, char** argv) try {
     loss.backward();
     opt.step();
   };
-  bench::Timing ours = bench::time_it(step, 2, steps);
-  our_memory.peak_mib = bench::proc_status_mib("VmHWM");
+  for (int i = 0; i < 2; ++i) step();  // warm-up
 
-  bench::Timing torch;
+  rounds = std::min(rounds, steps);
+  const int per_round = (steps + rounds - 1) / rounds;
+  bench::Alternation alt;
   bench::Memory torch_memory;
   bool have_torch = false;
   if (!no_torch) {
-    const std::string cfg = config.to_json().dump();
-    const std::string py =
-        bench::kPythonProcStatus +
-        fmt::format(
-            "import json, sys, time, torch\n"
-            "sys.path.insert(0, 'tools')\n"
-            "import nextvit_reference as R\n"
-            "torch.set_num_threads({0})\n"
-            "rss_base = vm('VmRSS')\n"
-            "m = R.NextViT(json.loads(sys.argv[1])).train()\n"
-            "opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)\n"
-            "x = torch.randn({1}, 3, {2}, {2}); y = torch.randint(0, {3}, ({1},))\n"
-            "lossf = torch.nn.CrossEntropyLoss(label_smoothing=0.1)\n"
-            "ts = []\n"
-            "for i in range(2 + {4}):\n"
-            "    t0 = time.perf_counter()\n"
-            "    loss = lossf(m(x), y); opt.zero_grad(); loss.backward(); opt.step()\n"
-            "    t1 = time.perf_counter()\n"
-            "    if i >= 2: ts.append((t1 - t0) * 1e3)\n"
-            "ts.sort()\n"
-            "print(json.dumps(dict(median=ts[len(ts)//2], p90=ts[min(len(ts)-1, int(0.9*len(ts)))],"
-            " min=ts[0], version=torch.__version__, rss_base_mib=rss_base,"
-            " rss_peak_mib=vm('VmHWM'))))\n",
-            threads, batch, img, config.num_classes, steps);
-    have_torch = bench::run_python_timing(py, "'" + cfg + "'", torch, &torch_memory);
+    const std::string setup = fmt::format(
+        "torch.set_num_threads({0})\n"
+        "m = R.NextViT(json.loads(sys.argv[1])).train()\n"
+        "opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)\n"
+        "x = torch.randn({1}, 3, {2}, {2}); y = torch.randint(0, {3}, ({1},))\n"
+        "lossf = torch.nn.CrossEntropyLoss(label_smoothing=0.1)\n"
+        "def step():\n"
+        "    loss = lossf(m(x), y); opt.zero_grad(); loss.backward(); opt.step()\n",
+        threads, batch, img, config.num_classes);
+    bench::PythonPeer peer(
+        bench::python_peer_script("sys.path.insert(0, 'tools')\nimport nextvit_reference as R\n",
+                                  setup, 2),
+        {config.to_json().dump()});
+    have_torch = peer.ok() && bench::alternate(step, peer, rounds, per_round, alt) &&
+                 peer.quit(torch_memory);
+    if (!have_torch) {
+      std::fprintf(stderr,
+                   "PyTorch baseline unavailable (needs python3 with torch, run from the "
+                   "repository root): timing nextvit alone\n");
+    }
   }
+  if (!have_torch) {
+    alt = bench::Alternation{};
+    bench::time_runs(step, rounds * per_round, alt.ours_ms);
+  }
+  const bench::Timing ours = bench::summarize(alt.ours_ms);
+  const bench::Timing torch = bench::summarize(alt.peer_ms);
+  our_memory.peak_mib = bench::proc_status_mib("VmHWM");
 
   auto ips = [&](double ms) { return batch * 1000.0 / ms; };
   std::printf(
@@ -103,7 +111,15 @@ int main(int argc, char** argv) try {
   if (have_torch) {
     std::printf("%-10s %12.1f %12.1f %12.0f %14.0f %14.0f\n", "pytorch", torch.median_ms,
                 torch.p90_ms, ips(torch.median_ms), torch_memory.peak_mib, torch_memory.step_mib());
-    std::printf("\nthroughput ratio nextvit / pytorch: %.2f\n", torch.median_ms / ours.median_ms);
+    // Per round, the throughput ratio is the inverse of the rounds' time ratio.
+    std::vector<double> round_tput;
+    for (double r : alt.round_ratios) round_tput.push_back(1.0 / r);
+    std::printf(
+        "\nthroughput ratio nextvit / pytorch: %.2f; per round (%d rounds of %d): median %.2f, "
+        "range %.2f-%.2f\n",
+        torch.median_ms / ours.median_ms, alt.rounds, alt.steps_per_round,
+        bench::median_of(round_tput), *std::min_element(round_tput.begin(), round_tput.end()),
+        *std::max_element(round_tput.begin(), round_tput.end()));
     std::printf("step memory ratio nextvit / pytorch: %.2f\n",
                 our_memory.step_mib() / torch_memory.step_mib());
   }
@@ -133,6 +149,12 @@ int main(int argc, char** argv) try {
       j["pytorch_ms"] = {{"median", torch.median_ms}, {"p90", torch.p90_ms}};
       j["pytorch_images_per_s"] = ips(torch.median_ms);
       j["throughput_ratio"] = torch.median_ms / ours.median_ms;
+      std::vector<double> round_tput;
+      for (double r : alt.round_ratios) round_tput.push_back(1.0 / r);
+      j["rounds"] = alt.rounds;
+      j["steps_per_round"] = alt.steps_per_round;
+      j["round_throughput_ratios"] = round_tput;
+      j["round_throughput_ratio_median"] = bench::median_of(round_tput);
     }
     std::ofstream(json_path) << j.dump(2) << "\n";
   }

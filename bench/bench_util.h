@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace nextvit::bench {
@@ -52,23 +53,34 @@ constexpr const char* kPythonProcStatus =
     "        if line.startswith(key + ':'): return int(line.split()[1]) / 1024.0\n"
     "    return 0.0\n";
 
-// Runs f `warmup` times untimed, then `runs` times, and summarises the wall times.
-inline Timing time_it(const std::function<void()>& f, int warmup, int runs) {
-  for (int i = 0; i < warmup; ++i) f();
-  std::vector<double> ms;
+// Summary of a list of step times in milliseconds.
+inline Timing summarize(std::vector<double> ms) {
+  Timing t;
+  if (ms.empty()) return t;
+  std::sort(ms.begin(), ms.end());
+  t.runs = static_cast<int>(ms.size());
+  t.min_ms = ms.front();
+  t.median_ms = ms[ms.size() / 2];
+  t.p90_ms = ms[std::min(ms.size() - 1, static_cast<size_t>(0.9 * ms.size()))];
+  return t;
+}
+
+// Times f `runs` times and appends the wall times (ms) to ms.
+inline void time_runs(const std::function<void()>& f, int runs, std::vector<double>& ms) {
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     f();
     ms.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(ms.begin(), ms.end());
-  Timing t;
-  t.runs = runs;
-  t.min_ms = ms.front();
-  t.median_ms = ms[ms.size() / 2];
-  t.p90_ms = ms[std::min(ms.size() - 1, static_cast<size_t>(0.9 * ms.size()))];
-  return t;
+}
+
+// Runs f `warmup` times untimed, then `runs` times, and summarises the wall times.
+inline Timing time_it(const std::function<void()>& f, int warmup, int runs) {
+  for (int i = 0; i < warmup; ++i) f();
+  std::vector<double> ms;
+  time_runs(f, runs, ms);
+  return summarize(std::move(ms));
 }
 
 inline std::string cpu_model() {
@@ -111,30 +123,6 @@ inline nlohmann::json run_python_json(const std::string& script, const std::stri
     return nlohmann::json::parse(result.substr(start));
   } catch (...) {
     return nullptr;
-  }
-}
-
-// The PyTorch side of a benchmark: `script` prints one JSON object with the keys median, p90
-// and min, in milliseconds. Returns false, with a message on stderr, when python3, torch or the
-// script fails.
-// When `memory` is given, the object also has rss_base_mib and rss_peak_mib.
-inline bool run_python_timing(const std::string& script, const std::string& args, Timing& out,
-                              Memory* memory = nullptr) {
-  try {
-    const nlohmann::json j = run_python_json(script, args);
-    out.median_ms = j.at("median");
-    out.p90_ms = j.at("p90");
-    out.min_ms = j.at("min");
-    if (memory != nullptr) {
-      memory->base_mib = j.at("rss_base_mib");
-      memory->peak_mib = j.at("rss_peak_mib");
-    }
-    return true;
-  } catch (...) {
-    std::fprintf(stderr,
-                 "PyTorch baseline unavailable (needs python3 with torch and timm, run "
-                 "from the repository root)\n");
-    return false;
   }
 }
 
