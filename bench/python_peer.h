@@ -19,9 +19,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <functional>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -94,6 +94,8 @@ class PythonPeer {
       close(from_child[0]);
       return;
     }
+    // A peer that dies makes our next write fail with EPIPE (then run() says so), not kill us.
+    signal(SIGPIPE, SIG_IGN);
     in_ = fdopen(to_child[1], "w");
     out_ = fdopen(from_child[0], "r");
     const nlohmann::json ready = read_line();
