@@ -57,31 +57,19 @@ int main(int argc, char** argv) try {
 
   rounds = std::min(rounds, runs);
   const int per_round = (runs + rounds - 1) / rounds;
+  const std::string setup = fmt::format(
+      "torch.set_num_threads({0})\n"
+      "m = timm.create_model('{1}').eval()\n"
+      "x = torch.randn({2}, 3, {3}, {3})\n"
+      "def step():\n"
+      "    with torch.inference_mode():\n"
+      "        m(x)\n",
+      threads, model_name, batch, img);
   bench::Alternation alt;
   bench::Memory torch_memory;
-  bool have_torch = false;
-  if (!no_torch) {
-    const std::string setup = fmt::format(
-        "torch.set_num_threads({0})\n"
-        "m = timm.create_model('{1}').eval()\n"
-        "x = torch.randn({2}, 3, {3}, {3})\n"
-        "def step():\n"
-        "    with torch.inference_mode():\n"
-        "        m(x)\n",
-        threads, model_name, batch, img);
-    bench::PythonPeer peer(bench::python_peer_script("import timm\n", setup, 2), {});
-    have_torch = peer.ok() && bench::alternate(forward, peer, rounds, per_round, alt) &&
-                 peer.quit(torch_memory);
-    if (!have_torch) {
-      std::fprintf(stderr,
-                   "PyTorch baseline unavailable (needs python3 with torch and timm): timing "
-                   "nextvit alone\n");
-    }
-  }
-  if (!have_torch) {
-    alt = bench::Alternation{};
-    bench::time_runs(forward, rounds * per_round, alt.ours_ms);
-  }
+  const bool have_torch =
+      bench::time_against_peer(forward, !no_torch, "import timm\n", setup, {}, rounds, per_round,
+                               "python3 with torch and timm", alt, torch_memory);
   const bench::Timing ours = bench::summarize(alt.ours_ms);
   const bench::Timing torch = bench::summarize(alt.peer_ms);
   our_memory.peak_mib = bench::proc_status_mib("VmHWM");

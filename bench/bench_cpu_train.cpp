@@ -65,35 +65,21 @@ int main(int argc, char** argv) try {
 
   rounds = std::min(rounds, steps);
   const int per_round = (steps + rounds - 1) / rounds;
+  const std::string setup = fmt::format(
+      "torch.set_num_threads({0})\n"
+      "m = R.NextViT(json.loads(sys.argv[1])).train()\n"
+      "opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)\n"
+      "x = torch.randn({1}, 3, {2}, {2}); y = torch.randint(0, {3}, ({1},))\n"
+      "lossf = torch.nn.CrossEntropyLoss(label_smoothing=0.1)\n"
+      "def step():\n"
+      "    loss = lossf(m(x), y); opt.zero_grad(); loss.backward(); opt.step()\n",
+      threads, batch, img, config.num_classes);
   bench::Alternation alt;
   bench::Memory torch_memory;
-  bool have_torch = false;
-  if (!no_torch) {
-    const std::string setup = fmt::format(
-        "torch.set_num_threads({0})\n"
-        "m = R.NextViT(json.loads(sys.argv[1])).train()\n"
-        "opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)\n"
-        "x = torch.randn({1}, 3, {2}, {2}); y = torch.randint(0, {3}, ({1},))\n"
-        "lossf = torch.nn.CrossEntropyLoss(label_smoothing=0.1)\n"
-        "def step():\n"
-        "    loss = lossf(m(x), y); opt.zero_grad(); loss.backward(); opt.step()\n",
-        threads, batch, img, config.num_classes);
-    bench::PythonPeer peer(
-        bench::python_peer_script("sys.path.insert(0, 'tools')\nimport nextvit_reference as R\n",
-                                  setup, 2),
-        {config.to_json().dump()});
-    have_torch = peer.ok() && bench::alternate(step, peer, rounds, per_round, alt) &&
-                 peer.quit(torch_memory);
-    if (!have_torch) {
-      std::fprintf(stderr,
-                   "PyTorch baseline unavailable (needs python3 with torch, run from the "
-                   "repository root): timing nextvit alone\n");
-    }
-  }
-  if (!have_torch) {
-    alt = bench::Alternation{};
-    bench::time_runs(step, rounds * per_round, alt.ours_ms);
-  }
+  const bool have_torch = bench::time_against_peer(
+      step, !no_torch, "sys.path.insert(0, 'tools')\nimport nextvit_reference as R\n", setup,
+      {config.to_json().dump()}, rounds, per_round,
+      "python3 with torch, run from the repository root", alt, torch_memory);
   const bench::Timing ours = bench::summarize(alt.ours_ms);
   const bench::Timing torch = bench::summarize(alt.peer_ms);
   our_memory.peak_mib = bench::proc_status_mib("VmHWM");

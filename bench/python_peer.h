@@ -217,4 +217,26 @@ inline bool alternate(const std::function<void()>& f, PythonPeer& peer, int roun
   return true;
 }
 
+// A benchmark's timed part: `step` against the peer made of `imports` and `setup` (started with
+// `args`) in `rounds` alternating rounds of `per_round` steps. When the peer does not start or
+// fails (no python3, torch or model; `missing` names what is needed, said on stderr), ours is
+// timed alone for as many steps. Returns whether alt.peer_ms and peer_memory hold the peer's
+// figures.
+inline bool time_against_peer(const std::function<void()>& step, bool use_peer,
+                              const std::string& imports, const std::string& setup,
+                              const std::vector<std::string>& args, int rounds, int per_round,
+                              const char* missing, Alternation& alt, Memory& peer_memory) {
+  if (use_peer) {
+    PythonPeer peer(python_peer_script(imports, setup, 2), args);
+    if (peer.ok() && alternate(step, peer, rounds, per_round, alt) && peer.quit(peer_memory)) {
+      return true;
+    }
+    std::fprintf(stderr, "PyTorch baseline unavailable (needs %s): timing nextvit alone\n",
+                 missing);
+  }
+  alt = Alternation{};
+  time_runs(step, rounds * per_round, alt.ours_ms);
+  return false;
+}
+
 }  // namespace nextvit::bench
