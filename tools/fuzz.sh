@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # tools/fuzz.sh [SECONDS]: builds the libFuzzer harnesses of tests/fuzz/ with clang
-# (-fsanitize=fuzzer,address,undefined) and runs each for SECONDS (default 60), one after the
-# other. Exits non-zero when any harness finds a crash, a leak, a timeout or an out-of-memory,
+# (-fsanitize=fuzzer,address,undefined) and runs each for SECONDS (default 60), one per core at
+# a time (single-threaded each). Exits non-zero when any harness finds a crash, a leak, a timeout or an out-of-memory,
 # after printing the reproducer (its path, a hex dump and base64) and how to replay it.
 #
 # Environment: NEXTVIT_FUZZ_BUILD (build folder, default build/fuzz), NEXTVIT_FUZZ_ONLY (a
 # space-separated subset of harness names), NEXTVIT_FUZZ_RSS_MB (default 2048),
-# NEXTVIT_FUZZ_TIMEOUT (seconds for one input, default 10).
+# NEXTVIT_FUZZ_TIMEOUT (seconds for one input, default 10), NEXTVIT_FUZZ_JOBS (harnesses run at
+# once, default nproc).
 # Installs clang, libFuzzer's runtime and libomp from Debian when missing (as tools/setup.sh).
 set -euo pipefail
 
@@ -39,26 +40,41 @@ harnesses=(fuzz_safetensors_buffer fuzz_safetensors_file fuzz_weights fuzz_check
            fuzz_idx_gzip fuzz_image fuzz_config fuzz_cli_args)
 if [ -n "${NEXTVIT_FUZZ_ONLY:-}" ]; then read -r -a harnesses <<<"$NEXTVIT_FUZZ_ONLY"; fi
 
-failed=()
-for h in "${harnesses[@]}"; do
-  # A working corpus in the build folder, seeded from the committed one, so that runs build on
-  # each other without touching the repository.
-  work="$build/corpus/$h"
-  artifacts="$build/artifacts/$h"
+# One harness: its working corpus in the build folder, seeded from the committed one (runs build
+# on each other without touching the repository); its exit status goes to $build/$h.status.
+fuzz_one() {
+  local h=$1 status=0
+  local work="$build/corpus/$h" artifacts="$build/artifacts/$h"
   mkdir -p "$work" "$artifacts"
   rm -f "$artifacts"/*
-  log="$build/$h.log"
+  # One thread each: the harnesses run side by side, one per core.
+  OMP_NUM_THREADS=1 "$build/$h" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" \
+    -timeout="$timeout_s" -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" \
+    "$root/tests/fuzz/corpus/$h" >"$build/$h.log" 2>&1 || status=$?
+  echo "$status" >"$build/$h.status"
+}
+
+# Up to NEXTVIT_FUZZ_JOBS harnesses at a time (default: one per core).
+jobs_max=${NEXTVIT_FUZZ_JOBS:-$(nproc)}
+for h in "${harnesses[@]}"; do
+  while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n || true; done
   echo "fuzz: $h for ${seconds}s"
-  status=0
-  "$build/$h" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout="$timeout_s" \
-    -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" "$root/tests/fuzz/corpus/$h" \
-    >"$log" 2>&1 || status=$?
+  rm -f "$build/$h.status"  # none from an earlier run: a harness that left none failed
+  fuzz_one "$h" &
+done
+wait
+
+failed=()
+for h in "${harnesses[@]}"; do
+  log="$build/$h.log"
+  artifacts="$build/artifacts/$h"
+  status=$(cat "$build/$h.status" 2>/dev/null || echo "no status")
   # The last status line: executions, coverage (cov: edges, ft: features), exec/s.
   stats=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   echo "fuzz: $h: ${stats:-no status line}"
   grep -E 'stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" |
     sed "s/^/fuzz: $h: /" || true
-  if [ "$status" -ne 0 ]; then
+  if [ "$status" != 0 ]; then
     failed+=("$h")
     echo "fuzz: $h FAILED (exit $status); the end of its log:"
     tail -60 "$log"

@@ -44,7 +44,9 @@ constexpr int kDotRows256 = 3, kDotCols256 = 4;
 // reports once inlined (GCC bug 105593, fixed in GCC 13): silenced for the AVX-512 kernels.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__  // a GCC-only warning group; clang would warn about the pragma itself
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 // Lanes 0..7 of the result hold the lane sums of v[0..7] (absent vectors count as zero). A tree
 // of shuffles: pairs of vectors fold their 512-bit halves together, then quads their 128-bit
 // quarters, then the 4 floats left per vector meet inside 128-bit lanes (16 shuffles in all).
