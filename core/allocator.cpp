@@ -21,7 +21,7 @@ size_t physical_memory_bytes() {
 
 namespace {
 
-// 64-byte aligned host memory: blocks of 4 MiB and more from the block cache (reused from one
+// 64-byte aligned host memory: blocks of 256 KiB and more from the block cache (reused from one
 // forward to the next without page faults, core/host_block_cache.h), smaller ones from the C
 // library (rounded up to the alignment, as std::aligned_alloc requires).
 class CpuAllocator final : public Allocator {

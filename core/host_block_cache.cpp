@@ -29,10 +29,10 @@ namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
-// The request rounded up to a multiple of 1/8 of its power of two, and to at least 128 KiB
-// steps (so to whole pages).
+// The request rounded up to a multiple of 1/8 of its power of two, and to at least 4 KiB
+// steps (whole pages).
 size_t size_class(size_t bytes) {
-  size_t power = size_t{1} << 20;
+  size_t power = size_t{32} << 10;
   while (power <= bytes / 2) power *= 2;
   const size_t step = power / 8;
   return (bytes + step - 1) / step * step;
@@ -75,10 +75,10 @@ size_t default_limit() {
 // by a static may be freed after exit-time destructors ran); its blocks stay reachable through
 // it, so no leak is reported.
 //
-// Resident memory stays within what the C library would have needed: a hit reuses resident
+// Resident memory stays close to what the C library would have needed: a hit reuses resident
 // pages; a miss first unmaps the oldest cached blocks as far as needed for live + cached + the
-// new block to stay within the highest live + cached so far (all of them if that is not
-// enough), so that the peak only grows when the live bytes alone do.
+// new block to stay within host_block_cache_bound() of the highest live bytes so far (all of
+// them if that is not enough), so that the peak grows only when the live bytes alone do.
 class Cache {
  public:
   void* allocate(size_t bytes) {
@@ -105,7 +105,8 @@ class Cache {
       }
       ++stats_.misses;
       const size_t after = live_ + stats_.cached_bytes + cls;
-      if (after > peak_) victims = take_oldest(after - peak_);
+      const size_t bound = host_block_cache_bound(std::max(live_peak_, live_ + cls));
+      if (after > bound) victims = take_oldest(after - bound);
     }
     unmap(victims);
     void* p = map_block(cls);
@@ -143,6 +144,7 @@ class Cache {
     std::lock_guard<std::mutex> lock(mutex_);
     HostBlockCacheStats s = stats_;
     s.live_bytes = live_;
+    s.live_peak_bytes = live_peak_;
     s.peak_bytes = peak_;
     return s;
   }
@@ -181,6 +183,7 @@ class Cache {
   void hand_out(const Block& block) {
     live_blocks_[block.ptr] = block.bytes;
     live_ += block.bytes;
+    live_peak_ = std::max(live_peak_, live_);
     peak_ = std::max(peak_, live_ + stats_.cached_bytes);
   }
 
@@ -202,7 +205,8 @@ class Cache {
   std::vector<Block> blocks_;                      // cached, oldest first
   std::unordered_map<void*, size_t> live_blocks_;  // handed out: mapped length
   HostBlockCacheStats stats_;
-  size_t live_ = 0, peak_ = 0;  // bytes handed out now; highest live + cached so far
+  size_t live_ = 0, live_peak_ = 0;  // bytes handed out now; the most handed out at once
+  size_t peak_ = 0;                  // highest live + cached so far
   size_t limit_ = default_limit();
 };
 
@@ -212,6 +216,10 @@ Cache& cache() {
 }
 
 }  // namespace
+
+size_t host_block_cache_bound(size_t live_peak) {
+  return live_peak + std::max(kHostCacheMinSlack, live_peak / 16);
+}
 
 void* host_block_allocate(size_t bytes) {
   return cache().allocate(bytes);
@@ -233,6 +241,10 @@ void host_block_cache_release() {
 }
 
 #else  // AddressSanitizer: plain C library blocks
+
+size_t host_block_cache_bound(size_t live_peak) {
+  return live_peak;
+}
 
 void* host_block_allocate(size_t bytes) {
   return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
