@@ -30,8 +30,9 @@ namespace nextvit {
 // 0.1-3.6 MiB; bench/results/2026-12-02-cpu-zen5-*): with a 4 MiB threshold the C library
 // mapped the tensors between 256 KiB and 4 MiB afresh and the forward page-faulted ~2,400
 // times a call; 256 KiB with the slack of host_block_cache_bound() takes that to ~9, the step
-// to 0.90x its time, with the same peak memory (169 -> 167 MB). (Without the slack a 1 MiB threshold faulted more, ~4k pages a call; fixing
-// glibc's mmap threshold with mallopt instead cost +45 MiB of peak memory.)
+// to 0.90x its time, with the same peak memory (169 -> 167 MB). (Without the slack a 1 MiB
+// threshold faulted more, ~4k pages a call; fixing glibc's mmap threshold with mallopt instead cost
+// +45 MiB of peak memory.)
 constexpr size_t kHostCacheMinBytes = size_t{256} << 10;
 
 // The least slack of host_block_cache_bound().
