@@ -18,13 +18,20 @@
 //
 // Times are the best of repeated runs for both sides (see best_seconds).
 //
-// Usage: bench_gemm [--quick] [--no-torch] [--no-conv] [--threads N] [--only TEXT]
+// Another table times the weight-heavy products with their weights cold (from memory), as the
+// model meets them at batch 1 (see "cold weights").
+//
+// Usage: bench_gemm [--quick] [--no-torch] [--no-conv] [--no-cold] [--cold] [--threads N]
+//                   [--only TEXT]
 //   --threads N: only that thread count (default: 1 and 2); --only TEXT: only the GEMM shapes
-//   whose name contains TEXT (to compare two builds on one shape).
+//   whose name contains TEXT (to compare two builds on one shape); --cold: only the cold-weight
+//   table.
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -65,10 +72,12 @@ const std::vector<Shape3> kShapes = {
     {"conv1x1 384->1152 @14x14", 1152, 196, 384, false, false},
     {"conv1x1 1152->384 @14x14", 384, 196, 1152, false, false},
     {"conv1x1 768->2304 @7x7", 2304, 49, 768, false, false},
+    {"conv1x1 2304->768 @7x7", 768, 49, 2304, false, false},
     {"mhca 3x3 group im2col @56x56", 32, 3136, 288, false, false},
     {"stem 3x3 64->32 im2col chunk", 32, 224, 576, false, false},
     {"linear x W^T 784x256x256", 784, 256, 256, false, true},
     {"linear x W^T 196x512x512", 196, 512, 512, false, true},
+    {"linear x W^T 49x1024x1024", 49, 1024, 1024, false, true},
     {"conv1x1 dX = W^T dY @56x56", 96, 3136, 288, true, false},
     {"conv1x1 dW = dY X^T @56x56", 288, 96, 3136, false, true},
     {"square 512", 512, 512, 512, false, false},
@@ -233,6 +242,114 @@ std::map<int, std::vector<double>> torch_gemm(int threads, bool quick) {
   return run_torch(py.str(), threads, quick);
 }
 
+// ---- cold weights: the products as the model meets them at batch 1 ----------------------------
+
+// At batch 1 a forward reads each weight once (Next-ViT-S: 124 MB, several times this CPU's last-
+// level cache), so its 1x1 convolutions and linear layers find their weights in memory, not in
+// the cache where the table above, repeating one product, finds them. Each call here takes the
+// next of enough copies of the weight operand to fill kColdBytes (far past any L3), the
+// activations staying the same (in the model they come warm from the previous op); the time is
+// a pass over all copies divided by their number, the best of kColdPasses passes. GB/s: weight
+// bytes read per second.
+constexpr size_t kColdBytes = size_t{320} << 20;
+constexpr int kColdPasses = 5;
+
+// The weight-heavy products of Next-ViT-S at batch 1; the weight is A (Cout x Cin) of a 1x1
+// convolution, or B (out x in, transposed) of a linear layer on the tokens.
+const std::vector<Shape3> kColdShapes = {
+    {"conv1x1 192->576 @28x28", 576, 784, 192, false, false},
+    {"conv1x1 384->1152 @14x14", 1152, 196, 384, false, false},
+    {"conv1x1 1152->384 @14x14", 384, 196, 1152, false, false},
+    {"conv1x1 768->2304 @7x7", 2304, 49, 768, false, false},
+    {"conv1x1 2304->768 @7x7", 768, 49, 2304, false, false},
+    {"linear 49x1024 x W^T 1024", 49, 1024, 1024, false, true},
+    {"linear 49x512 x W^T 512", 49, 512, 512, false, true},
+};
+
+// Copies of the weight operand that fill kColdBytes (at least 8).
+int cold_copies(const Shape3& s) {
+  const size_t bytes = size_t(s.M * s.K) * sizeof(float);
+  return int(std::max<size_t>(8, kColdBytes / bytes));
+}
+
+// Seconds per product with the weight operand cold.
+double time_gemm_cold(const Shape3& s) {
+  const bool weight_is_b = s.tb;  // linear: x (N, in) W^T; conv: W X
+  const int64_t wn = weight_is_b ? s.N * s.K : s.M * s.K, xn = weight_is_b ? s.M * s.K : s.K * s.N;
+  const int copies = cold_copies(s);
+  AlignedFloats W{size_t(wn) * size_t(copies)}, X{size_t(xn)}, C{size_t(s.M * s.N)};
+  for (size_t i = 0; i < size_t(wn) * size_t(copies); ++i) W.p[i] = float(i % 13) / 13.0f - 0.5f;
+  for (size_t i = 0; i < size_t(xn); ++i) X.p[i] = float(i % 11) / 11.0f - 0.5f;
+  auto product = [&](int c) {
+    const float* w = W.p + size_t(c) * size_t(wn);
+    if (weight_is_b) {
+      kernels::cpu::gemm(false, true, s.M, s.N, s.K, 1.0f, X.p, s.K, w, s.K, 0.0f, C.p, s.N);
+    } else {
+      kernels::cpu::gemm(false, false, s.M, s.N, s.K, 1.0f, w, s.K, X.p, s.N, 0.0f, C.p, s.N);
+    }
+  };
+  double best = 1e30;
+  for (int pass = 0; pass <= kColdPasses; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int c = 0; c < copies; ++c) product(c);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (pass > 0) best = std::min(best, sec / copies);  // pass 0 maps the pages
+  }
+  return best;
+}
+
+std::map<int, std::vector<double>> torch_gemm_cold(int threads) {
+  std::ostringstream py;
+  py << "shapes = [";
+  for (const Shape3& s : kColdShapes) {
+    py << "(" << s.M << "," << s.N << "," << s.K << "," << (s.tb ? "True" : "False") << ","
+       << cold_copies(s) << "),";
+  }
+  py << "]\n"
+        "for i, (M, N, K, linear, copies) in enumerate(shapes):\n"
+        "    ws = [torch.rand(N, K) if linear else torch.rand(M, K) for _ in range(copies)]\n"
+        "    x = torch.rand(M, K) if linear else torch.rand(K, N)\n"
+        "    c = torch.empty(M, N)\n"
+        "    def one_pass():\n"
+        "        for w in ws:\n"
+        "            torch.mm(x, w.t(), out=c) if linear else torch.mm(w, x, out=c)\n"
+        "    one_pass()\n"
+        "    ts = []\n"
+        "    for _ in range("
+     << kColdPasses
+     << "):\n"
+        "        t0 = time.perf_counter(); one_pass(); ts.append(time.perf_counter() - t0)\n"
+        "    print(i, min(ts) / copies)\n";
+  return run_torch(py.str(), threads, false);
+}
+
+void print_cold_table(int threads, double peak, bool torch, const std::string& only) {
+  omp_set_num_threads(threads);
+  std::map<int, std::vector<double>> tt;
+  if (torch) tt = torch_gemm_cold(threads);
+  std::printf(
+      "GEMM with cold weights (each call the next of %zu MiB of weight copies), threads = %d%s\n",
+      kColdBytes >> 20, threads,
+      torch && tt.empty() ? "  (PyTorch not available: no baseline)" : "");
+  std::printf("%-30s %6s %6s %6s %9s %9s %7s %8s %9s %10s\n", "shape", "M", "N", "K", "ours ms",
+              "GFLOP/s", "%peak", "W GB/s", "torch ms", "ours/torch");
+  for (size_t i = 0; i < kColdShapes.size(); ++i) {
+    const Shape3& s = kColdShapes[i];
+    if (std::string(s.name).find(only) == std::string::npos) continue;
+    const double sec = time_gemm_cold(s);
+    const double gf = 2.0 * double(s.M) * double(s.N) * double(s.K) / sec / 1e9;
+    const double wbytes = double(s.tb ? s.N * s.K : s.M * s.K) * sizeof(float);
+    std::printf("%-30s %6ld %6ld %6ld %9.3f %9.1f %6.1f%% %8.1f", s.name, long(s.M), long(s.N),
+                long(s.K), sec * 1e3, gf, 100.0 * gf / peak, wbytes / sec / 1e9);
+    auto it = tt.find(int(i));
+    if (it != tt.end() && !it->second.empty()) {
+      std::printf(" %9.3f %10.2f", it->second[0] * 1e3, it->second[0] / sec);
+    }
+    std::printf("\n");
+  }
+  std::printf("\n");
+}
+
 // ---- conv2d: the ops built on the GEMM ---------------------------------------------------------
 
 struct ConvCase {
@@ -312,7 +429,7 @@ std::map<int, std::vector<double>> torch_conv(int threads, bool quick) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, torch = true, conv = true;
+  bool quick = false, torch = true, conv = true, cold = true, warm = true;
   std::vector<int> thread_counts = {1, 2};
   std::string only;
   for (int i = 1; i < argc; ++i) {
@@ -320,6 +437,8 @@ int main(int argc, char** argv) {
     if (a == "--quick") quick = true;
     if (a == "--no-torch") torch = false;
     if (a == "--no-conv") conv = false;
+    if (a == "--no-cold") cold = false;
+    if (a == "--cold") warm = conv = false;
     if (a == "--threads" && i + 1 < argc) thread_counts = {std::atoi(argv[++i])};
     if (a == "--only" && i + 1 < argc) only = argv[++i];
   }
@@ -341,7 +460,7 @@ int main(int argc, char** argv) {
       "GFLOP/s per thread\n\n",
       ghz, flops_per_cycle, core.fmas_per_cycle, lanes, ghz * flops_per_cycle);
 
-  for (int threads : thread_counts) {
+  for (int threads : warm ? thread_counts : std::vector<int>{}) {
     omp_set_num_threads(threads);
     std::map<int, std::vector<double>> tt;
     if (torch) tt = torch_gemm(threads, quick);
@@ -365,6 +484,11 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
     std::printf("\n");
+  }
+
+  if (cold) {
+    for (int threads : thread_counts)
+      print_cold_table(threads, threads * ghz * flops_per_cycle, torch, only);
   }
 
   if (conv) {

@@ -49,6 +49,21 @@ const char* gemm_isa_name(GemmIsa isa);
 // Whether this build has the family and this CPU can run it (kAuto: true).
 bool gemm_isa_runs_here(GemmIsa isa);
 
+// A pass over rows of C that the CPU product runs as it finishes them, while they are still in
+// cache (a convolution's bias, BatchNorm affine and ReLU: kernels/cpu/conv_output_pass.h),
+// instead of a second sweep over all of C, from memory, once the product is done. fn(ctx, i, c,
+// n) finishes c[0, n), a run of row i of C, in place. The product hands a row over in pieces, in
+// any order and from any of its threads, each element exactly once, after its last K block:
+// the pass must treat each element on its own.
+struct GemmRowPass {
+  void (*fn)(const void* ctx, int64_t row, float* c, int64_t n) = nullptr;
+  const void* ctx = nullptr;
+};
+// gemm, then `pass` over every element of C (over none when M or N is 0).
+void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                    int64_t ldc, const GemmRowPass& pass);
+
 // The micro-kernel with B given row by row, for implicit-GEMM convolution (kernels/cpu/conv2d):
 // there row k of B is a run of input pixels, read where it lies instead of copied by im2col.
 //

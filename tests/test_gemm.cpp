@@ -178,14 +178,16 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   // A not transposed, K >= 128 and N leaving more than a fifth of the blocked tiles' lanes
   // empty take the dot path (kernels/cpu/gemm_dot.h; N = 1, 5, 13, 49, 100 here): rows not a
   // multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4 (AVX2), K not a
-  // multiple of 16 or 8 (masked tail), op(B)^T read in place (trans_b) or copied. N = 196 on
-  // AVX-512 (224 lanes) with M = 61 takes the transposed path (C^T computed, then turned round
-  // into C), with every transpose. The others with a transposed A take the blocked path, a
-  // cross-check. The large ones (> 1 M multiply-adds) run on one and on two threads.
+  // multiple of 16 or 8 (masked tail), op(B)^T read in place (trans_b) or copied; K = 2297 in
+  // passes of at most 864 (AVX-512) or 1536 (AVX2) steps, each adding into C, the last one
+  // masked. N = 196 on AVX-512 (224 lanes) with
+  // M = 61 takes the transposed path (C^T computed, then turned round into C), with every
+  // transpose. The others with a transposed A take the blocked path, a cross-check. The large
+  // ones (> 1 M multiply-adds) run on one and on two threads.
   Generator g(16);
   const std::vector<std::array<int64_t, 3>> shapes = {
-      {10, 49, 200},  {2, 1, 130},       {4, 5, 129},   {8, 13, 144},
-      {23, 100, 131}, {121, 49, 96 * 8}, {61, 196, 385}};
+      {10, 49, 200},  {2, 1, 130},       {4, 5, 129},    {8, 13, 144},
+      {23, 100, 131}, {121, 49, 96 * 8}, {61, 196, 385}, {31, 49, 2297}};
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
     IsaGuard guard(isa);
@@ -259,13 +261,20 @@ TEST_CASE("gemm: every thread count gives the same bits, on every path", "[gemm]
   // (odd sizes, and few rows of A with B read in place: the stem's 32 x 224 x 576 chunk);
   // transposed (N = 196 on AVX-512, every transpose, beta != 0 and not a power of 2, so that the
   // turned-round edges read C and round beta * C); dot (N = 49 and 13, op(B)^T copied or read
-  // in place).
+  // in place; K = 2297 in passes; N = 100 > M = 23, whose columns the threads split into groups
+  // of other widths).
   Generator g(17);
   const std::vector<Case> cases = {
-      {199, 301, 101, false, false, 0.5f, -1.0f, 3, 5, 2}, {32, 224, 576, false, false},
-      {61, 196, 385, false, false, -0.75f, 0.3f, 5, 3, 1}, {61, 196, 385, true, true, 1.0f, 0.7f},
-      {256, 196, 300, true, false, 2.0f, -1.3f},           {1152, 196, 64, false, true},
-      {301, 49, 768, false, false, 1.0f, 0.6f, 2, 1, 3},   {400, 13, 640, false, true, -1.0f, 1.0f},
+      {199, 301, 101, false, false, 0.5f, -1.0f, 3, 5, 2},
+      {32, 224, 576, false, false},
+      {61, 196, 385, false, false, -0.75f, 0.3f, 5, 3, 1},
+      {61, 196, 385, true, true, 1.0f, 0.7f},
+      {256, 196, 300, true, false, 2.0f, -1.3f},
+      {1152, 196, 64, false, true},
+      {301, 49, 768, false, false, 1.0f, 0.6f, 2, 1, 3},
+      {400, 13, 640, false, true, -1.0f, 1.0f},
+      {97, 49, 2297, false, false, 0.5f, 0.25f},
+      {23, 100, 900, false, true, 1.0f, 0.4f, 2, 3, 1},
   };
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
@@ -286,6 +295,49 @@ TEST_CASE("gemm: every thread count gives the same bits, on every path", "[gemm]
         } else {
           REQUIRE(std::memcmp(C.data(), first.data(), sizeof(float) * C.size()) == 0);
         }
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("gemm_with_pass: every element finished once, after its last K block, on every path",
+          "[gemm]") {
+  // The pass c = c * 0.5 + row must leave exactly gemm's result put through it once: a missed
+  // run, a second one, a run before the last K block (K = 500: three blocks of 192 on AVX-512)
+  // or with a wrong row index changes the bits. Paths: blocked (one and several K blocks),
+  // transposed (N = 196), dot (N = 49 with K in passes; N = 100 split by columns), and
+  // K = 0 (C only scaled); 1 to 3 threads.
+  Generator g(19);
+  const std::vector<Case> cases = {
+      {199, 301, 101, false, false, 1.0f, 0.0f, 0, 0, 3}, {64, 100, 500, false, false, 0.5f, 0.7f},
+      {61, 196, 385, false, false, 1.0f, 0.0f, 1, 2, 1},  {301, 49, 2297, false, false},
+      {23, 100, 900, false, true, 1.0f, 0.25f},           {5, 7, 0, false, false, 1.0f, 0.5f},
+  };
+  const kernels::cpu::GemmRowPass pass{[](const void*, int64_t row, float* c, int64_t n) {
+                                         for (int64_t j = 0; j < n; ++j)
+                                           c[j] = c[j] * 0.5f + float(row);
+                                       },
+                                       nullptr};
+  const int saved = omp_get_max_threads();
+  for (GemmIsa isa : isas()) {
+    IsaGuard guard(isa);
+    for (const Case& c : cases) {
+      Operands o(c, g);
+      std::vector<float> want = o.C0;
+      kernels::cpu::gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda, o.B.data(), o.ldb,
+                         c.beta, want.data(), o.ldc);
+      for (int64_t i = 0; i < c.M; ++i) {
+        for (int64_t j = 0; j < c.N; ++j) want[i * o.ldc + j] = want[i * o.ldc + j] * 0.5f + i;
+      }
+      for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        std::vector<float> C = o.C0;
+        kernels::cpu::gemm_with_pass(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda,
+                                     o.B.data(), o.ldb, c.beta, C.data(), o.ldc, pass);
+        INFO("M=" << c.M << " N=" << c.N << " K=" << c.K << " trans=(" << c.ta << ", " << c.tb
+                  << ") isa=" << kernels::cpu::gemm_isa_name(isa) << " threads=" << threads);
+        REQUIRE(std::memcmp(C.data(), want.data(), sizeof(float) * C.size()) == 0);
       }
     }
   }

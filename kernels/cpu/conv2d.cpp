@@ -482,13 +482,25 @@ void scatter(const Geometry& g, const float* buf, int64_t channels, int64_t c0, 
   });
 }
 
-// The output pass in place over output channels [c0, c0 + rows) of an (rows, ld) block.
-void finish_rows(const ConvOutputPass& pass, int64_t c0, int64_t rows, int64_t cols, float* t,
-                 int64_t ld) {
-  if (!pass.needed()) return;
-  parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) pass.run(c0 + r, t + r * ld, t + r * ld, cols);
-  });
+// y (rows, ld) = w (rows, K) x b (K, cols), output channels [c0, c0 + rows), each run of a row
+// put through the output pass by the GEMM as soon as it is complete, while it is in cache. (A
+// pass after the product would read and write all of y again, from memory: 3.6 MB for the
+// 96 -> 288 1x1 convolution at 56 x 56.)
+void gemm_finished(const ConvOutputPass& pass, int64_t c0, int64_t rows, int64_t cols, int64_t K,
+                   const float* w, const float* b, int64_t ldb, float* y, int64_t ld) {
+  struct Channels {
+    const ConvOutputPass* pass;
+    int64_t c0;
+  } channels{&pass, c0};
+  GemmRowPass row_pass;
+  if (pass.needed()) {
+    row_pass.fn = [](const void* ctx, int64_t row, float* c, int64_t n) {
+      const Channels& ch = *static_cast<const Channels*>(ctx);
+      ch.pass->run(ch.c0 + row, c, c, n);
+    };
+    row_pass.ctx = &channels;
+  }
+  gemm_with_pass(false, false, rows, cols, K, 1.0f, w, K, b, ldb, 0.0f, y, ld, row_pass);
 }
 
 // dw = sum over (chunk, group) items of dy_g[:, chunk] x col^T.
@@ -704,8 +716,7 @@ void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, 
     }
     if (ch.in_place()) {
       float* yc = y + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
-      gemm(false, false, g.cout_g, width, g.kg, 1.0f, wg, g.kg, bmat, ldb, 0.0f, yc, g.p);
-      finish_rows(pass, grp * g.cout_g, g.cout_g, width, yc, g.p);
+      gemm_finished(pass, grp * g.cout_g, g.cout_g, width, g.kg, wg, bmat, ldb, yc, g.p);
     } else {
       float* out = scratch(1, g.cout_g * width);
       gemm(false, false, g.cout_g, width, g.kg, 1.0f, wg, g.kg, bmat, ldb, 0.0f, out, width);

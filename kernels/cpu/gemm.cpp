@@ -89,6 +89,13 @@ struct Problem {
   float beta;
   float* C;
   int64_t ldc;
+  GemmRowPass pass;  // run on rows of C as they are finished (see kernels/gemm.h)
+
+  // The pass over C[i, j0 : j0 + n) for rows i in [i0, i1).
+  void finish_rows(int64_t i0, int64_t i1, int64_t j0, int64_t n) const {
+    if (pass.fn == nullptr || n <= 0) return;
+    for (int64_t i = i0; i < i1; ++i) pass.fn(pass.ctx, i, C + i * ldc + j0, n);
+  }
 };
 
 // ---- packing ------------------------------------------------------------------------------------
@@ -366,6 +373,9 @@ void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int6
             kernel(kb, apanel, bblock + jr / cfg.nr * b_ps, b_ld, crow + jr, p.ldc, n, p.alpha,
                    beta);
           }
+          // The panel's rows of this block are done after their last K block: finished now,
+          // while they are in L1.
+          if (pc + kb == p.K) p.finish_rows(jc + ir, jc + ir + m, ic, nb);
         }
       }
     }
@@ -382,6 +392,7 @@ void scale_c(const Problem& p) {
       for (int64_t j = 0; j < p.N; ++j) c[j] *= p.beta;
     }
   }
+  p.finish_rows(0, p.M, 0, p.N);
 }
 
 // Below this many multiply-adds a product runs on one thread: waking the second costs a few
@@ -510,31 +521,55 @@ void transpose_b(const Problem& p, float* bt, int64_t ldbt) {
   }
 }
 
-// Rows [m0, m1) of C on the calling thread, in blocks of rows of A that stay in L2 while every
-// group of columns of C passes down them; the kernel's rows of bt (cols x K floats) stay in L1
-// meanwhile. (Fetching the next block into L2 ahead of time measured no faster.)
+// Steps of k per pass of the dot kernels. A group's rows of bt (cols x K floats) must stay in L1
+// while every row tile of a block passes down them; at K = 2304 (Next-ViT-S's 2304 -> 768 1x1
+// convolution at 7 x 7) the 7 rows of an AVX-512 group take 63 KiB, more than the 48 KiB L1,
+// and the product ran at 55 % of peak against 88 % at K = 768. Longer K is therefore cut into
+// equal passes (multiples of 16) whose rows of bt fit in kDotL1Bytes, each pass adding its sums
+// into C (beta = 1 after the first).
+constexpr int64_t kDotL1Bytes = 24 << 10;
+
+int64_t dot_pass_k(const DotConfig& d, int64_t K) {
+  const int64_t most =
+      std::max<int64_t>(16, kDotL1Bytes / (d.cols * int64_t(sizeof(float))) / 16 * 16);
+  const int64_t passes = ceil_div(K, most);
+  return ceil_div(ceil_div(K, passes), 16) * 16;
+}
+
+// C[m0:m1, n0:n1] on the calling thread, in blocks of rows of A that stay in L2 while every
+// group of columns passes down them; the kernel's rows of bt (cols x kc floats) stay in L1
+// meanwhile.
 void dot_rect(const DotConfig& d, const Problem& p, const float* bt, int64_t ldbt, int64_t m0,
-              int64_t m1) {
+              int64_t m1, int64_t n0, int64_t n1) {
   const int64_t block =
       std::max<int64_t>(1, kDotBlockBytes / (p.K * int64_t(sizeof(float))) / d.rows) * d.rows;
+  const int64_t kc = dot_pass_k(d, p.K);
   // Columns in groups of nearly equal width (49 = 10 x 4 + 3 x 3 for 4-wide tiles, not 12 x 4 +
   // 1): a 1-column tile has too few accumulators to hide the FMA latency.
-  const int64_t groups = ceil_div(p.N, d.cols);
+  const int64_t groups = ceil_div(n1 - n0, d.cols);
+  auto group_col = [&](int64_t g) { return n0 + (n1 - n0) * g / groups; };
   for (int64_t i0 = m0; i0 < m1; i0 += block) {
     const int64_t i1 = std::min(m1, i0 + block);
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t j = p.N * g / groups;
-      const int c = static_cast<int>(p.N * (g + 1) / groups - j);
-      for (int64_t i = i0; i < i1; i += d.rows) {
-        const int r = static_cast<int>(std::min<int64_t>(d.rows, i1 - i));
-        d.kernels[(r - 1) * d.cols + c - 1](p.K, p.A + i * p.lda, p.lda, bt + j * ldbt, ldbt,
-                                            p.C + i * p.ldc + j, p.ldc, p.alpha, p.beta);
+    for (int64_t k0 = 0; k0 < p.K; k0 += kc) {
+      const int64_t kb = std::min(kc, p.K - k0);
+      const float beta = k0 == 0 ? p.beta : 1.0f;
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t j = group_col(g);
+        const int c = static_cast<int>(group_col(g + 1) - j);
+        for (int64_t i = i0; i < i1; i += d.rows) {
+          const int r = static_cast<int>(std::min<int64_t>(d.rows, i1 - i));
+          d.kernels[(r - 1) * d.cols + c - 1](kb, p.A + i * p.lda + k0, p.lda, bt + j * ldbt + k0,
+                                              ldbt, p.C + i * p.ldc + j, p.ldc, p.alpha, beta);
+        }
       }
     }
+    p.finish_rows(i0, i1, n0, n1 - n0);  // the block's rows of C, still in L2
   }
 }
 
-// The whole product on up to `threads` threads, each taking a range of rows of C.
+// The whole product on up to `threads` threads. They split the longer side of C: ranges of
+// rows for a narrow C (each thread then reads its own rows of A, the weights), ranges of columns
+// when C has fewer rows than columns (each reads its own rows of bt).
 void run_dot(const DotConfig& d, const Problem& p, int threads) {
   const float* bt = p.B;
   int64_t ldbt = p.ldb;
@@ -547,15 +582,22 @@ void run_dot(const DotConfig& d, const Problem& p, int threads) {
   }
   const double macs = double(p.M) * double(p.N) * double(p.K);
   if (threads <= 1 || macs < kParallelMinMacs) {
-    dot_rect(d, p, bt, ldbt, 0, p.M);
+    dot_rect(d, p, bt, ldbt, 0, p.M, 0, p.N);
     return;
   }
-  const int64_t tiles = ceil_div(p.M, d.rows);
+  const bool split_rows = p.M >= p.N;
+  const int64_t side = split_rows ? p.M : p.N, unit = split_rows ? d.rows : d.cols;
+  const int64_t units = ceil_div(side, unit);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    dot_rect(d, p, bt, ldbt, std::min(p.M, tiles * t / T * d.rows),
-             std::min(p.M, tiles * (t + 1) / T * d.rows));
+    const int64_t lo = std::min(side, units * t / T * unit);
+    const int64_t hi = std::min(side, units * (t + 1) / T * unit);
+    if (split_rows) {
+      dot_rect(d, p, bt, ldbt, lo, hi, 0, p.N);
+    } else {
+      dot_rect(d, p, bt, ldbt, 0, p.M, lo, hi);
+    }
   }
 }
 #endif
@@ -681,6 +723,7 @@ void run_transposed(const Config& cfg, const Problem& p, int threads) {
   float* t = PackBuffers::grow(buf.c, buf.c_size, static_cast<size_t>(p.M * p.N));
   // C^T (N x M) = op(B)^T op(A)^T: the operands swap places and transposes.
   Problem flipped = p;
+  flipped.pass = {};  // the pass is C's, run as C is written
   flipped.trans_a = !p.trans_b;
   flipped.trans_b = !p.trans_a;
   flipped.M = p.N;
@@ -696,6 +739,7 @@ void run_transposed(const Config& cfg, const Problem& p, int threads) {
   if (run_serial(p, threads)) {
     gemm_rect(cfg, flipped, 0, flipped.M, 0, flipped.N);
     store_transposed(p, t, 0, p.M, 0, p.N);
+    p.finish_rows(0, p.M, 0, p.N);
     return;
   }
   const Grid g = plan_grid(cfg, flipped, threads);
@@ -706,7 +750,10 @@ void run_transposed(const Config& cfg, const Problem& p, int threads) {
       const Rect r = grid_rect(cfg, flipped, g, q);
       gemm_rect(cfg, flipped, r.m0, r.m1, r.n0, r.n1);
       // Rows m, columns n of C^T are columns m, rows n of C.
-      if (r.m0 < r.m1 && r.n0 < r.n1) store_transposed(p, t, r.n0, r.n1, r.m0, r.m1);
+      if (r.m0 < r.m1 && r.n0 < r.n1) {
+        store_transposed(p, t, r.n0, r.n1, r.m0, r.m1);
+        p.finish_rows(r.n0, r.n1, r.m0, r.m1 - r.m0);
+      }
     }
   }
 }
@@ -783,7 +830,14 @@ const char* gemm_isa_name(GemmIsa isa) {
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   check_args("gemm", trans_a, trans_b, M, N, K, lda, ldb, ldc);
-  run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc}, available_threads());
+  run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, {}}, available_threads());
+}
+
+void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                    int64_t ldc, const GemmRowPass& pass) {
+  check_args("gemm_with_pass", trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pass}, available_threads());
 }
 
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -795,8 +849,8 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
   if (batch == 0 || M == 0 || N == 0) return;
   auto item = [&](int64_t b) {
     return Problem{
-        trans_a, trans_b,          M,  N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb,
-        beta,    C + b * stride_c, ldc};
+        trans_a, trans_b,          M,   N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb,
+        beta,    C + b * stride_c, ldc, {}};
   };
   const int threads = available_threads();
   const double macs = double(M) * double(N) * double(K);
@@ -826,7 +880,7 @@ int64_t gemm_rows_b_packed_floats(int64_t M, int64_t K) {
 
 void gemm_rows_b_pack(int64_t M, int64_t K, const float* A, int64_t lda, float* packed) {
   // The same panels as the blocked product, over all of K at once (no K blocks).
-  const Problem p{false, false, M, 0, K, 1.0f, A, lda, nullptr, 0, 0.0f, nullptr, 0};
+  const Problem p{false, false, M, 0, K, 1.0f, A, lda, nullptr, 0, 0.0f, nullptr, 0, {}};
   pack_a<kMr512>(p, 0, M, 0, K, packed);
 }
 

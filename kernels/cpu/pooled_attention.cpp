@@ -12,7 +12,10 @@
 // additions in the same order for every score, now as vector multiply-adds. The gradient's
 // dP_j = dout . v_j goes the same way through the values transposed. The weighted sums over j
 // (out, dq, dk, dv) run over a block of channels in registers; dk and dv, sums over the head's
-// query rows, read the head's dS and probabilities a column at a time.
+// query rows, read the head's dS and probabilities a column at a time. The forward takes two
+// query rows of a head at once: each block's chains of multiply-adds (32 channels, or m keys,
+// one after another) are one FMA latency apart, so a single row keeps the FMA units a quarter
+// busy; two rows interleave two sets of chains, and every sum keeps its order (same bits).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -61,60 +64,88 @@ class TransposedHead {
   std::vector<float> t_;
 };
 
-// dots[j] = a . row_j (j < m) for the rows of a matrix held transposed, (d, mp) as made by
-// TransposedHead: W dot products at a time, accumulated channel after channel, each summed
-// from 0 in channel order.
-template <int64_t W>
-void row_dots_by(const float* a, const float* transposed, int64_t mp, int64_t m, int64_t d,
-                 float* dots) {
+// dots[r * m + j] = a_r . row_j (r < R, j < m; a_r at a + r * lda) for the rows of a matrix
+// held transposed, (d, mp) as made by TransposedHead: R x W dot products at a time,
+// accumulated channel after channel, each summed from 0 in channel order. R > 1 runs R
+// independent chains per lane (one FMA's latency apart, a single chain of 32 channels keeps
+// the FMA units a quarter busy); every dot product still sees the same additions in the same
+// order, so R does not change a bit.
+template <int64_t R, int64_t W>
+void row_dots_by(const float* a, int64_t lda, const float* transposed, int64_t mp, int64_t m,
+                 int64_t d, float* dots) {
   for (int64_t j0 = 0; j0 < m; j0 += W) {
-    float acc[W] = {};
+    float acc[R][W] = {};
     for (int64_t c = 0; c < d; ++c) {
-      const float ac = a[c];
       const float* t = transposed + c * mp + j0;
+      for (int64_t r = 0; r < R; ++r) {
+        const float ac = a[r * lda + c];
 #pragma omp simd
-      for (int64_t l = 0; l < W; ++l) acc[l] += ac * t[l];
+        for (int64_t l = 0; l < W; ++l) acc[r][l] += ac * t[l];
+      }
     }
     const int64_t w = std::min(W, m - j0);
-    for (int64_t l = 0; l < w; ++l) dots[j0 + l] = acc[l];
+    for (int64_t r = 0; r < R; ++r) {
+      for (int64_t l = 0; l < w; ++l) dots[r * m + j0 + l] = acc[r][l];
+    }
   }
 }
 
-void row_dots(const float* a, const float* transposed, int64_t mp, int64_t m, int64_t d,
-              float* dots) {
+template <int64_t R>
+void row_dots(const float* a, int64_t lda, const float* transposed, int64_t mp, int64_t m,
+              int64_t d, float* dots) {
   if (block_for(m) == 16) {
-    row_dots_by<16>(a, transposed, mp, m, d, dots);
+    row_dots_by<R, 16>(a, lda, transposed, mp, m, d, dots);
   } else {
-    row_dots_by<32>(a, transposed, mp, m, d, dots);
+    row_dots_by<R, 32>(a, lda, transposed, mp, m, d, dots);
   }
 }
 
-// out[c0 + l] for l < W: sum_j w[j] * rows[j * ld + c0 + l], each from 0 in j order.
-template <int64_t W>
+// out[r * ldo + c0 + l] for r < R, l < W: sum_j w[r * m + j] * rows[j * ld + c0 + l], each
+// from 0 in j order (R rows of weights against the same rows: independent chains, as above).
+template <int64_t R, int64_t W>
 void weighted_block(const float* w, const float* rows, int64_t ld, int64_t m, int64_t c0,
-                    float* out) {
-  float acc[W] = {};
+                    float* out, int64_t ldo) {
+  float acc[R][W] = {};
   for (int64_t j = 0; j < m; ++j) {
-    const float wj = w[j];
-    const float* r = rows + j * ld + c0;
+    const float* v = rows + j * ld + c0;
+    for (int64_t r = 0; r < R; ++r) {
+      const float wj = w[r * m + j];
 #pragma omp simd
-    for (int64_t l = 0; l < W; ++l) acc[l] += wj * r[l];
+      for (int64_t l = 0; l < W; ++l) acc[r][l] += wj * v[l];
+    }
   }
-  for (int64_t l = 0; l < W; ++l) out[c0 + l] = acc[l];
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t l = 0; l < W; ++l) out[r * ldo + c0 + l] = acc[r][l];
+  }
 }
 
-// out[c] = sum_j w[j] * rows[j * ld + c] for c < d, j < m: blocks of 32 and 16 channels in
-// registers, any rest channel by channel; every sum from 0 in j order.
-void weighted_rows(const float* w, const float* rows, int64_t ld, int64_t m, int64_t d,
-                   float* out) {
+// out[r * ldo + c] = sum_j w[r * m + j] * rows[j * ld + c] for r < R, c < d, j < m: blocks of
+// 32 and 16 channels in registers, any rest channel by channel; every sum from 0 in j order.
+template <int64_t R>
+void weighted_rows(const float* w, const float* rows, int64_t ld, int64_t m, int64_t d, float* out,
+                   int64_t ldo) {
   int64_t c0 = 0;
-  for (; c0 + 32 <= d; c0 += 32) weighted_block<32>(w, rows, ld, m, c0, out);
-  for (; c0 + 16 <= d; c0 += 16) weighted_block<16>(w, rows, ld, m, c0, out);
-  for (int64_t c = c0; c < d; ++c) {
-    float acc = 0.0f;
-    for (int64_t j = 0; j < m; ++j) acc += w[j] * rows[j * ld + c];
-    out[c] = acc;
+  for (; c0 + 32 <= d; c0 += 32) weighted_block<R, 32>(w, rows, ld, m, c0, out, ldo);
+  for (; c0 + 16 <= d; c0 += 16) weighted_block<R, 16>(w, rows, ld, m, c0, out, ldo);
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t c = c0; c < d; ++c) {
+      float acc = 0.0f;
+      for (int64_t j = 0; j < m; ++j) acc += w[r * m + j] * rows[j * ld + c];
+      out[r * ldo + c] = acc;
+    }
   }
+}
+
+// The forward of R query rows [r, r + R) of one head: scores, softmax, weighted values.
+template <int64_t R>
+void forward_rows(int64_t r, int64_t n, int64_t m, int64_t d, float scale, const float* q,
+                  TransposedHead& keys, const float* k, const float* v, float* out, float* probs) {
+  const int64_t h = r / n;
+  float* p = probs + r * m;  // R consecutive rows of probabilities
+  row_dots<R>(q + r * d, d, keys.of(k, h), keys.stride(), m, d, p);
+  for (int64_t i = 0; i < R * m; ++i) p[i] *= scale;
+  for (int64_t i = 0; i < R; ++i) softmax_row(p + i * m, p + i * m, m);
+  weighted_rows<R>(p, v + h * m * d, d, m, d, out + r * d, d);
 }
 
 }  // namespace
@@ -122,15 +153,17 @@ void weighted_rows(const float* w, const float* rows, int64_t ld, int64_t m, int
 void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
                               const float* q, const float* k, const float* v, float* out,
                               float* probs) {
+  // Query rows two at a time where both belong to the same head.
   parallel_for(heads * n, 64, [&](int64_t r0, int64_t r1) {
     TransposedHead keys(m, d);
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t h = r / n;
-      float* p = probs + r * m;
-      row_dots(q + r * d, keys.of(k, h), keys.stride(), m, d, p);
-      for (int64_t j = 0; j < m; ++j) p[j] *= scale;
-      softmax_row(p, p, m);
-      weighted_rows(p, v + h * m * d, d, m, d, out + r * d);
+    for (int64_t r = r0; r < r1;) {
+      if (r + 1 < r1 && (r + 1) / n == r / n) {
+        forward_rows<2>(r, n, m, d, scale, q, keys, k, v, out, probs);
+        r += 2;
+      } else {
+        forward_rows<1>(r, n, m, d, scale, q, keys, k, v, out, probs);
+        r += 1;
+      }
     }
   });
 }
@@ -143,7 +176,7 @@ void pooled_attention_backward(int64_t heads, int64_t n, int64_t m, int64_t d, f
   // holding the transposed values of the row's head.
   auto row_ds = [&](int64_t r, TransposedHead& values, float* ds) {
     const float* p = probs + r * m;
-    row_dots(dout + r * d, values.of(v, r / n), values.stride(), m, d, ds);
+    row_dots<1>(dout + r * d, d, values.of(v, r / n), values.stride(), m, d, ds);
     float t = 0.0f;
     for (int64_t j = 0; j < m; ++j) t += p[j] * ds[j];
     for (int64_t j = 0; j < m; ++j) ds[j] = p[j] * (ds[j] - t);
@@ -156,7 +189,7 @@ void pooled_attention_backward(int64_t heads, int64_t n, int64_t m, int64_t d, f
     for (int64_t r = r0; r < r1; ++r) {
       row_ds(r, values, ds.data());
       for (float& x : ds) x *= scale;
-      weighted_rows(ds.data(), k + r / n * m * d, d, m, d, dq + r * d);
+      weighted_rows<1>(ds.data(), k + r / n * m * d, d, m, d, dq + r * d, d);
     }
   });
 
@@ -174,9 +207,9 @@ void pooled_attention_backward(int64_t heads, int64_t n, int64_t m, int64_t d, f
       const float* ph = probs + h * n * m;
       for (int64_t j = 0; j < m; ++j) {
         for (int64_t i = 0; i < n; ++i) column[size_t(i)] = ds[size_t(i * m + j)];
-        weighted_rows(column.data(), q + h * n * d, d, n, d, dk + (h * m + j) * d);
+        weighted_rows<1>(column.data(), q + h * n * d, d, n, d, dk + (h * m + j) * d, d);
         for (int64_t i = 0; i < n; ++i) column[size_t(i)] = ph[i * m + j];
-        weighted_rows(column.data(), dout + h * n * d, d, n, d, dv + (h * m + j) * d);
+        weighted_rows<1>(column.data(), dout + h * n * d, d, n, d, dv + (h * m + j) * d, d);
       }
     }
   });
