@@ -1,8 +1,9 @@
 // The direct forward convolution for small groups (kernels/cpu/conv_direct.cpp): against a
 // double-precision convolution written here and against the GEMM paths it replaces, at
 // Next-ViT-S's four MHCA sizes, batch 1 and > 1, odd and non-square images, other kernel
-// sizes, paddings and group widths, the fused epilogue, both x86 ISA families, and the same
-// bits on one and two threads; the input gradient (a forward convolution) through it too.
+// sizes, paddings and group widths, stride 2 (the stem's 64 -> 64, split into column and row
+// phases), the fused epilogue, both x86 ISA families, and the same bits on one and two threads;
+// the input gradient (a forward convolution) through it too.
 #include <omp.h>
 
 #include <cmath>
@@ -20,7 +21,7 @@ using kernels::cpu::GemmIsa;
 namespace {
 
 struct Case {
-  int64_t n, cin, h, w, cout, kh, kw, ph, pw, groups;
+  int64_t n, cin, h, w, cout, kh, kw, ph, pw, groups, stride = 1;
 };
 
 Conv2dShape shape_of(const Case& c) {
@@ -35,6 +36,7 @@ Conv2dShape shape_of(const Case& c) {
   s.pad_h = c.ph;
   s.pad_w = c.pw;
   s.groups = c.groups;
+  s.stride_h = s.stride_w = c.stride;
   return s;
 }
 
@@ -63,10 +65,10 @@ std::vector<double> reference(const Conv2dShape& s, const std::vector<float>& x,
           double acc = b ? b[co] : 0.0;
           for (int64_t ci = 0; ci < cin_g; ++ci) {
             for (int64_t i = 0; i < s.kernel_h; ++i) {
-              const int64_t ih = oh - s.pad_h + i;
+              const int64_t ih = oh * s.stride_h - s.pad_h + i;
               if (ih < 0 || ih >= s.in_h) continue;
               for (int64_t j = 0; j < s.kernel_w; ++j) {
-                const int64_t iw = ow - s.pad_w + j;
+                const int64_t iw = ow * s.stride_w - s.pad_w + j;
                 if (iw < 0 || iw >= s.in_w) continue;
                 acc +=
                     double(
@@ -155,6 +157,14 @@ const std::vector<Case>& cases() {
       {1, 16, 9, 9, 16, 3, 3, 0, 0, 2},       // no padding
       {1, 16, 5, 5, 16, 3, 3, 3, 3, 1},       // padding as large as the kernel
       {2, 16, 33, 70, 8, 3, 1, 1, 0, 1},      // wide rows, 3x1 kernel
+      // stride 2: phases (column parity from pad 1: odd first column; pad 0 and 2: even)
+      {1, 64, 30, 34, 64, 3, 3, 1, 1, 1, 2},  // the stem's 64 -> 64, smaller
+      {2, 16, 13, 11, 16, 3, 3, 1, 1, 1, 2},  // odd sizes
+      {1, 24, 9, 20, 8, 3, 3, 0, 0, 1, 2},    // no padding
+      {1, 8, 15, 17, 16, 5, 5, 2, 2, 1, 2},   // 5x5, padding 2
+      {1, 16, 8, 9, 16, 2, 2, 0, 0, 1, 2},    // 2x2, 64 steps of k
+      {1, 16, 6, 75, 8, 3, 3, 1, 1, 1, 2},    // rows of 75: two 32-float chunks and a tail
+      {3, 64, 7, 7, 64, 3, 3, 1, 1, 2, 2},    // grouped, batch 3
   };
   return list;
 }
@@ -172,8 +182,12 @@ TEST_CASE("conv direct: serves MHCA shapes, leaves others to the GEMM paths", "[
       REQUIRE(kernels::cpu::conv_direct_applies(shape_of(c)) == (c.cout / c.groups <= max_cout));
     }
     Conv2dShape s = shape_of({1, 96, 56, 56, 96, 3, 3, 1, 1, 3});
-    s.stride_h = s.stride_w = 2;
-    CHECK_FALSE(kernels::cpu::conv_direct_applies(s));       // stride 2
+    s.stride_h = s.stride_w = 3;
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(s));  // stride 3
+    s.stride_h = 1, s.stride_w = 2;
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(s));       // unequal strides
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // stride 2, 27 steps of k
+        {1, 3, 32, 32, 64, 3, 3, 1, 1, 1, 2})));
     CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // 12 outputs
         {1, 24, 8, 8, 12, 3, 3, 1, 1, 1})));                 // per group
     CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // 128 outputs
@@ -262,6 +276,38 @@ TEST_CASE("conv direct: the input gradient of MHCA (a forward convolution) match
       kernels::cpu::set_conv_direct(true);
       INFO(kernels::cpu::gemm_isa_name(isa) << " " << c.h << "x" << c.w);
       CHECK(worst_error(direct, std::vector<double>(gemm.begin(), gemm.end())) < 2e-5);
+    }
+  }
+}
+
+TEST_CASE("conv direct: an image gives the same bits alone as inside a batch", "[conv2d][direct]") {
+  // Data-parallel training relies on it: 2 ranks with 8 images each must compute what 1 rank
+  // computes for the same images in a batch of 16 (tests/mpi), and the items' row blocks are
+  // planned from the batch size and the thread count.
+  Restore restore;
+  uint64_t seed = 300;
+  for (GemmIsa isa : direct_isas()) {
+    kernels::cpu::set_gemm_isa(isa);
+    for (const Case& c : cases()) {
+      Case cn = c;
+      cn.n = 5;
+      const Conv2dShape s = shape_of(cn);
+      const Inputs in = inputs_for(s, seed += 5);
+      const kernels::cpu::Conv2dEpilogue e{in.scale.data(), in.shift.data(), true};
+      const std::vector<float> batch = forward(s, in, true, e);
+      Conv2dShape one = s;
+      one.batch = 1;
+      Inputs last = in;  // the batch's last image alone
+      const size_t xi = in.x.size() / 5, yi = batch.size() / 5;
+      last.x.assign(in.x.end() - std::ptrdiff_t(xi), in.x.end());
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        const std::vector<float> alone = forward(one, last, true, e);
+        INFO(kernels::cpu::gemm_isa_name(isa)
+             << " cin=" << c.cin << " " << c.h << "x" << c.w << " stride " << c.stride << ", "
+             << threads << " thread(s)");
+        CHECK(std::equal(alone.begin(), alone.end(), batch.end() - std::ptrdiff_t(yi)));
+      }
     }
   }
 }

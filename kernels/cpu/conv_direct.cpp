@@ -1,4 +1,4 @@
-// The direct forward convolution for small groups (kernels/cpu/conv_direct.h): stride 1, a
+// The direct forward convolution for small groups (kernels/cpu/conv_direct.h): stride 1 or 2, a
 // multiple of 8 output channels per group, at most 64 of them (AVX-512) or 32 (AVX2).
 //
 // How data moves. An item is (image, group, block of output rows [oh0, oh1)). The input rows
@@ -14,6 +14,13 @@
 // over q in [0, (rows - 1) * Wp + Wo), of which the columns Wo..Wp-1 of each row are never
 // kept (they straddle a row end): 2 of every 58 at 56 x 56, 2 of 9 at 7 x 7 - against the 14-
 // row GEMM tile's 32 of 42 rows used on 32 output channels, and no im2col.
+//
+// Stride 2 (the stem's 64 -> 64 at 112 x 112) reads every other column and row, which would
+// break the runs. The padded rows are therefore split by phase when copied: phase (a, b) of a
+// channel holds the padded elements at rows 2y + a, columns 2x + b, in a plane of Wq = Wp / 2
+// (rounded up) columns. Output (r, ow) reads padded (2r + i, 2ow + j) = phase (i % 2, j % 2)
+// at (r + i / 2, ow + j / 2): with q = r * Wq + ow, again xp[off[k] + q] for every k, and the
+// same tiles run on it. (Stride s in general: s x s phases; only 1 and 2 are taken.)
 //
 // The tile: R output channels x V vectors of consecutive q, R*V accumulators. Per k, V vectors
 // are loaded from xp and R weights broadcast from w itself (R rows of stride kg, each walked in
@@ -49,6 +56,8 @@ std::atomic<bool> g_enabled{true};
 // Groups with more inputs than this go to the GEMM paths (a tile's R rows of weights should
 // stay in L1).
 constexpr int64_t kMaxKg = 1152;
+// Stride 2 takes groups with at least this many steps of k (see conv_direct_applies).
+constexpr int64_t kMinKgStride2 = 64;
 // Output positions (padded numbering) per item: the staging buffer of 32 channels stays within
 // 64 KiB, the padded input of a 56-wide block in L2.
 constexpr int64_t kItemPositions = 512;
@@ -166,18 +175,20 @@ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-// Sizes shared by every item of one call.
+// Sizes shared by every item of one call. A channel of the padded block is st x st phase
+// planes of hq rows by wq columns (one plane of hb = rows + kh - 1 rows by wp at stride 1).
 struct Plan {
   const Conv2dShape& s;
   const Family& f;
-  int64_t cin_g, cout_g, kg, ho, wo, wp, rows_per, nblocks, plane;
+  int64_t cin_g, cout_g, kg, ho, wo, st, wp, wq, rows_per, nblocks, hq, plane, chan;
 };
 
-// Rows per block: about kItemPositions outputs per item, at least four items per thread when
-// the image allows, and, with several threads, a number of items that divides evenly.
+// Rows per block: about kItemPositions outputs per item (a quarter at stride 2, whose outputs
+// read four times the input), at least four items per thread when the image allows, and, with
+// several threads, a number of items that divides evenly.
 void plan_blocks(Plan& p, int threads) {
-  const int64_t outer = p.s.batch * p.s.groups;
-  int64_t nb = std::max(ceil_div(p.ho * p.wp, kItemPositions), ceil_div(4 * threads, outer));
+  const int64_t outer = p.s.batch * p.s.groups, positions = kItemPositions / (p.st * p.st);
+  int64_t nb = std::max(ceil_div(p.ho * p.wq, positions), ceil_div(4 * threads, outer));
   nb = std::min(nb, p.ho);
   const auto blocks_of = [&](int64_t b) { return ceil_div(p.ho, ceil_div(p.ho, b)); };
   for (int64_t b = nb; threads > 1 && b <= std::min(p.ho, 2 * nb); ++b) {
@@ -188,20 +199,61 @@ void plan_blocks(Plan& p, int threads) {
   }
   p.rows_per = ceil_div(p.ho, nb);
   p.nblocks = ceil_div(p.ho, p.rows_per);
-  p.plane = (p.rows_per + p.s.kernel_h - 1) * p.wp;
+  p.hq = p.rows_per + (p.s.kernel_h - 1) / p.st;
+  p.plane = p.hq * p.wq;
+  p.chan = p.st * p.st * p.plane;
 }
 
-// The group's input rows that output rows [oh0, oh0 + rows) read, zero-padded (see top).
+#if NEXTVIT_CPU_X86
+// Stride 2: the n floats of src, whose first lands in padded column pc0, into phase rows e0
+// (even columns) and e1 (odd), element pc at (pc % 2 ? e1 : e0)[pc / 2]. 32 floats at a time:
+// two loads, two permutes that gather the even and the odd offsets, two stores.
+__attribute__((target("avx512f"))) void split_row2_avx512(const float* src, int64_t n, int64_t pc0,
+                                                          float* e0, float* e1) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int64_t t = 0; t < n; t += 32) {
+    const int64_t m = std::min<int64_t>(32, n - t), pc = pc0 + t;
+    const __mmask16 lo = __mmask16(m >= 16 ? 0xFFFF : (1u << m) - 1);
+    const __mmask16 hi = __mmask16(m > 16 ? (1u << (m - 16)) - 1 : 0);
+    const __m512 a = _mm512_maskz_loadu_ps(lo, src + t),
+                 b = _mm512_maskz_loadu_ps(hi, src + t + 16);
+    // Offsets 2u land in column pc + 2u, offsets 2u + 1 in pc + 2u + 1.
+    float* ev = (pc % 2 ? e1 : e0) + pc / 2;
+    float* od = (pc % 2 ? e0 : e1) + (pc + 1) / 2;
+    _mm512_mask_storeu_ps(ev, __mmask16((1u << ((m + 1) / 2)) - 1),
+                          _mm512_permutex2var_ps(a, even, b));
+    _mm512_mask_storeu_ps(od, __mmask16((1u << (m / 2)) - 1), _mm512_permutex2var_ps(a, odd, b));
+  }
+}
+#endif
+
+// The group's input rows that output rows [oh0, oh0 + rows) read, zero-padded and, at stride
+// 2, split into phases (see top).
 void pad_block(const Plan& p, const float* xg, int64_t oh0, float* xp) {
   const Conv2dShape& s = p.s;
-  std::fill(xp, xp + p.cin_g * p.plane + kSlack, 0.0f);
-  const int64_t hb = p.plane / p.wp;
+  std::fill(xp, xp + p.cin_g * p.chan + kSlack, 0.0f);
   for (int64_t c = 0; c < p.cin_g; ++c) {
-    for (int64_t rr = 0; rr < hb; ++rr) {
-      const int64_t ih = oh0 - s.pad_h + rr;
+    float* xc = xp + c * p.chan;
+    for (int64_t lr = 0; lr < p.hq * p.st; ++lr) {  // padded rows of the block
+      const int64_t ih = oh0 * p.st - s.pad_h + lr;
       if (ih < 0 || ih >= s.in_h) continue;
-      std::memcpy(xp + c * p.plane + rr * p.wp + s.pad_w, xg + (c * s.in_h + ih) * s.in_w,
-                  static_cast<size_t>(s.in_w) * sizeof(float));
+      const float* src = xg + (c * s.in_h + ih) * s.in_w;
+      float* row = xc + lr % p.st * p.st * p.plane + lr / p.st * p.wq;  // phase (lr % st, 0)
+      if (p.st == 1) {
+        std::memcpy(row + s.pad_w, src, static_cast<size_t>(s.in_w) * sizeof(float));
+        continue;
+      }
+#if NEXTVIT_CPU_X86
+      if (p.f.lanes == 16) {
+        split_row2_avx512(src, s.in_w, s.pad_w, row, row + p.plane);
+        continue;
+      }
+#endif
+      for (int64_t iw = 0; iw < s.in_w; ++iw) {
+        const int64_t pc = iw + s.pad_w;
+        row[pc % 2 * p.plane + pc / 2] = src[iw];
+      }
     }
   }
 }
@@ -212,10 +264,10 @@ void run_item(const Plan& p, const int32_t* off, const float* x, const float* w,
   const int64_t blk = item % p.nblocks, grp = item / p.nblocks % s.groups;
   const int64_t n = item / p.nblocks / s.groups;
   const int64_t oh0 = blk * p.rows_per, rows = std::min(p.ho, oh0 + p.rows_per) - oh0;
-  float* xp = scratch(0, p.cin_g * p.plane + kSlack);
+  float* xp = scratch(0, p.cin_g * p.chan + kSlack);
   pad_block(p, x + (n * s.in_channels + grp * p.cin_g) * s.in_h * s.in_w, oh0, xp);
-  // Vectors of q covering [0, (rows - 1) * Wp + Wo); the staging rows hold all their lanes.
-  const int64_t nv = ceil_div((rows - 1) * p.wp + p.wo, p.f.lanes), ldc = nv * p.f.lanes;
+  // Vectors of q covering [0, (rows - 1) * Wq + Wo); the staging rows hold all their lanes.
+  const int64_t nv = ceil_div((rows - 1) * p.wq + p.wo, p.f.lanes), ldc = nv * p.f.lanes;
   float* out = scratch(1, p.cout_g * ldc);
   for (int64_t co = 0; co < p.cout_g; co += p.f.rows) {
     const float* a = w + (grp * p.cout_g + co) * p.kg;
@@ -228,7 +280,7 @@ void run_item(const Plan& p, const int32_t* off, const float* x, const float* w,
     const int64_t c = grp * p.cout_g + co;
     float* yc = y + ((n * s.out_channels + c) * p.ho + oh0) * p.wo;
     for (int64_t r = 0; r < rows; ++r) {
-      const float* src = out + co * ldc + r * p.wp;
+      const float* src = out + co * ldc + r * p.wq;
       if (pass.needed()) {
         pass.run(c, src, yc + r * p.wo, p.wo);
       } else {
@@ -244,16 +296,20 @@ bool conv_direct_applies(const Conv2dShape& s) {
   const Family* f = family();
   if (!g_enabled.load(std::memory_order_relaxed) || f == nullptr) return false;
   const int64_t cin_g = s.in_channels / s.groups, cout_g = s.out_channels / s.groups;
+  const int64_t kg = cin_g * s.kernel_h * s.kernel_w;
   const int64_t padded = (s.in_h + 2 * s.pad_h) * (s.in_w + 2 * s.pad_w);
-  return s.stride_h == 1 && s.stride_w == 1 && !s.pointwise() && cout_g % 8 == 0 &&
-         cout_g <= f->max_cout && cin_g * s.kernel_h * s.kernel_w <= kMaxKg && s.out_h() >= 1 &&
-         s.out_w() >= 1 && cin_g * padded < (int64_t{1} << 30);
+  // Stride 2 with few steps of k (the stem's 3 -> 64 at 224 x 224: 27) stays with im2col, which
+  // measured faster there: each tile's stores would weigh as much as its multiply-adds.
+  const bool stride_ok =
+      s.stride_h == s.stride_w && (s.stride_h == 1 || (s.stride_h == 2 && kg >= kMinKgStride2));
+  return stride_ok && !s.pointwise() && cout_g % 8 == 0 && cout_g <= f->max_cout && kg <= kMaxKg &&
+         s.out_h() >= 1 && s.out_w() >= 1 && cin_g * padded < (int64_t{1} << 30);
 }
 
 void conv_direct_forward(const Conv2dShape& s, const float* x, const float* w,
                          const ConvOutputPass& pass, float* y) {
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  const int64_t cin_g = s.in_channels / s.groups;
+  const int64_t cin_g = s.in_channels / s.groups, st = s.stride_h, wp = s.in_w + 2 * s.pad_w;
   Plan p{s,
          *family(),
          cin_g,
@@ -261,15 +317,22 @@ void conv_direct_forward(const Conv2dShape& s, const float* x, const float* w,
          cin_g * s.kernel_h * s.kernel_w,
          s.out_h(),
          s.out_w(),
-         s.in_w + 2 * s.pad_w,
+         st,
+         wp,
+         ceil_div(wp, st),
+         0,
+         0,
          0,
          0,
          0};
   plan_blocks(p, threads);
+  // off[k] for k = (c, i, j): phase (i % st, j % st) of channel c, row i / st, column j / st.
   std::vector<int32_t> off(static_cast<size_t>(p.kg));
   for (int64_t k = 0; k < p.kg; ++k) {
     const int64_t c = k / (s.kernel_h * s.kernel_w), i = k / s.kernel_w % s.kernel_h;
-    off[k] = static_cast<int32_t>(c * p.plane + i * p.wp + k % s.kernel_w);
+    const int64_t j = k % s.kernel_w;
+    off[k] = static_cast<int32_t>(c * p.chan + (i % st * st + j % st) * p.plane + i / st * p.wq +
+                                  j / st);
   }
   const int64_t items = s.batch * s.groups * p.nblocks;
   if (threads > 1 && items >= threads) {

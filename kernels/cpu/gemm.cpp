@@ -268,8 +268,9 @@ constexpr Config make_config(int64_t kc, int64_t mc, int64_t nc,
 // kc = 384, mc = 336, nc = 512 for AVX-512 these lift the products with K = 288-1152 by 1.5-3
 // points of peak (K = 384 and 1152 in blocks of 192: shorter A panels leave L1 room for the B
 // panel streaming past) and move the others by less than a point. (kc = 256 and 320 measured
-// the same, +1 on the linear layers, but their rounding took the 2-rank vs 1-rank training check
-// of tests/mpi to 1.9e-5, past its 1e-5 bound; 192 gives 1.7e-7, 384 gave 2.6e-6.) AVX2's
+// the same, +1 on the linear layers, on Sapphire Rapids; their rounding took the 2-rank vs 1-rank
+// training check of tests/mpi to 1.9e-5, then past its bound of 1e-5, which is now a share of
+// how far training moves the weights: docs/distributed.md, "Equivalence".) AVX2's
 // 6 x 16 tile reads half as many bytes of B per k and gains 1-6 points from kc = 384,
 // mc = 384 instead of 256 and 192.
 // Portable: 256 x 8 panels of A (8 KiB), B blocks 256 x 480 (480 KiB).

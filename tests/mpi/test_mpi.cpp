@@ -200,6 +200,17 @@ TEST_CASE("mpi: DataParallel averages gradients over ranks, in buckets", "[mpi]"
   }
 }
 
+// How close is close enough. The two runs add the same gradients in a different order, and 20
+// steps amplify that rounding: the difference measured 2.6e-6 to 2.1e-5 of the weights'
+// scale, depending on the kernels' own rounding (a stride-2 direct convolution in the stem
+// moved it from the one to the other). An error in the data-parallel step itself shows as a
+// share of how far training moves the weights: gradients 2 % too large (a wrong average) gave
+// 5.8e-4, a sum instead of an average 4.4e-3, when steps 2-20 moved the weights by 5.9e-3.
+// The bound is therefore relative to that movement, measured in the same test (the weights
+// after step 1 against those after step 20): 1 % of it, about 3 times the worst rounding seen
+// and 10 times below the 2 % error.
+constexpr double kShareOfMovement = 0.01;
+
 TEST_CASE("mpi: 2 ranks with sync BN give the weights of 1 rank after 20 steps", "[mpi]") {
   if (!have_fashion_mnist()) return;
   SharedDir dir("equivalence");
@@ -209,8 +220,8 @@ TEST_CASE("mpi: 2 ranks with sync BN give the weights of 1 rank after 20 steps",
   two.sync_bn = true;
   const TrainResult r2 = train(two);
   CHECK(r2.steps == 20);
-  double rel = 0, stats = 0;
-  std::string worst, worst_stats;
+  double rel = 0, stats = 0, moved = 0;
+  std::string worst, worst_stats, worst_moved;
   if (g_comm->rank() == 0) {
     // The same run in one process: its own loader, no communicator, the plain BatchNorm.
     const TrainResult r1 = train(run(model, dir.sub("one")));
@@ -223,14 +234,23 @@ TEST_CASE("mpi: 2 ranks with sync BN give the weights of 1 rank after 20 steps",
     stats = max_relative_difference(dir.sub("two/model.safetensors"),
                                     dir.sub("one/model.safetensors"), &worst_stats, true);
     std::printf("  BatchNorm running statistics: %.3g (%s)\n", stats, worst_stats.c_str());
+    // The scale: the same run stopped after its first step.
+    TrainOptions first = run(model, dir.sub("first"));
+    first.stop_after_steps = 1;
+    train(first);
+    moved = max_relative_difference(dir.sub("first/model.safetensors"),
+                                    dir.sub("one/model.safetensors"), &worst_moved);
+    std::printf("  steps 2-20 moved the weights by %.3g (%s): bound %.3g\n", moved,
+                worst_moved.c_str(), kShareOfMovement * moved);
   }
-  std::vector<double> shared{rel, stats};
+  std::vector<double> shared{rel, stats, moved};
   g_comm->sum(shared);  // rank 1 checks rank 0's figures too
-  INFO("largest in " << worst << ", statistics " << worst_stats);
-  CHECK(shared[0] <= 1e-5);
+  INFO("largest in " << worst << ", statistics " << worst_stats << ", moved " << shared[2]);
+  CHECK(shared[2] > 1e-4);  // training moved the weights: the bound below means something
+  CHECK(shared[0] <= kShareOfMovement * shared[2]);
   // The running statistics are batch means of activations that are themselves near 0: the
-  // most sensitive figure (2.9e-5 measured); bounded loosely.
-  CHECK(shared[1] <= 1e-4);
+  // most sensitive figure (2.8e-5 to 4.5e-4 measured); bounded loosely.
+  CHECK(shared[1] <= 1e-3);
 }
 
 TEST_CASE("mpi: on CUDA devices (NCCL, or its emulation) 2 ranks with sync BN match 1 rank",
