@@ -9,10 +9,10 @@
 //   backward data    dcol            = W_g^T  x  dy_g[:, chunk],   then dx += col2im(dcol)
 //   backward weight  dW_g           += dy_g[:, chunk]  x  col^T
 //
-// Stride-1 convolutions with small groups (a multiple of 8 and at most 64 (AVX-512) or 32
-// (AVX2) output channels per group: Next-ViT's MHCA) take the direct kernel of
-// kernels/cpu/conv_direct.cpp instead, on the AVX-512 and AVX2 families; what follows describes
-// every other case.
+// Forward convolutions at stride 1 or 2 with small groups (a multiple of 8 and at most 64
+// (AVX-512) or 32 (AVX2) output channels per group: Next-ViT's MHCA, the stem's 64 -> 64 at
+// stride 2) take the direct kernel of kernels/cpu/conv_direct.cpp instead, on the AVX-512 and
+// AVX2 families; what follows describes every other case.
 //
 // A 1x1 kernel with stride 1 and no padding needs no im2col: col is the input itself, read in
 // place with leading dimension H*W (and dx is written in place the same way). With stride 1 the

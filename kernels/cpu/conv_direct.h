@@ -1,8 +1,9 @@
 #pragma once
 // The direct CPU convolution for small groups (kernels/cpu/conv_direct.cpp): the forward of a
-// stride-1 convolution whose groups have few output channels (Next-ViT's MHCA: 3x3, 32 in and
-// 32 out per group), without im2col and without the lane waste of a 14-row GEMM tile on 32
-// output channels. kernels/cpu/conv2d.cpp takes it when conv_direct_applies says so.
+// stride-1 or stride-2 convolution whose groups have few output channels (Next-ViT's MHCA: 3x3,
+// 32 in and 32 out per group; the stem's 64 -> 64 at stride 2), without im2col and without the
+// lane waste of a 14-row GEMM tile on 32 output channels. kernels/cpu/conv2d.cpp takes it when
+// conv_direct_applies says so.
 #include "kernels/conv2d.h"
 #include "kernels/cpu/conv_output_pass.h"
 
