@@ -176,11 +176,12 @@ int64_t ceil_div(int64_t a, int64_t b) {
 }
 
 // Sizes shared by every item of one call. A channel of the padded block is st x st phase
-// planes of hq rows by wq columns (one plane of hb = rows + kh - 1 rows by wp at stride 1).
+// planes of hq rows by wq columns (at stride 1 one plane of rows + kh - 1 rows by the padded
+// width).
 struct Plan {
   const Conv2dShape& s;
   const Family& f;
-  int64_t cin_g, cout_g, kg, ho, wo, st, wp, wq, rows_per, nblocks, hq, plane, chan;
+  int64_t cin_g, cout_g, kg, ho, wo, st, wq, rows_per, nblocks, hq, plane, chan;
 };
 
 // Rows per block: about kItemPositions outputs per item (a quarter at stride 2, whose outputs
@@ -318,7 +319,6 @@ void conv_direct_forward(const Conv2dShape& s, const float* x, const float* w,
          s.out_h(),
          s.out_w(),
          st,
-         wp,
          ceil_div(wp, st),
          0,
          0,
