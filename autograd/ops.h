@@ -73,17 +73,20 @@ Variable batch_norm_relu(const Variable& x, const Variable& weight, const Variab
 
 // ---- eval-mode fusion (ops/conv2d_fused.cpp) ----------------------------------------------------
 // conv2d, then (when bn is given) batch_norm in eval mode with bn's running statistics, then
-// (when relu) relu. On the CPU, with no gradient to record (inside a NoGradGuard, or no input
-// requires one), the BatchNorm and the ReLU run in the convolution's output pass, while each
-// block of output is still in cache, and no intermediate tensor is made. Otherwise (CUDA, or a
-// gradient wanted) it runs the three ops in turn. Either way the result is that of the ops.
+// (when relu) relu, then (when residual is defined) add(residual, that): a block's residual
+// connection, residual of the output's shape. On the CPU, with no gradient to record (inside a
+// NoGradGuard, or no input requires one), the BatchNorm, the ReLU and the add run in the
+// convolution's output pass, while each block of output is still in cache, and no
+// intermediate tensor is made. Otherwise (CUDA, or a gradient wanted) it runs the ops in turn.
+// Either way the result is that of the ops.
 struct EvalBatchNorm {
   Variable weight, bias;             // (Cout) or undefined (gamma = 1, beta = 0)
   Tensor running_mean, running_var;  // (Cout)
   float eps = 1e-5f;
 };
 Variable conv2d_eval_fused(const Variable& x, const Variable& weight, const Variable& bias,
-                           const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu);
+                           const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu,
+                           const Variable& residual = Variable());
 
 // ---- pooling (ops/pooling.cpp) ------------------------------------------------------------------
 struct AvgPool2dOptions {

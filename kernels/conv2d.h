@@ -52,13 +52,15 @@ NV_CONV2D_KERNELS
 
 // The eval-mode epilogue (CPU only; autograd/ops/conv2d_fused.cpp): what the forward applies to
 // each block of its output right after the GEMM wrote it, while it is still in cache, instead
-// of a BatchNorm and a ReLU pass over a new tensor afterwards:
-//   y[n, c] = relu?((conv(x, w)[n, c] + b[c]) * scale[c] + shift[c])
-// scale and shift are both null (no affine map) or both set; relu clamps at zero.
+// of a BatchNorm, a ReLU and a residual add, each a pass over a new tensor, afterwards:
+//   y[n, c] = relu?((conv(x, w)[n, c] + b[c]) * scale[c] + shift[c]) + residual[n, c]
+// scale and shift are both null (no affine map) or both set; relu clamps at zero; residual is
+// null (nothing added) or a contiguous tensor of y's shape, which y must not overlap.
 struct Conv2dEpilogue {
   const float* scale = nullptr;
   const float* shift = nullptr;
   bool relu = false;
+  const float* residual = nullptr;
 };
 // conv2d_forward followed by the epilogue; conv2d_forward is this with an empty one.
 void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, const float* b,

@@ -17,4 +17,10 @@ Variable conv_relu(const Conv2d& conv, const Variable& x) {
   return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), nullptr, true);
 }
 
+Variable conv_add(const Conv2d& conv, const Variable& x, const Variable& residual) {
+  if (conv.is_training()) return ops::add(residual, conv.forward(x));
+  return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), nullptr, false,
+                                residual);
+}
+
 }  // namespace nextvit

@@ -1,8 +1,9 @@
 #pragma once
-// A convolution and what follows it in the model (a BatchNorm, a ReLU), run as one op in eval
-// mode: ops::conv2d_eval_fused applies the BatchNorm's map and the ReLU in the convolution's
-// output pass on the CPU when no gradient is recorded. In training the layers run one after
-// the other as always (the BatchNorm needs the batch statistics of the whole output).
+// A convolution and what follows it in the model (a BatchNorm, a ReLU, a residual add), run as
+// one op in eval mode: ops::conv2d_eval_fused applies the BatchNorm's map, the ReLU and the add
+// in the convolution's output pass on the CPU when no gradient is recorded. In training the
+// layers run one after the other as always (the BatchNorm needs the batch statistics of the
+// whole output).
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
 
@@ -12,5 +13,8 @@ namespace nextvit {
 Variable conv_bn(const Conv2d& conv, BatchNorm& bn, const Variable& x, bool relu);
 // relu(conv(x)).
 Variable conv_relu(const Conv2d& conv, const Variable& x);
+// residual + conv(x): a block's residual connection, in eval mode added in the convolution's
+// output pass (no pass of its own over a new tensor).
+Variable conv_add(const Conv2d& conv, const Variable& x, const Variable& residual);
 
 }  // namespace nextvit

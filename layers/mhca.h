@@ -13,9 +13,12 @@ namespace nextvit {
 class MHCA : public Module {
  public:
   MHCA(int64_t channels, int64_t head_dim);
-  Variable forward(const Variable& x) {
+  // mhca(x), or residual + mhca(x) when a residual is given (the block's add, run by the
+  // projection).
+  Variable forward(const Variable& x, const Variable& residual = Variable()) {
     profiler::ModuleScope scope(profile_id());
-    return projection->forward(conv_bn(*group_conv3x3, *norm, x, /*relu=*/true));
+    const Variable heads = conv_bn(*group_conv3x3, *norm, x, /*relu=*/true);
+    return residual.defined() ? conv_add(*projection, heads, residual) : projection->forward(heads);
   }
 
   std::shared_ptr<Conv2d> group_conv3x3;

@@ -15,9 +15,11 @@ int64_t make_divisible(double value, int64_t divisor);
 class Mlp : public Module {
  public:
   Mlp(int64_t channels, double ratio, int64_t divisor);
-  Variable forward(const Variable& x) {
+  // mlp(x), or residual + mlp(x) when a residual is given (the block's add, run by conv2).
+  Variable forward(const Variable& x, const Variable& residual = Variable()) {
     profiler::ModuleScope scope(profile_id());
-    return conv2->forward(conv_relu(*conv1, x));
+    const Variable hidden = conv_relu(*conv1, x);
+    return residual.defined() ? conv_add(*conv2, hidden, residual) : conv2->forward(hidden);
   }
   int64_t hidden() const { return conv1->weight().size(0); }
 

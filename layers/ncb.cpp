@@ -13,11 +13,16 @@ NCB::NCB(const NCBOptions& o, Generator* generator)
 
 Variable NCB::forward(const Variable& input) {
   profiler::ModuleScope scope(profile_id());
-  const bool train = is_training();
   Variable x = patch_embed->forward(input);
-  x = ops::add(x, ops::drop_path(mhca->forward(x), drop_path_, train, *generator_));
-  x = ops::add(x, ops::drop_path(mlp->forward(norm->forward(x)), drop_path_, train, *generator_));
-  return x;
+  if (is_training()) {
+    x = ops::add(x, ops::drop_path(mhca->forward(x), drop_path_, true, *generator_));
+    return ops::add(x,
+                    ops::drop_path(mlp->forward(norm->forward(x)), drop_path_, true, *generator_));
+  }
+  // In eval drop_path is the identity, and each residual add runs in the output pass of its
+  // branch's last convolution: x + branch(x) without a pass of its own.
+  x = mhca->forward(x, /*residual=*/x);
+  return mlp->forward(norm->forward(x), /*residual=*/x);
 }
 
 }  // namespace nextvit

@@ -43,11 +43,18 @@ Variable NTB::forward(const Variable& input) {
   x = ops::add(x, ops::reshape(ops::transpose(attn, 1, 2), {B, C, H, W}));
 
   Variable y = projection->forward(x);
-  y = ops::add(y, ops::drop_path(mhca->forward(y), drop_path_ * (1.0f - mix_block_ratio_), train,
-                                 *generator_));
+  if (train) {
+    y = ops::add(y, ops::drop_path(mhca->forward(y), drop_path_ * (1.0f - mix_block_ratio_), true,
+                                   *generator_));
+    x = ops::concat({x, y}, 1);
+    return ops::add(x,
+                    ops::drop_path(mlp->forward(norm2->forward(x)), drop_path_, true, *generator_));
+  }
+  // In eval drop_path is the identity, and these two residual adds run in the output pass of
+  // their branch's last convolution (as in NCB).
+  y = mhca->forward(y, /*residual=*/y);
   x = ops::concat({x, y}, 1);
-  return ops::add(x,
-                  ops::drop_path(mlp->forward(norm2->forward(x)), drop_path_, train, *generator_));
+  return mlp->forward(norm2->forward(x), /*residual=*/x);
 }
 
 }  // namespace nextvit

@@ -1,8 +1,8 @@
-// ops::conv2d_eval_fused (eval-mode Conv -> BatchNorm -> ReLU in the convolution's output pass)
-// against the separate ops it replaces, on every path of the CPU forward (1x1 read in place,
-// small images gathered and scattered, im2col, implicit GEMM, groups), batch 1 and > 1, one
-// and two threads; its fallback when a gradient is recorded; and whole models in eval mode,
-// as trained and folded for deployment.
+// ops::conv2d_eval_fused (eval-mode Conv -> BatchNorm -> ReLU -> residual add in the
+// convolution's output pass) against the separate ops it replaces, on every path of the CPU
+// forward (1x1 read in place, small images gathered and scattered, im2col, implicit GEMM, the
+// direct grouped kernel), batch 1 and > 1, one and two threads; its fallback when a gradient is
+// recorded; and whole models in eval mode, as trained and folded for deployment.
 #include <omp.h>
 
 #include "autograd/ops.h"
@@ -50,28 +50,28 @@ TEST_CASE("conv2d_eval_fused: equals conv2d, batch_norm (eval) and relu run sepa
     const auto opt = ops::Conv2dOptions::make(c.stride, c.pad, c.groups);
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
-      for (bool with_bias : {false, true}) {
-        for (bool with_bn : {false, true}) {
-          for (bool relu : {false, true}) {
-            const Variable& bias = with_bias ? b : Variable();
-            INFO("case n=" << c.n << " cin=" << c.cin << " " << c.h << "x" << c.w << " k=" << c.k
-                           << " stride=" << c.stride << " groups=" << c.groups
-                           << " threads=" << threads << " bias=" << with_bias << " bn=" << with_bn
-                           << " relu=" << relu);
-            NoGradGuard no_grad;
-            Variable expected = ops::conv2d(x, w, bias, opt);
-            if (with_bn) {
-              ops::BatchNormOptions o;
-              o.eps = bn.eps;
-              expected =
-                  ops::batch_norm(expected, bn.weight, bn.bias, bn.running_mean, bn.running_var, o);
-            }
-            if (relu) expected = ops::relu(expected);
-            const Variable fused =
-                ops::conv2d_eval_fused(x, w, bias, opt, with_bn ? &bn : nullptr, relu);
-            NV_REQUIRE_CLOSE(fused.data(), expected.data(), 1e-6, 1e-7);
-          }
+      for (int flags = 0; flags < 16; ++flags) {
+        const bool with_bias = flags & 1, with_bn = flags & 2, relu = flags & 4;
+        const bool with_residual = flags & 8;
+        const Variable& bias = with_bias ? b : Variable();
+        INFO("case n=" << c.n << " cin=" << c.cin << " " << c.h << "x" << c.w << " k=" << c.k
+                       << " stride=" << c.stride << " groups=" << c.groups << " threads=" << threads
+                       << " bias=" << with_bias << " bn=" << with_bn << " relu=" << relu
+                       << " residual=" << with_residual);
+        NoGradGuard no_grad;
+        Variable expected = ops::conv2d(x, w, bias, opt);
+        if (with_bn) {
+          ops::BatchNormOptions o;
+          o.eps = bn.eps;
+          expected =
+              ops::batch_norm(expected, bn.weight, bn.bias, bn.running_mean, bn.running_var, o);
         }
+        if (relu) expected = ops::relu(expected);
+        const Variable residual(test::seeded_tensor(expected.shape(), seed + 7));
+        if (with_residual) expected = ops::add(residual, expected);
+        const Variable fused = ops::conv2d_eval_fused(x, w, bias, opt, with_bn ? &bn : nullptr,
+                                                      relu, with_residual ? residual : Variable());
+        NV_REQUIRE_CLOSE(fused.data(), expected.data(), 1e-6, 1e-7);
       }
     }
   }
@@ -84,19 +84,36 @@ TEST_CASE("conv2d_eval_fused: records the separate ops when a gradient is wanted
   const Variable w(test::seeded_tensor({6, 4, 3, 3}, 2), /*requires_grad=*/true);
   const ops::EvalBatchNorm bn = random_bn(6, 3);
   const auto opt = ops::Conv2dOptions::make(1, 1, 1);
-  Variable fused = ops::conv2d_eval_fused(x, w, Variable(), opt, &bn, true);
+  const Variable r(test::seeded_tensor({2, 6, 5, 5}, 4), /*requires_grad=*/true);
+  const Variable g(test::seeded_tensor({2, 6, 5, 5}, 5));
+  Variable fused = ops::conv2d_eval_fused(x, w, Variable(), opt, &bn, true, r);
   REQUIRE(fused.requires_grad());
-  ops::sum(fused).backward();
-  const Tensor dx = x.grad(), dw = w.grad();
+  ops::sum(ops::mul(fused, g)).backward();
+  const Tensor dx = x.grad(), dw = w.grad(), dr = r.grad();
   x.zero_grad();
   w.zero_grad();
+  r.zero_grad();
   ops::BatchNormOptions o;
-  Variable separate = ops::relu(ops::batch_norm(ops::conv2d(x, w, Variable(), opt), bn.weight,
-                                                bn.bias, bn.running_mean, bn.running_var, o));
-  ops::sum(separate).backward();
+  Variable separate =
+      ops::add(r, ops::relu(ops::batch_norm(ops::conv2d(x, w, Variable(), opt), bn.weight, bn.bias,
+                                            bn.running_mean, bn.running_var, o)));
+  ops::sum(ops::mul(separate, g)).backward();
   NV_REQUIRE_CLOSE(fused.data(), separate.data(), 0.0, 0.0);
   NV_REQUIRE_CLOSE(dx, x.grad(), 0.0, 0.0);
   NV_REQUIRE_CLOSE(dw, w.grad(), 0.0, 0.0);
+  NV_REQUIRE_CLOSE(dr, r.grad(), 0.0, 0.0);
+}
+
+TEST_CASE("conv2d_eval_fused: a residual of another shape is refused", "[conv2d]") {
+  const Variable x(test::seeded_tensor({1, 4, 5, 5}, 1));
+  const Variable w(test::seeded_tensor({6, 4, 1, 1}, 2));
+  const Variable r(test::seeded_tensor({1, 4, 5, 5}, 3));  // the input's shape, not the output's
+  NoGradGuard no_grad;
+  REQUIRE_THROWS_WITH(
+      ops::conv2d_eval_fused(x, w, Variable(), ops::Conv2dOptions::make(1, 0, 1), nullptr, false,
+                             r),
+      Catch::Contains("residual of shape (1, 4, 5, 5) cannot be added to the output of shape "
+                      "(1, 6, 5, 5)"));
 }
 
 TEST_CASE(

@@ -1,8 +1,9 @@
-// conv2d_eval_fused: Conv -> BatchNorm (eval) -> ReLU for inference. How data moves on the CPU:
-// the BatchNorm's per-channel map is first reduced to y = alpha * x + beta (the same alpha and
-// beta, in the same float operations, as the BatchNorm kernel), and the convolution kernel
-// applies it and the ReLU to each block of output right after its GEMM wrote the block
-// (kernels/cpu/conv_output_pass.h), instead of two more passes over new tensors.
+// conv2d_eval_fused: Conv -> BatchNorm (eval) -> ReLU -> residual add for inference. How data
+// moves on the CPU: the BatchNorm's per-channel map is first reduced to y = alpha * x + beta
+// (the same alpha and beta, in the same float operations, as the BatchNorm kernel), and the
+// convolution kernel applies it, the ReLU and the add of the residual to each block of output
+// right after its GEMM wrote the block (kernels/cpu/conv_output_pass.h), instead of up to three
+// more passes over new tensors.
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
 #include "autograd/ops/conv2d_impl.h"
@@ -14,16 +15,19 @@ namespace {
 
 // The separate ops, for CUDA and whenever a gradient is recorded.
 Variable unfused(const Variable& x, const Variable& weight, const Variable& bias,
-                 const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu) {
+                 const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu,
+                 const Variable& residual) {
   Variable y = conv2d(x, weight, bias, options);
   if (bn != nullptr) {
     BatchNormOptions o;
     o.training = false;
     o.eps = bn->eps;
-    return relu ? batch_norm_relu(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, o)
-                : batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, o);
+    y = relu ? batch_norm_relu(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, o)
+             : batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, o);
+  } else if (relu) {
+    y = ops::relu(y);
   }
-  return relu ? ops::relu(y) : y;
+  return residual.defined() ? add(residual, y) : y;
 }
 
 bool records_gradient(std::initializer_list<const Variable*> inputs) {
@@ -62,13 +66,15 @@ void eval_affine(const EvalBatchNorm& bn, int64_t channels, std::vector<float>& 
 }  // namespace
 
 Variable conv2d_eval_fused(const Variable& x, const Variable& weight, const Variable& bias,
-                           const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu) {
+                           const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu,
+                           const Variable& residual) {
   const Variable none;
   const Variable& bn_weight = bn ? bn->weight : none;
   const Variable& bn_bias = bn ? bn->bias : none;
-  const Device dev = common_device({&x, &weight, &bias, &bn_weight, &bn_bias}, "conv2d_eval_fused");
-  if (!dev.is_cpu() || records_gradient({&x, &weight, &bias, &bn_weight, &bn_bias})) {
-    return unfused(x, weight, bias, options, bn, relu);
+  const Device dev =
+      common_device({&x, &weight, &bias, &bn_weight, &bn_bias, &residual}, "conv2d_eval_fused");
+  if (!dev.is_cpu() || records_gradient({&x, &weight, &bias, &bn_weight, &bn_bias, &residual})) {
+    return unfused(x, weight, bias, options, bn, relu, residual);
   }
   profiler::OpScope scope(detail::conv_op_kind(weight, options));
   Tensor tx = f32_input(x, "conv2d", "x"), tw = f32_input(weight, "conv2d", "weight");
@@ -83,6 +89,14 @@ Variable conv2d_eval_fused(const Variable& x, const Variable& weight, const Vari
   }
   epilogue.relu = relu;
   Tensor y = new_f32({s.batch, s.out_channels, s.out_h(), s.out_w()}, dev);
+  Tensor tr;  // kept alive until the kernel has read it
+  if (residual.defined()) {
+    tr = f32_input(residual, "conv2d_eval_fused", "residual");
+    NV_CHECK(tr.shape() == y.shape(),
+             "conv2d_eval_fused: residual of shape {} cannot be added to the output of shape {}",
+             shape_str(tr.shape()), shape_str(y.shape()));
+    epilogue.residual = tr.data<float>();
+  }
   kernels::cpu::conv2d_forward_fused(s, tx.data<float>(), tw.data<float>(), f32_or_null(tb),
                                      epilogue, y.data<float>());
   return Variable(y);

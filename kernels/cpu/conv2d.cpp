@@ -682,7 +682,7 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
 void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, const float* b,
                           const Conv2dEpilogue& epilogue, float* y) {
   const Geometry g(s);
-  const ConvOutputPass pass(b, epilogue);
+  const ConvOutputPass pass(b, epilogue, y);
   if (conv_direct_applies(s)) {
     conv_direct_forward(s, x, w, pass, y);
     return;
