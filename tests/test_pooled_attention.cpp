@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "kernels/pooled_attention.h"
 #include "test_util.h"
 
@@ -62,6 +63,40 @@ TEST_CASE("pooled attention: the CPU kernels match matmul + softmax + matmul", "
     NV_REQUIRE_CLOSE(dq, qv.grad(), 1e-4, 1e-5);
     NV_REQUIRE_CLOSE(dk, transposed(ktv.grad()), 1e-4, 1e-5);
     NV_REQUIRE_CLOSE(dv, vv.grad(), 1e-4, 1e-5);
+  }
+}
+
+TEST_CASE("pooled attention: the AVX-512 forward gives the AVX2 forward's bits", "[attention]") {
+  if (!kernels::cpu::gemm_isa_runs_here(kernels::cpu::GemmIsa::kAvx512)) {
+    WARN("no AVX-512 on this CPU (or not an x86 build): nothing to compare");
+    return;
+  }
+  struct Restore {
+    kernels::cpu::GemmIsa isa = kernels::cpu::gemm_isa();
+    ~Restore() { kernels::cpu::set_gemm_isa(isa); }
+  } restore;
+  // E-MHSA's three stages at 224 x 224, 16-key and 16-channel blocks, a rest of channels,
+  // more keys than one block, one key.
+  for (const Case& c : {Case{6, 784, 49, 32}, Case{12, 196, 49, 32}, Case{24, 49, 49, 32},
+                        Case{3, 37, 16, 16}, Case{2, 9, 70, 40}, Case{2, 6, 1, 20}}) {
+    INFO("heads " << c.heads << " n " << c.n << " m " << c.m << " d " << c.d);
+    Generator g(uint64_t(c.n * 10 + c.d));
+    Tensor q = test::random_tensor({c.heads, c.n, c.d}, g, -3.0f, 3.0f);
+    Tensor k = test::random_tensor({c.heads, c.m, c.d}, g);
+    Tensor v = test::random_tensor({c.heads, c.m, c.d}, g);
+    Tensor out[2], p[2];
+    const kernels::cpu::GemmIsa isas[2] = {kernels::cpu::GemmIsa::kAvx2,
+                                           kernels::cpu::GemmIsa::kAvx512};
+    for (int i = 0; i < 2; ++i) {
+      kernels::cpu::set_gemm_isa(isas[i]);
+      out[i] = Tensor::empty({c.heads, c.n, c.d});
+      p[i] = Tensor::empty({c.heads, c.n, c.m});
+      kernels::cpu::pooled_attention_forward(c.heads, c.n, c.m, c.d, 0.17f, q.data<float>(),
+                                             k.data<float>(), v.data<float>(), out[i].data<float>(),
+                                             p[i].data<float>());
+    }
+    NV_REQUIRE_CLOSE(p[1], p[0], 0.0, 0.0);
+    NV_REQUIRE_CLOSE(out[1], out[0], 0.0, 0.0);
   }
 }
 

@@ -16,13 +16,25 @@
 // query rows of a head at once: each block's chains of multiply-adds (32 channels, or m keys,
 // one after another) are one FMA latency apart, so a single row keeps the FMA units a quarter
 // busy; two rows interleave two sets of chains, and every sum keeps its order (same bits).
+//
+// AVX-512. The library is compiled for AVX2, where the compiler vectorises the loops below with
+// 8-lane registers. On a CPU with AVX-512 (the GEMM's family, kernels/gemm.h: forcing AVX2
+// there forces it here too) the two inner kernels run in 16-lane forms written with intrinsics:
+// the same multiply-adds, fused as the compiler fuses the generic loops, in the same order per
+// lane, so the results are the same bits; and their accumulators are named registers, where
+// the generic loops' arrays were stored to the stack and reloaded around every block.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/softmax_row.h"
+#include "kernels/gemm.h"
 #include "kernels/pooled_attention.h"
+#if NEXTVIT_CPU_X86
+#include <immintrin.h>
+#endif
 
 namespace nextvit::kernels::cpu {
 namespace {
@@ -90,9 +102,56 @@ void row_dots_by(const float* a, int64_t lda, const float* transposed, int64_t m
   }
 }
 
+#if NEXTVIT_CPU_X86
+// row_dots_by in 16-lane registers: W / 16 of them per row.
+template <int64_t R, int64_t W>
+__attribute__((target("avx512f"))) void row_dots_by_avx512(const float* a, int64_t lda,
+                                                           const float* transposed, int64_t mp,
+                                                           int64_t m, int64_t d, float* dots) {
+  constexpr int64_t V = W / 16;
+  for (int64_t j0 = 0; j0 < m; j0 += W) {
+    __m512 acc[R][V];
+    for (int64_t r = 0; r < R; ++r) {
+      for (int64_t v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int64_t c = 0; c < d; ++c) {
+      const float* t = transposed + c * mp + j0;
+      __m512 tv[V];
+      for (int64_t v = 0; v < V; ++v) tv[v] = _mm512_loadu_ps(t + 16 * v);
+      for (int64_t r = 0; r < R; ++r) {
+        const __m512 ac = _mm512_set1_ps(a[r * lda + c]);
+        for (int64_t v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ac, tv[v], acc[r][v]);
+      }
+    }
+    const int64_t w = std::min(W, m - j0);  // keys of the block that exist (the rest is padding)
+    for (int64_t v = 0; v < V; ++v) {
+      const int64_t live = std::clamp<int64_t>(w - 16 * v, 0, 16);
+      const __mmask16 mask = static_cast<__mmask16>((1u << live) - 1u);
+      for (int64_t r = 0; r < R; ++r) {
+        _mm512_mask_storeu_ps(dots + r * m + j0 + 16 * v, mask, acc[r][v]);
+      }
+    }
+  }
+}
+#endif
+
+bool use_avx512() {
+  return NEXTVIT_CPU_X86 && gemm_isa() == GemmIsa::kAvx512;
+}
+
 template <int64_t R>
 void row_dots(const float* a, int64_t lda, const float* transposed, int64_t mp, int64_t m,
               int64_t d, float* dots) {
+#if NEXTVIT_CPU_X86
+  if (use_avx512()) {
+    if (block_for(m) == 16) {
+      row_dots_by_avx512<R, 16>(a, lda, transposed, mp, m, d, dots);
+    } else {
+      row_dots_by_avx512<R, 32>(a, lda, transposed, mp, m, d, dots);
+    }
+    return;
+  }
+#endif
   if (block_for(m) == 16) {
     row_dots_by<R, 16>(a, lda, transposed, mp, m, d, dots);
   } else {
@@ -119,14 +178,52 @@ void weighted_block(const float* w, const float* rows, int64_t ld, int64_t m, in
   }
 }
 
+#if NEXTVIT_CPU_X86
+// weighted_block in 16-lane registers.
+template <int64_t R, int64_t W>
+__attribute__((target("avx512f"))) void weighted_block_avx512(const float* w, const float* rows,
+                                                              int64_t ld, int64_t m, int64_t c0,
+                                                              float* out, int64_t ldo) {
+  constexpr int64_t V = W / 16;
+  __m512 acc[R][V];
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t j = 0; j < m; ++j) {
+    const float* row = rows + j * ld + c0;
+    __m512 rv[V];
+    for (int64_t v = 0; v < V; ++v) rv[v] = _mm512_loadu_ps(row + 16 * v);
+    for (int64_t r = 0; r < R; ++r) {
+      const __m512 wj = _mm512_set1_ps(w[r * m + j]);
+      for (int64_t v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(wj, rv[v], acc[r][v]);
+    }
+  }
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t v = 0; v < V; ++v) _mm512_storeu_ps(out + r * ldo + c0 + 16 * v, acc[r][v]);
+  }
+}
+#endif
+
+template <int64_t R, int64_t W>
+void weighted_block_best(const float* w, const float* rows, int64_t ld, int64_t m, int64_t c0,
+                         float* out, int64_t ldo) {
+#if NEXTVIT_CPU_X86
+  if (use_avx512()) {
+    weighted_block_avx512<R, W>(w, rows, ld, m, c0, out, ldo);
+    return;
+  }
+#endif
+  weighted_block<R, W>(w, rows, ld, m, c0, out, ldo);
+}
+
 // out[r * ldo + c] = sum_j w[r * m + j] * rows[j * ld + c] for r < R, c < d, j < m: blocks of
 // 32 and 16 channels in registers, any rest channel by channel; every sum from 0 in j order.
 template <int64_t R>
 void weighted_rows(const float* w, const float* rows, int64_t ld, int64_t m, int64_t d, float* out,
                    int64_t ldo) {
   int64_t c0 = 0;
-  for (; c0 + 32 <= d; c0 += 32) weighted_block<R, 32>(w, rows, ld, m, c0, out, ldo);
-  for (; c0 + 16 <= d; c0 += 16) weighted_block<R, 16>(w, rows, ld, m, c0, out, ldo);
+  for (; c0 + 32 <= d; c0 += 32) weighted_block_best<R, 32>(w, rows, ld, m, c0, out, ldo);
+  for (; c0 + 16 <= d; c0 += 16) weighted_block_best<R, 16>(w, rows, ld, m, c0, out, ldo);
   for (int64_t r = 0; r < R; ++r) {
     for (int64_t c = c0; c < d; ++c) {
       float acc = 0.0f;
@@ -136,6 +233,33 @@ void weighted_rows(const float* w, const float* rows, int64_t ld, int64_t m, int
   }
 }
 
+// p[i * m + j] = softmax_j(scale * p[i * m + j]) for the R rows i < R.
+template <int64_t R>
+inline void scaled_softmax_rows(float* p, int64_t m, float scale) {
+  for (int64_t i = 0; i < R * m; ++i) p[i] *= scale;
+  for (int64_t i = 0; i < R; ++i) softmax_row(p + i * m, p + i * m, m);
+}
+
+#if NEXTVIT_CPU_X86
+// The same compiled for AVX-512 (everything inlined, so softmax_row's loops run in 16 lanes).
+template <int64_t R>
+__attribute__((target("avx512f"), flatten)) void scaled_softmax_avx512(float* p, int64_t m,
+                                                                       float scale) {
+  scaled_softmax_rows<R>(p, m, scale);
+}
+#endif
+
+template <int64_t R>
+void scaled_softmax(float* p, int64_t m, float scale) {
+#if NEXTVIT_CPU_X86
+  if (use_avx512()) {
+    scaled_softmax_avx512<R>(p, m, scale);
+    return;
+  }
+#endif
+  scaled_softmax_rows<R>(p, m, scale);
+}
+
 // The forward of R query rows [r, r + R) of one head: scores, softmax, weighted values.
 template <int64_t R>
 void forward_rows(int64_t r, int64_t n, int64_t m, int64_t d, float scale, const float* q,
@@ -143,8 +267,7 @@ void forward_rows(int64_t r, int64_t n, int64_t m, int64_t d, float scale, const
   const int64_t h = r / n;
   float* p = probs + r * m;  // R consecutive rows of probabilities
   row_dots<R>(q + r * d, d, keys.of(k, h), keys.stride(), m, d, p);
-  for (int64_t i = 0; i < R * m; ++i) p[i] *= scale;
-  for (int64_t i = 0; i < R; ++i) softmax_row(p + i * m, p + i * m, m);
+  scaled_softmax<R>(p, m, scale);
   weighted_rows<R>(p, v + h * m * d, d, m, d, out + r * d, d);
 }
 
