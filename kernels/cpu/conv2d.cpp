@@ -45,6 +45,7 @@
 
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/conv_output_pass.h"
+#include "kernels/cpu/copy_floats.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/lane_sums.h"
 #include "kernels/cpu/parallel.h"
@@ -243,23 +244,6 @@ constexpr int64_t kPaddedMinRows = 12;
 
 bool use_padded(const Geometry& g) {
   return g.s.stride_h == 1 && g.s.stride_w == 1 && g.wo >= kPaddedMinRows && g.wo < kNarrowRows;
-}
-
-// d[0, n) = s[0, n), in 8-float vectors and a masked one for the tail (no read or write past
-// either end: s may be the last row of a tensor). Small n is the common case here, where a
-// memcpy call would cost more than the copy.
-inline void copy_floats(const float* s, float* d, int64_t n) {
-  int64_t q = 0;
-#if NEXTVIT_CPU_X86
-  for (; q + 8 <= n; q += 8) _mm256_storeu_ps(d + q, _mm256_loadu_ps(s + q));
-  if (q < n) {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - q)), lanes);
-    _mm256_maskstore_ps(d + q, m, _mm256_maskload_ps(s + q, m));
-    return;
-  }
-#endif
-  for (; q < n; ++q) d[q] = s[q];
 }
 
 // The padded images, planes of Hp x Wp floats, then 8 floats of zeros (vector over-reads): all
@@ -461,8 +445,8 @@ void gather(const Geometry& g, const float* t, int64_t channels, int64_t c0, int
   parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       for (int64_t k = 0; k < ch.images; ++k) {
-        std::memcpy(buf + r * width + k * span, t + ((ch.n0 + k) * channels + c0 + r) * g.p + ch.p0,
-                    sizeof(float) * span);
+        copy_floats(t + ((ch.n0 + k) * channels + c0 + r) * g.p + ch.p0, buf + r * width + k * span,
+                    span);
       }
     }
   });

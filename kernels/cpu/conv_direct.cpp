@@ -42,6 +42,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/copy_floats.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/gemm.h"
 #if NEXTVIT_CPU_X86
@@ -242,7 +243,7 @@ void pad_block(const Plan& p, const float* xg, int64_t oh0, float* xp) {
       const float* src = xg + (c * s.in_h + ih) * s.in_w;
       float* row = xc + lr % p.st * p.st * p.plane + lr / p.st * p.wq;  // phase (lr % st, 0)
       if (p.st == 1) {
-        std::memcpy(row + s.pad_w, src, static_cast<size_t>(s.in_w) * sizeof(float));
+        copy_floats(src, row + s.pad_w, s.in_w);
         continue;
       }
 #if NEXTVIT_CPU_X86
@@ -285,7 +286,7 @@ void run_item(const Plan& p, const int32_t* off, const float* x, const float* w,
       if (pass.needed()) {
         pass.run(c, src, yc + r * p.wo, p.wo);
       } else {
-        std::memcpy(yc + r * p.wo, src, static_cast<size_t>(p.wo) * sizeof(float));
+        copy_floats(src, yc + r * p.wo, p.wo);
       }
     }
   }
