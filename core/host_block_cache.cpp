@@ -218,7 +218,7 @@ Cache& cache() {
 }  // namespace
 
 size_t host_block_cache_bound(size_t live_peak) {
-  return live_peak + std::max(kHostCacheMinSlack, live_peak / 16);
+  return live_peak + std::max(kHostCacheMinSlack, live_peak / kHostCacheSlackDivisor);
 }
 
 void* host_block_allocate(size_t bytes) {

@@ -96,9 +96,9 @@ TEST_CASE("host block cache: a miss gives back cached memory first, and the boun
   CHECK(s1.cached_bytes < s0.cached_bytes);                   // some were unmapped...
   CHECK(s1.cached_bytes + 3 * kMiB > bound - s1.live_bytes);  // ...no more than needed
   host_block_deallocate(d, request);
-  // The bound is the live peak plus 1/16 of it, at least kHostCacheMinSlack.
+  // The bound is the live peak plus 1/4 of it, at least kHostCacheMinSlack.
   CHECK(host_block_cache_bound(0) == kHostCacheMinSlack);
-  CHECK(host_block_cache_bound(1024 * kMiB) == 1088 * kMiB);
+  CHECK(host_block_cache_bound(1024 * kMiB) == 1280 * kMiB);
   // Lowering the limit unmaps the excess (oldest first).
   set_host_block_cache_limit(4 * kMiB);
   CHECK(host_block_cache_stats().cached_bytes <= 4 * kMiB);
