@@ -19,10 +19,11 @@
 //
 // AVX-512. The library is compiled for AVX2, where the compiler vectorises the loops below with
 // 8-lane registers. On a CPU with AVX-512 (the GEMM's family, kernels/gemm.h: forcing AVX2
-// there forces it here too) the two inner kernels run in 16-lane forms written with intrinsics:
-// the same multiply-adds, fused as the compiler fuses the generic loops, in the same order per
-// lane, so the results are the same bits; and their accumulators are named registers, where
-// the generic loops' arrays were stored to the stack and reloaded around every block.
+// there forces it here too) the two inner kernels, forward and backward, run in 16-lane forms
+// written with intrinsics: the same multiply-adds, fused as the compiler fuses the generic
+// loops, in the same order per lane, so the results are the same bits; and their accumulators
+// are named registers, where the generic loops' arrays were stored to the stack and reloaded
+// around every block. The forward's scale and softmax are the same code compiled for AVX-512.
 #include <algorithm>
 #include <cmath>
 #include <vector>
