@@ -84,9 +84,14 @@ struct EvalBatchNorm {
   Tensor running_mean, running_var;  // (Cout)
   float eps = 1e-5f;
 };
+// input_bn, when given, is a BatchNorm (eval) applied to x first, over its input channels: a
+// block's pre-norm feeding a 1x1 convolution. On the CPU path the GEMM applies its map to the
+// rows of x as it packs them (no normalised tensor is made); for a convolution that is not 1x1
+// with stride 1 and no padding, and on the unfused path, the BatchNorm op runs first.
 Variable conv2d_eval_fused(const Variable& x, const Variable& weight, const Variable& bias,
                            const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu,
-                           const Variable& residual = Variable());
+                           const Variable& residual = Variable(),
+                           const EvalBatchNorm* input_bn = nullptr);
 
 // ---- pooling (ops/pooling.cpp) ------------------------------------------------------------------
 struct AvgPool2dOptions {

@@ -62,9 +62,22 @@ struct Conv2dEpilogue {
   bool relu = false;
   const float* residual = nullptr;
 };
-// conv2d_forward followed by the epilogue; conv2d_forward is this with an empty one.
+// The eval-mode prologue of a 1x1 convolution (stride 1, no padding): a map of each input
+// channel applied as the convolution reads x, instead of a BatchNorm's pass over a new tensor
+// before it (a block's pre-norm feeding its Mlp):
+//   x'[n, c] = x[n, c] * scale[c] + shift[c]
+// in the BatchNorm kernel's expression, so the convolution sees the bits the BatchNorm would
+// have stored (the GEMM's packers apply it: GemmRowAffine in kernels/gemm.h). Both null (no
+// map) or both set; refused for any other convolution (its zero padding would be mapped too).
+struct Conv2dPrologue {
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+};
+// conv2d_forward followed by the epilogue (and preceded by the prologue); conv2d_forward is
+// this with empty ones.
 void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, const float* b,
-                          const Conv2dEpilogue& epilogue, float* y);
+                          const Conv2dEpilogue& epilogue, float* y,
+                          const Conv2dPrologue& prologue = {});
 }  // namespace cpu
 namespace cuda {
 NV_CONV2D_KERNELS

@@ -59,10 +59,22 @@ struct GemmRowPass {
   void (*fn)(const void* ctx, int64_t row, float* c, int64_t n) = nullptr;
   const void* ctx = nullptr;
 };
-// gemm, then `pass` over every element of C (over none when M or N is 0).
+// A map of each row of B applied as the product reads it: op(B)(k, j) is taken to be
+//   B[k * ldb + j] * scale[k] + shift[k]
+// (a BatchNorm in eval mode over the input channels of a 1x1 convolution: kernels/conv2d.h,
+// Conv2dPrologue). The packers apply it while they copy B's rows, so that the map costs no pass
+// of its own, and each value is the float the separate map would have stored. B must not be
+// transposed. scale and shift are both null (no map) or both set, indexed by k.
+struct GemmRowAffine {
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  bool on() const { return scale != nullptr; }
+};
+// gemm, then `pass` over every element of C (over none when M or N is 0); with b_map, op(B) is
+// the mapped B.
 void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc, const GemmRowPass& pass);
+                    int64_t ldc, const GemmRowPass& pass, const GemmRowAffine& b_map = {});
 
 // The micro-kernel with B given row by row, for implicit-GEMM convolution (kernels/cpu/conv2d):
 // there row k of B is a run of input pixels, read where it lies instead of copied by im2col.

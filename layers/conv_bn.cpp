@@ -23,4 +23,12 @@ Variable conv_add(const Conv2d& conv, const Variable& x, const Variable& residua
                                 residual);
 }
 
+Variable bn_conv_relu(BatchNorm& bn, const Conv2d& conv, const Variable& x) {
+  if (bn.is_training()) return ops::relu(conv.forward(bn.forward(x)));
+  if (bn.folded()) return conv_relu(conv, x);
+  ops::EvalBatchNorm eval{bn.weight(), bn.bias(), bn.running_mean(), bn.running_var(), bn.eps()};
+  return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), nullptr, true,
+                                Variable(), &eval);
+}
+
 }  // namespace nextvit

@@ -16,5 +16,8 @@ Variable conv_relu(const Conv2d& conv, const Variable& x);
 // residual + conv(x): a block's residual connection, in eval mode added in the convolution's
 // output pass (no pass of its own over a new tensor).
 Variable conv_add(const Conv2d& conv, const Variable& x, const Variable& residual);
+// relu(conv(bn(x))): a block's pre-norm feeding its Mlp's first 1x1 convolution, in eval mode
+// applied by the convolution as it reads x (no normalised tensor). A folded bn is the identity.
+Variable bn_conv_relu(BatchNorm& bn, const Conv2d& conv, const Variable& x);
 
 }  // namespace nextvit

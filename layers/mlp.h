@@ -15,10 +15,12 @@ int64_t make_divisible(double value, int64_t divisor);
 class Mlp : public Module {
  public:
   Mlp(int64_t channels, double ratio, int64_t divisor);
-  // mlp(x), or residual + mlp(x) when a residual is given (the block's add, run by conv2).
-  Variable forward(const Variable& x, const Variable& residual = Variable()) {
+  // mlp(x), or residual + mlp(x) when a residual is given (the block's add, run by conv2);
+  // with a norm, mlp(norm(x)) (the block's pre-norm, applied by conv1 as it reads x).
+  Variable forward(const Variable& x, const Variable& residual = Variable(),
+                   BatchNorm* norm = nullptr) {
     profiler::ModuleScope scope(profile_id());
-    const Variable hidden = conv_relu(*conv1, x);
+    const Variable hidden = norm ? bn_conv_relu(*norm, *conv1, x) : conv_relu(*conv1, x);
     return residual.defined() ? conv_add(*conv2, hidden, residual) : conv2->forward(hidden);
   }
   int64_t hidden() const { return conv1->weight().size(0); }

@@ -20,9 +20,10 @@ Variable NCB::forward(const Variable& input) {
                     ops::drop_path(mlp->forward(norm->forward(x)), drop_path_, true, *generator_));
   }
   // In eval drop_path is the identity, and each residual add runs in the output pass of its
-  // branch's last convolution: x + branch(x) without a pass of its own.
+  // branch's last convolution: x + branch(x) without a pass of its own. The pre-norm is
+  // applied by the Mlp's first convolution as it reads x.
   x = mhca->forward(x, /*residual=*/x);
-  return mlp->forward(norm->forward(x), /*residual=*/x);
+  return mlp->forward(x, /*residual=*/x, norm.get());
 }
 
 }  // namespace nextvit

@@ -51,10 +51,10 @@ Variable NTB::forward(const Variable& input) {
                     ops::drop_path(mlp->forward(norm2->forward(x)), drop_path_, true, *generator_));
   }
   // In eval drop_path is the identity, and these two residual adds run in the output pass of
-  // their branch's last convolution (as in NCB).
+  // their branch's last convolution (as in NCB), norm2 in the Mlp's first convolution.
   y = mhca->forward(y, /*residual=*/y);
   x = ops::concat({x, y}, 1);
-  return mlp->forward(norm2->forward(x), /*residual=*/x);
+  return mlp->forward(x, /*residual=*/x, norm2.get());
 }
 
 }  // namespace nextvit

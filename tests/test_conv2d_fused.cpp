@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "autograd/ops.h"
+#include "kernels/gemm.h"
 #include "models/deploy.h"
 #include "models/nextvit.h"
 #include "test_util.h"
@@ -114,6 +115,98 @@ TEST_CASE("conv2d_eval_fused: a residual of another shape is refused", "[conv2d]
                              r),
       Catch::Contains("residual of shape (1, 4, 5, 5) cannot be added to the output of shape "
                       "(1, 6, 5, 5)"));
+}
+
+TEST_CASE("conv2d_eval_fused: an input BatchNorm gives the bits of batch_norm then the conv",
+          "[conv2d][batch_norm]") {
+  // The pre-norm of a block feeding a 1x1 convolution, applied by the GEMM's packers, on every
+  // path a 1x1 convolution takes: read in place (blocked, several K blocks), small images
+  // gathered, the transposed GEMM (196 positions), the dot GEMM (49 positions, K = 256),
+  // grouped; with and without the output BatchNorm, ReLU and residual; every GEMM ISA; one and
+  // two threads. A 3x3 convolution with an input BatchNorm runs the BatchNorm op first.
+  const std::vector<Case> cases = {
+      {1, 200, 20, 20, 40, 1, 1, 0, 1},  // in place, blocked, K in two blocks
+      {3, 16, 7, 7, 24, 1, 1, 0, 1},     // small images gathered
+      {1, 64, 14, 14, 128, 1, 1, 0, 1},  // transposed GEMM
+      {1, 256, 7, 7, 64, 1, 1, 0, 1},    // dot GEMM
+      {2, 32, 10, 10, 16, 1, 1, 0, 2},   // grouped 1x1
+      {2, 8, 9, 9, 16, 3, 1, 1, 1},      // 3x3: the BatchNorm op first
+  };
+  const int saved = omp_get_max_threads();
+  const kernels::cpu::GemmIsa saved_isa = kernels::cpu::gemm_isa();
+  uint64_t seed = 200;
+  for (const Case& c : cases) {
+    const Variable x(test::seeded_tensor({c.n, c.cin, c.h, c.w}, seed++, -2.0f, 2.0f));
+    const Variable w(test::seeded_tensor({c.cout, c.cin / c.groups, c.k, c.k}, seed++));
+    const Variable b(test::seeded_tensor({c.cout}, seed++));
+    const ops::EvalBatchNorm in_bn = random_bn(c.cin, seed += 4);
+    const ops::EvalBatchNorm out_bn = random_bn(c.cout, seed += 4);
+    const auto opt = ops::Conv2dOptions::make(c.stride, c.pad, c.groups);
+    for (kernels::cpu::GemmIsa isa : {kernels::cpu::GemmIsa::kAvx512, kernels::cpu::GemmIsa::kAvx2,
+                                      kernels::cpu::GemmIsa::kPortable}) {
+      if (!kernels::cpu::gemm_isa_runs_here(isa)) continue;
+      kernels::cpu::set_gemm_isa(isa);
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        for (int flags = 0; flags < 4; ++flags) {
+          const bool with_out_bn = flags & 1, with_residual = flags & 2;
+          INFO("case n=" << c.n << " cin=" << c.cin << " " << c.h << "x" << c.w << " k=" << c.k
+                         << " groups=" << c.groups << " isa=" << kernels::cpu::gemm_isa_name(isa)
+                         << " threads=" << threads << " out_bn=" << with_out_bn
+                         << " residual=" << with_residual);
+          NoGradGuard no_grad;
+          ops::BatchNormOptions o;
+          const Variable normed = ops::batch_norm(x, in_bn.weight, in_bn.bias, in_bn.running_mean,
+                                                  in_bn.running_var, o);
+          const Variable residual(test::seeded_tensor({c.n, c.cout, c.h, c.w}, seed + 9));
+          const Variable r = with_residual ? residual : Variable();
+          const ops::EvalBatchNorm* bn = with_out_bn ? &out_bn : nullptr;
+          const Variable expected = ops::conv2d_eval_fused(normed, w, b, opt, bn, true, r);
+          const Variable fused = ops::conv2d_eval_fused(x, w, b, opt, bn, true, r, &in_bn);
+          NV_REQUIRE_CLOSE(fused.data(), expected.data(), 0.0, 0.0);
+        }
+      }
+    }
+  }
+  kernels::cpu::set_gemm_isa(saved_isa);
+  omp_set_num_threads(saved);
+}
+
+TEST_CASE("conv2d_eval_fused: an input BatchNorm records the separate ops for a gradient",
+          "[conv2d][batch_norm]") {
+  const Variable x(test::seeded_tensor({2, 6, 5, 5}, 1), /*requires_grad=*/true);
+  const Variable w(test::seeded_tensor({4, 6, 1, 1}, 2), /*requires_grad=*/true);
+  ops::EvalBatchNorm in_bn = random_bn(6, 3);
+  in_bn.weight = Variable(in_bn.weight.data(), /*requires_grad=*/true);
+  const auto opt = ops::Conv2dOptions::make(1, 0, 1);
+  const Variable g(test::seeded_tensor({2, 4, 5, 5}, 5));
+  Variable fused = ops::conv2d_eval_fused(x, w, Variable(), opt, nullptr, true, Variable(), &in_bn);
+  REQUIRE(fused.requires_grad());
+  ops::sum(ops::mul(fused, g)).backward();
+  const Tensor dx = x.grad(), dw = w.grad(), dgamma = in_bn.weight.grad();
+  x.zero_grad();
+  w.zero_grad();
+  in_bn.weight.zero_grad();
+  ops::BatchNormOptions o;
+  Variable separate = ops::relu(ops::conv2d(
+      ops::batch_norm(x, in_bn.weight, in_bn.bias, in_bn.running_mean, in_bn.running_var, o), w,
+      Variable(), opt));
+  ops::sum(ops::mul(separate, g)).backward();
+  NV_REQUIRE_CLOSE(fused.data(), separate.data(), 0.0, 0.0);
+  NV_REQUIRE_CLOSE(dx, x.grad(), 0.0, 0.0);
+  NV_REQUIRE_CLOSE(dw, w.grad(), 0.0, 0.0);
+  NV_REQUIRE_CLOSE(dgamma, in_bn.weight.grad(), 0.0, 0.0);
+}
+
+TEST_CASE("conv2d_eval_fused: an input BatchNorm of the wrong width is refused", "[conv2d]") {
+  const Variable x(test::seeded_tensor({1, 4, 5, 5}, 1));
+  const Variable w(test::seeded_tensor({6, 4, 1, 1}, 2));
+  const ops::EvalBatchNorm in_bn = random_bn(6, 3);  // the output's width, not the input's
+  NoGradGuard no_grad;
+  REQUIRE_THROWS_WITH(ops::conv2d_eval_fused(x, w, Variable(), ops::Conv2dOptions::make(1, 0, 1),
+                                             nullptr, false, Variable(), &in_bn),
+                      Catch::Contains("input BatchNorm running_mean must be f32 of 4 values (one "
+                                      "per input channel)"));
 }
 
 TEST_CASE(

@@ -8,6 +8,8 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/batch_norm.h"
+#include "kernels/batch_norm_stats.h"
 #include "kernels/gemm.h"
 #include "test_util.h"
 
@@ -342,6 +344,73 @@ TEST_CASE("gemm_with_pass: every element finished once, after its last K block, 
     }
   }
   omp_set_num_threads(saved);
+}
+
+TEST_CASE("gemm_with_pass: a map of B's rows gives the bits of gemm on the BatchNorm's output",
+          "[gemm][batch_norm]") {
+  // op(B)(k, j) = B[k, j] * scale[k] + shift[k] applied by the packers must be exactly the
+  // product of the tensor the eval BatchNorm kernel stores (the map's contract). Paths: blocked
+  // with several K blocks, a shape that would read B in place without the map (M = 20: at most
+  // 4 panels of A), transposed (N = 196; B's rows become the flipped A's), dot (N = 49, K in
+  // passes), dot split by columns (N = 100), a transposed A; 1 to 3 threads, every ISA.
+  Generator g(23);
+  const std::vector<Case> cases = {
+      {64, 100, 500, false, false, 0.5f, 0.7f},          {20, 300, 64, false, false},
+      {61, 196, 385, false, false, 1.0f, 0.0f, 1, 2, 1}, {301, 49, 2297, false, false},
+      {23, 100, 900, false, false, 1.0f, 0.25f},         {150, 160, 120, true, false},
+  };
+  const int saved = omp_get_max_threads();
+  for (const Case& c : cases) {
+    Operands o(c, g);
+    // A BatchNorm over the K rows of B: its alpha and beta are the map, its output the B that
+    // the plain product multiplies.
+    std::vector<float> gamma(c.K), bias(c.K), mean(c.K), var(c.K), scale(c.K), shift(c.K);
+    for (int64_t k = 0; k < c.K; ++k) {
+      gamma[k] = g.uniform(0.5f, 1.5f);
+      bias[k] = g.uniform(-1, 1);
+      mean[k] = g.uniform(-1, 1);
+      var[k] = g.uniform(0.5f, 2.0f);
+      const kernels::BatchNormAffine a = kernels::batch_norm_affine(
+          mean[k], kernels::batch_norm_eval_invstd(var[k], 1e-5f), gamma.data(), bias.data(), k);
+      scale[k] = a.alpha;
+      shift[k] = a.beta;
+    }
+    std::vector<float> dense(c.K * c.N), normed(c.K * c.N), save_mean(c.K), save_invstd(c.K);
+    for (int64_t k = 0; k < c.K; ++k)
+      std::memcpy(&dense[k * c.N], &o.B[k * o.ldb], sizeof(float) * c.N);
+    kernels::cpu::batch_norm_forward_eval({1, c.K, c.N}, dense.data(), gamma.data(), bias.data(),
+                                          mean.data(), var.data(), 1e-5f, false, normed.data(),
+                                          save_mean.data(), save_invstd.data());
+    std::vector<float> mapped_b = o.B;
+    for (int64_t k = 0; k < c.K; ++k)
+      std::memcpy(&mapped_b[k * o.ldb], &normed[k * c.N], sizeof(float) * c.N);
+    for (GemmIsa isa : isas()) {
+      IsaGuard guard(isa);
+      std::vector<float> want = o.C0;
+      kernels::cpu::gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda, mapped_b.data(),
+                         o.ldb, c.beta, want.data(), o.ldc);
+      for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        std::vector<float> C = o.C0;
+        kernels::cpu::gemm_with_pass(c.ta, c.tb, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda,
+                                     o.B.data(), o.ldb, c.beta, C.data(), o.ldc, {},
+                                     {scale.data(), shift.data()});
+        INFO("M=" << c.M << " N=" << c.N << " K=" << c.K << " trans_a=" << c.ta
+                  << " isa=" << kernels::cpu::gemm_isa_name(isa) << " threads=" << threads);
+        REQUIRE(std::memcmp(C.data(), want.data(), sizeof(float) * C.size()) == 0);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+  std::vector<float> A(16, 1.0f), B(16, 1.0f), C(16), s(4, 1.0f);
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm_with_pass(false, true, 4, 4, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f,
+                                   C.data(), 4, {}, {s.data(), s.data()}),
+      Catch::Contains("applies to a B that is not transposed"));
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm_with_pass(false, false, 4, 4, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f,
+                                   C.data(), 4, {}, {s.data(), nullptr}),
+      Catch::Contains("needs both scale and shift"));
 }
 
 TEST_CASE("gemm_strided_batched: shared and strided operands, split over items or inside them",

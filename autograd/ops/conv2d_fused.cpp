@@ -1,9 +1,10 @@
-// conv2d_eval_fused: Conv -> BatchNorm (eval) -> ReLU -> residual add for inference. How data
-// moves on the CPU: the BatchNorm's per-channel map is first reduced to y = alpha * x + beta
-// (the same alpha and beta, in the same float operations, as the BatchNorm kernel), and the
-// convolution kernel applies it, the ReLU and the add of the residual to each block of output
-// right after its GEMM wrote the block (kernels/cpu/conv_output_pass.h), instead of up to three
-// more passes over new tensors.
+// conv2d_eval_fused: [BatchNorm (eval) ->] Conv -> BatchNorm (eval) -> ReLU -> residual add for
+// inference. How data moves on the CPU: each BatchNorm's per-channel map is first reduced to
+// y = alpha * x + beta (the same alpha and beta, in the same float operations, as the BatchNorm
+// kernel). The convolution kernel applies the output map, the ReLU and the add of the residual
+// to each block of output right after its GEMM wrote the block (kernels/cpu/conv_output_pass.h),
+// and the input map (a 1x1 convolution only) while the GEMM packs the input's rows
+// (GemmRowAffine in kernels/gemm.h), instead of up to four more passes over new tensors.
 #include "autograd/op_utils.h"
 #include "autograd/ops.h"
 #include "autograd/ops/conv2d_impl.h"
@@ -14,16 +15,20 @@ namespace nextvit::ops {
 namespace {
 
 // The separate ops, for CUDA and whenever a gradient is recorded.
+Variable eval_batch_norm(const Variable& x, const EvalBatchNorm& bn, bool relu) {
+  BatchNormOptions o;
+  o.training = false;
+  o.eps = bn.eps;
+  return relu ? batch_norm_relu(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, o)
+              : batch_norm(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, o);
+}
+
 Variable unfused(const Variable& x, const Variable& weight, const Variable& bias,
                  const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu,
                  const Variable& residual) {
   Variable y = conv2d(x, weight, bias, options);
   if (bn != nullptr) {
-    BatchNormOptions o;
-    o.training = false;
-    o.eps = bn->eps;
-    y = relu ? batch_norm_relu(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, o)
-             : batch_norm(y, bn->weight, bn->bias, bn->running_mean, bn->running_var, o);
+    y = eval_batch_norm(y, *bn, relu);
   } else if (relu) {
     y = ops::relu(y);
   }
@@ -38,13 +43,14 @@ bool records_gradient(std::initializer_list<const Variable*> inputs) {
   return false;
 }
 
-// The BatchNorm's (alpha, beta) per channel, as host vectors.
-void eval_affine(const EvalBatchNorm& bn, int64_t channels, std::vector<float>& alpha,
-                 std::vector<float>& beta) {
+// The BatchNorm's (alpha, beta) per channel, as host vectors; `side` names the channels
+// ("input" or "output") in errors.
+void eval_affine(const EvalBatchNorm& bn, int64_t channels, const char* side,
+                 std::vector<float>& alpha, std::vector<float>& beta) {
   auto host = [&](const Tensor& t, const char* what) {
     NV_CHECK(t.defined() && t.dtype() == DType::F32 && t.numel() == channels,
-             "conv2d_eval_fused: BatchNorm {} must be f32 of {} values (one per output channel)",
-             what, channels);
+             "conv2d_eval_fused: {} BatchNorm {} must be f32 of {} values (one per {} channel)",
+             side, what, channels, side);
     return t.to_vector();
   };
   const std::vector<float> mean = host(bn.running_mean, "running_mean");
@@ -67,25 +73,40 @@ void eval_affine(const EvalBatchNorm& bn, int64_t channels, std::vector<float>& 
 
 Variable conv2d_eval_fused(const Variable& x, const Variable& weight, const Variable& bias,
                            const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu,
-                           const Variable& residual) {
+                           const Variable& residual, const EvalBatchNorm* input_bn) {
   const Variable none;
   const Variable& bn_weight = bn ? bn->weight : none;
   const Variable& bn_bias = bn ? bn->bias : none;
-  const Device dev =
-      common_device({&x, &weight, &bias, &bn_weight, &bn_bias, &residual}, "conv2d_eval_fused");
-  if (!dev.is_cpu() || records_gradient({&x, &weight, &bias, &bn_weight, &bn_bias, &residual})) {
-    return unfused(x, weight, bias, options, bn, relu, residual);
+  const Variable& in_weight = input_bn ? input_bn->weight : none;
+  const Variable& in_bias = input_bn ? input_bn->bias : none;
+  const std::initializer_list<const Variable*> inputs = {
+      &x, &weight, &bias, &bn_weight, &bn_bias, &residual, &in_weight, &in_bias};
+  const Device dev = common_device(inputs, "conv2d_eval_fused");
+  if (!dev.is_cpu() || records_gradient(inputs)) {
+    const Variable xin = input_bn ? eval_batch_norm(x, *input_bn, false) : x;
+    return unfused(xin, weight, bias, options, bn, relu, residual);
   }
-  profiler::OpScope scope(detail::conv_op_kind(weight, options));
   Tensor tx = f32_input(x, "conv2d", "x"), tw = f32_input(weight, "conv2d", "weight");
   Tensor tb = bias.defined() ? f32_input(bias, "conv2d", "bias") : Tensor();
   const kernels::Conv2dShape s = detail::conv2d_shape(tx, tw, tb, options);
-  std::vector<float> alpha, beta;
+  if (input_bn != nullptr && !s.pointwise()) {
+    // Only a 1x1 convolution reads its input as plain rows; any other runs the BatchNorm first.
+    return conv2d_eval_fused(eval_batch_norm(x, *input_bn, false), weight, bias, options, bn, relu,
+                             residual);
+  }
+  profiler::OpScope scope(detail::conv_op_kind(weight, options));
+  std::vector<float> alpha, beta, in_alpha, in_beta;
   kernels::cpu::Conv2dEpilogue epilogue;
   if (bn != nullptr) {
-    eval_affine(*bn, s.out_channels, alpha, beta);
+    eval_affine(*bn, s.out_channels, "output", alpha, beta);
     epilogue.scale = alpha.data();
     epilogue.shift = beta.data();
+  }
+  kernels::cpu::Conv2dPrologue prologue;
+  if (input_bn != nullptr) {
+    eval_affine(*input_bn, s.in_channels, "input", in_alpha, in_beta);
+    prologue.scale = in_alpha.data();
+    prologue.shift = in_beta.data();
   }
   epilogue.relu = relu;
   Tensor y = new_f32({s.batch, s.out_channels, s.out_h(), s.out_w()}, dev);
@@ -98,7 +119,7 @@ Variable conv2d_eval_fused(const Variable& x, const Variable& weight, const Vari
     epilogue.residual = tr.data<float>();
   }
   kernels::cpu::conv2d_forward_fused(s, tx.data<float>(), tw.data<float>(), f32_or_null(tb),
-                                     epilogue, y.data<float>());
+                                     epilogue, y.data<float>(), prologue);
   return Variable(y);
 }
 

@@ -43,6 +43,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/conv_output_pass.h"
 #include "kernels/cpu/copy_floats.h"
@@ -471,7 +472,8 @@ void scatter(const Geometry& g, const float* buf, int64_t channels, int64_t c0, 
 // pass after the product would read and write all of y again, from memory: 3.6 MB for the
 // 96 -> 288 1x1 convolution at 56 x 56.)
 void gemm_finished(const ConvOutputPass& pass, int64_t c0, int64_t rows, int64_t cols, int64_t K,
-                   const float* w, const float* b, int64_t ldb, float* y, int64_t ld) {
+                   const float* w, const float* b, int64_t ldb, float* y, int64_t ld,
+                   const GemmRowAffine& b_map) {
   struct Channels {
     const ConvOutputPass* pass;
     int64_t c0;
@@ -484,7 +486,7 @@ void gemm_finished(const ConvOutputPass& pass, int64_t c0, int64_t rows, int64_t
     };
     row_pass.ctx = &channels;
   }
-  gemm_with_pass(false, false, rows, cols, K, 1.0f, w, K, b, ldb, 0.0f, y, ld, row_pass);
+  gemm_with_pass(false, false, rows, cols, K, 1.0f, w, K, b, ldb, 0.0f, y, ld, row_pass, b_map);
 }
 
 // dw = sum over (chunk, group) items of dy_g[:, chunk] x col^T.
@@ -664,9 +666,16 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
 }
 
 void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, const float* b,
-                          const Conv2dEpilogue& epilogue, float* y) {
+                          const Conv2dEpilogue& epilogue, float* y,
+                          const Conv2dPrologue& prologue) {
   const Geometry g(s);
   const ConvOutputPass pass(b, epilogue, y);
+  NV_CHECK((prologue.scale == nullptr) == (prologue.shift == nullptr),
+           "conv2d_forward_fused: the input map needs both scale and shift, or neither");
+  NV_CHECK(prologue.scale == nullptr || g.pointwise,
+           "conv2d_forward_fused: an input map needs a 1x1 convolution with stride 1 and no "
+           "padding, got kernel {}x{}, stride {}x{}, padding {}x{}",
+           s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w);
   if (conv_direct_applies(s)) {
     conv_direct_forward(s, x, w, pass, y);
     return;
@@ -681,6 +690,13 @@ void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, 
     const Chunk& ch = chunks[item / G];
     const int64_t grp = item % G, width = ch.width();
     const float* wg = w + grp * g.cout_g * g.kg;
+    // The input map of the group's channels, applied by the GEMM's packers (rows of bmat are
+    // the group's input channels, for a 1x1 kernel read in place or gathered alike).
+    GemmRowAffine map;
+    if (prologue.scale != nullptr) {
+      map.scale = prologue.scale + grp * g.cin_g;
+      map.shift = prologue.shift + grp * g.cin_g;
+    }
     // The right-hand matrix: the input itself for a 1x1 kernel read in place, else im2col.
     const float* bmat;
     int64_t ldb;
@@ -700,10 +716,11 @@ void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, 
     }
     if (ch.in_place()) {
       float* yc = y + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
-      gemm_finished(pass, grp * g.cout_g, g.cout_g, width, g.kg, wg, bmat, ldb, yc, g.p);
+      gemm_finished(pass, grp * g.cout_g, g.cout_g, width, g.kg, wg, bmat, ldb, yc, g.p, map);
     } else {
       float* out = scratch(1, g.cout_g * width);
-      gemm(false, false, g.cout_g, width, g.kg, 1.0f, wg, g.kg, bmat, ldb, 0.0f, out, width);
+      gemm_with_pass(false, false, g.cout_g, width, g.kg, 1.0f, wg, g.kg, bmat, ldb, 0.0f, out,
+                     width, GemmRowPass{}, map);
       scatter(g, out, cout, grp * g.cout_g, g.cout_g, ch, pass, y);
     }
   });

@@ -90,6 +90,9 @@ struct Problem {
   float* C;
   int64_t ldc;
   GemmRowPass pass;  // run on rows of C as they are finished (see kernels/gemm.h)
+  // Maps of the rows of op(A)^T and op(B) (per k) applied while packing: b_map is the caller's
+  // (kernels/gemm.h); a_map only in the transposed path, where the caller's B becomes op(A)^T.
+  GemmRowAffine a_map = {}, b_map = {};
 
   // The pass over C[i, j0 : j0 + n) for rows i in [i0, i1).
   void finish_rows(int64_t i0, int64_t i1, int64_t j0, int64_t n) const {
@@ -200,12 +203,29 @@ void pack_panel_transposing(const float* src, int64_t stride, int64_t kb, int wi
 // panels (a panel-by-panel walk would hop between kb rows every P floats and defeat the
 // prefetcher when the source comes from memory).
 //   panel p of dst (at dst + p * panel_stride): dst[k * P + q] = src[k * stride + p * P + q]
+//
+// With a map, row k is stored as src * scale[k] + shift[k]: the expression of the BatchNorm
+// kernel's normalisation (kernels/cpu/batch_norm_passes.h), compiled alike, so each packed
+// value has the bits the BatchNorm would have stored; the padding stays zero.
 template <int P>
-void pack_panels_copying(const float* src, int64_t stride, int64_t kb, int64_t width, float* dst) {
+void pack_panels_copying(const float* src, int64_t stride, int64_t kb, int64_t width, float* dst,
+                         const float* scale, const float* shift) {
   const int64_t full = width / P, rest = width % P, ps = panel_stride(kb, P);
   for (int64_t k = 0; k < kb; ++k) {
     const float* s = src + k * stride;
     float* d = dst + k * P;
+    if (scale != nullptr) {
+      const float a = scale[k], b = shift[k];
+      for (int64_t p = 0; p < full; ++p) {
+        for (int q = 0; q < P; ++q) d[p * ps + q] = s[p * P + q] * a + b;
+      }
+      if (rest > 0) {
+        float* dr = d + full * ps;
+        for (int64_t q = 0; q < rest; ++q) dr[q] = s[full * P + q] * a + b;
+        std::memset(dr + rest, 0, sizeof(float) * (P - rest));
+      }
+      continue;
+    }
     for (int64_t p = 0; p < full; ++p) copy_lanes<P>(d + p * ps, s + p * P);
     if (rest > 0) {
       float* dr = d + full * ps;
@@ -217,12 +237,14 @@ void pack_panels_copying(const float* src, int64_t stride, int64_t kb, int64_t w
 
 // An operand block -- k [k0, k0 + kb) x [x0, x0 + xb) of its other dimension (rows of op(A),
 // columns of op(B)) -- into P-wide panels, panel_stride(kb, P) apart. M holds it either k-major
-// (element (x, k) at M[k * ld + x]: rows are copied) or x-major (at M[x * ld + k]: transposed).
+// (element (x, k) at M[k * ld + x]: rows are copied, through the map when there is one) or
+// x-major (at M[x * ld + k]: transposed; never mapped, gemm_with_pass refuses it).
 template <int P, bool kPrefetchNext>
 void pack_block(const float* M, int64_t ld, bool k_major, int64_t x0, int64_t xb, int64_t k0,
-                int64_t kb, float* dst) {
+                int64_t kb, const GemmRowAffine& map, float* dst) {
   if (k_major) {
-    pack_panels_copying<P>(M + k0 * ld + x0, ld, kb, xb, dst);
+    pack_panels_copying<P>(M + k0 * ld + x0, ld, kb, xb, dst, map.on() ? map.scale + k0 : nullptr,
+                           map.on() ? map.shift + k0 : nullptr);
     return;
   }
   for (int64_t xp = 0; xp < xb; xp += P) {
@@ -236,14 +258,14 @@ void pack_block(const float* M, int64_t ld, bool k_major, int64_t x0, int64_t xb
 // when A is transposed.
 template <int MR>
 void pack_a(const Problem& p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, float* dst) {
-  pack_block<MR, false>(p.A, p.lda, p.trans_a, i0, mb, k0, kb, dst);
+  pack_block<MR, false>(p.A, p.lda, p.trans_a, i0, mb, k0, kb, p.a_map, dst);
 }
 
 // k [k0, k0 + kb) x columns [j0, j0 + nb) of op(B) -> NR-column panels; op(B)(k, j) is
 // B[k * ldb + j] when B is not transposed.
 template <int NR>
 void pack_b(const Problem& p, int64_t k0, int64_t kb, int64_t j0, int64_t nb, float* dst) {
-  pack_block<NR, true>(p.B, p.ldb, !p.trans_b, j0, nb, k0, kb, dst);
+  pack_block<NR, true>(p.B, p.ldb, !p.trans_b, j0, nb, k0, kb, p.b_map, dst);
 }
 
 // ---- micro-kernels: gemm_avx512.h, gemm_avx2.h, gemm_portable.h --------------------------------
@@ -350,7 +372,8 @@ void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int6
   const int64_t kcb = ceil_div(p.K, kblocks);
   const int64_t mcb = std::min(cfg.mc, ceil_div(m1 - m0, cfg.mr) * cfg.mr);
   const int64_t ncb = std::min(cfg.nc, ceil_div(n1 - n0, cfg.nr) * cfg.nr);
-  const bool direct_b = !p.trans_b && ceil_div(m1 - m0, cfg.mr) <= kDirectBMaxPanels &&
+  const bool direct_b = !p.trans_b && !p.b_map.on() &&
+                        ceil_div(m1 - m0, cfg.mr) <= kDirectBMaxPanels &&
                         kcb * p.ldb * int64_t(sizeof(float)) <= kDirectBMaxSpan;
   PackBuffers& buf = thread_buffers();
   float* abuf = PackBuffers::grow(buf.a, buf.a_size,
@@ -538,6 +561,12 @@ void transpose_b(const Problem& p, float* bt, int64_t ldbt) {
   }
   for (int64_t j = 0; j < p.N; ++j) {
     for (int64_t k = j < n8 ? k8 : 0; k < p.K; ++k) bt[j * ldbt + k] = p.B[k * p.ldb + j];
+  }
+  if (!p.b_map.on()) return;
+  // The row map (kernels/gemm.h), in the packers' expression: row k of B is column k of bt.
+  for (int64_t j = 0; j < p.N; ++j) {
+    float* row = bt + j * ldbt;
+    for (int64_t k = 0; k < p.K; ++k) row[k] = row[k] * p.b_map.scale[k] + p.b_map.shift[k];
   }
 }
 
@@ -743,7 +772,9 @@ void run_transposed(const Config& cfg, const Problem& p, int threads) {
   float* t = PackBuffers::grow(buf.c, buf.c_size, static_cast<size_t>(p.M * p.N));
   // C^T (N x M) = op(B)^T op(A)^T: the operands swap places and transposes.
   Problem flipped = p;
-  flipped.pass = {};  // the pass is C's, run as C is written
+  flipped.pass = {};        // the pass is C's, run as C is written
+  flipped.a_map = p.b_map;  // rows of op(B) are rows of the flipped op(A)^T
+  flipped.b_map = p.a_map;
   flipped.trans_a = !p.trans_b;
   flipped.trans_b = !p.trans_a;
   flipped.M = p.N;
@@ -855,9 +886,14 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 
 void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc, const GemmRowPass& pass) {
+                    int64_t ldc, const GemmRowPass& pass, const GemmRowAffine& b_map) {
   check_args("gemm_with_pass", trans_a, trans_b, M, N, K, lda, ldb, ldc);
-  run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pass}, available_threads());
+  NV_CHECK((b_map.scale == nullptr) == (b_map.shift == nullptr),
+           "gemm_with_pass: the map of B's rows needs both scale and shift, or neither");
+  NV_CHECK(!b_map.on() || !trans_b,
+           "gemm_with_pass: the map of B's rows applies to a B that is not transposed");
+  run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pass, {}, b_map},
+      available_threads());
 }
 
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
