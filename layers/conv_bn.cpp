@@ -1,6 +1,14 @@
 #include "layers/conv_bn.h"
 
 namespace nextvit {
+namespace {
+
+// The layer's parameters and running statistics, as the fused op takes them.
+ops::EvalBatchNorm eval_form(const BatchNorm& bn) {
+  return {bn.weight(), bn.bias(), bn.running_mean(), bn.running_var(), bn.eps()};
+}
+
+}  // namespace
 
 Variable conv_bn(const Conv2d& conv, BatchNorm& bn, const Variable& x, bool relu) {
   if (bn.is_training())
@@ -8,7 +16,7 @@ Variable conv_bn(const Conv2d& conv, BatchNorm& bn, const Variable& x, bool relu
   if (bn.folded()) {
     return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), nullptr, relu);
   }
-  ops::EvalBatchNorm eval{bn.weight(), bn.bias(), bn.running_mean(), bn.running_var(), bn.eps()};
+  const ops::EvalBatchNorm eval = eval_form(bn);
   return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), &eval, relu);
 }
 
@@ -26,7 +34,7 @@ Variable conv_add(const Conv2d& conv, const Variable& x, const Variable& residua
 Variable bn_conv_relu(BatchNorm& bn, const Conv2d& conv, const Variable& x) {
   if (bn.is_training()) return ops::relu(conv.forward(bn.forward(x)));
   if (bn.folded()) return conv_relu(conv, x);
-  ops::EvalBatchNorm eval{bn.weight(), bn.bias(), bn.running_mean(), bn.running_var(), bn.eps()};
+  const ops::EvalBatchNorm eval = eval_form(bn);
   return ops::conv2d_eval_fused(x, conv.weight(), conv.bias(), conv.options(), nullptr, true,
                                 Variable(), &eval);
 }

@@ -14,7 +14,7 @@
 namespace nextvit::ops {
 namespace {
 
-// The separate ops, for CUDA and whenever a gradient is recorded.
+// The BatchNorm op in eval mode (with its ReLU when relu).
 Variable eval_batch_norm(const Variable& x, const EvalBatchNorm& bn, bool relu) {
   BatchNormOptions o;
   o.training = false;
@@ -23,6 +23,7 @@ Variable eval_batch_norm(const Variable& x, const EvalBatchNorm& bn, bool relu) 
               : batch_norm(x, bn.weight, bn.bias, bn.running_mean, bn.running_var, o);
 }
 
+// The separate ops, for CUDA and whenever a gradient is recorded.
 Variable unfused(const Variable& x, const Variable& weight, const Variable& bias,
                  const Conv2dOptions& options, const EvalBatchNorm* bn, bool relu,
                  const Variable& residual) {
