@@ -1,8 +1,10 @@
 #pragma once
 // Fused attention for E-MHSA, whose keys and values are pooled down to few tokens (49 at
-// 224x224 in every stage): per head, out = softmax(q k^T * scale) v, in one kernel instead of
-// GEMM -> softmax -> GEMM, keeping the scores out of device memory except for the softmax
-// probabilities, which the backward needs and the forward therefore saves.
+// 224x224 in every stage): per head, out = softmax(q k^T * scale) v, in one op instead of
+// matmul -> softmax -> matmul, keeping the scores out of device memory except for the softmax
+// probabilities, which the backward needs and the forward therefore saves. (The CPU forward
+// runs the GEMM on blocks of query rows whose scores stay in cache between the two products;
+// the CUDA forward is one kernel.)
 //
 //   q, out, dq, dout   (heads, n, d)     heads = batch * num_heads, n query tokens
 //   k, v, dk, dv       (heads, m, d)     m pooled key/value tokens

@@ -19,6 +19,12 @@ struct Case {
   int64_t heads, n, m, d;
 };
 
+// Puts back the GEMM family in use when it was made (the tests below force one, then another).
+struct RestoreIsa {
+  kernels::cpu::GemmIsa isa = kernels::cpu::gemm_isa();
+  ~RestoreIsa() { kernels::cpu::set_gemm_isa(isa); }
+};
+
 // k (heads, m, d) -> k^T (heads, d, m), contiguous, on the host.
 Tensor transposed(const Tensor& k) {
   return k.transpose(1, 2).contiguous();
@@ -28,7 +34,7 @@ Tensor transposed(const Tensor& k) {
 
 TEST_CASE("pooled attention: the CPU kernels match matmul + softmax + matmul", "[attention]") {
   // E-MHSA's case (49 keys, d 32), d 16, a single key, more keys than a warp, and an odd d
-  // (the CPU kernel takes any); then the CPU kernel's register blocks (pooled_attention.cpp):
+  // (the CPU kernel takes any); then the CPU backward's register blocks (pooled_attention.cpp):
   // exactly one 16-key block, and channels in a 32 + 16 block and in 16 + a rest of 4.
   for (const Case& c :
        {Case{4, 196, 49, 32}, Case{3, 37, 17, 16}, Case{2, 5, 1, 32}, Case{2, 9, 70, 16},
@@ -71,10 +77,7 @@ TEST_CASE("pooled attention: the AVX-512 forward gives the AVX2 forward's bits",
     WARN("no AVX-512 on this CPU (or not an x86 build): nothing to compare");
     return;
   }
-  struct Restore {
-    kernels::cpu::GemmIsa isa = kernels::cpu::gemm_isa();
-    ~Restore() { kernels::cpu::set_gemm_isa(isa); }
-  } restore;
+  const RestoreIsa restore;
   // E-MHSA's three stages at 224 x 224, 16-key and 16-channel blocks, a rest of channels,
   // more keys than one block, one key.
   for (const Case& c : {Case{6, 784, 49, 32}, Case{12, 196, 49, 32}, Case{24, 49, 49, 32},
@@ -97,6 +100,46 @@ TEST_CASE("pooled attention: the AVX-512 forward gives the AVX2 forward's bits",
     }
     NV_REQUIRE_CLOSE(p[1], p[0], 0.0, 0.0);
     NV_REQUIRE_CLOSE(out[1], out[0], 0.0, 0.0);
+  }
+}
+
+TEST_CASE("pooled attention: the CPU forward gives the bits of matmul, scale, softmax, matmul",
+          "[attention]") {
+  // The forward runs the GEMM on blocks of query rows (kernels/cpu/pooled_attention.cpp): every
+  // score and output is summed in the order the ops' own products sum it, so the bits are the
+  // composition's, on each x86 family and with the rows cut into blocks of 256 (784 = 3 x 256
+  // + 16). (Products that take the GEMM's dot path, K >= 128 with few columns, would sum in
+  // another order; E-MHSA's never do.)
+  std::vector<kernels::cpu::GemmIsa> isas;
+  for (auto isa : {kernels::cpu::GemmIsa::kAvx2, kernels::cpu::GemmIsa::kAvx512}) {
+    if (kernels::cpu::gemm_isa_runs_here(isa)) isas.push_back(isa);
+  }
+  if (isas.empty()) {
+    WARN("not an x86 build: the portable family is checked against the ops with a tolerance");
+    return;
+  }
+  const RestoreIsa restore;
+  for (auto isa : isas) {
+    kernels::cpu::set_gemm_isa(isa);
+    for (const Case& c :
+         {Case{2, 784, 49, 32}, Case{3, 196, 49, 32}, Case{4, 49, 49, 32}, Case{2, 300, 49, 16}}) {
+      INFO(kernels::cpu::gemm_isa_name(isa)
+           << " heads " << c.heads << " n " << c.n << " m " << c.m << " d " << c.d);
+      Generator g(uint64_t(c.n + c.d));
+      const float scale = 1.0f / std::sqrt(float(c.d));
+      Tensor q = test::random_tensor({c.heads, c.n, c.d}, g, -3.0f, 3.0f);
+      Tensor k = test::random_tensor({c.heads, c.m, c.d}, g);
+      Tensor v = test::random_tensor({c.heads, c.m, c.d}, g);
+      Variable p =
+          ops::softmax(ops::scale(ops::matmul(Variable(q), Variable(transposed(k))), scale));
+      Variable out = ops::matmul(p, Variable(v));
+      Tensor out_k = Tensor::empty(out.shape()), p_k = Tensor::empty(p.shape());
+      kernels::cpu::pooled_attention_forward(c.heads, c.n, c.m, c.d, scale, q.data<float>(),
+                                             k.data<float>(), v.data<float>(), out_k.data<float>(),
+                                             p_k.data<float>());
+      REQUIRE(p_k.to_vector() == p.data().to_vector());
+      REQUIRE(out_k.to_vector() == out.data().to_vector());
+    }
   }
 }
 

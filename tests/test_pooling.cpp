@@ -105,6 +105,56 @@ TEST_CASE("avg_pool2d: many planes split across threads match the reference", "[
   }
 }
 
+TEST_CASE("avg_pool2d: windows that tile the input give the generic order's bits", "[pooling]") {
+  // Stride == kernel without padding takes the kernel's vectorised path (kernels/cpu/
+  // pooling.cpp); its sums must be the generic loop's, float by float: per output, the window's
+  // rows added into a row from 0.0f, then that row's window columns added from 0.0f, divided by
+  // kernel_h * kernel_w.
+  auto reference = [](const Tensor& x, int64_t kh, int64_t kw) {
+    const int64_t P = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
+    const int64_t OH = H / kh, OW = W / kw;
+    const std::vector<float> xv = x.to_vector();
+    std::vector<float> y;
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          float sum = 0.0f;
+          for (int64_t j = ow * kw; j < (ow + 1) * kw; ++j) {
+            float column = 0.0f;
+            for (int64_t i = oh * kh; i < (oh + 1) * kh; ++i) column += xv[(p * H + i) * W + j];
+            sum += column;
+          }
+          y.push_back(sum / static_cast<float>(kh * kw));
+        }
+    return Tensor::from_vector(y, {x.size(0), x.size(1), OH, OW});
+  };
+  Generator g(26);
+  struct Case {
+    Shape shape;
+    int64_t k;
+  };
+  // Odd sizes leave columns and rows that no window covers; 16 x 33 planes split over threads.
+  for (const Case& c : {Case{{1, 96, 8, 8}, 2}, Case{{2, 16, 7, 9}, 2}, Case{{1, 3, 9, 10}, 3},
+                        Case{{2, 5, 4, 4}, 1}, Case{{2, 16, 33, 35}, 4}}) {
+    INFO("input " << shape_str(c.shape) << " kernel = stride = " << c.k);
+    Tensor x = test::random_tensor(c.shape, g);
+    Variable y = ops::avg_pool2d(Variable(x), pool(c.k, c.k, 0, false, true));
+    REQUIRE(y.data().to_vector() == reference(x, c.k, c.k).to_vector());
+  }
+  // E-MHSA's 1 x sr^2 windows over tokens, as avg_pool1d.
+  for (int64_t k : {4, 16}) {
+    Tensor x = test::random_tensor({1, 24, 49 * k / 4 + 3}, g);
+    Variable y = ops::avg_pool1d(Variable(x), k, k);
+    REQUIRE(y.data().to_vector() == reference(x.reshape({1, 24, 1, x.size(2)}), 1, k).to_vector());
+  }
+  // A window of negative zeros averages to +0.0, as the generic loop (and PyTorch) give.
+  Tensor zeros = Tensor::from_vector(std::vector<float>(16, -0.0f), {1, 1, 4, 4});
+  for (float v : ops::avg_pool2d(Variable(zeros), pool(2, 2, 0, false, true)).data().to_vector()) {
+    REQUIRE(v == 0.0f);
+    REQUIRE_FALSE(std::signbit(v));
+  }
+}
+
 TEST_CASE("avg_pool2d: ceil_mode edge cases equal PyTorch's values", "[pooling]") {
   // Every constant below is torch.nn.functional.avg_pool2d(torch.arange(n).reshape(...), ...)
   // printed by torch 2.x.
