@@ -59,12 +59,14 @@ struct Shape3 {
   bool ta, tb;
 };
 
-// The products behind Next-ViT-S at 224 x 224, batch 1 (1x1 convs are W (Cout, Cin) times
-// X (Cin, H*W); grouped 3x3 convs are W_g (32, 288) times im2col (288, H*W) per group; the
-// E-MHSA projections are tokens (N, C) times W^T), plus the backward products of a 1x1 conv and
-// two square sizes for reference. The stem's 3x3 convolution at 112 x 112 runs as implicit GEMM
-// on AVX-512 (gemm_rows_b, timed in the conv table); elsewhere kernels/cpu/conv2d cuts its
-// im2col into chunks of 224 columns (a 512 KiB buffer), one product of 32 x 224 x 576 each.
+// The products behind Next-ViT-S at 224 x 224, batch 1: 1x1 convolutions are W (Cout, Cin)
+// times X (Cin, H*W) -- the NCBs' MLPs (ratio 3) and the NTBs' (ratio 2); the E-MHSA linears
+// are tokens (N, C) times W^T with C the attention's 192 / 384 / 768 channels, q and proj on
+// every token, k and v on the 49 pooled ones; the stem's first convolution (3 -> 64, stride 2,
+// 27 inputs per output: too few for the direct kernel) runs on im2col in four chunks of 3136
+// columns. The 3x3 convolutions with 32 or more inputs per output run on the direct kernel
+// (kernels/cpu/conv_direct.cpp), not on a GEMM: they are timed in the conv table. Then the
+// backward products of a 1x1 convolution and two square sizes for reference.
 const std::vector<Shape3> kShapes = {
     {"conv1x1 96->288 @56x56", 288, 3136, 96, false, false},
     {"conv1x1 288->96 @56x56", 96, 3136, 288, false, false},
@@ -73,11 +75,15 @@ const std::vector<Shape3> kShapes = {
     {"conv1x1 1152->384 @14x14", 384, 196, 1152, false, false},
     {"conv1x1 768->2304 @7x7", 2304, 49, 768, false, false},
     {"conv1x1 2304->768 @7x7", 768, 49, 2304, false, false},
-    {"mhca 3x3 group im2col @56x56", 32, 3136, 288, false, false},
-    {"stem 3x3 64->32 im2col chunk", 32, 224, 576, false, false},
-    {"linear x W^T 784x256x256", 784, 256, 256, false, true},
-    {"linear x W^T 196x512x512", 196, 512, 512, false, true},
-    {"linear x W^T 49x1024x1024", 49, 1024, 1024, false, true},
+    {"conv1x1 512->1024 @14x14", 1024, 196, 512, false, false},
+    {"conv1x1 1024->2048 @7x7", 2048, 49, 1024, false, false},
+    {"conv1x1 2048->1024 @7x7", 1024, 49, 2048, false, false},
+    {"stem 3x3 3->64 s2 im2col chunk", 64, 3136, 27, false, false},
+    {"linear x W^T 784x192x192", 784, 192, 192, false, true},
+    {"linear x W^T 196x384x384", 196, 384, 384, false, true},
+    {"linear x W^T 49x768x768", 49, 768, 768, false, true},
+    {"linear x W^T 49x384x384 (k, v)", 49, 384, 384, false, true},
+    {"linear x W^T 49x192x192 (k, v)", 49, 192, 192, false, true},
     {"conv1x1 dX = W^T dY @56x56", 96, 3136, 288, true, false},
     {"conv1x1 dW = dY X^T @56x56", 288, 96, 3136, false, true},
     {"square 512", 512, 512, 512, false, false},
@@ -262,8 +268,9 @@ const std::vector<Shape3> kColdShapes = {
     {"conv1x1 1152->384 @14x14", 384, 196, 1152, false, false},
     {"conv1x1 768->2304 @7x7", 2304, 49, 768, false, false},
     {"conv1x1 2304->768 @7x7", 768, 49, 2304, false, false},
-    {"linear 49x1024 x W^T 1024", 49, 1024, 1024, false, true},
-    {"linear 49x512 x W^T 512", 49, 512, 512, false, true},
+    {"conv1x1 1024->2048 @7x7", 2048, 49, 1024, false, false},
+    {"linear 49x768 x W^T 768", 49, 768, 768, false, true},
+    {"linear 196x384 x W^T 384", 196, 384, 384, false, true},
 };
 
 // Copies of the weight operand that fill kColdBytes (at least 8).
