@@ -5,10 +5,12 @@
 //   (K = m). The blocks (head, up to kForwardRows rows) are spread over the OpenMP threads, each
 //   running its products on its own thread. Each score and each output is summed from 0 in
 //   order (channels, keys) with fused multiply-adds by the GEMM's micro-kernels, as the
-//   row-by-row kernel this replaced summed them, so the bits did not change; it took 1.3-1.5x
-//   the time at E-MHSA's shapes (2026-12-03, Zen 5, 2 threads: 6 heads x 784 queries x 49 keys
-//   320 -> 250 us, 12 x 196 193 -> 130 us, 24 x 49 103 -> 71 us), its per-row dot products
-//   and weighted sums being shorter than the micro-kernels' tiles.
+//   row-by-row kernel this replaced summed them: the same bits on the x86 families
+//   (tests/test_pooled_attention.cpp), except where a product takes the GEMM's dot path (K = m
+//   >= 128 keys with few channels), which sums in lanes. The row kernel took 1.3-1.5x the time
+//   at E-MHSA's shapes (2026-12-03, Zen 5, 2 threads: 6 heads x 784 queries x 49 keys 320 ->
+//   250 us, 12 x 196 193 -> 130 us, 24 x 49 103 -> 71 us): its per-row dot products and
+//   weighted sums are shorter than the micro-kernels' tiles.
 //
 // Backward. In two parts: dq per query row (rows spread over threads), then dk and dv per head
 // (heads spread over threads; each head's sum over its query rows runs in row order, so results
