@@ -30,6 +30,16 @@ inline Device common_device(std::initializer_list<const Variable*> vs, const cha
   return d;
 }
 
+// Whether an op on these inputs records a backward: gradients are enabled and a defined input
+// requires one. Inference-only kernels (fused passes, other layouts) run only when it does not.
+inline bool records_gradient(std::initializer_list<const Variable*> inputs) {
+  if (!grad_enabled()) return false;
+  for (const Variable* v : inputs) {
+    if (v->defined() && v->requires_grad()) return true;
+  }
+  return false;
+}
+
 // A fresh f32 tensor shaped like `shape` on `device`.
 inline Tensor new_f32(const Shape& shape, Device device) {
   return Tensor::empty(shape, DType::F32, device);

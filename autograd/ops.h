@@ -113,6 +113,13 @@ Variable softmax(const Variable& x);  // over the last dimension   ops/softmax.c
 // throws unless pooled_attention_supported. The forward keeps the probabilities (..., n, m) for
 // the backward only when a gradient is recorded.   ops/pooled_attention.cpp
 Variable pooled_attention(const Variable& q, const Variable& k, const Variable& v, float scale);
+// The same attention on images' channel-major layout: q (B, C, n), k and v (B, C, m), C = heads x
+// d, head h of image b its channels [h d, (h + 1) d) -> out (B, C, n) likewise (what a 1x1
+// convolution reads and writes: E-MHSA without token transposes, layers/e_mhsa.h). On the CPU
+// with no gradient to record one kernel reads that layout as it lies; otherwise the heads are
+// permuted to pooled_attention's layout and back (any device, with a backward).
+Variable pooled_attention_channels(const Variable& q, const Variable& k, const Variable& v,
+                                   int64_t heads, float scale);
 // Whether pooled_attention's kernel on `device` takes heads (the product of the leading
 // dimensions) x n queries with m keys of dimension d: CPU any m >= 1; CUDA d 16 or 32, m <= 256.
 bool pooled_attention_supported(Device device, int64_t heads, int64_t n, int64_t m, int64_t d);

@@ -61,8 +61,9 @@ struct Shape3 {
 
 // The products behind Next-ViT-S at 224 x 224, batch 1: 1x1 convolutions are W (Cout, Cin)
 // times X (Cin, H*W) -- the NCBs' MLPs (ratio 3) and the NTBs' (ratio 2); the E-MHSA linears
-// are tokens (N, C) times W^T with C the attention's 192 / 384 / 768 channels, q and proj on
-// every token, k and v on the 49 pooled ones; the stem's first convolution (3 -> 64, stride 2,
+// on C = 192 / 384 / 768 channels, q and proj on every token, k and v on the 49 pooled ones, in
+// training tokens (N, C) times W^T, in eval on the CPU 1x1 convolutions W (C, C) times the
+// image's X (C, N) (EMHSA::forward_image); the stem's first convolution (3 -> 64, stride 2,
 // 27 inputs per output: too few for the direct kernel) runs on im2col in four chunks of 3136
 // columns. The 3x3 convolutions with 32 or more inputs per output run on the direct kernel
 // (kernels/cpu/conv_direct.cpp), not on a GEMM: they are timed in the conv table. Then the
@@ -79,11 +80,16 @@ const std::vector<Shape3> kShapes = {
     {"conv1x1 1024->2048 @7x7", 2048, 49, 1024, false, false},
     {"conv1x1 2048->1024 @7x7", 1024, 49, 2048, false, false},
     {"stem 3x3 3->64 s2 im2col chunk", 64, 3136, 27, false, false},
-    {"linear x W^T 784x192x192", 784, 192, 192, false, true},
-    {"linear x W^T 196x384x384", 196, 384, 384, false, true},
-    {"linear x W^T 49x768x768", 49, 768, 768, false, true},
-    {"linear x W^T 49x384x384 (k, v)", 49, 384, 384, false, true},
-    {"linear x W^T 49x192x192 (k, v)", 49, 192, 192, false, true},
+    {"E-MHSA train x W^T 784x192x192", 784, 192, 192, false, true},
+    {"E-MHSA train x W^T 196x384x384", 196, 384, 384, false, true},
+    {"E-MHSA train x W^T 49x768x768", 49, 768, 768, false, true},
+    {"E-MHSA train x W^T 49x384 (k, v)", 49, 384, 384, false, true},
+    {"E-MHSA train x W^T 49x192 (k, v)", 49, 192, 192, false, true},
+    {"E-MHSA eval W x 192 @28x28", 192, 784, 192, false, false},
+    {"E-MHSA eval W x 384 @14x14", 384, 196, 384, false, false},
+    {"E-MHSA eval W x 768 @7x7", 768, 49, 768, false, false},
+    {"E-MHSA eval W x 384 @49 (k, v)", 384, 49, 384, false, false},
+    {"E-MHSA eval W x 192 @49 (k, v)", 192, 49, 192, false, false},
     {"conv1x1 dX = W^T dY @56x56", 96, 3136, 288, true, false},
     {"conv1x1 dW = dY X^T @56x56", 288, 96, 3136, false, true},
     {"square 512", 512, 512, 512, false, false},
@@ -261,7 +267,8 @@ constexpr size_t kColdBytes = size_t{320} << 20;
 constexpr int kColdPasses = 5;
 
 // The weight-heavy products of Next-ViT-S at batch 1; the weight is A (Cout x Cin) of a 1x1
-// convolution, or B (out x in, transposed) of a linear layer on the tokens.
+// convolution (and of E-MHSA's linear layers in eval on the CPU, which run as 1x1 convolutions),
+// or B (out x in, transposed) of a linear layer on the tokens.
 const std::vector<Shape3> kColdShapes = {
     {"conv1x1 192->576 @28x28", 576, 784, 192, false, false},
     {"conv1x1 384->1152 @14x14", 1152, 196, 384, false, false},
@@ -269,8 +276,10 @@ const std::vector<Shape3> kColdShapes = {
     {"conv1x1 768->2304 @7x7", 2304, 49, 768, false, false},
     {"conv1x1 2304->768 @7x7", 768, 49, 2304, false, false},
     {"conv1x1 1024->2048 @7x7", 2048, 49, 1024, false, false},
-    {"linear 49x768 x W^T 768", 49, 768, 768, false, true},
-    {"linear 196x384 x W^T 384", 196, 384, 384, false, true},
+    {"E-MHSA train 49x768 x W^T 768", 49, 768, 768, false, true},
+    {"E-MHSA train 196x384 x W^T 384", 196, 384, 384, false, true},
+    {"E-MHSA eval W 768 x 768 @7x7", 768, 49, 768, false, false},
+    {"E-MHSA eval W 384 x 384 @14x14", 384, 196, 384, false, false},
 };
 
 // Copies of the weight operand that fill kColdBytes (at least 8).

@@ -33,6 +33,11 @@ namespace nextvit::kernels {
 
 namespace cpu {
 NV_POOLED_ATTENTION_KERNELS
+// The forward for inference on images' channel-major layout, CPU only: q and out (heads, d, n),
+// k and v (heads, d, m), each head a block of d channel rows, as the heads of a (C, H * W) map
+// lie one after the other (C = heads x d). No probabilities are kept. Overwrites out.
+void pooled_attention_forward_channels(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
+                                       const float* q, const float* k, const float* v, float* out);
 }  // namespace cpu
 namespace cuda {
 NV_POOLED_ATTENTION_KERNELS

@@ -44,6 +44,49 @@ Variable EMHSA::forward(const Variable& x) {
   return proj->forward(ops::reshape(out, {B, N, dim_}));
 }
 
+namespace {
+
+// y = linear(x) on a (B, C, L...) map's channels: a 1x1 convolution with the layer's weight.
+Variable linear_on_channels(const Linear& layer, const Variable& x) {
+  const Variable& w = layer.weight();
+  return ops::conv2d(x, ops::reshape(w, {w.size(0), w.size(1), 1, 1}), layer.bias(), {});
+}
+
+}  // namespace
+
+Variable EMHSA::forward_image(const Variable& x, const Variable& residual) {
+  profiler::ModuleScope scope(profile_id());
+  NV_CHECK(x.dim() == 4 && x.size(1) == dim_, "E-MHSA: expected an image (B, {}, H, W), got {}",
+           dim_, shape_str(x.shape()));
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), N = H * W;
+  const Variable q_map = linear_on_channels(*q, x);  // (B, C, H, W)
+
+  Variable kv_source = x;  // (B, C, N', 1)
+  if (sr_ratio_ > 1) {
+    const int64_t window = sr_ratio_ * sr_ratio_;
+    NV_CHECK(N >= window,
+             "E-MHSA: {} tokens cannot be pooled by sr^2 = {}; the input image is too small for "
+             "sr = {}",
+             N, window, sr_ratio_);
+    // (B, C, H, W) read as (B, C, N) is the token axis in raster order, as forward pools it.
+    const Variable pooled =
+        norm->forward(ops::avg_pool1d(ops::reshape(x, {B, dim_, N}), window, window));
+    kv_source = ops::reshape(pooled, {B, dim_, pooled.size(2), 1});
+  }
+  const int64_t Nk = kv_source.size(2) * kv_source.size(3);
+  const Variable k_map = linear_on_channels(*k, kv_source),
+                 v_map = linear_on_channels(*v, kv_source);
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim_));
+  const Variable attn = ops::pooled_attention_channels(
+      ops::reshape(q_map, {B, dim_, N}), ops::reshape(k_map, {B, dim_, Nk}),
+      ops::reshape(v_map, {B, dim_, Nk}), heads_, scale);
+  const Variable& w = proj->weight();
+  return ops::conv2d_eval_fused(ops::reshape(attn, {B, dim_, H, W}),
+                                ops::reshape(w, {w.size(0), w.size(1), 1, 1}), proj->bias(), {},
+                                nullptr, false, residual);
+}
+
 Variable emhsa_attention_unfused(const Variable& q, const Variable& k, const Variable& v,
                                  float scale) {
   // k^T (B, h, d, N') makes q k^T a plain batched (N x d)(d x N') product.

@@ -5,6 +5,7 @@
 //              order (not a 2-D window), then normalises: (B, N / sr^2, C)
 //   k = Linear_k(x'), v = Linear_v(x')                (B, h, N', d)
 //   out = Linear_proj(softmax(q k^T / sqrt(d)) v)     (B, N, C)
+// For inference, forward_image runs the same on (B, C, H, W) maps without the transposes.
 // The attention runs as one fused op (ops::pooled_attention) when its kernel takes the sizes on
 // the input's device (always at Next-ViT's shapes), otherwise as matmul, scale, softmax, matmul.
 #include <memory>
@@ -26,6 +27,12 @@ class EMHSA : public Module {
  public:
   EMHSA(int64_t dim, int64_t head_dim, int64_t sr_ratio);
   Variable forward(const Variable& x);
+  // residual + forward(x as tokens), given and returned as images (B, C, H, W) instead: the
+  // same computation with the linear layers as 1x1 convolutions and the attention on the
+  // heads' channel rows (ops::pooled_attention_channels), so that no token transpose or head
+  // permutation is made, and the residual add runs in the last product's output pass. NTB's
+  // inference path on the CPU; equal to the token form up to the order of float roundings.
+  Variable forward_image(const Variable& x, const Variable& residual);
   int64_t sr_ratio() const { return sr_ratio_; }
   int64_t heads() const { return heads_; }
   // Off: always the unfused reference path (tests compare the two on the same weights).

@@ -34,13 +34,18 @@ Variable NTB::forward(const Variable& input) {
   profiler::ModuleScope scope(profile_id());
   const bool train = is_training();
   Variable x = patch_embed->forward(input);
-  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-
-  // (B, C, H, W) -> tokens (B, HW, C), row-major over (H, W), as the official rearrange.
-  Variable tokens = ops::transpose(ops::reshape(norm1->forward(x), {B, C, H * W}), 1, 2);
-  Variable attn =
-      ops::drop_path(e_mhsa->forward(tokens), drop_path_ * mix_block_ratio_, train, *generator_);
-  x = ops::add(x, ops::reshape(ops::transpose(attn, 1, 2), {B, C, H, W}));
+  if (attention_on_image(train, x.device())) {
+    // Inference on the CPU: the attention on the image itself (EMHSA::forward_image), without
+    // the transposes to and from tokens, its residual add in the projection's output pass.
+    x = e_mhsa->forward_image(norm1->forward(x), /*residual=*/x);
+  } else {
+    const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+    // (B, C, H, W) -> tokens (B, HW, C), row-major over (H, W), as the official rearrange.
+    Variable tokens = ops::transpose(ops::reshape(norm1->forward(x), {B, C, H * W}), 1, 2);
+    Variable attn =
+        ops::drop_path(e_mhsa->forward(tokens), drop_path_ * mix_block_ratio_, train, *generator_);
+    x = ops::add(x, ops::reshape(ops::transpose(attn, 1, 2), {B, C, H, W}));
+  }
 
   Variable y = projection->forward(x);
   if (train) {

@@ -33,6 +33,11 @@ class NTB : public Block {
   // `generator` draws the drop-path masks; owned by the model.
   NTB(const NTBOptions& options, Generator* generator);
   Variable forward(const Variable& x) override;
+  // Whether forward runs E-MHSA on the image itself (EMHSA::forward_image: its linear layers as
+  // 1x1 convolutions) rather than on tokens: in eval on the CPU.
+  static bool attention_on_image(bool training, Device device) {
+    return !training && device.is_cpu();
+  }
   int64_t mhsa_channels() const { return mhsa_channels_; }
   int64_t mhca_channels() const { return mhca_channels_; }
 

@@ -8,6 +8,7 @@
 #include "core/device_guard.h"
 #include "core/profiler.h"
 #include "core/threads.h"
+#include "layers/ntb.h"
 #include "models/nextvit_info.h"
 
 namespace nextvit {
@@ -165,7 +166,15 @@ ProfileReport profile_model(NextViT& model, const ProfileOptions& o) {
   NV_CHECK(o.batch >= 1 && o.iterations >= 1 && o.warmup >= 0,
            "profile: batch {} and iterations {} must be >= 1, warm-up {} >= 0", o.batch,
            o.iterations, o.warmup);
-  const ModelInfo info = analyze(model, o.height, o.width);
+  ModelInfo info = analyze(model, o.height, o.width);
+  if (NTB::attention_on_image(o.train, o.device)) {
+    // E-MHSA's linear layers run as 1x1 convolutions there: count their products as such.
+    for (PartMacs& p : info.parts) {
+      if (p.kind == OpKind::Gemm && p.path.find(".e_mhsa") != std::string::npos) {
+        p.kind = profiler::conv_kind(1, 1, 1);
+      }
+    }
+  }
   model.name_for_profiling();
   // cuda:N: the thread's device for the whole run, so the profiler's CUDA events and the
   // synchronisations are on device N's stream.

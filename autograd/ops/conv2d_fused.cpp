@@ -36,14 +36,6 @@ Variable unfused(const Variable& x, const Variable& weight, const Variable& bias
   return residual.defined() ? add(residual, y) : y;
 }
 
-bool records_gradient(std::initializer_list<const Variable*> inputs) {
-  if (!grad_enabled()) return false;
-  for (const Variable* v : inputs) {
-    if (v->defined() && v->requires_grad()) return true;
-  }
-  return false;
-}
-
 // The BatchNorm's (alpha, beta) per channel, as host vectors; `side` names the channels
 // ("input" or "output") in errors.
 void eval_affine(const EvalBatchNorm& bn, int64_t channels, const char* side,

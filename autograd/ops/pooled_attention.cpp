@@ -78,4 +78,38 @@ Variable pooled_attention(const Variable& q, const Variable& k, const Variable& 
   });
 }
 
+Variable pooled_attention_channels(const Variable& q, const Variable& k, const Variable& v,
+                                   int64_t heads, float scale) {
+  constexpr const char* op = "pooled_attention_channels";
+  NV_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v must be defined", op);
+  const std::string shapes = fmt::format("q {}, k {}, v {}", shape_str(q.shape()),
+                                         shape_str(k.shape()), shape_str(v.shape()));
+  NV_CHECK(q.dim() == 3 && k.dim() == 3 && v.dim() == 3,
+           "{}: expected q (B, C, n), k and v (B, C, m), got {}", op, shapes);
+  const int64_t B = q.size(0), C = q.size(1), n = q.size(2), m = k.size(2);
+  NV_CHECK(k.size(0) == B && v.size(0) == B && k.size(1) == C && v.size(1) == C && v.size(2) == m,
+           "{}: k and v must be (B, C, m) with q's B and C, got {}", op, shapes);
+  NV_CHECK(heads > 0 && C % heads == 0, "{}: {} channels are not {} heads of equal size", op, C,
+           heads);
+  const int64_t d = C / heads;
+  const Device dev = common_device({&q, &k, &v}, op);
+  if (!dev.is_cpu() || records_gradient({&q, &k, &v}) ||
+      !kernels::pooled_attention_cpu_supported(d, m)) {
+    // (B, C, len) -> (B, heads, len, d), the token layout of the fused op, and back.
+    auto heads_of = [&](const Variable& t) {
+      return permute(reshape(t, {B, heads, d, t.size(2)}), {0, 1, 3, 2});
+    };
+    const Variable out = pooled_attention(heads_of(q), heads_of(k), heads_of(v), scale);
+    return reshape(permute(out, {0, 1, 3, 2}), {B, C, n});
+  }
+  profiler::OpScope scope(profiler::OpKind::Attention);
+  Tensor tq = f32_input(q, op, "q"), tk = f32_input(k, op, "k"), tv = f32_input(v, op, "v");
+  Tensor out = new_f32(tq.shape(), dev);
+  kernels::cpu::pooled_attention_forward_channels(B * heads, n, m, d, scale, tq.data<float>(),
+                                                  tk.data<float>(), tv.data<float>(),
+                                                  out.data<float>());
+  // No input needs a gradient here (checked above), so this records none; it counts the bytes.
+  return make_result(out, {q, k, v}, op, nullptr);
+}
+
 }  // namespace nextvit::ops

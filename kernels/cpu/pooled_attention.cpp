@@ -259,6 +259,27 @@ void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, fl
   });
 }
 
+// The same two products on the heads' channel-major blocks: a block of query columns of q^T
+// (d, n) gives its scores as (q^T)^T k^T, and the output columns as v^T probs^T, written into
+// out^T (d, n) in place. Each sum runs over the same terms in the same order as above.
+void pooled_attention_forward_channels(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
+                                       const float* q, const float* k, const float* v, float* out) {
+  const int64_t blocks = (n + kForwardRows - 1) / kForwardRows;
+  parallel_for(heads * blocks, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> probs(static_cast<size_t>(std::min(kForwardRows, n) * m));
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t h = item / blocks, r0 = item % blocks * kForwardRows;
+      const int64_t rows = std::min(kForwardRows, n - r0);
+      float* p = probs.data();
+      const float* kh = k + h * d * m;
+      const float* vh = v + h * d * m;
+      gemm(true, false, rows, m, d, 1.0f, q + h * d * n + r0, n, kh, m, 0.0f, p, m);  // q k^T
+      scaled_softmax(p, rows, m, scale);
+      gemm(false, true, d, rows, m, 1.0f, vh, m, p, m, 0.0f, out + h * d * n + r0, n);  // v^T p^T
+    }
+  });
+}
+
 // Derivation: docs/derivations.md#attention-backward
 void pooled_attention_backward(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
                                const float* q, const float* k, const float* v, const float* probs,
