@@ -25,13 +25,7 @@ Variable EMHSA::forward(const Variable& x) {
 
   Variable kv_source = x;
   if (sr_ratio_ > 1) {
-    const int64_t window = sr_ratio_ * sr_ratio_;
-    NV_CHECK(N >= window,
-             "E-MHSA: {} tokens cannot be pooled by sr^2 = {}; the input image is too small for "
-             "sr = {}",
-             N, window, sr_ratio_);
-    Variable pooled = ops::avg_pool1d(ops::transpose(x, 1, 2), window, window);  // (B, C, N')
-    kv_source = ops::transpose(norm->forward(pooled), 1, 2);                     // (B, N', C)
+    kv_source = ops::transpose(pooled_keys(ops::transpose(x, 1, 2)), 1, 2);  // (B, N', C)
   }
   const int64_t Nk = kv_source.size(1);
   Variable kh = ops::permute(ops::reshape(k->forward(kv_source), {B, Nk, h, d}), {0, 2, 1, 3});
@@ -42,6 +36,15 @@ Variable EMHSA::forward(const Variable& x) {
                                    : emhsa_attention_unfused(qh, kh, vh, scale);  // (B, h, N, d)
   Variable out = ops::permute(attn, {0, 2, 1, 3});                                // (B, N, h, d)
   return proj->forward(ops::reshape(out, {B, N, dim_}));
+}
+
+Variable EMHSA::pooled_keys(const Variable& x) {
+  const int64_t window = sr_ratio_ * sr_ratio_;
+  NV_CHECK(x.size(2) >= window,
+           "E-MHSA: {} tokens cannot be pooled by sr^2 = {}; the input image is too small for "
+           "sr = {}",
+           x.size(2), window, sr_ratio_);
+  return norm->forward(ops::avg_pool1d(x, window, window));
 }
 
 namespace {
@@ -63,14 +66,8 @@ Variable EMHSA::forward_image(const Variable& x, const Variable& residual) {
 
   Variable kv_source = x;  // (B, C, N', 1)
   if (sr_ratio_ > 1) {
-    const int64_t window = sr_ratio_ * sr_ratio_;
-    NV_CHECK(N >= window,
-             "E-MHSA: {} tokens cannot be pooled by sr^2 = {}; the input image is too small for "
-             "sr = {}",
-             N, window, sr_ratio_);
     // (B, C, H, W) read as (B, C, N) is the token axis in raster order, as forward pools it.
-    const Variable pooled =
-        norm->forward(ops::avg_pool1d(ops::reshape(x, {B, dim_, N}), window, window));
+    const Variable pooled = pooled_keys(ops::reshape(x, {B, dim_, N}));
     kv_source = ops::reshape(pooled, {B, dim_, pooled.size(2), 1});
   }
   const int64_t Nk = kv_source.size(2) * kv_source.size(3);

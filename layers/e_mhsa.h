@@ -42,6 +42,9 @@ class EMHSA : public Module {
   std::shared_ptr<BatchNorm> norm;  // null when sr_ratio == 1
 
  private:
+  // norm(AvgPool1d(sr^2)(x)) of channel-major tokens x (B, C, N) -> (B, C, N / sr^2).
+  Variable pooled_keys(const Variable& x);
+
   int64_t dim_, head_dim_, heads_, sr_ratio_;
   bool fused_attention_ = true;
 };

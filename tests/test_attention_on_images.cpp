@@ -44,9 +44,9 @@ TEST_CASE("pooled_attention_channels: the CPU kernel equals pooled_attention on 
   };
   // Next-ViT-S's three E-MHSA layers at 224 (784 queries: three blocks of 256 and 16 more),
   // head dimension 16, then an odd head size with more keys than queries, and a single key.
-  for (const Dims& c : {Dims{1, 192, 6, 784, 49}, Dims{2, 384, 12, 196, 49},
-                        Dims{1, 768, 24, 49, 49}, Dims{2, 64, 4, 49, 49}, Dims{1, 21, 3, 37, 70},
-                        Dims{1, 64, 2, 5, 1}}) {
+  for (const Dims& c :
+       {Dims{1, 192, 6, 784, 49}, Dims{2, 384, 12, 196, 49}, Dims{1, 768, 24, 49, 49},
+        Dims{2, 64, 4, 49, 49}, Dims{1, 21, 3, 37, 70}, Dims{1, 64, 2, 5, 1}}) {
     INFO("B " << c.batch << " C " << c.channels << " heads " << c.heads << " n " << c.n << " m "
               << c.m);
     Generator g(uint64_t(c.channels + c.n));
@@ -73,8 +73,9 @@ TEST_CASE("pooled_attention_channels: the CPU kernel equals pooled_attention on 
   }
 }
 
-TEST_CASE("pooled_attention_channels: with a gradient wanted it runs the token op, with its backward",
-          "[attention]") {
+TEST_CASE(
+    "pooled_attention_channels: with a gradient wanted it runs the token op, with its backward",
+    "[attention]") {
   Generator g(21);
   const Tensor q = test::random_tensor({2, 8, 5}, g, -2.0f, 2.0f);
   const Tensor k = test::random_tensor({2, 8, 7}, g), v = test::random_tensor({2, 8, 7}, g);
@@ -116,8 +117,8 @@ TEST_CASE("E-MHSA on images equals the residual plus E-MHSA on tokens", "[attent
   };
   // Next-ViT-S's three E-MHSA layers at 224, then 30 tokens that pool (sr 2) to 7 keys with two
   // left over, and head size 16.
-  for (const Layer& l : {Layer{192, 4, 1, 28, 28}, Layer{384, 2, 2, 14, 14},
-                         Layer{768, 1, 1, 7, 7}, Layer{64, 2, 2, 5, 6}}) {
+  for (const Layer& l : {Layer{192, 4, 1, 28, 28}, Layer{384, 2, 2, 14, 14}, Layer{768, 1, 1, 7, 7},
+                         Layer{64, 2, 2, 5, 6}}) {
     for (const int64_t head_dim : {int64_t(32), int64_t(16)}) {
       if (l.dim > 64 && head_dim == 16) continue;
       INFO("dim " << l.dim << " head_dim " << head_dim << " sr " << l.sr << " x (" << l.batch
@@ -157,8 +158,7 @@ TEST_CASE("NTB: inference on the CPU equals the block's formula on tokens", "[at
     // The block as its header writes it, on tokens, with drop-path the identity in eval.
     Variable x = b.patch_embed->forward(Variable(input));
     const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-    const Variable tokens =
-        ops::transpose(ops::reshape(b.norm1->forward(x), {B, C, H * W}), 1, 2);
+    const Variable tokens = ops::transpose(ops::reshape(b.norm1->forward(x), {B, C, H * W}), 1, 2);
     x = ops::add(x, ops::reshape(ops::transpose(b.e_mhsa->forward(tokens), 1, 2), {B, C, H, W}));
     Variable y = b.projection->forward(x);
     y = ops::add(y, b.mhca->forward(y));
