@@ -150,6 +150,18 @@ TEST_CASE("profile: an eval forward has no backward time", "[profiler][model]") 
   const ProfileReport r = profile_model(model, small_options(false));
   REQUIRE(sum_ms(r.kinds, false) == Approx(r.profiled_step_ms).epsilon(1e-6));
   for (const ProfileRow& row : r.kinds) REQUIRE(row.backward_ms == 0);
+  // In eval on the CPU, E-MHSA's linear layers run (and are counted) as 1x1 convolutions: the
+  // GEMM row holds the classifier alone, and the MACs of the kinds still add up to the model's.
+  const ModelInfo info = analyze(model, 64, 64);
+  int64_t head_macs = 0, kind_macs = 0;
+  for (const PartMacs& p : info.parts) head_macs += p.path == "head" ? p.macs : 0;
+  for (const ProfileRow& row : r.kinds) {
+    kind_macs += row.macs;
+    if (row.name != profiler::kind_name(OpKind::Gemm)) continue;
+    REQUIRE(row.forward_calls == 1);
+    REQUIRE(row.macs == head_macs * 2);
+  }
+  REQUIRE(kind_macs == info.macs * 2);
   REQUIRE_THROWS_WITH(profile_model(model,
                                     [] {
                                       ProfileOptions o = small_options(false);
