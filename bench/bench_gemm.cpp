@@ -403,6 +403,12 @@ kernels::Conv2dShape conv_shape(const ConvCase& c) {
   return s;
 }
 
+// Multiply-adds of the forward (and of each gradient): every output sums cin/groups x k x k.
+int64_t conv_macs(const ConvCase& c) {
+  const kernels::Conv2dShape s = conv_shape(c);
+  return s.batch * s.out_channels * s.out_h() * s.out_w() * (s.in_channels / s.groups) * c.k * c.k;
+}
+
 // Seconds of forward, input gradient and weight gradient.
 std::array<double, 3> time_conv(const ConvCase& c, bool quick) {
   const kernels::Conv2dShape s = conv_shape(c);
@@ -512,16 +518,21 @@ int main(int argc, char** argv) {
     omp_set_num_threads(threads);
     std::map<int, std::vector<double>> tt;
     if (torch) tt = torch_conv(threads, quick);
+    const double peak = threads * ghz * flops_per_cycle;
     std::printf(
         "conv2d (kernels/cpu/conv2d on this GEMM), threads = %d: ms for forward, input "
-        "gradient, weight gradient; ratio = torch time / ours (> 1: ours faster)\n",
-        threads);
-    std::printf("%-24s %8s %8s %8s %8s %8s %8s %6s %6s %6s\n", "layer", "fwd", "dx", "dw", "t.fwd",
-                "t.dx", "t.dw", "r.fwd", "r.dx", "r.dw");
+        "gradient, weight gradient; %%pk: ours as a share of the %d-thread FP32 peak (each "
+        "direction 2 x the forward MACs); ratio = torch time / ours (> 1: ours faster)\n",
+        threads, threads);
+    std::printf("%-24s %8s %8s %8s %5s %5s %5s %8s %8s %8s %6s %6s %6s\n", "layer", "fwd", "dx",
+                "dw", "%pk.f", "%pk.x", "%pk.w", "t.fwd", "t.dx", "t.dw", "r.fwd", "r.dx", "r.dw");
     for (size_t i = 0; i < kConvs.size(); ++i) {
+      if (!only.empty() && std::string(kConvs[i].name).find(only) == std::string::npos) continue;
       const auto ours = time_conv(kConvs[i], quick);
-      std::printf("%-24s %8.3f %8.3f %8.3f", kConvs[i].name, ours[0] * 1e3, ours[1] * 1e3,
-                  ours[2] * 1e3);
+      const double flops = 2.0 * double(conv_macs(kConvs[i]));
+      std::printf("%-24s %8.3f %8.3f %8.3f %4.0f%% %4.0f%% %4.0f%%", kConvs[i].name, ours[0] * 1e3,
+                  ours[1] * 1e3, ours[2] * 1e3, 100 * flops / ours[0] / peak / 1e9,
+                  100 * flops / ours[1] / peak / 1e9, 100 * flops / ours[2] / peak / 1e9);
       auto it = tt.find(int(i));
       if (it != tt.end() && it->second.size() == 3) {
         const auto& t = it->second;
