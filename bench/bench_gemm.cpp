@@ -374,7 +374,7 @@ struct ConvCase {
 };
 
 // Next-ViT-S at 224 x 224, batch 1: the stem, the grouped 3x3 of MHCA at every stage, and the
-// 1x1 convs of an NCB's MLP; plus one batch-8 MHCA for training.
+// 1x1 convs of an NCB's MLP; plus one batch-8 MHCA, and the training model's shapes.
 const std::vector<ConvCase> kConvs = {
     {"stem 3->64 s2 @224", 1, 3, 224, 64, 3, 2, 1, 1},
     {"stem 64->32 @112", 1, 64, 112, 32, 3, 1, 1, 1},
@@ -388,6 +388,19 @@ const std::vector<ConvCase> kConvs = {
     {"mlp 1x1 288->96 @56", 1, 288, 56, 96, 1, 1, 0, 1},
     {"mlp 1x1 768->2304 @7", 1, 768, 7, 2304, 1, 1, 0, 1},
     {"mhca 96 g3 @56 batch 8", 8, 96, 56, 96, 3, 1, 1, 3},
+    // The default training model (nextvit_fmnist, 28 x 28, batch 128): the stem, then an NCB's
+    // MHCA and MLP at each stage's map (7 x 7, 4 x 4, 2 x 2, 1 x 1).
+    {"fmnist b128 stem 32->64 @14", 128, 32, 14, 64, 3, 1, 1, 1},
+    {"fmnist b128 stem 64->64 s2 @14", 128, 64, 14, 64, 3, 2, 1, 1},
+    {"fmnist b128 mhca 64 g4 @7", 128, 64, 7, 64, 3, 1, 1, 4},
+    {"fmnist b128 mhca 128 g8 @4", 128, 128, 4, 128, 3, 1, 1, 8},
+    {"fmnist b128 mhca 192 g12 @2", 128, 192, 2, 192, 3, 1, 1, 12},
+    {"fmnist b128 mhca 256 g16 @1", 128, 256, 1, 256, 3, 1, 1, 16},
+    {"fmnist b128 1x1 64->192 @7", 128, 64, 7, 192, 1, 1, 0, 1},
+    {"fmnist b128 1x1 128->384 @4", 128, 128, 4, 384, 1, 1, 0, 1},
+    {"fmnist b128 1x1 192->576 @2", 128, 192, 2, 576, 1, 1, 0, 1},
+    {"fmnist b128 1x1 256->768 @1", 128, 256, 1, 768, 1, 1, 0, 1},
+    {"fmnist b128 1x1 768->256 @1", 128, 768, 1, 256, 1, 1, 0, 1},
 };
 
 kernels::Conv2dShape conv_shape(const ConvCase& c) {
@@ -524,13 +537,13 @@ int main(int argc, char** argv) {
         "gradient, weight gradient; %%pk: ours as a share of the %d-thread FP32 peak (each "
         "direction 2 x the forward MACs); ratio = torch time / ours (> 1: ours faster)\n",
         threads, threads);
-    std::printf("%-24s %8s %8s %8s %5s %5s %5s %8s %8s %8s %6s %6s %6s\n", "layer", "fwd", "dx",
+    std::printf("%-30s %8s %8s %8s %5s %5s %5s %8s %8s %8s %6s %6s %6s\n", "layer", "fwd", "dx",
                 "dw", "%pk.f", "%pk.x", "%pk.w", "t.fwd", "t.dx", "t.dw", "r.fwd", "r.dx", "r.dw");
     for (size_t i = 0; i < kConvs.size(); ++i) {
       if (!only.empty() && std::string(kConvs[i].name).find(only) == std::string::npos) continue;
       const auto ours = time_conv(kConvs[i], quick);
       const double flops = 2.0 * double(conv_macs(kConvs[i]));
-      std::printf("%-24s %8.3f %8.3f %8.3f %4.0f%% %4.0f%% %4.0f%%", kConvs[i].name, ours[0] * 1e3,
+      std::printf("%-30s %8.3f %8.3f %8.3f %4.0f%% %4.0f%% %4.0f%%", kConvs[i].name, ours[0] * 1e3,
                   ours[1] * 1e3, ours[2] * 1e3, 100 * flops / ours[0] / peak / 1e9,
                   100 * flops / ours[1] / peak / 1e9, 100 * flops / ours[2] / peak / 1e9);
       auto it = tt.find(int(i));

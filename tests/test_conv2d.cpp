@@ -1,7 +1,7 @@
 // ops::conv2d on the CPU: forward and all three gradients against a direct convolution written
 // here in double precision, for groups, strides, paddings, kernel sizes, non-square shapes and
 // the chunking modes of the kernel (1x1 in place, small images grouped, large images cut into
-// several chunks); central-difference gradient checks; and the shape errors.
+// several chunks, one-pixel maps); central-difference gradient checks; and the shape errors.
 #include <omp.h>
 
 #include <vector>
@@ -121,6 +121,12 @@ const std::vector<Config>& configs() {
       {2, 4, 13, 12, 6, 2, 4, 1, 1, 1, 2, 1, false},    // padded, 13 wide, even kernel
       {1, 3, 5, 20, 4, 3, 3, 1, 1, 0, 0, 1, true},      // padded, no padding, 18 wide
       {1, 112, 12, 12, 4, 3, 3, 1, 1, 1, 1, 1, false},  // padded, column ranges of one image
+      // One pixel in and out (kernels/cpu/conv_one_pixel.cpp): a matrix product over the batch.
+      {5, 32, 1, 1, 48, 3, 3, 1, 1, 1, 1, 16, true},  // MHCA-like: grouped 3x3, center tap
+      {6, 24, 1, 1, 40, 1, 1, 1, 1, 0, 0, 1, true},   // 1x1: an MLP at the last stage
+      {3, 8, 1, 1, 8, 5, 3, 1, 1, 2, 1, 2, false},    // 5x3 kernel: tap (2, 1)
+      {4, 8, 1, 1, 16, 3, 3, 2, 2, 1, 1, 1, true},    // stride 2, still one pixel out
+      {2, 4, 1, 1, 4, 3, 3, 1, 1, 2, 2, 1, true},     // one pixel in, 3x3 out: general path
   };
   return list;
 }
@@ -158,10 +164,11 @@ TEST_CASE("conv2d: one thread and two threads give the same results", "[conv2d]"
   // shares: 3 chunks become 4 (1x1 at 4 x 4, 16 images per chunk at most), 2 stay 2 (grouped
   // 3x3 at 7 x 7, 18 at most), and 14 wide images into the padded im2col.
   const std::vector<Config> configs = {
-      {4, 64, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2, true},  {2, 8, 16, 16, 16, 1, 1, 1, 1, 0, 0, 1, true},
-      {3, 3, 16, 17, 4, 3, 3, 1, 1, 1, 1, 1, true},  {1, 8, 13, 40, 8, 3, 3, 1, 1, 1, 1, 1, true},
-      {40, 512, 4, 4, 8, 1, 1, 1, 1, 0, 0, 1, true}, {37, 64, 7, 7, 16, 3, 3, 1, 1, 1, 1, 4, true},
-      {7, 32, 14, 14, 8, 3, 3, 1, 1, 1, 1, 1, false}};
+      {4, 64, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2, true},   {2, 8, 16, 16, 16, 1, 1, 1, 1, 0, 0, 1, true},
+      {3, 3, 16, 17, 4, 3, 3, 1, 1, 1, 1, 1, true},   {1, 8, 13, 40, 8, 3, 3, 1, 1, 1, 1, 1, true},
+      {40, 512, 4, 4, 8, 1, 1, 1, 1, 0, 0, 1, true},  {37, 64, 7, 7, 16, 3, 3, 1, 1, 1, 1, 4, true},
+      {7, 32, 14, 14, 8, 3, 3, 1, 1, 1, 1, 1, false}, {33, 64, 1, 1, 64, 3, 3, 1, 1, 1, 1, 4, true},
+      {35, 96, 1, 1, 160, 1, 1, 1, 1, 0, 0, 1, true}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (const Config& c : configs) check_config(c, g);
@@ -176,7 +183,8 @@ TEST_CASE("conv2d: repeated runs on two threads give the same bits", "[conv2d]")
   omp_set_num_threads(2);
   for (const Config& c : {Config{37, 64, 7, 7, 16, 3, 3, 1, 1, 1, 1, 4, true},
                           Config{40, 96, 4, 4, 32, 1, 1, 1, 1, 0, 0, 1, true},
-                          Config{9, 32, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, false}}) {
+                          Config{9, 32, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, false},
+                          Config{37, 64, 1, 1, 64, 3, 3, 1, 1, 1, 1, 4, true}}) {
     Generator g(26);
     Tensor x = test::random_tensor({c.n, c.cin, c.h, c.w}, g);
     Tensor w = test::random_tensor({c.cout, c.cin / c.groups, c.kh, c.kw}, g);

@@ -14,6 +14,9 @@
 // stride 2) take the direct kernel of kernels/cpu/conv_direct.cpp instead, on the AVX-512 and
 // AVX2 families; what follows describes every other case.
 //
+// One-pixel maps (1 x 1 in and out: the last stage of a small model) take the matrix products
+// of kernels/cpu/conv_one_pixel.cpp in every direction instead.
+//
 // A 1x1 kernel with stride 1 and no padding needs no im2col: col is the input itself, read in
 // place with leading dimension H*W (and dx is written in place the same way). With stride 1 the
 // input gradient is computed as the forward convolution of dy with the flipped kernel instead
@@ -45,6 +48,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/conv_one_pixel.h"
 #include "kernels/cpu/conv_output_pass.h"
 #include "kernels/cpu/copy_floats.h"
 #include "kernels/cpu/isa.h"
@@ -676,6 +680,10 @@ void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, 
            "conv2d_forward_fused: an input map needs a 1x1 convolution with stride 1 and no "
            "padding, got kernel {}x{}, stride {}x{}, padding {}x{}",
            s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w);
+  if (conv_one_pixel_applies(s) && prologue.scale == nullptr) {
+    conv_one_pixel_forward(s, x, w, pass, y);
+    return;
+  }
   if (conv_direct_applies(s)) {
     conv_direct_forward(s, x, w, pass, y);
     return;
@@ -850,7 +858,9 @@ void backward_data_col2im(const Geometry& g, const std::vector<Chunk>& chunks, c
 void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w, float* dx,
                           float* workspace) {
   const Geometry g(s);
-  if (backward_data_is_convolution(g)) {
+  if (conv_one_pixel_applies(s)) {
+    conv_one_pixel_backward_data(s, dy, w, dx);
+  } else if (backward_data_is_convolution(g)) {
     backward_data_by_convolution(g, dy, w, dx, workspace);
   } else if (g.pointwise) {
     backward_data_pointwise(g, plan_chunks(g), dy, w, dx);
@@ -863,7 +873,11 @@ void conv2d_backward_data(const Conv2dShape& s, const float* dy, const float* w,
 void conv2d_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw,
                             float* db, float* /*workspace*/) {
   const Geometry g(s);
-  if (dw) weight_gradient(g, x, dy, dw);
+  if (dw && conv_one_pixel_applies(s)) {
+    conv_one_pixel_backward_weight(s, x, dy, dw);
+  } else if (dw) {
+    weight_gradient(g, x, dy, dw);
+  }
   if (db) bias_gradient(g, dy, db);
 }
 

@@ -39,6 +39,20 @@ class ConvOutputPass {
     }
   }
 
+  // dst[0, n) = finished src[0, n) for output channels c0, c0 + 1, ...: a run across the
+  // channels of one pixel (kernels/cpu/conv_one_pixel.cpp, whose images are rows of channels).
+  void run_across(int64_t c0, const float* src, float* dst, int64_t n) const {
+    const float* r = e_.residual != nullptr ? e_.residual + (dst - y_) : nullptr;
+    for (int64_t q = 0; q < n; ++q) {
+      const int64_t c = c0 + q;
+      float v = src[q] + (bias_ ? bias_[c] : 0.0f);
+      if (affine_) v = v * e_.scale[c] + e_.shift[c];
+      if (e_.relu) v = v > 0.0f ? v : 0.0f;
+      if (r != nullptr) v = r[q] + v;
+      dst[q] = v;
+    }
+  }
+
  private:
   template <bool kResidual>
   void dispatch(const float* src, float* dst, int64_t n, float b, float scale, float shift,
