@@ -149,8 +149,8 @@ const std::vector<Case>& cases() {
       {1, 768, 7, 7, 768, 3, 3, 1, 1, 24},    // stage 4
       {3, 64, 14, 14, 64, 3, 3, 1, 1, 2},     // batch > 1
       {2, 64, 9, 13, 64, 3, 3, 1, 1, 2},      // odd, non-square
-      {2, 32, 1, 5, 32, 3, 3, 1, 1, 1},       // a single row
-      {1, 32, 6, 1, 32, 3, 3, 1, 1, 1},       // a single column
+      {2, 32, 1, 20, 32, 3, 3, 1, 1, 1},      // a single row
+      {1, 32, 20, 1, 32, 3, 3, 1, 1, 1},      // a single column
       {2, 48, 11, 10, 24, 3, 3, 1, 1, 3},     // 16 in, 8 out per group
       {1, 40, 8, 19, 64, 5, 5, 2, 2, 1},      // 5x5, 64 outputs, 40 inputs
       {2, 8, 7, 12, 16, 2, 4, 0, 2, 1},       // even kernel, unequal padding
@@ -162,9 +162,9 @@ const std::vector<Case>& cases() {
       {2, 16, 13, 11, 16, 3, 3, 1, 1, 1, 2},  // odd sizes
       {1, 24, 9, 20, 8, 3, 3, 0, 0, 1, 2},    // no padding
       {1, 8, 15, 17, 16, 5, 5, 2, 2, 1, 2},   // 5x5, padding 2
-      {1, 16, 8, 9, 16, 2, 2, 0, 0, 1, 2},    // 2x2, 64 steps of k
+      {1, 16, 10, 11, 16, 2, 2, 0, 0, 1, 2},  // 2x2, 64 steps of k
       {1, 16, 6, 75, 8, 3, 3, 1, 1, 1, 2},    // rows of 75: two 32-float chunks and a tail
-      {3, 64, 7, 7, 64, 3, 3, 1, 1, 2, 2},    // grouped, batch 3
+      {3, 64, 9, 9, 64, 3, 3, 1, 1, 2, 2},    // grouped, batch 3
   };
   return list;
 }
@@ -194,6 +194,12 @@ TEST_CASE("conv direct: serves MHCA shapes, leaves others to the GEMM paths", "[
         {1, 64, 8, 8, 128, 3, 3, 1, 1, 1})));                // per group
     CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // 1x1
         {1, 32, 8, 8, 32, 1, 1, 0, 0, 1})));
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // a 4 x 4 map, any
+        {1, 64, 4, 4, 64, 3, 3, 1, 1, 4})));                 // batch
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // 1 x 16
+        {128, 64, 1, 16, 64, 3, 3, 1, 1, 4})));
+    CHECK(kernels::cpu::conv_direct_applies(shape_of(  // 1 x 17
+        {1, 64, 1, 17, 64, 3, 3, 1, 1, 4})));
     kernels::cpu::set_conv_direct(false);
     CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(cases()[0])));
     kernels::cpu::set_conv_direct(true);

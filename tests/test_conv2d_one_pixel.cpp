@@ -42,12 +42,12 @@ TEST_CASE("conv one pixel: takes 1 x 1 maps in and out whose reading tap is in t
   CHECK(conv_one_pixel_applies(one_pixel(128, 256, 768, 1, 0, 1)));   // an MLP's 1x1
   Conv2dShape s = one_pixel(4, 8, 8, 3, 1, 1);
   s.stride_h = s.stride_w = 2;
-  CHECK(conv_one_pixel_applies(s));                                     // stride 2: 1 x 1 out
-  CHECK_FALSE(conv_one_pixel_applies(one_pixel(4, 8, 8, 3, 2, 1)));   // 3 x 3 out
-  CHECK_FALSE(conv_one_pixel_applies(one_pixel(4, 8, 8, 1, 1, 1)));   // 1x1 kernel, pad 1: 3 x 3
+  CHECK(conv_one_pixel_applies(s));                                  // stride 2: 1 x 1 out
+  CHECK_FALSE(conv_one_pixel_applies(one_pixel(4, 8, 8, 3, 2, 1)));  // 3 x 3 out
+  CHECK_FALSE(conv_one_pixel_applies(one_pixel(4, 8, 8, 1, 1, 1)));  // 1x1 kernel, pad 1: 3 x 3
   s = one_pixel(4, 8, 8, 3, 1, 1);
   s.in_h = s.in_w = 2;
-  CHECK_FALSE(conv_one_pixel_applies(s));                               // 2 x 2 map
+  CHECK_FALSE(conv_one_pixel_applies(s));  // 2 x 2 map
 }
 
 TEST_CASE("conv one pixel: the fused forward matches the definition", "[conv2d]") {
@@ -60,8 +60,8 @@ TEST_CASE("conv one pixel: the fused forward matches the definition", "[conv2d]"
     if (!kernels::cpu::gemm_isa_runs_here(isa)) continue;
     kernels::cpu::set_gemm_isa(isa);
     for (const Conv2dShape& s : {one_pixel(9, 48, 48, 3, 1, 3), one_pixel(7, 40, 24, 1, 0, 1)}) {
-      INFO(kernels::cpu::gemm_isa_name(isa) << ": kernel " << s.kernel_h << ", groups "
-                                            << s.groups);
+      INFO(kernels::cpu::gemm_isa_name(isa)
+           << ": kernel " << s.kernel_h << ", groups " << s.groups);
       Generator g(41);
       const int64_t cin_g = s.in_channels / s.groups, cout_g = s.out_channels / s.groups;
       const int64_t taps = s.kernel_h * s.kernel_w, tap = s.pad_h * s.kernel_w + s.pad_w;
@@ -89,7 +89,8 @@ TEST_CASE("conv one pixel: the fused forward matches the definition", "[conv2d]"
           acc = acc * scale[size_t(co)] + shift[size_t(co)];
           negatives += acc < 0.0;
           const double want = std::max(acc, 0.0) + residual[size_t(n * s.out_channels + co)];
-          REQUIRE(std::fabs(y[size_t(n * s.out_channels + co)] - want) < 1e-5 * (1 + std::fabs(want)));
+          REQUIRE(std::fabs(y[size_t(n * s.out_channels + co)] - want) <
+                  1e-5 * (1 + std::fabs(want)));
         }
       }
       CHECK(negatives > 0);  // the ReLU was exercised

@@ -54,8 +54,9 @@ bool set_conv_one_pixel(bool enabled) {
 }
 
 bool conv_one_pixel_applies(const Conv2dShape& s) {
-  return g_enabled.load(std::memory_order_relaxed) && s.in_h == 1 && s.in_w == 1 && s.out_h() == 1 && s.out_w() == 1 && s.pad_h < s.kernel_h &&
-         s.pad_w < s.kernel_w && s.batch >= 1;
+  return g_enabled.load(std::memory_order_relaxed) && s.in_h == 1 && s.in_w == 1 &&
+         s.out_h() == 1 && s.out_w() == 1 && s.pad_h < s.kernel_h && s.pad_w < s.kernel_w &&
+         s.batch >= 1;
 }
 
 void conv_one_pixel_forward(const Conv2dShape& s, const float* x, const float* w,
@@ -78,27 +79,22 @@ void conv_one_pixel_backward_data(const Conv2dShape& s, const float* dy, const f
   const OnePixel o(s);
   std::vector<float> buf;
   const float* wt = reading_tap(o, w, buf);
-  gemm_strided_batched(false, false, s.batch, o.cin_g, o.cout_g, 1.0f, dy, s.out_channels,
-                       o.cout_g, wt, o.cin_g, o.cout_g * o.cin_g, 0.0f, dx, s.in_channels, o.cin_g,
-                       o.groups);
+  gemm_strided_batched(false, false, s.batch, o.cin_g, o.cout_g, 1.0f, dy, s.out_channels, o.cout_g,
+                       wt, o.cin_g, o.cout_g * o.cin_g, 0.0f, dx, s.in_channels, o.cin_g, o.groups);
 }
 
 void conv_one_pixel_backward_weight(const Conv2dShape& s, const float* x, const float* dy,
                                     float* dw) {
   const OnePixel o(s);
   const int64_t filters = s.out_channels * o.cin_g;
-  if (o.taps == 1) {
-    gemm_strided_batched(true, false, o.cout_g, o.cin_g, s.batch, 1.0f, dy, s.out_channels,
-                         o.cout_g, x, s.in_channels, o.cin_g, 0.0f, dw, o.cin_g,
-                         o.cout_g * o.cin_g, o.groups);
-    return;
-  }
-  std::vector<float> dwt(static_cast<size_t>(filters));
+  // A 1x1 kernel's gradient is the tap's; a larger kernel's tap goes into a buffer first.
+  std::vector<float> buf(static_cast<size_t>(o.taps == 1 ? 0 : filters));
+  float* dwt = o.taps == 1 ? dw : buf.data();
   gemm_strided_batched(true, false, o.cout_g, o.cin_g, s.batch, 1.0f, dy, s.out_channels, o.cout_g,
-                       x, s.in_channels, o.cin_g, 0.0f, dwt.data(), o.cin_g, o.cout_g * o.cin_g,
-                       o.groups);
+                       x, s.in_channels, o.cin_g, 0.0f, dwt, o.cin_g, o.cout_g * o.cin_g, o.groups);
+  if (o.taps == 1) return;
   std::fill(dw, dw + filters * o.taps, 0.0f);
-  for (int64_t i = 0; i < filters; ++i) dw[i * o.taps + o.tap] = dwt[size_t(i)];
+  for (int64_t i = 0; i < filters; ++i) dw[i * o.taps + o.tap] = dwt[i];
 }
 
 }  // namespace nextvit::kernels::cpu
