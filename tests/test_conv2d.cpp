@@ -1,7 +1,8 @@
 // ops::conv2d on the CPU: forward and all three gradients against a direct convolution written
 // here in double precision, for groups, strides, paddings, kernel sizes, non-square shapes and
 // the chunking modes of the kernel (1x1 in place, small images grouped, large images cut into
-// several chunks, one-pixel maps); central-difference gradient checks; and the shape errors.
+// several chunks, tiny and one-pixel maps); central-difference gradient checks; and the shape
+// errors.
 #include <omp.h>
 
 #include <vector>
@@ -121,6 +122,12 @@ const std::vector<Config>& configs() {
       {2, 4, 13, 12, 6, 2, 4, 1, 1, 1, 2, 1, false},    // padded, 13 wide, even kernel
       {1, 3, 5, 20, 4, 3, 3, 1, 1, 0, 0, 1, true},      // padded, no padding, 18 wide
       {1, 112, 12, 12, 4, 3, 3, 1, 1, 1, 1, 1, false},  // padded, column ranges of one image
+      // Images of at most 16 pixels: im2col by permuting one vector per channel (AVX-512).
+      {6, 32, 4, 4, 32, 3, 3, 1, 1, 1, 1, 2, true},   // MHCA-like at 4 x 4, images grouped
+      {5, 12, 2, 2, 24, 3, 3, 1, 1, 1, 1, 3, false},  // 2 x 2
+      {3, 8, 4, 3, 8, 3, 2, 1, 1, 1, 0, 1, true},     // 4 x 3, 3x2 kernel, pad (1, 0)
+      {4, 8, 4, 4, 8, 3, 3, 2, 2, 1, 1, 1, true},     // stride 2: 2 x 2 out
+      {2, 4, 4, 4, 4, 5, 5, 1, 1, 2, 2, 1, false},    // 25 kernel offsets
       // One pixel in and out (kernels/cpu/conv_one_pixel.cpp): a matrix product over the batch.
       {5, 32, 1, 1, 48, 3, 3, 1, 1, 1, 1, 16, true},  // MHCA-like: grouped 3x3, center tap
       {6, 24, 1, 1, 40, 1, 1, 1, 1, 0, 0, 1, true},   // 1x1: an MLP at the last stage
@@ -163,12 +170,16 @@ TEST_CASE("conv2d: one thread and two threads give the same results", "[conv2d]"
   // Then small images grouped into uneven numbers of chunks, which two threads get in equal
   // shares: 3 chunks become 4 (1x1 at 4 x 4, 16 images per chunk at most), 2 stay 2 (grouped
   // 3x3 at 7 x 7, 18 at most), and 14 wide images into the padded im2col.
-  const std::vector<Config> configs = {
-      {4, 64, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2, true},   {2, 8, 16, 16, 16, 1, 1, 1, 1, 0, 0, 1, true},
-      {3, 3, 16, 17, 4, 3, 3, 1, 1, 1, 1, 1, true},   {1, 8, 13, 40, 8, 3, 3, 1, 1, 1, 1, 1, true},
-      {40, 512, 4, 4, 8, 1, 1, 1, 1, 0, 0, 1, true},  {37, 64, 7, 7, 16, 3, 3, 1, 1, 1, 1, 4, true},
-      {7, 32, 14, 14, 8, 3, 3, 1, 1, 1, 1, 1, false}, {33, 64, 1, 1, 64, 3, 3, 1, 1, 1, 1, 4, true},
-      {35, 96, 1, 1, 160, 1, 1, 1, 1, 0, 0, 1, true}};
+  const std::vector<Config> configs = {{4, 64, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2, true},
+                                       {2, 8, 16, 16, 16, 1, 1, 1, 1, 0, 0, 1, true},
+                                       {3, 3, 16, 17, 4, 3, 3, 1, 1, 1, 1, 1, true},
+                                       {1, 8, 13, 40, 8, 3, 3, 1, 1, 1, 1, 1, true},
+                                       {40, 512, 4, 4, 8, 1, 1, 1, 1, 0, 0, 1, true},
+                                       {37, 64, 7, 7, 16, 3, 3, 1, 1, 1, 1, 4, true},
+                                       {7, 32, 14, 14, 8, 3, 3, 1, 1, 1, 1, 1, false},
+                                       {33, 64, 1, 1, 64, 3, 3, 1, 1, 1, 1, 4, true},
+                                       {33, 64, 4, 4, 64, 3, 3, 1, 1, 1, 1, 4, true},
+                                       {35, 96, 1, 1, 160, 1, 1, 1, 1, 0, 0, 1, true}};
   for (int threads : {1, 2}) {
     omp_set_num_threads(threads);
     for (const Config& c : configs) check_config(c, g);
