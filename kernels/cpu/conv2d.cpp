@@ -11,8 +11,9 @@
 //
 // Forward convolutions at stride 1 or 2 with small groups (a multiple of 8 and at most 64
 // (AVX-512) or 32 (AVX2) output channels per group: Next-ViT's MHCA, the stem's 64 -> 64 at
-// stride 2) take the direct kernel of kernels/cpu/conv_direct.cpp instead, on the AVX-512 and
-// AVX2 families; what follows describes every other case.
+// stride 2) and more than 16 output positions take the direct kernel of
+// kernels/cpu/conv_direct.cpp instead, on the AVX-512 and AVX2 families; what follows describes
+// every other case.
 //
 // One-pixel maps (1 x 1 in and out: the last stage of a small model) take the matrix products
 // of kernels/cpu/conv_one_pixel.cpp in every direction instead.
@@ -29,7 +30,8 @@
 // contiguous buffer and the results scattered back; their number is a multiple of the thread
 // count and their sizes equal, so that every thread gets the same work. Narrow images build
 // their im2col through zero-padded copies (14 x 14, stride 1) or through a table of input
-// offsets and masked gathers (7 x 7 and below) rather than row by row.
+// offsets and masked gathers (7 x 7 and below; with AVX-512, images of at most 16 pixels by
+// one vector permutation per channel and kernel offset) rather than row by row.
 //
 // Threads. The (chunk, group) items are spread over the OpenMP threads when there are enough of
 // them to keep every thread busy; each item then runs its products on its own thread (the GEMM
