@@ -134,11 +134,13 @@ void run_case(const Case& c, Generator& g) {
 // Shapes chosen for the blocking: 1 and odd sizes; exactly one AVX-512 tile (14 x 32) and one
 // more; exactly one K block (kc = 192 AVX-512, 256 portable, 384 AVX2) and just more, split
 // unevenly; M beyond one A block (448 rows AVX-512, 384 AVX2, 256 portable); N beyond one B
-// block (384 / 512 / 480 columns); few rows of A (op(B) read in place) and just too many.
+// block (384 / 512 / 480 columns); few rows of A (op(B) read in place) and just too many; a
+// remainder of 1-3 rows merged with the panel before it and split evenly (16 = 8 + 8 and
+// 128 = 8 x 14 + 8 + 8 on AVX-512, 7 = 4 + 3 and 8 = 4 + 4 on AVX2).
 const std::vector<std::array<int64_t, 3>> kShapes = {
-    {1, 1, 1},     {2, 3, 4},      {17, 33, 65},   {14, 32, 192}, {14, 32, 384},
-    {15, 33, 385}, {100, 7, 3},    {3, 100, 1000}, {29, 65, 769}, {64, 64, 64},
-    {1, 300, 5},   {300, 1, 5},    {13, 31, 800},  {56, 200, 50}, {57, 200, 50},
+    {16, 40, 50},  {128, 70, 60},  {8, 21, 33},    {1, 1, 1},     {2, 3, 4},      {17, 33, 65},
+    {14, 32, 192}, {14, 32, 384},  {15, 33, 385},  {100, 7, 3},   {3, 100, 1000}, {29, 65, 769},
+    {64, 64, 64},  {1, 300, 5},    {300, 1, 5},    {13, 31, 800}, {56, 200, 50},  {57, 200, 50},
     {700, 40, 30}, {449, 33, 257}, {20, 1100, 20}, {6, 16, 7},    {7, 17, 9}};
 
 }  // namespace
