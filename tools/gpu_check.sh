@@ -103,6 +103,7 @@ EOF_PY
     echo cuda > "$into/KIND"
   fi
   git -C "$root" rev-parse HEAD > "$into/COMMIT" 2>/dev/null || true
+  echo "$root" > "$into/SOURCE"  # where the tests were built to find tests/data
   echo "gpu_check: bundle $into ($(cat "$into/KIND") build): $(du -sh "$into" | cut -f1)"
   ls -l "$into/bin" "$into/lib" | sed 's/^/  /'
   size=$(du -sb "$into" | cut -f1)
@@ -136,6 +137,13 @@ EOF
 fi
 export LD_LIBRARY_PATH="$from/lib${pylibs:+:$pylibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [[ -d "$from/fashion-mnist" ]] && export NEXTVIT_FASHION_MNIST="$from/fashion-mnist"
+# The tests read tests/data at the path of the checkout they were built in: where this checkout
+# lies elsewhere (the GPU machine's copy), that path becomes a link to it.
+built_in=$(cat "$from/SOURCE" 2>/dev/null || true)
+if [[ -n "$built_in" && ! -e "$built_in" ]]; then
+  mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in" ||
+    echo "gpu_check: could not link $built_in to $root: tests that read tests/data will fail"
+fi
 bin="$from/bin"
 
 steps_file="$out/steps.tsv"
