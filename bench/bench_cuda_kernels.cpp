@@ -158,31 +158,6 @@ float* mp(const Tensor& t) {
   return t.data<float>();
 }
 
-// max |a - b| / max(|b|) over the tensors: the check before timing.
-double rel_error(const Tensor& a, const Tensor& b) {
-  std::vector<float> x = a.to_vector(), y = b.to_vector();
-  double err = 0, ref = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    err = std::max(err, double(std::fabs(x[i] - y[i])));
-    ref = std::max(ref, double(std::fabs(y[i])));
-  }
-  return ref > 0 ? err / ref : err;
-}
-
-void require_close(const char* what, const Tensor& ours, const Tensor& lib, double tol) {
-  const double e = rel_error(ours, lib);
-  NV_CHECK(e <= tol,
-           "{}: ours and the library disagree (max error {:.3g} of the largest value, "
-           "tolerance {:.1g})",
-           what, e, tol);
-}
-
-// Where a kernel family is checked against the CPU kernel (the reference the tests trust:
-// double sums, verified against PyTorch), ours must agree with it, and a library that does not
-// is reported here (printed after the table and kept in the JSON) rather than taken as the
-// truth or as a reason to stop timing.
-std::vector<std::string> g_notes;
-
 // After a fused ReLU, an input gradient is dy or 0 by the sign of the forward's output. Where
 // two implementations' outputs land on opposite sides of 0 (a pre-activation within float
 // rounding of it), their gradients differ there by the whole dy, and neither is wrong: on an
@@ -211,6 +186,26 @@ double rel_error_masked(const std::vector<float>& a, const std::vector<float>& b
   }
   return ref > 0 ? err / ref : err;
 }
+
+// max |a - b| / max(|b|) over the tensors: the check before timing.
+double rel_error(const Tensor& a, const Tensor& b) {
+  int64_t flips = 0;
+  return rel_error_masked(a.to_vector(), b.to_vector(), {}, &flips);
+}
+
+void require_close(const char* what, const Tensor& ours, const Tensor& lib, double tol) {
+  const double e = rel_error(ours, lib);
+  NV_CHECK(e <= tol,
+           "{}: ours and the library disagree (max error {:.3g} of the largest value, "
+           "tolerance {:.1g})",
+           what, e, tol);
+}
+
+// Where a kernel family is checked against the CPU kernel (the reference the tests trust:
+// double sums, verified against PyTorch), ours must agree with it, and a library that does not
+// is reported here (printed after the table and kept in the JSON) rather than taken as the
+// truth or as a reason to stop timing.
+std::vector<std::string> g_notes;
 
 void check_against_reference(const char* what, const Tensor& ours, const Tensor& lib,
                              const std::string& lib_name, const Tensor& ref, double tol,

@@ -410,11 +410,11 @@ void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int6
 
   for (int64_t jc = m0; jc < m1; jc += mcb) {
     const int64_t mb = std::min(mcb, m1 - jc);
+    const RowTiles tiles(mb, cfg.mr);
     for (int64_t pc = 0; pc < p.K; pc += kcb) {
       const int64_t kb = std::min(kcb, p.K - pc);
       const float beta = pc == 0 ? p.beta : 1.0f;
       const int64_t a_ps = panel_stride(kb, cfg.mr);
-      const RowTiles tiles(mb, cfg.mr);
       if (tiles.first_half == 0) {
         cfg.pack_a(p, jc, mb, pc, kb, abuf);
       } else {  // the whole panels in one pass (one walk over k), then the split pair
