@@ -19,11 +19,11 @@ thread_local bool g_grad_enabled = true;
 //    tensor to two inputs, as add does, or keep it: such a tensor must never be modified);
 //  - a leaf's slot (a parameter's gradient) is modified in place later (accumulation over
 //    backward calls, clipping, optimizers), so it gets its own copy first.
-void accumulate(VariableImpl& node, const Tensor& g, const char* op) {
+void accumulate(Node& node, const Tensor& g, const char* op) {
   NV_CHECK(
-      g.shape() == node.data.shape(),
+      g.shape() == node.shape,
       "autograd: the backward of '{}' returned a gradient of shape {} for an input of shape {}", op,
-      shape_str(g.shape()), shape_str(node.data.shape()));
+      shape_str(g.shape()), shape_str(node.shape));
   Tensor& acc = node.grad;
   const bool leaf = !node.backward;
   if (!acc.defined()) {
@@ -47,18 +47,18 @@ void accumulate(VariableImpl& node, const Tensor& g, const char* op) {
 
 // Depth-first post-order from the root over nodes that need a gradient; iterative so a deep
 // network (Next-ViT-L has thousands of ops) cannot overflow the stack. The order holds owning
-// handles: backward frees each node's inputs as it goes, and an intermediate result must stay
-// alive until its own turn comes.
-std::vector<Variable> topological_order(const Variable& root) {
-  std::vector<Variable> order;
-  std::unordered_set<VariableImpl*> visited{root.impl()};
-  std::vector<std::pair<Variable, size_t>> stack{{root, 0}};
+// handles: backward frees each node's inputs as it goes, and a node must stay alive until its
+// own turn comes.
+std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>& root) {
+  std::vector<std::shared_ptr<Node>> order;
+  std::unordered_set<Node*> visited{root.get()};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{root, 0}};
   while (!stack.empty()) {
-    VariableImpl* node = stack.back().first.impl();
+    Node* node = stack.back().first.get();
     const size_t next_input = stack.back().second++;
     if (next_input < node->inputs.size()) {
-      const Variable& in = node->inputs[next_input];
-      if (in.requires_grad() && visited.insert(in.impl()).second) stack.push_back({in, 0});
+      const std::shared_ptr<Node>& in = node->inputs[next_input];
+      if (in != nullptr && visited.insert(in.get()).second) stack.push_back({in, 0});
     } else {
       order.push_back(std::move(stack.back().first));
       stack.pop_back();
@@ -78,9 +78,43 @@ int64_t moved_bytes(const Tensor& grad_output, const std::vector<Tensor>& grads)
 
 }  // namespace
 
+// Each node owns its inputs, so letting the inputs go one by one would run the destructors of a
+// whole chain nested inside each other. Instead the inputs this node was the last owner of hand
+// over their own inputs first, and every destructor runs on a node with none left.
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> pending = std::move(inputs);
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    if (n != nullptr && n.use_count() == 1) {
+      for (std::shared_ptr<Node>& in : n->inputs) pending.push_back(std::move(in));
+      n->inputs.clear();
+    }
+  }
+}
+
 Variable::Variable(Tensor data, bool requires_grad) : impl_(std::make_shared<VariableImpl>()) {
   impl_->data = std::move(data);
-  impl_->requires_grad = requires_grad;
+  set_requires_grad(requires_grad);
+}
+
+void Variable::set_requires_grad(bool r) const {
+  impl_->requires_grad = r;
+  if (r) node();
+}
+
+Node& Variable::node() const {
+  if (!impl_->node) {
+    impl_->node = std::make_shared<Node>();
+    impl_->node->shape = impl_->data.shape();
+    impl_->node->leaf = impl_;
+  }
+  return *impl_->node;
+}
+
+const Tensor& Variable::grad() const {
+  static const Tensor none;
+  return impl_->node ? impl_->node->grad : none;
 }
 
 void Variable::set_data(const Tensor& t) const {
@@ -115,12 +149,14 @@ void Variable::run_backward(const Tensor& grad_output, const LeafReady* leaf_rea
            grad_output.str(), impl_->data.str());
   NoGradGuard no_grad;  // backward closures run kernels, never record
   profiler::Scope backward_phase({-1, profiler::OpKind::None, profiler::Phase::Backward});
-  std::vector<Variable> order = topological_order(*this);
-  accumulate(*impl_, grad_output, impl_->op);
+  std::vector<std::shared_ptr<Node>> order = topological_order(impl_->node);
+  accumulate(*impl_->node, grad_output, op());
   for (size_t i = order.size(); i-- > 0;) {
-    VariableImpl* node = order[i].impl();
+    Node* node = order[i].get();
     if (!node->backward) {  // a leaf: its gradient stays for the optimizer
-      if (leaf_ready != nullptr && node->grad.defined()) (*leaf_ready)(order[i]);
+      if (leaf_ready == nullptr || !node->grad.defined()) continue;
+      // A leaf whose variable is gone (a caller's temporary input) has nobody to tell.
+      if (std::shared_ptr<VariableImpl> leaf = node->leaf.lock()) (*leaf_ready)(Variable(leaf));
       continue;
     }
     // The node's backward, the summing of its gradients and the freeing of its saved tensors
@@ -133,8 +169,8 @@ void Variable::run_backward(const Tensor& grad_output, const LeafReady* leaf_rea
                "autograd: backward of '{}' returned {} gradients for {} inputs", node->op,
                grads.size(), node->inputs.size());
       for (size_t k = 0; k < grads.size(); ++k) {
-        VariableImpl* in = node->inputs[k].impl();
-        if (in == nullptr || !in->requires_grad || !grads[k].defined()) continue;
+        Node* in = node->inputs[k].get();
+        if (in == nullptr || !grads[k].defined()) continue;
         accumulate(*in, grads[k], node->op);
       }
     }
@@ -170,12 +206,16 @@ Variable make_result(const Tensor& output, std::vector<Variable> inputs, const c
   bool any = false;
   for (const Variable& v : inputs) any = any || v.requires_grad();
   if (!any) return out;
-  VariableImpl* impl = out.impl();
-  impl->requires_grad = true;
-  impl->inputs = std::move(inputs);
-  impl->backward = std::move(backward);
-  impl->op = op;
-  if (profiler::enabled()) impl->profile = profiler::current();
+  out.impl()->requires_grad = true;
+  Node& node = out.node();
+  node.leaf.reset();  // a result, not a leaf
+  node.inputs.reserve(inputs.size());
+  for (const Variable& v : inputs) {
+    node.inputs.push_back(v.requires_grad() ? v.impl()->node : nullptr);
+  }
+  node.backward = std::move(backward);
+  node.op = op;
+  if (profiler::enabled()) node.profile = profiler::current();
   return out;
 }
 

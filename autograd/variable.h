@@ -1,12 +1,14 @@
 #pragma once
 // Variable: a Tensor plus what reverse-mode differentiation needs -- whether it requires a
 // gradient, the gradient itself once backward() has reached it, and, for the result of an op,
-// the inputs it was computed from and a closure that maps the output's gradient to theirs.
+// its Node: the nodes of the inputs it was computed from and a closure that maps the output's
+// gradient to theirs.
 //
 // The graph is recorded as ops run (a "tape" in the flashlight sense): every op in
 // autograd/ops/ computes its forward with a kernel and hands make_result() the output, its
 // inputs and its backward closure. backward() sorts the graph topologically from the root,
-// walks it in reverse, and frees it as it goes.
+// walks it in reverse, and frees it as it goes. The graph is made of Nodes, which hold no values:
+// the memory of a training step's graph is the tensors its closures saved, nothing more.
 //
 // Who writes gradients: leaves (parameters, inputs created with requires_grad) accumulate
 // (+=) across backward() calls until zero_grad(); intermediate results get their gradient
@@ -27,16 +29,36 @@ class Variable;
 // differentiable, like integer labels).
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
 
-struct VariableImpl {
-  Tensor data;
+struct VariableImpl;
+
+// The graph part of a variable: what backward() needs, without the value. Ops link nodes, not
+// variables, so the graph keeps alive only what backward closures saved: an intermediate value
+// no closure saved (a convolution's output that only a ReLU read, say) is freed as soon as the
+// caller lets go of it, as in PyTorch, instead of living until backward() reaches it.
+struct Node {
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  ~Node();  // iterative: a dropped chain of a million ops must not recurse a million deep
+
   Tensor grad;
-  bool requires_grad = false;
-  std::vector<Variable> inputs;  // empty for leaves
-  BackwardFn backward;           // empty for leaves
+  // One per input of the op (nullptr for an input that needs no gradient); empty for leaves.
+  std::vector<std::shared_ptr<Node>> inputs;
+  BackwardFn backward;  // empty for leaves
   const char* op = "leaf";
   // The module and op kind the forward ran in, when a profiler was recording: the backward is
   // attributed to them (autograd runs it outside any module).
   profiler::Context profile;
+  Shape shape;                       // of the value: every gradient is checked against it
+  std::weak_ptr<VariableImpl> leaf;  // a leaf's variable, for backward_notifying()
+};
+
+struct VariableImpl {
+  Tensor data;
+  bool requires_grad = false;
+  // Made when the variable first needs one: it requires a gradient, is an op's recorded
+  // result, or is given a gradient.
+  std::shared_ptr<Node> node;
 };
 
 class Variable {
@@ -49,13 +71,15 @@ class Variable {
   // Replaces the value (same shape), e.g. when loading weights; keeps the gradient settings.
   void set_data(const Tensor& t) const;
   bool requires_grad() const { return impl_ && impl_->requires_grad; }
-  void set_requires_grad(bool r) const { impl_->requires_grad = r; }
-  bool is_leaf() const { return !impl_->backward; }
-  const char* op() const { return impl_->op; }
+  void set_requires_grad(bool r) const;
+  bool is_leaf() const { return !impl_->node || !impl_->node->backward; }
+  const char* op() const { return impl_->node ? impl_->node->op : "leaf"; }
 
-  const Tensor& grad() const { return impl_->grad; }
-  void set_grad(const Tensor& g) const { impl_->grad = g; }
-  void zero_grad() const { impl_->grad = Tensor(); }
+  const Tensor& grad() const;
+  void set_grad(const Tensor& g) const { node().grad = g; }
+  void zero_grad() const {
+    if (impl_->node) impl_->node->grad = Tensor();
+  }
 
   // Back-propagates from this variable. Without an argument it must hold one element
   // (a loss), seeded with 1.
@@ -78,8 +102,11 @@ class Variable {
   Device device() const { return impl_->data.device(); }
 
   VariableImpl* impl() const { return impl_.get(); }
+  // This variable's place in the graph (made for it if it has none yet: a leaf's).
+  Node& node() const;
 
  private:
+  explicit Variable(std::shared_ptr<VariableImpl> impl) : impl_(std::move(impl)) {}
   void run_backward(const Tensor& grad_output, const LeafReady* leaf_ready) const;
 
   std::shared_ptr<VariableImpl> impl_;

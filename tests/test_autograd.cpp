@@ -1,5 +1,8 @@
 // autograd/: the tape, accumulation, no_grad, and the elementwise ops' gradients.
+#include <cmath>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "test_util.h"
 
@@ -85,6 +88,57 @@ TEST_CASE("autograd: a long chain does not overflow the stack", "[autograd]") {
   for (int i = 0; i < 100000; ++i) y = ops::scale(y, 1.0f);
   ops::sum(y).backward();
   REQUIRE(x.grad().item() == 1.0f);
+  // A graph dropped without backward() is freed without recursion as deep as the chain.
+  Variable z = x;
+  for (int i = 0; i < 1000000; ++i) z = ops::scale(z, 1.0f);
+  z = Variable();
+}
+
+TEST_CASE("autograd: the graph keeps what backward closures saved, not every result",
+          "[autograd]") {
+  // Ten ops in a row on 4096 floats (16 KiB each). scale saves nothing and relu saves its
+  // output, so of the twenty results the graph must keep only the ten relu outputs: a graph
+  // that held every op's result (as ours did until 2026-12-04) keeps all twenty.
+  constexpr int64_t n = 4096, bytes = n * 4;
+  test::LiveBytes counter;  // first: every tensor below is freed before it
+  Variable x(Tensor::full({n}, 1.0f), true);
+  const int64_t before = counter.live();
+  Variable h = x;
+  for (int i = 0; i < 10; ++i) h = ops::relu(ops::scale(h, 1.5f));
+  const int64_t held = counter.live() - before;
+  INFO("bytes alive after the forward: " << held << " (one result: " << bytes << ")");
+  CHECK(held >= 10 * bytes);
+  CHECK(held < 11 * bytes);
+  ops::sum(h).backward();
+  // Backward frees the graph as it goes: h and the leaf's gradient are left.
+  CHECK(counter.live() - before <= 2 * bytes + 64);
+  const float expect = std::pow(1.5f, 10.0f);
+  for (float g : x.grad().to_vector()) REQUIRE(g == Approx(expect).epsilon(1e-6));
+}
+
+TEST_CASE("autograd: an intermediate result the caller still holds keeps its value", "[autograd]") {
+  Variable x(Tensor::from_vector({1, -2, 3}, {3}), true);
+  Variable a = ops::scale(x, 2.0f);  // saved by nobody, held here
+  Variable y = ops::relu(a);
+  REQUIRE(a.data().to_vector() == std::vector<float>{2, -4, 6});
+  REQUIRE_FALSE(a.is_leaf());
+  REQUIRE(std::string(a.op()) == "scale");
+  ops::sum(y).backward();
+  REQUIRE(x.grad().to_vector() == std::vector<float>{2, 0, 2});
+  REQUIRE(a.data().to_vector() == std::vector<float>{2, -4, 6});
+}
+
+TEST_CASE("autograd: backward_notifying reports live leaves and skips dropped ones", "[autograd]") {
+  Variable w(Tensor::from_vector({2, 3}, {2}), true);
+  Variable loss;
+  {
+    Variable temporary(Tensor::from_vector({1, 1}, {2}), true);  // dropped before backward
+    loss = ops::sum(ops::mul(w, temporary));
+  }
+  std::vector<VariableImpl*> told;
+  loss.backward_notifying([&](const Variable& leaf) { told.push_back(leaf.impl()); });
+  REQUIRE(told == std::vector<VariableImpl*>{w.impl()});
+  REQUIRE(w.grad().to_vector() == std::vector<float>{1, 1});
 }
 
 TEST_CASE("elementwise ops: gradients match central differences", "[autograd][gradcheck]") {

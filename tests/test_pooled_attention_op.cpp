@@ -23,14 +23,14 @@ struct Case {
 
 // Whether the graph behind v holds an op named `op`.
 bool graph_has_op(const Variable& v, const std::string& op) {
-  std::vector<const VariableImpl*> todo{v.impl()};
-  std::set<const VariableImpl*> seen;
+  std::vector<const Node*> todo{&v.node()};
+  std::set<const Node*> seen;
   while (!todo.empty()) {
-    const VariableImpl* x = todo.back();
+    const Node* x = todo.back();
     todo.pop_back();
-    if (!seen.insert(x).second) continue;
+    if (x == nullptr || !seen.insert(x).second) continue;
     if (op == x->op) return true;
-    for (const Variable& in : x->inputs) todo.push_back(in.impl());
+    for (const auto& in : x->inputs) todo.push_back(in.get());
   }
   return false;
 }

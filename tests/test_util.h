@@ -13,6 +13,7 @@
 
 #include "autograd/ops.h"
 #include "autograd/variable.h"
+#include "core/allocator.h"
 #include "core/device.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -38,6 +39,36 @@ struct TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+// Counts the bytes of storage alive on one device type from its construction on, by standing in
+// for that type's allocator until it goes: the tests of what the autograd graph keeps. Construct
+// it before the tensors it should count, so that they are freed before it.
+class LiveBytes final : public Allocator {
+ public:
+  explicit LiveBytes(DeviceType type = DeviceType::CPU)
+      : type_(type),
+        inner_(allocator_for(type == DeviceType::CPU ? Device::cpu() : Device::cuda())),
+        previous_(set_allocator(type_, this)) {}
+  ~LiveBytes() override { set_allocator(type_, previous_); }
+  LiveBytes(const LiveBytes&) = delete;
+  LiveBytes& operator=(const LiveBytes&) = delete;
+  void* allocate(size_t bytes) override {
+    live_ += static_cast<int64_t>(bytes);
+    return inner_->allocate(bytes);
+  }
+  void deallocate(void* ptr, size_t bytes) override {
+    live_ -= static_cast<int64_t>(bytes);
+    inner_->deallocate(ptr, bytes);
+  }
+  const char* name() const override { return "live-bytes"; }
+  int64_t live() const { return live_; }
+
+ private:
+  DeviceType type_;
+  Allocator* inner_;
+  Allocator* previous_;  // the slot's value before (null for CUDA: each device's own)
+  int64_t live_ = 0;
 };
 
 // A reduced Next-ViT with every block kind (NCB; NTB with a spatial reduction and without),
