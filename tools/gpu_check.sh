@@ -16,7 +16,8 @@
 #           resolve), the CUDA tests, the same tests under compute-sanitizer memcheck, the four
 #           hand-written kernels' tests under racecheck, bench_cuda_kernels, and bench_cuda_model
 #           (Next-ViT-S inference at batch 8 and training at batch 128 against PyTorch eager in
-#           the same run). Results go to --out (default $OUT, else bench/results/gpu-check-DATE/):
+#           the same run), and bench_train_memory on the device (the bytes a Next-ViT-S training
+#           step's autograd graph keeps there, against PyTorch's count). Results go to --out (default $OUT, else bench/results/gpu-check-DATE/):
 #           gpu-check.json (environment, each step's status, time and log tail, the benchmarks'
 #           JSON), one log per step, the tests' JUnit XML.
 #
@@ -52,7 +53,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-programs=(nextvit_tests bench/bench_cuda_kernels bench/bench_cuda_model)
+programs=(nextvit_tests bench/bench_cuda_kernels bench/bench_cuda_model bench/bench_train_memory)
 
 # ---- here: pack a build ------------------------------------------------------------------------
 if [[ -n "$bundle" ]]; then
@@ -63,7 +64,7 @@ if [[ -n "$bundle" ]]; then
   for p in "${programs[@]}"; do
     # The emulated build has no bench_cuda_kernels (its cuDNN batch-norm baseline is not emulated).
     if (( emulated_build )) && [[ "$p" == bench/bench_cuda_kernels ]]; then continue; fi
-    [[ -x "$bundle/$p" ]] || die "$bundle/$p is missing: build the targets nextvit_tests bench_cuda_kernels bench_cuda_model"
+    [[ -x "$bundle/$p" ]] || die "$bundle/$p is missing: build the targets nextvit_tests bench_cuda_kernels bench_cuda_model bench_train_memory"
     cp "$bundle/$p" "$into/bin/"
     strip --strip-unneeded "$into/bin/$(basename "$p")" 2>/dev/null || true
   done
@@ -235,13 +236,16 @@ else
     fi
   fi
 
-  # 4. Kernel benchmarks, 5. the model against PyTorch eager.
+  # 4. Kernel benchmarks, 5. the model against PyTorch eager, 6. the graph's bytes on the device
+  #    (PyTorch's count from the CPU: what autograd saves does not depend on the device).
   if (( emulated )); then
     unavailable bench_kernels "not built in the emulated build (its cuDNN batch-norm baseline is not emulated)"
     step bench_model 240 "$bin/bench_cuda_model" --model "$root/tests/data/nextvit_tiny_config.json" --img 64 --infer-batch 2 --train-batch 2 --runs 1 --warmup 0 --no-torch --json "$out/bench_cuda_model.json"
+    step bench_memory 120 "$bin/bench_train_memory" --device cuda --model "$root/tests/data/nextvit_tiny_config.json" --img 64 --batch 2 --no-torch --json "$out/bench_train_memory.json"
   else
     step bench_kernels 90 "$bin/bench_cuda_kernels" --runs 20 --warmup 5 --json "$out/bench_cuda_kernels.json"
     step bench_model 150 "$bin/bench_cuda_model" --infer-batch 8 --train-batch 128 --runs 10 --warmup 3 --json "$out/bench_cuda_model.json"
+    step bench_memory 60 "$bin/bench_train_memory" --device cuda --batch 8 --img 224 --json "$out/bench_train_memory.json"
   fi
 fi
 
@@ -261,7 +265,7 @@ for line in open(os.path.join(out, "steps.tsv")):
     steps.append({"step": name, "status": status, "seconds": int(secs), "command": what,
                   "log_tail": tail})
 bench = {}
-for name in ("bench_cuda_kernels", "bench_cuda_model"):
+for name in ("bench_cuda_kernels", "bench_cuda_model", "bench_train_memory"):
     p = os.path.join(out, name + ".json")
     if os.path.exists(p):
         try:
