@@ -186,14 +186,16 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   // multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4 (AVX2), K not a
   // multiple of 16 or 8 (masked tail), op(B)^T read in place (trans_b) or copied; K = 2297 in
   // passes of at most 864 (AVX-512) or 1536 (AVX2) steps, each adding into C, the last one
-  // masked. N = 196 on AVX-512 (224 lanes) with
+  // masked; K = 1024, where the copied op(B)^T gets rows padded to an odd number of cache
+  // lines (no 4 KiB aliasing). N = 196 on AVX-512 (224 lanes) with
   // M = 61 takes the transposed path (C^T computed, then turned round into C), with every
   // transpose. The others with a transposed A take the blocked path, a cross-check. The large
   // ones (> 1 M multiply-adds) run on one and on two threads.
   Generator g(16);
   const std::vector<std::array<int64_t, 3>> shapes = {
       {10, 49, 200},  {2, 1, 130},       {4, 5, 129},    {8, 13, 144},
-      {23, 100, 131}, {121, 49, 96 * 8}, {61, 196, 385}, {31, 49, 2297}};
+      {23, 100, 131}, {121, 49, 96 * 8}, {61, 196, 385}, {31, 49, 2297},
+      {40, 49, 1024}};
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
     IsaGuard guard(isa);
