@@ -193,9 +193,8 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   // ones (> 1 M multiply-adds) run on one and on two threads.
   Generator g(16);
   const std::vector<std::array<int64_t, 3>> shapes = {
-      {10, 49, 200},  {2, 1, 130},       {4, 5, 129},    {8, 13, 144},
-      {23, 100, 131}, {121, 49, 96 * 8}, {61, 196, 385}, {31, 49, 2297},
-      {40, 49, 1024}};
+      {10, 49, 200},     {2, 1, 130},    {4, 5, 129},    {8, 13, 144},  {23, 100, 131},
+      {121, 49, 96 * 8}, {61, 196, 385}, {31, 49, 2297}, {40, 49, 1024}};
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
     IsaGuard guard(isa);
