@@ -625,6 +625,40 @@ int64_t dot_pass_k(const DotConfig& d, int64_t K) {
   return ceil_div(ceil_div(K, passes), 16) * 16;
 }
 
+// Software prefetch, into L2, of the rows of A the next block of dot_rect will read, spread
+// evenly over the kernel calls of the current block: each call asks its kernel to prefetch a
+// short run of lines, one per step of its k loop. Why: at batch 1 A is a layer's weights, coming
+// from memory; the first group of columns to pass down a block read them while the cores mostly
+// waited (the later groups find them in L2). The hardware prefetcher did not hide that: each row
+// of A is a stream of its own (a page of its own at K = 1024), three of them read at a time, and
+// it follows a stream only after a few misses and within a page. Fetched during the previous
+// block, the rows arrive while the cores compute. Measured on the 2-core Xeon (Sapphire Rapids
+// class, weights cold): the 7 x 7 products 0.79-0.90x the time at 1 thread, 0.72-0.93x at 2;
+// Next-ViT-S at batch 1 about 1 % faster (in-process A/B).
+class NextRowsPrefetch {
+ public:
+  // Rows [r0, r1) of A, spread over `calls` kernel calls.
+  NextRowsPrefetch(const Problem& p, int64_t r0, int64_t r1, int64_t calls)
+      : base_(p.A + r0 * p.lda),
+        lda_(p.lda),
+        lines_per_row_((p.K + 15) / 16 + 1),  // + 1: a row need not start on a line
+        total_(std::max<int64_t>(r1 - r0, 0) * lines_per_row_),
+        per_call_(ceil_div(total_, std::max<int64_t>(calls, 1))) {}
+  // The next call's share: where it starts and how many lines (within one row, and at most one
+  // per step of the call's k loop).
+  std::pair<const float*, int64_t> next(int64_t kb) {
+    if (next_ >= total_) return {nullptr, 0};
+    const int64_t row = next_ / lines_per_row_, line = next_ % lines_per_row_;
+    const int64_t n = std::min({per_call_, lines_per_row_ - line, kb / 16});
+    next_ += n;
+    return {base_ + row * lda_ + line * 16, n};
+  }
+
+ private:
+  const float* base_;
+  int64_t lda_, lines_per_row_, total_, per_call_, next_ = 0;
+};
+
 // C[m0:m1, n0:n1] on the calling thread, in blocks of rows of A that stay in L2 while every
 // group of columns passes down them; the kernel's rows of bt (cols x kc floats) stay in L1
 // meanwhile.
@@ -639,6 +673,8 @@ void dot_rect(const DotConfig& d, const Problem& p, const float* bt, int64_t ldb
   auto group_col = [&](int64_t g) { return n0 + (n1 - n0) * g / groups; };
   for (int64_t i0 = m0; i0 < m1; i0 += block) {
     const int64_t i1 = std::min(m1, i0 + block);
+    NextRowsPrefetch prefetch(p, i1, std::min(m1, i1 + block),
+                              ceil_div(p.K, kc) * groups * ceil_div(i1 - i0, d.rows));
     for (int64_t k0 = 0; k0 < p.K; k0 += kc) {
       const int64_t kb = std::min(kc, p.K - k0);
       const float beta = k0 == 0 ? p.beta : 1.0f;
@@ -647,8 +683,10 @@ void dot_rect(const DotConfig& d, const Problem& p, const float* bt, int64_t ldb
         const int c = static_cast<int>(group_col(g + 1) - j);
         for (int64_t i = i0; i < i1; i += d.rows) {
           const int r = static_cast<int>(std::min<int64_t>(d.rows, i1 - i));
+          const auto [pf, pf_lines] = prefetch.next(kb);
           d.kernels[(r - 1) * d.cols + c - 1](kb, p.A + i * p.lda + k0, p.lda, bt + j * ldbt + k0,
-                                              ldbt, p.C + i * p.ldc + j, p.ldc, p.alpha, beta);
+                                              ldbt, p.C + i * p.ldc + j, p.ldc, p.alpha, beta, pf,
+                                              pf_lines);
         }
       }
     }

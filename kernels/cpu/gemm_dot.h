@@ -16,8 +16,10 @@
 //
 // A kernel computes C[0:ROWS, 0:COLS] = alpha * sums + beta * C (C not read when beta == 0), with
 // the tail of K (K % L) done by masked loads of both operands, so nothing past column K of a row
-// is read. Registers: AVX-512 3 x 7 tile = 21 accumulators + 3 rows of A + 1 of Bt (of 32);
-// AVX2 3 x 4 = 12 + 3 + 1 (of 16).
+// is read. Meanwhile it prefetches into L2 the pf_lines cache lines from pf on (one per 16 steps
+// of k, at most K / 16 of them): the caller's way to bring the next block of A from memory while
+// this one computes (kernels/cpu/gemm.cpp, NextRowsPrefetch). Registers: AVX-512 3 x 7 tile = 21
+// accumulators + 3 rows of A + 1 of Bt (of 32); AVX2 3 x 4 = 12 + 3 + 1 (of 16).
 #include <immintrin.h>
 
 #include <array>
@@ -33,7 +35,8 @@
 namespace nextvit::kernels::cpu::micro {
 
 using DotKernel = void (*)(int64_t K, const float* a, int64_t lda, const float* bt, int64_t ldbt,
-                           float* c, int64_t ldc, float alpha, float beta);
+                           float* c, int64_t ldc, float alpha, float beta, const float* pf,
+                           int64_t pf_lines);
 
 constexpr int kDotRows512 = 3, kDotCols512 = 7;
 constexpr int kDotRows256 = 3, kDotCols256 = 4;
@@ -94,7 +97,8 @@ __attribute__((target("avx512f"), always_inline)) inline void dot_step512(
 template <int ROWS, int COLS>
 __attribute__((target("avx512f"))) void dot_kernel_avx512(int64_t K, const float* a, int64_t lda,
                                                           const float* bt, int64_t ldbt, float* c,
-                                                          int64_t ldc, float alpha, float beta) {
+                                                          int64_t ldc, float alpha, float beta,
+                                                          const float* pf, int64_t pf_lines) {
   __m512 acc[ROWS][COLS];
 #pragma GCC unroll 8
   for (int r = 0; r < ROWS; ++r)
@@ -102,7 +106,10 @@ __attribute__((target("avx512f"))) void dot_kernel_avx512(int64_t K, const float
     for (int q = 0; q < COLS; ++q) acc[r][q] = _mm512_setzero_ps();
   int64_t k = 0;
 #pragma GCC unroll 2
-  for (; k + 16 <= K; k += 16) dot_step512<ROWS, COLS>(acc, a + k, lda, bt + k, ldbt, 0xFFFF);
+  for (; k + 16 <= K; k += 16) {
+    if (k < pf_lines * 16) _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T1);
+    dot_step512<ROWS, COLS>(acc, a + k, lda, bt + k, ldbt, 0xFFFF);
+  }
   if (k < K) {
     dot_step512<ROWS, COLS>(acc, a + k, lda, bt + k, ldbt, __mmask16((1u << (K - k)) - 1));
   }
@@ -138,7 +145,8 @@ alignas(32) constexpr int kDotMask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 
 
 template <int ROWS, int COLS>
 void dot_kernel_avx2(int64_t K, const float* a, int64_t lda, const float* bt, int64_t ldbt,
-                     float* c, int64_t ldc, float alpha, float beta) {
+                     float* c, int64_t ldc, float alpha, float beta, const float* pf,
+                     int64_t pf_lines) {
   __m256 acc[ROWS][COLS];
 #pragma GCC unroll 8
   for (int r = 0; r < ROWS; ++r)
@@ -147,6 +155,9 @@ void dot_kernel_avx2(int64_t K, const float* a, int64_t lda, const float* bt, in
   int64_t k = 0;
 #pragma GCC unroll 2
   for (; k + 8 <= K; k += 8) {
+    if (k < pf_lines * 16 && k % 16 == 0) {
+      _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T1);
+    }
     __m256 av[ROWS];
 #pragma GCC unroll 8
     for (int r = 0; r < ROWS; ++r) av[r] = _mm256_loadu_ps(a + r * lda + k);
