@@ -31,8 +31,15 @@
 // block's q), from which each row's kept columns are copied into y through the output pass (bias,
 // BatchNorm affine, ReLU).
 //
-// Threads: the items are spread over the threads. Every output is summed by one item in the
-// order k = 0, 1, ... whatever the blocking, so results are the same bits for any thread count.
+// Threads: each thread takes a contiguous range of items, numbered group fastest, then block of
+// rows, then image: at batch 1 thread t computes one band of output rows for every group, the
+// same pixels the 1x1 convolutions around it give that thread (the GEMM splits the columns of C,
+// the pixels, into contiguous ranges), so that each core reads mostly rows it wrote itself and
+// which are still in its own L2. Measured on the 2-core Xeon against items dealt round-robin
+// (each core then read half of its input from the other core's cache): Next-ViT-S at batch 1
+// 0.989-0.991x the time (in-process A/B, three runs of 20 rounds). Every output is summed by one
+// item in the order k = 0, 1, ... whatever the blocking, so results are the same bits for any
+// thread count.
 #include "kernels/cpu/conv_direct.h"
 
 #include <omp.h>
@@ -270,8 +277,8 @@ void pad_block(const Plan& p, const float* xg, int64_t oh0, float* xp) {
 void run_item(const Plan& p, const int32_t* off, const float* x, const float* w,
               const ConvOutputPass& pass, float* y, int64_t item) {
   const Conv2dShape& s = p.s;
-  const int64_t blk = item % p.nblocks, grp = item / p.nblocks % s.groups;
-  const int64_t n = item / p.nblocks / s.groups;
+  const int64_t grp = item % s.groups, blk = item / s.groups % p.nblocks;
+  const int64_t n = item / s.groups / p.nblocks;
   const int64_t oh0 = blk * p.rows_per, rows = std::min(p.ho, oh0 + p.rows_per) - oh0;
   float* xp = scratch(0, p.cin_g * p.chan + kSlack);
   pad_block(p, x + (n * s.in_channels + grp * p.cin_g) * s.in_h * s.in_w, oh0, xp);
@@ -345,7 +352,7 @@ void conv_direct_forward(const Conv2dShape& s, const float* x, const float* w,
   }
   const int64_t items = s.batch * s.groups * p.nblocks;
   if (threads > 1 && items >= threads) {
-#pragma omp parallel for schedule(static, 1) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t item = 0; item < items; ++item) run_item(p, off.data(), x, w, pass, y, item);
   } else {
     for (int64_t item = 0; item < items; ++item) run_item(p, off.data(), x, w, pass, y, item);
