@@ -12,6 +12,12 @@
 //
 // Both sides run the network as trained (BatchNorms computed); bench_cpu_infer compares the
 // deployment forms (BatchNorms folded on both sides).
+//
+// The last line puts both sides against the hardware: the model's multiply-adds (convolutions,
+// linear layers, attention products: models/nextvit_info.h) per median forward, as a share of the
+// threads' FP32 FMA peak measured at the start (bench/fma_peak.h, the vector width of our GEMM).
+// It says what a time ratio asks of a machine: on a core whose peak both sides are far from, a
+// ratio is a matter of software; near the peak, of the hardware.
 #include <omp.h>
 
 #include <algorithm>
@@ -20,7 +26,10 @@
 
 #include "bench_util.h"
 #include "core/args.h"
+#include "fma_peak.h"
+#include "kernels/gemm.h"
 #include "models/nextvit.h"
+#include "models/nextvit_info.h"
 #include "python_peer.h"
 
 using namespace nextvit;
@@ -41,11 +50,15 @@ int main(int argc, char** argv) try {
       .flag("no-torch", &no_torch, "skip the PyTorch side");
   if (!args.parse(argc, argv, 1)) return std::fputs(args.help().c_str(), stdout), 0;
   omp_set_num_threads(threads);
+  // Before anything else runs: the measurement wants the core to itself.
+  const bench::FmaPeak core =
+      bench::measure_fma_peak(kernels::cpu::gemm_isa() == kernels::cpu::GemmIsa::kAvx512);
 
   bench::Memory our_memory;
   our_memory.base_mib = bench::proc_status_mib("VmRSS");
   NextViT model(NextViTConfig::from_name(model_name));
   model.eval();
+  const double macs = double(analyze(model, img, img).macs) * double(batch);
   Tensor x = Tensor::empty({batch, 3, img, img});
   Generator g(1);
   fill_normal(x, g, 0.0f, 1.0f);
@@ -97,6 +110,18 @@ int main(int argc, char** argv) try {
   std::printf(
       "(model+run MiB: peak resident memory (VmHWM) minus the resident memory before the model "
       "was built: weights and the forwards' activations and workspaces)\n");
+  // Share of the FP32 peak: 2 FLOPs per multiply-add over the median time.
+  const double peak_gflops = threads * core.gflops_per_core();
+  auto peak_share = [&](double ms) { return 2.0 * macs / (ms * 1e6) / peak_gflops; };
+  if (core.known()) {
+    std::printf(
+        "\nFP32 peak: %d x %.1f GFLOP/s (%.2f GHz measured, %d x %d-bit FMAs per cycle); "
+        "%.3f GMACs per forward: nextvit at %.0f%% of it",
+        threads, core.gflops_per_core(), core.ghz, core.fmas_per_cycle, core.lanes * 32, macs / 1e9,
+        100 * peak_share(ours.median_ms));
+    if (have_torch) std::printf(", pytorch at %.0f%%", 100 * peak_share(torch.median_ms));
+    std::printf("\n");
+  }
   if (!json_path.empty()) {
     nlohmann::json j = {
         {"benchmark", "cpu_forward"},
@@ -108,10 +133,19 @@ int main(int argc, char** argv) try {
         {"cpu", bench::cpu_model()},
         {"date", bench::today()},
         {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms}, {"min", ours.min_ms}}},
+        {"gmacs", macs / 1e9},
         {"nextvit_rss_mib",
          {{"base", our_memory.base_mib},
           {"peak", our_memory.peak_mib},
           {"model_and_run", our_memory.step_mib()}}}};
+    if (core.known()) {
+      j["fp32_peak"] = {{"gflops_per_thread", core.gflops_per_core()},
+                        {"ghz", core.ghz},
+                        {"fmas_per_cycle", core.fmas_per_cycle},
+                        {"vector_bits", core.lanes * 32}};
+      j["nextvit_peak_share"] = peak_share(ours.median_ms);
+      if (have_torch) j["pytorch_peak_share"] = peak_share(torch.median_ms);
+    }
     if (have_torch) {
       j["pytorch_rss_mib"] = {{"base", torch_memory.base_mib},
                               {"peak", torch_memory.peak_mib},

@@ -1,17 +1,9 @@
 // bench_gemm: throughput of kernels::cpu::gemm on the matrix shapes Next-ViT runs at 224 x 224,
 // with 1 and 2 threads, against this CPU's peak and against PyTorch (MKL) in the same run.
 //
-// Peak. peak = threads * GHz * FLOPs/cycle/core, where FLOPs/cycle/core = 2 (multiply + add) *
-// lanes (16 floats per AVX-512 register, 8 per AVX2) * vector FMAs the core retires per cycle.
-// Both factors are measured, not assumed. GHz: KVM reports the nominal clock in /proc/cpuinfo,
-// the core runs at its turbo clock; a chain of dependent FMAs retires one per FMA latency (4
-// cycles on every Intel core since Skylake and on AMD Zen 2-5), so GHz = 4 * FMAs / seconds.
-// FMAs per cycle: twelve independent chains (more than latency x units) keep every FMA unit
-// busy, so their FMAs / seconds / GHz is the issue rate, rounded to a whole number. It differs
-// by core, not by ISA name: a Xeon since Skylake-SP Gold retires two 512-bit FMAs per cycle,
-// AMD Zen 4 one (its 512-bit FMA occupies both of its 256-bit units, so AVX-512 and AVX2 have
-// the same peak there), a Xeon with one 512-bit unit one. /proc/cpuinfo's "cpu MHz" is printed
-// beside the measured clock.
+// Peak. peak = threads x the FP32 peak of one core, measured (bench/fma_peak.h: clock from a
+// chain of dependent FMAs, FMA units from independent ones) for the micro-kernel's vector width.
+// /proc/cpuinfo's "cpu MHz" is printed beside the measured clock.
 //
 // A second table times the conv2d kernels built on the GEMM for Next-ViT's conv layers
 // (forward, input gradient, weight gradient) against torch.nn.functional.conv2d (oneDNN).
@@ -46,6 +38,7 @@
 #include <immintrin.h>
 
 #include "bench_util.h"
+#include "fma_peak.h"
 #include "kernels/conv2d.h"
 #include "kernels/gemm.h"
 
@@ -95,75 +88,6 @@ const std::vector<Shape3> kShapes = {
     {"square 512", 512, 512, 512, false, false},
     {"square 1024", 1024, 1024, 1024, false, false},
 };
-
-// n FMAs in `chains` independent chains of n / chains each: with 1 chain each FMA waits for the
-// previous one (latency 4 cycles), with 12 the FMA units never wait. Run with the register width
-// the GEMM uses, because a core may clock lower while running 512-bit FMAs.
-template <int chains>
-__attribute__((target("avx512f"))) float fma_chains_512(int64_t n) {
-  __m512 x[chains];
-  for (int c = 0; c < chains; ++c) x[c] = _mm512_set1_ps(1.0f + 0.01f * c);
-  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-  for (int64_t i = 0; i < n / chains; ++i) {
-    for (int c = 0; c < chains; ++c) x[c] = _mm512_fmadd_ps(x[c], a, b);
-  }
-  for (int c = 1; c < chains; ++c) x[0] = _mm512_add_ps(x[0], x[c]);
-  alignas(64) float out[16];
-  _mm512_store_ps(out, x[0]);
-  return out[0];
-}
-
-template <int chains>
-float fma_chains_256(int64_t n) {
-  __m256 x[chains];
-  for (int c = 0; c < chains; ++c) x[c] = _mm256_set1_ps(1.0f + 0.01f * c);
-  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-  for (int64_t i = 0; i < n / chains; ++i) {
-    for (int c = 0; c < chains; ++c) x[c] = _mm256_fmadd_ps(x[c], a, b);
-  }
-  for (int c = 1; c < chains; ++c) x[0] = _mm256_add_ps(x[0], x[c]);
-  return _mm256_cvtss_f32(x[0]);
-}
-
-// Billions of FMAs per second of the fastest of 400 runs of 250 k FMAs (~0.3 ms each, ~0.15 s
-// in all). Short runs, because on a shared machine a long one is almost always interrupted by
-// another process, which only ever lowers the figure (and would inflate the % of peak); one of
-// many short runs runs whole, at the clock the core has while it runs.
-double fastest_gfmas(float (*run)(int64_t)) {
-  constexpr int64_t n = 250'020;  // a multiple of 1 and 12
-  double best = 0;
-  for (int r = 0; r < 400; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    const float sink = run(n);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (sink == 12345.0f) std::printf(" ");  // keep the chains alive
-    best = std::max(best, double(n) / s / 1e9);
-  }
-  return best;
-}
-
-struct CoreRate {
-  double ghz;          // clock while running vector FMAs of the GEMM's width
-  int fmas_per_cycle;  // vector FMAs retired per cycle (FMA units of that width)
-  double measured;     // the unrounded issue rate behind fmas_per_cycle
-};
-
-CoreRate measure_core(bool avx512) {
-  CoreRate r{};
-  r.ghz = 4.0 * fastest_gfmas(avx512 ? fma_chains_512<1> : fma_chains_256<1>);
-  r.measured = fastest_gfmas(avx512 ? fma_chains_512<12> : fma_chains_256<12>) / r.ghz;
-  r.fmas_per_cycle = std::max(1, int(std::lround(r.measured)));
-  return r;
-}
-
-double cpuinfo_mhz() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("cpu MHz", 0) == 0) return std::atof(line.substr(line.find(':') + 1).c_str());
-  }
-  return 0;
-}
 
 // Seconds of the best of enough runs of f for ~0.25 s of work (~0.06 s with --quick). The
 // best run, not the median: the machine is shared, and other processes only ever slow a run
@@ -479,7 +403,7 @@ int main(int argc, char** argv) {
   }
   const auto isa = kernels::cpu::gemm_isa();
   const int lanes = isa == kernels::cpu::GemmIsa::kAvx512 ? 16 : 8;
-  const CoreRate core = measure_core(isa == kernels::cpu::GemmIsa::kAvx512);
+  const bench::FmaPeak core = bench::measure_fma_peak(isa == kernels::cpu::GemmIsa::kAvx512);
   const double ghz = core.ghz;
   const int flops_per_cycle = 2 * lanes * core.fmas_per_cycle;
   std::printf("bench_gemm %s  CPU: %s, %d hardware threads\n", bench::today().c_str(),
@@ -487,7 +411,7 @@ int main(int argc, char** argv) {
   std::printf(
       "micro-kernel: %s. Clock: %.2f GHz measured (dependent-FMA chain, 4-cycle latency); "
       "/proc/cpuinfo says %.0f MHz.\n",
-      kernels::cpu::gemm_isa_name(isa), ghz, cpuinfo_mhz());
+      kernels::cpu::gemm_isa_name(isa), ghz, bench::cpuinfo_mhz());
   std::printf("FMA issue rate: %.2f %d-bit FMAs per cycle measured (12 independent chains) -> %d\n",
               core.measured, lanes * 32, core.fmas_per_cycle);
   std::printf(
