@@ -35,10 +35,10 @@
 namespace nextvit::bench {
 
 struct FmaPeak {
-  int lanes = 0;            // floats per vector register of the measured width (16 or 8)
-  double ghz = 0;           // clock while running vector FMAs of that width
-  double measured = 0;      // vector FMAs retired per cycle, unrounded
-  int fmas_per_cycle = 0;   // ... rounded: the FMA units of that width
+  int lanes = 0;           // floats per vector register of the measured width (16 or 8)
+  double ghz = 0;          // clock while running vector FMAs of that width
+  double measured = 0;     // vector FMAs retired per cycle, unrounded
+  int fmas_per_cycle = 0;  // ... rounded: the FMA units of that width
   int flops_per_cycle() const { return 2 * lanes * fmas_per_cycle; }
   double gflops_per_core() const { return ghz * flops_per_cycle(); }
   bool known() const { return gflops_per_core() > 0; }

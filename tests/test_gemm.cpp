@@ -181,6 +181,10 @@ TEST_CASE("gemm: an in-place B whose rows span many pages takes the packing path
 
 TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and threads",
           "[gemm]") {
+  // On AVX-512, A not transposed, N = 48 or 49 and K >= 128 take the 48-column path
+  // (kernels/cpu/gemm_cols48.h): rows not a multiple of its 6-row tile (1 to 6 rows left), K not
+  // a multiple of 16 (the 49th column's masked tail), op(B) packed from rows or, transposed, from
+  // columns. Otherwise (and on AVX2 for N = 49 too)
   // A not transposed, K >= 128 and N leaving more than a fifth of the blocked tiles' lanes
   // empty take the dot path (kernels/cpu/gemm_dot.h; N = 1, 5, 13, 49, 100 here): rows not a
   // multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4 (AVX2), K not a
@@ -193,8 +197,9 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   // ones (> 1 M multiply-adds) run on one and on two threads.
   Generator g(16);
   const std::vector<std::array<int64_t, 3>> shapes = {
-      {10, 49, 200},     {2, 1, 130},    {4, 5, 129},    {8, 13, 144},  {23, 100, 131},
-      {121, 49, 96 * 8}, {61, 196, 385}, {31, 49, 2297}, {40, 49, 1024}};
+      {10, 49, 200},     {2, 1, 130},    {4, 5, 129},    {8, 13, 144},   {23, 100, 131},
+      {121, 49, 96 * 8}, {61, 196, 385}, {31, 49, 2297}, {40, 49, 1024}, {7, 48, 133},
+      {13, 49, 130},     {6, 48, 300},   {1, 49, 129},   {5, 49, 128}};
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
     IsaGuard guard(isa);

@@ -28,11 +28,15 @@
 // few panels of A use each element of B, packing B would cost more than it saves, and the
 // micro-kernel reads a non-transposed B in place instead (the "direct B" mode).
 //
-// Narrow C. With few columns the N-wide vector lanes of the tiles run half empty, so two other
-// paths take over (see "the dot path" and "the transposed path" below):
-//   - N so small that a fifth of the lanes would idle (N = 49, a 1x1 convolution on a 7 x 7
-//     map): dot products along K (kernels/cpu/gemm_dot.h): A is read in place, op(B)^T (N x K,
-//     small) is copied once, and each element of C is a horizontal sum of K-lane vectors;
+// Narrow C. With few columns the N-wide vector lanes of the tiles run half empty, so other paths
+// take over (see "the 48-column path", "the dot path" and "the transposed path" below):
+//   - N = 48 or 49 (a 1x1 convolution on a 7 x 7 map, E-MHSA's 49 pooled tokens) on AVX-512:
+//     three-vector-wide tiles whose rows of A are broadcast from where they lie (no packing of
+//     the weights), op(B)'s 48 first columns packed once, a 49th column as a dot product
+//     (kernels/cpu/gemm_cols48.h);
+//   - otherwise N so small that a fifth of the lanes would idle: dot products along K
+//     (kernels/cpu/gemm_dot.h): A is read in place, op(B)^T (N x K, small) is copied once, and
+//     each element of C is a horizontal sum of K-lane vectors;
 //   - N filling the lanes less well than M would (N = 196 with M = 1152): C^T = op(B)^T op(A)^T
 //     by the blocked product into a scratch buffer, then transposed into C with alpha and beta.
 //
@@ -45,8 +49,9 @@
 // oversubscription.
 //
 // Micro-kernels (kernels/cpu/gemm_micro_kernel.h): AVX-512 14 x 32, AVX2+FMA 6 x 16, and a
-// portable 8 x 12 in vector extensions (NEON on aarch64); dot-product tiles of 3 x 7 (AVX-512)
-// and 3 x 4 (AVX2) for the dot path (the portable family has none: it uses the other paths). On x86
+// portable 8 x 12 in vector extensions (NEON on aarch64); 6 x (48 + 1) for the 48-column path
+// (AVX-512); dot-product tiles of 3 x 7 (AVX-512) and 3 x 4 (AVX2) for the dot path (the portable
+// family has neither: it uses the other paths). On x86
 // the family is chosen at run time: AVX-512 when the CPU has it, else AVX2;
 // NEXTVIT_CPU_ISA=avx512|avx2|portable forces one (kernels/gemm.h). Elsewhere only the portable
 // family is compiled.
@@ -71,6 +76,7 @@
 
 #include "kernels/cpu/gemm_avx2.h"
 #include "kernels/cpu/gemm_avx512.h"
+#include "kernels/cpu/gemm_cols48.h"
 #include "kernels/cpu/gemm_dot.h"
 #endif
 
@@ -732,6 +738,64 @@ void run_dot(const DotConfig& d, const Problem& p, int threads) {
 }
 #endif
 
+#if NEXTVIT_CPU_X86
+// ---- the 48-column path: N = 48 or 49 (kernels/cpu/gemm_cols48.h) -----------------------------
+
+// AVX-512 only (AVX2's 16 registers hold no 3-vector-wide tile of useful height), A read in
+// place (not transposed), and K >= kDotMinK as on the dot path: the short products (the
+// attention's q k^T over a head's 32 channels) stay on the blocked path, whose 49th column is
+// summed along k like the others, so that the attention's token and channel forms, and its
+// AVX-512 and AVX2 kernels, keep giving the same bits (tests/test_attention_on_images.cpp,
+// tests/test_pooled_attention.cpp).
+bool use_cols48(const Problem& p) {
+  return gemm_isa() == GemmIsa::kAvx512 && !p.trans_a && (p.N == 48 || p.N == 49) &&
+         p.K >= kDotMinK;
+}
+
+// C[m0:m1, :] on the calling thread, a tile of rows at a time. Each kernel call also prefetches
+// the tile a block of rows further on (kDotBlockBytes of A, the weights, as on the dot path): at
+// batch 1 they come from memory, one row a stream that the hardware prefetcher joins late, and
+// this way they are in L2 when their turn comes, while no more than two blocks are held there.
+void cols48_rect(const Problem& p, const float* xp, const float* xl, int64_t m0, int64_t m1) {
+  constexpr int R = micro::kCols48Rows;
+  const micro::Cols48Kernel* kernels = micro::kCols48Kernels[p.N - 48].data();
+  const int64_t ahead =
+      std::max<int64_t>(1, kDotBlockBytes / (p.K * int64_t(sizeof(float))) / R) * R;
+  for (int64_t i = m0; i < m1; i += R) {
+    const int rows = static_cast<int>(std::min<int64_t>(R, m1 - i));
+    const int pf_rows = static_cast<int>(std::clamp<int64_t>(m1 - (i + ahead), 0, R));
+    kernels[rows - 1](p.K, p.A + i * p.lda, p.lda, xp, xl, p.C + i * p.ldc, p.ldc, p.alpha, p.beta,
+                      p.A + (i + ahead) * p.lda, pf_rows);
+    p.finish_rows(i, i + rows, 0, p.N);  // the tile's rows of C, still in L1
+  }
+}
+
+// The whole product: op(B)'s first 48 columns packed (K x 48) and its 49th into a contiguous
+// column, by the blocked path's packers (so a map of B's rows gives the same bits here as there),
+// then ranges of rows of C, whole tiles each, one per thread.
+void run_cols48(const Problem& p, int threads) {
+  PackBuffers& buf = thread_buffers();
+  const int64_t xp_floats = p.K * 48;  // rows of 48 floats: 64-byte aligned like the buffer
+  float* xp = PackBuffers::grow(buf.b, buf.b_size, static_cast<size_t>(xp_floats + p.K));
+  float* xl = xp + xp_floats;
+  pack_block<48, false>(p.B, p.ldb, !p.trans_b, 0, 48, 0, p.K, p.b_map, xp);
+  if (p.N == 49) pack_block<1, false>(p.B, p.ldb, !p.trans_b, 48, 1, 0, p.K, p.b_map, xl);
+  const double macs = double(p.M) * double(p.N) * double(p.K);
+  if (threads <= 1 || macs < kParallelMinMacs) {
+    cols48_rect(p, xp, xl, 0, p.M);
+    return;
+  }
+  const int64_t tiles = ceil_div(p.M, int64_t(micro::kCols48Rows));
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t lo = std::min(p.M, tiles * t / T * micro::kCols48Rows);
+    const int64_t hi = std::min(p.M, tiles * (t + 1) / T * micro::kCols48Rows);
+    cols48_rect(p, xp, xl, lo, hi);
+  }
+}
+#endif
+
 // A split of C into a tm x tn grid of rectangles, one per thread.
 struct Grid {
   int tm = 1, tn = 1;
@@ -902,6 +966,10 @@ void run(const Problem& p, int threads) {
   }
   const Config& cfg = config();
 #if NEXTVIT_CPU_X86
+  if (use_cols48(p)) {
+    run_cols48(p, threads);
+    return;
+  }
   if (const DotConfig* d = dot_config(cfg, p)) {
     run_dot(*d, p, threads);
     return;

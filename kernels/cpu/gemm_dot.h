@@ -1,6 +1,8 @@
 #pragma once
 // Dot-product micro-kernels for products with few columns (kernels/cpu/gemm.cpp, "the dot
-// path"): a 1x1 convolution on a 7 x 7 or 14 x 14 map is W (Cout, Cin) x X (Cin, 49 or 196).
+// path"): a 1x1 convolution on a 7 x 7 map is W (Cout, Cin) x X (Cin, 49). On AVX-512, N = 48
+// and 49 go to the 48-column kernels instead (gemm_cols48.h: why there); these serve other narrow
+// products, and N = 49 on AVX2.
 //
 // Why. The blocked kernels put the N columns of C in vector lanes and broadcast rows of A. With
 // N = 49, the 32-wide tiles run 64 lanes for 49 columns (77%), and the weights (A) are packed
