@@ -764,8 +764,9 @@ void cols48_rect(const Problem& p, const float* xp, const float* xl, int64_t m0,
   for (int64_t i = m0; i < m1; i += R) {
     const int rows = static_cast<int>(std::min<int64_t>(R, m1 - i));
     const int pf_rows = static_cast<int>(std::clamp<int64_t>(m1 - (i + ahead), 0, R));
+    const float* pf = pf_rows > 0 ? p.A + (i + ahead) * p.lda : nullptr;  // never past A's end
     kernels[rows - 1](p.K, p.A + i * p.lda, p.lda, xp, xl, p.C + i * p.ldc, p.ldc, p.alpha, p.beta,
-                      p.A + (i + ahead) * p.lda, pf_rows);
+                      pf, pf_rows);
     p.finish_rows(i, i + rows, 0, p.N);  // the tile's rows of C, still in L1
   }
 }
