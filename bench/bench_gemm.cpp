@@ -402,10 +402,10 @@ int main(int argc, char** argv) {
     if (a == "--only" && i + 1 < argc) only = argv[++i];
   }
   const auto isa = kernels::cpu::gemm_isa();
-  const int lanes = isa == kernels::cpu::GemmIsa::kAvx512 ? 16 : 8;
   const bench::FmaPeak core = bench::measure_fma_peak(isa == kernels::cpu::GemmIsa::kAvx512);
+  const int lanes = core.lanes;
   const double ghz = core.ghz;
-  const int flops_per_cycle = 2 * lanes * core.fmas_per_cycle;
+  const int flops_per_cycle = core.flops_per_cycle();
   std::printf("bench_gemm %s  CPU: %s, %d hardware threads\n", bench::today().c_str(),
               bench::cpu_model().c_str(), omp_get_num_procs());
   std::printf(

@@ -49,7 +49,9 @@ namespace fma_detail {
 
 // n FMAs in `chains` independent chains of n / chains each: with 1 chain each FMA waits for the
 // previous one (latency 4 cycles), with 12 the FMA units never wait. Run with the register width
-// the GEMM uses, because a core may clock lower while running 512-bit FMAs.
+// the GEMM uses, because a core may clock lower while running 512-bit FMAs. Two functions rather
+// than one template over the vector type: each needs its own target attribute, and an AVX-512
+// one on the 256-bit loop would let the compiler emit code an AVX2-only CPU cannot run.
 template <int chains>
 __attribute__((target("avx512f"))) float chains_512(int64_t n) {
   __m512 x[chains];
