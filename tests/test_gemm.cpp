@@ -184,7 +184,9 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   // On AVX-512, A not transposed, N = 48 or 49 and K >= 128 take the 48-column path
   // (kernels/cpu/gemm_cols48.h): rows not a multiple of its 6-row tile (1 to 6 rows left), K not
   // a multiple of 16 (the 49th column's masked tail), op(B) packed from rows or, transposed, from
-  // columns. Otherwise (and on AVX2 for N = 49 too)
+  // columns; and with B transposed, M = 48 or 49 (x W^T on 49 tokens) take the same kernels on
+  // C^T, turned round into C: N = 1, 7, 13 (fewer columns than one 8 x 8 block of the turn-round),
+  // 200 and 301 (ragged edges), K tails. Otherwise (and on AVX2 for N = 49 too)
   // A not transposed, K >= 128 and N leaving more than a fifth of the blocked tiles' lanes
   // empty take the dot path (kernels/cpu/gemm_dot.h; N = 1, 5, 13, 49, 100 here): rows not a
   // multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4 (AVX2), K not a
@@ -199,7 +201,8 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   const std::vector<std::array<int64_t, 3>> shapes = {
       {10, 49, 200},     {2, 1, 130},    {4, 5, 129},    {8, 13, 144},   {23, 100, 131},
       {121, 49, 96 * 8}, {61, 196, 385}, {31, 49, 2297}, {40, 49, 1024}, {7, 48, 133},
-      {13, 49, 130},     {6, 48, 300},   {1, 49, 129},   {5, 49, 128}};
+      {13, 49, 130},     {6, 48, 300},   {1, 49, 129},   {5, 49, 128},   {49, 200, 130},
+      {48, 7, 300},      {49, 1, 129},   {49, 13, 144},  {49, 301, 777}};
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
     IsaGuard guard(isa);
@@ -274,7 +277,8 @@ TEST_CASE("gemm: every thread count gives the same bits, on every path", "[gemm]
   // transposed (N = 196 on AVX-512, every transpose, beta != 0 and not a power of 2, so that the
   // turned-round edges read C and round beta * C); dot (N = 49 and 13, op(B)^T copied or read
   // in place; K = 2297 in passes; N = 100 > M = 23, whose columns the threads split into groups
-  // of other widths).
+  // of other widths); 48-column (N = 49 with 301 rows; M = 49 with B transposed, whose threads
+  // each turn round their own columns of C).
   Generator g(17);
   const std::vector<Case> cases = {
       {199, 301, 101, false, false, 0.5f, -1.0f, 3, 5, 2},
@@ -287,6 +291,8 @@ TEST_CASE("gemm: every thread count gives the same bits, on every path", "[gemm]
       {400, 13, 640, false, true, -1.0f, 1.0f},
       {97, 49, 2297, false, false, 0.5f, 0.25f},
       {23, 100, 900, false, true, 1.0f, 0.4f, 2, 3, 1},
+      {49, 301, 768, false, true, -0.5f, 0.3f, 1, 2, 3},
+      {48, 200, 500, true, true, 1.0f, 0.0f},
   };
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
@@ -318,13 +324,15 @@ TEST_CASE("gemm_with_pass: every element finished once, after its last K block, 
   // The pass c = c * 0.5 + row must leave exactly gemm's result put through it once: a missed
   // run, a second one, a run before the last K block (K = 500: three blocks of 192 on AVX-512)
   // or with a wrong row index changes the bits. Paths: blocked (one and several K blocks),
-  // transposed (N = 196), dot (N = 49 with K in passes; N = 100 split by columns), and
+  // transposed (N = 196), dot (N = 49 with K in passes; N = 100 split by columns), 48-column
+  // (M = 49 with B transposed: the pass after the turn-round, on each thread's columns), and
   // K = 0 (C only scaled); 1 to 3 threads.
   Generator g(19);
   const std::vector<Case> cases = {
       {199, 301, 101, false, false, 1.0f, 0.0f, 0, 0, 3}, {64, 100, 500, false, false, 0.5f, 0.7f},
       {61, 196, 385, false, false, 1.0f, 0.0f, 1, 2, 1},  {301, 49, 2297, false, false},
       {23, 100, 900, false, true, 1.0f, 0.25f},           {5, 7, 0, false, false, 1.0f, 0.5f},
+      {49, 301, 768, false, true, 1.0f, 0.5f, 1, 2, 3},
   };
   const kernels::cpu::GemmRowPass pass{[](const void*, int64_t row, float* c, int64_t n) {
                                          for (int64_t j = 0; j < n; ++j)

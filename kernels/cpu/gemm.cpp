@@ -33,7 +33,8 @@
 //   - N = 48 or 49 (a 1x1 convolution on a 7 x 7 map, E-MHSA's 49 pooled tokens) on AVX-512:
 //     three-vector-wide tiles whose rows of A are broadcast from where they lie (no packing of
 //     the weights), op(B)'s 48 first columns packed once, a 49th column as a dot product
-//     (kernels/cpu/gemm_cols48.h);
+//     (kernels/cpu/gemm_cols48.h); and M = 48 or 49 with B transposed (x W^T on 49 tokens) the
+//     same kernels on C^T = B op(A)^T, turned round into C;
 //   - otherwise N so small that a fifth of the lanes would idle: dot products along K
 //     (kernels/cpu/gemm_dot.h): A is read in place, op(B)^T (N x K, small) is copied once, and
 //     each element of C is a horizontal sum of K-lane vectors;
@@ -106,6 +107,29 @@ struct Problem {
     for (int64_t i = i0; i < i1; ++i) pass.fn(pass.ctx, i, C + i * ldc + j0, n);
   }
 };
+
+// The product C^T (N x M) = op(B)^T op(A)^T into t (contiguous, leading dimension M): the
+// operands swap places and transposes, the maps go with their operands, and alpha, beta and
+// the pass stay with C (the caller applies them as it turns t round into C).
+Problem transposed_problem(const Problem& p, float* t) {
+  Problem f = p;
+  f.pass = {};
+  f.a_map = p.b_map;  // rows of op(B) are rows of the flipped op(A)^T
+  f.b_map = p.a_map;
+  f.trans_a = !p.trans_b;
+  f.trans_b = !p.trans_a;
+  f.M = p.N;
+  f.N = p.M;
+  f.A = p.B;
+  f.lda = p.ldb;
+  f.B = p.A;
+  f.ldb = p.lda;
+  f.alpha = 1.0f;
+  f.beta = 0.0f;
+  f.C = t;
+  f.ldc = p.M;
+  return f;
+}
 
 // ---- packing ------------------------------------------------------------------------------------
 
@@ -748,8 +772,8 @@ void run_dot(const DotConfig& d, const Problem& p, int threads) {
 // AVX-512 and AVX2 kernels, keep giving the same bits (tests/test_attention_on_images.cpp,
 // tests/test_pooled_attention.cpp).
 bool use_cols48(const Problem& p) {
-  return gemm_isa() == GemmIsa::kAvx512 && !p.trans_a && (p.N == 48 || p.N == 49) &&
-         p.K >= kDotMinK;
+  return gemm_isa() == GemmIsa::kAvx512 && !p.trans_a && !p.a_map.on() &&
+         (p.N == 48 || p.N == 49) && p.K >= kDotMinK;
 }
 
 // C[m0:m1, :] on the calling thread, a tile of rows at a time. Each kernel call also prefetches
@@ -771,19 +795,35 @@ void cols48_rect(const Problem& p, const float* xp, const float* xl, int64_t m0,
   }
 }
 
-// The whole product: op(B)'s first 48 columns packed (K x 48) and its 49th into a contiguous
-// column, by the blocked path's packers (so a map of B's rows gives the same bits here as there),
-// then ranges of rows of C, whole tiles each, one per thread.
-void run_cols48(const Problem& p, int threads) {
+// op(B)'s first 48 columns packed (K x 48) and its 49th into a contiguous column, in the calling
+// thread's buffer, by the blocked path's packers (so a map of B's rows gives the same bits here
+// as there).
+struct Cols48Operand {
+  const float *xp, *xl;
+};
+Cols48Operand pack_cols48(const Problem& p) {
   PackBuffers& buf = thread_buffers();
   const int64_t xp_floats = p.K * 48;  // rows of 48 floats: 64-byte aligned like the buffer
   float* xp = PackBuffers::grow(buf.b, buf.b_size, static_cast<size_t>(xp_floats + p.K));
   float* xl = xp + xp_floats;
   pack_block<48, false>(p.B, p.ldb, !p.trans_b, 0, 48, 0, p.K, p.b_map, xp);
   if (p.N == 49) pack_block<1, false>(p.B, p.ldb, !p.trans_b, 48, 1, 0, p.K, p.b_map, xl);
+  return {xp, xl};
+}
+
+// The whole product: ranges of rows of C, whole tiles each, one per thread, each thread with
+// its own packed op(B) (K x 49 floats, read K x 48 times by each thread: on the 2-core Xeon the
+// products with a few hundred rows ran in 0.72-0.85x the time of one copy packed before the
+// parallel region, which the second core had to fetch from the first one's cache); each thread then
+// calls rows_done(lo, hi) for its range [lo, hi) (the flipped product below turns them round
+// there).
+template <typename RowsDone>
+void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
   const double macs = double(p.M) * double(p.N) * double(p.K);
   if (threads <= 1 || macs < kParallelMinMacs) {
-    cols48_rect(p, xp, xl, 0, p.M);
+    const Cols48Operand x = pack_cols48(p);
+    cols48_rect(p, x.xp, x.xl, 0, p.M);
+    rows_done(0, p.M);
     return;
   }
   const int64_t tiles = ceil_div(p.M, int64_t(micro::kCols48Rows));
@@ -792,8 +832,16 @@ void run_cols48(const Problem& p, int threads) {
     const int t = omp_get_thread_num(), T = omp_get_num_threads();
     const int64_t lo = std::min(p.M, tiles * t / T * micro::kCols48Rows);
     const int64_t hi = std::min(p.M, tiles * (t + 1) / T * micro::kCols48Rows);
-    cols48_rect(p, xp, xl, lo, hi);
+    if (lo < hi) {
+      const Cols48Operand x = pack_cols48(p);
+      cols48_rect(p, x.xp, x.xl, lo, hi);
+      rows_done(lo, hi);
+    }
   }
+}
+
+void run_cols48(const Problem& p, int threads) {
+  run_cols48(p, threads, [](int64_t, int64_t) {});
 }
 #endif
 
@@ -916,23 +964,7 @@ void store_transposed(const Problem& p, const float* t, int64_t i0, int64_t i1, 
 void run_transposed(const Config& cfg, const Problem& p, int threads) {
   PackBuffers& buf = thread_buffers();
   float* t = PackBuffers::grow(buf.c, buf.c_size, static_cast<size_t>(p.M * p.N));
-  // C^T (N x M) = op(B)^T op(A)^T: the operands swap places and transposes.
-  Problem flipped = p;
-  flipped.pass = {};        // the pass is C's, run as C is written
-  flipped.a_map = p.b_map;  // rows of op(B) are rows of the flipped op(A)^T
-  flipped.b_map = p.a_map;
-  flipped.trans_a = !p.trans_b;
-  flipped.trans_b = !p.trans_a;
-  flipped.M = p.N;
-  flipped.N = p.M;
-  flipped.A = p.B;
-  flipped.lda = p.ldb;
-  flipped.B = p.A;
-  flipped.ldb = p.lda;
-  flipped.alpha = 1.0f;
-  flipped.beta = 0.0f;
-  flipped.C = t;
-  flipped.ldc = p.M;
+  const Problem flipped = transposed_problem(p, t);
   if (run_serial(p, threads)) {
     gemm_rect(cfg, flipped, 0, flipped.M, 0, flipped.N);
     store_transposed(p, t, 0, p.M, 0, p.N);
@@ -955,6 +987,29 @@ void run_transposed(const Config& cfg, const Problem& p, int threads) {
   }
 }
 
+#if NEXTVIT_CPU_X86
+// x W^T with 48 or 49 rows (E-MHSA's pooled keys and values, and at batch 1 every token-form
+// linear of stage 4, in training): C = op(A) B^T has 49 rows and N columns, which the blocked
+// tiles cover with 14-row panels (56 rows for 49) fed by transposing B as they pack it. Its
+// transpose C^T = B op(A)^T is a 48-column product whose A is B itself, read in place by rows:
+// the 48-column path computes it into a scratch buffer, and each thread turns its columns of C
+// round straight after (store_transposed: alpha, beta, then C's pass).
+bool use_cols48_transposed(const Problem& p) {
+  return gemm_isa() == GemmIsa::kAvx512 && p.trans_b && !p.b_map.on() && (p.M == 48 || p.M == 49) &&
+         p.K >= kDotMinK;
+}
+
+void run_cols48_transposed(const Problem& p, int threads) {
+  PackBuffers& buf = thread_buffers();
+  float* t = PackBuffers::grow(buf.c, buf.c_size, static_cast<size_t>(p.M * p.N));
+  const Problem flipped = transposed_problem(p, t);
+  run_cols48(flipped, threads, [&](int64_t j0, int64_t j1) {
+    store_transposed(p, t, 0, p.M, j0, j1);
+    p.finish_rows(0, p.M, j0, j1 - j0);
+  });
+}
+#endif
+
 // ---- dispatch -----------------------------------------------------------------------------------
 
 // One product on up to `threads` threads: the dot path for very narrow C, the transposed path for
@@ -969,6 +1024,10 @@ void run(const Problem& p, int threads) {
 #if NEXTVIT_CPU_X86
   if (use_cols48(p)) {
     run_cols48(p, threads);
+    return;
+  }
+  if (use_cols48_transposed(p)) {
+    run_cols48_transposed(p, threads);
     return;
   }
   if (const DotConfig* d = dot_config(cfg, p)) {
