@@ -33,8 +33,9 @@
 //   - N = 48 or 49 (a 1x1 convolution on a 7 x 7 map, E-MHSA's 49 pooled tokens) on AVX-512:
 //     three-vector-wide tiles whose rows of A are broadcast from where they lie (no packing of
 //     the weights), op(B)'s 48 first columns packed once, a 49th column as a dot product
-//     (kernels/cpu/gemm_cols48.h); and M = 48 or 49 with B transposed (x W^T on 49 tokens) the
-//     same kernels on C^T = B op(A)^T, turned round into C;
+//     (kernels/cpu/gemm_cols48.h); 96 to 256 columns (N = 196: a 1x1 convolution on a 14 x 14
+//     map) in panels of 48 with the rest on the dot kernels; and M = 48 or 49 with B transposed
+//     (x W^T on 49 tokens) the same kernels on C^T = B op(A)^T, turned round into C;
 //   - otherwise N so small that a fifth of the lanes would idle: dot products along K
 //     (kernels/cpu/gemm_dot.h): A is read in place, op(B)^T (N x K, small) is copied once, and
 //     each element of C is a horizontal sum of K-lane vectors;
@@ -763,66 +764,115 @@ void run_dot(const DotConfig& d, const Problem& p, int threads) {
 #endif
 
 #if NEXTVIT_CPU_X86
-// ---- the 48-column path: N = 48 or 49 (kernels/cpu/gemm_cols48.h) -----------------------------
+// ---- the 48-column path: N = 48 or 49, or 96 to 256 in panels (kernels/cpu/gemm_cols48.h) ------
+
+// The columns of C: `panels` panels of 48 on the 48-column kernels, the first with a 49th column
+// when `extra`, and `tail` more columns (1 to 47) on the dot kernels.
+struct Cols48Split {
+  int64_t panels, extra, tail;
+};
+Cols48Split cols48_split(int64_t N) {
+  if (N == 48 || N == 49) return {1, N - 48, 0};
+  return {N / 48, 0, N % 48};
+}
 
 // AVX-512 only (AVX2's 16 registers hold no 3-vector-wide tile of useful height), A read in
 // place (not transposed), and K >= kDotMinK as on the dot path: the short products (the
 // attention's q k^T over a head's 32 channels) stay on the blocked path, whose 49th column is
 // summed along k like the others, so that the attention's token and channel forms, and its
 // AVX-512 and AVX2 kernels, keep giving the same bits (tests/test_attention_on_images.cpp,
-// tests/test_pooled_attention.cpp).
+// tests/test_pooled_attention.cpp). Wider C, 96 to 256 columns, in panels of 48 when it has at
+// least as many rows as columns: the 1x1 convolutions on 14 x 14 maps (N = 196 = 4 x 48 + 4),
+// which the transposed path ran with the weights packed (transposed) and C turned round; here
+// the weights are read in place, and the products took 0.86-0.92x the time, warm, on the 2-core
+// Xeon (2 threads). Fewer rows than columns stay on the dot path, whose threads split columns.
 bool use_cols48(const Problem& p) {
-  return gemm_isa() == GemmIsa::kAvx512 && !p.trans_a && !p.a_map.on() &&
-         (p.N == 48 || p.N == 49) && p.K >= kDotMinK;
+  if (gemm_isa() != GemmIsa::kAvx512 || p.trans_a || p.a_map.on() || p.K < kDotMinK) return false;
+  return p.N == 48 || p.N == 49 || (p.N >= 96 && p.N <= 256 && p.M >= p.N);
 }
 
-// C[m0:m1, :] on the calling thread, a tile of rows at a time. Each kernel call also prefetches
-// the tile a block of rows further on (kDotBlockBytes of A, the weights, as on the dot path): at
-// batch 1 they come from memory, one row a stream that the hardware prefetcher joins late, and
-// this way they are in L2 when their turn comes, while no more than two blocks are held there.
+// How far ahead of its tile a kernel call prefetches the rows of A (the weights, from memory at
+// batch 1): 64 KiB. Cold weights (bench_gemm --cold, 2 threads) took 0.86-0.95x the time of a
+// 512 KiB lead at 14 x 14 and 0.90-0.97x at 7 x 7: the first 512 KiB of each thread's rows had
+// no lead at all, and a shorter one still covers the memory's latency.
+constexpr int64_t kCols48AheadBytes = 64 << 10;
+
+// C[m0:m1, lane columns] on the calling thread, a tile of rows at a time, each tile across every
+// panel while its rows of A are in L1. The tile's first kernel call also prefetches the tile
+// kCols48AheadBytes of A further on: at batch 1 the weights come from memory, one row a stream
+// that the hardware prefetcher joins late, and this way they are in L2 when their turn comes.
 void cols48_rect(const Problem& p, const float* xp, const float* xl, int64_t m0, int64_t m1) {
   constexpr int R = micro::kCols48Rows;
-  const micro::Cols48Kernel* kernels = micro::kCols48Kernels[p.N - 48].data();
+  const Cols48Split split = cols48_split(p.N);
+  const micro::Cols48Kernel* kernels = micro::kCols48Kernels[split.extra].data();
   const int64_t ahead =
-      std::max<int64_t>(1, kDotBlockBytes / (p.K * int64_t(sizeof(float))) / R) * R;
+      std::max<int64_t>(1, kCols48AheadBytes / (p.K * int64_t(sizeof(float))) / R) * R;
+  const int64_t xp_stride = panel_stride(p.K, 48), lane_cols = 48 * split.panels + split.extra;
   for (int64_t i = m0; i < m1; i += R) {
     const int rows = static_cast<int>(std::min<int64_t>(R, m1 - i));
     const int pf_rows = static_cast<int>(std::clamp<int64_t>(m1 - (i + ahead), 0, R));
     const float* pf = pf_rows > 0 ? p.A + (i + ahead) * p.lda : nullptr;  // never past A's end
-    kernels[rows - 1](p.K, p.A + i * p.lda, p.lda, xp, xl, p.C + i * p.ldc, p.ldc, p.alpha, p.beta,
-                      pf, pf_rows);
-    p.finish_rows(i, i + rows, 0, p.N);  // the tile's rows of C, still in L1
+    for (int64_t q = 0; q < split.panels; ++q) {
+      kernels[rows - 1](p.K, p.A + i * p.lda, p.lda, xp + q * xp_stride, xl,
+                        p.C + i * p.ldc + 48 * q, p.ldc, p.alpha, p.beta, q == 0 ? pf : nullptr,
+                        q == 0 ? pf_rows : 0);
+    }
+    p.finish_rows(i, i + rows, 0, lane_cols);  // the tile's rows of C, still in L1
   }
 }
 
-// op(B)'s first 48 columns packed (K x 48) and its 49th into a contiguous column, in the calling
-// thread's buffer, by the blocked path's packers (so a map of B's rows gives the same bits here
-// as there).
+// op(B)'s 48-column panels packed (K x 48 each) and a 49th column into a contiguous one, in the
+// calling thread's buffer, by the blocked path's packers (so a map of B's rows gives the same
+// bits here as there).
 struct Cols48Operand {
   const float *xp, *xl;
 };
 Cols48Operand pack_cols48(const Problem& p) {
+  const Cols48Split split = cols48_split(p.N);
   PackBuffers& buf = thread_buffers();
-  const int64_t xp_floats = p.K * 48;  // rows of 48 floats: 64-byte aligned like the buffer
+  const int64_t xp_floats = split.panels * panel_stride(p.K, 48);
   float* xp = PackBuffers::grow(buf.b, buf.b_size, static_cast<size_t>(xp_floats + p.K));
   float* xl = xp + xp_floats;
-  pack_block<48, false>(p.B, p.ldb, !p.trans_b, 0, 48, 0, p.K, p.b_map, xp);
-  if (p.N == 49) pack_block<1, false>(p.B, p.ldb, !p.trans_b, 48, 1, 0, p.K, p.b_map, xl);
+  pack_block<48, false>(p.B, p.ldb, !p.trans_b, 0, 48 * split.panels, 0, p.K, p.b_map, xp);
+  if (split.extra) pack_block<1, false>(p.B, p.ldb, !p.trans_b, 48, 1, 0, p.K, p.b_map, xl);
   return {xp, xl};
 }
 
+// The tail columns [N - tail, N) of C's rows [m0, m1), by the dot kernels.
+void cols48_tail(const Problem& p, int64_t m0, int64_t m1) {
+  const Cols48Split split = cols48_split(p.N);
+  if (split.tail == 0) return;
+  const int64_t j0 = p.N - split.tail;
+  Problem t = p;
+  t.N = split.tail;
+  t.B = p.trans_b ? p.B + j0 * p.ldb : p.B + j0;
+  t.C = p.C + j0;
+  const float* bt = t.B;
+  int64_t ldbt = t.ldb;
+  PackBuffers& buf = thread_buffers();
+  if (!t.trans_b) {
+    ldbt = panel_stride(p.K, 1);
+    float* w = PackBuffers::grow(buf.a, buf.a_size, static_cast<size_t>(t.N * ldbt));
+    transpose_b(t, w, ldbt);
+    bt = w;
+  }
+  // The pass is C's: it takes the rows' positions from t.C, which points at column j0.
+  dot_rect(kDot512, t, bt, ldbt, m0, m1, 0, t.N);
+}
+
 // The whole product: ranges of rows of C, whole tiles each, one per thread, each thread with
-// its own packed op(B) (K x 49 floats, read K x 48 times by each thread: on the 2-core Xeon the
+// its own packed op(B) (K x 49 floats for 49 columns, read K x 48 times: on the 2-core Xeon the
 // products with a few hundred rows ran in 0.72-0.85x the time of one copy packed before the
-// parallel region, which the second core had to fetch from the first one's cache); each thread then
-// calls rows_done(lo, hi) for its range [lo, hi) (the flipped product below turns them round
-// there).
+// parallel region, which the second core had to fetch from the first one's cache); each thread
+// then calls rows_done(lo, hi) for its range [lo, hi) (the flipped product below turns them
+// round there).
 template <typename RowsDone>
 void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
   const double macs = double(p.M) * double(p.N) * double(p.K);
   if (threads <= 1 || macs < kParallelMinMacs) {
     const Cols48Operand x = pack_cols48(p);
     cols48_rect(p, x.xp, x.xl, 0, p.M);
+    cols48_tail(p, 0, p.M);
     rows_done(0, p.M);
     return;
   }
@@ -835,6 +885,7 @@ void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
     if (lo < hi) {
       const Cols48Operand x = pack_cols48(p);
       cols48_rect(p, x.xp, x.xl, lo, hi);
+      cols48_tail(p, lo, hi);
       rows_done(lo, hi);
     }
   }
