@@ -187,8 +187,9 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   // columns; and with B transposed, M = 48 or 49 (x W^T on 49 tokens) take the same kernels on
   // C^T, turned round into C: N = 1, 7, 13 (fewer columns than one 8 x 8 block of the turn-round),
   // 200 and 301 (ragged edges), K tails; and 96 to 256 columns with at least as many rows run in
-  // panels of 48 with the rest on the dot kernels: N = 196 (4 panels + 4), 97 (2 + 1), 144
-  // (3 + 0), 256 (5 + 16). Otherwise (and on AVX2 for N = 49 too)
+  // panels of 48, each with at most one extra column: N = 196 (4 panels, 4 extra), 97 (2, 1),
+  // 144 (3, 0), 245 (5, 5); 256 would need 16 extra columns for its 5 panels and stays on the
+  // other paths. Otherwise (and on AVX2 for N = 49 too)
   // A not transposed, K >= 128 and N leaving more than a fifth of the blocked tiles' lanes
   // empty take the dot path (kernels/cpu/gemm_dot.h; N = 1, 5, 13, 49, 100 here): rows not a
   // multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4 (AVX2), K not a
@@ -201,11 +202,11 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   // ones (> 1 M multiply-adds) run on one and on two threads.
   Generator g(16);
   const std::vector<std::array<int64_t, 3>> shapes = {
-      {10, 49, 200},     {2, 1, 130},     {4, 5, 129},    {8, 13, 144},   {23, 100, 131},
-      {121, 49, 96 * 8}, {61, 196, 385},  {31, 49, 2297}, {40, 49, 1024}, {7, 48, 133},
-      {13, 49, 130},     {6, 48, 300},    {1, 49, 129},   {5, 49, 128},   {49, 200, 130},
-      {48, 7, 300},      {49, 1, 129},    {49, 13, 144},  {49, 301, 777}, {200, 196, 385},
-      {97, 97, 130},     {150, 144, 200}, {263, 256, 131}};
+      {10, 49, 200},     {2, 1, 130},     {4, 5, 129},     {8, 13, 144},   {23, 100, 131},
+      {121, 49, 96 * 8}, {61, 196, 385},  {31, 49, 2297},  {40, 49, 1024}, {7, 48, 133},
+      {13, 49, 130},     {6, 48, 300},    {1, 49, 129},    {5, 49, 128},   {49, 200, 130},
+      {48, 7, 300},      {49, 1, 129},    {49, 13, 144},   {49, 301, 777}, {200, 196, 385},
+      {97, 97, 130},     {150, 144, 200}, {263, 245, 131}, {263, 256, 131}};
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
     IsaGuard guard(isa);
@@ -280,8 +281,8 @@ TEST_CASE("gemm: every thread count gives the same bits, on every path", "[gemm]
   // transposed (N = 196 on AVX-512, every transpose, beta != 0 and not a power of 2, so that the
   // turned-round edges read C and round beta * C); dot (N = 49 and 13, op(B)^T copied or read
   // in place; K = 2297 in passes; N = 100 > M = 23, whose columns the threads split into groups
-  // of other widths); 48-column (N = 49 with 301 rows; N = 196 in 4 panels and a dot-product
-  // tail; M = 49 with B transposed, whose threads each turn round their own columns of C).
+  // of other widths); 48-column (N = 49 with 301 rows; N = 196 in 4 panels, each with an extra
+  // column; M = 49 with B transposed, whose threads each turn round their own columns of C).
   Generator g(17);
   const std::vector<Case> cases = {
       {199, 301, 101, false, false, 0.5f, -1.0f, 3, 5, 2},
@@ -329,8 +330,8 @@ TEST_CASE("gemm_with_pass: every element finished once, after its last K block, 
   // run, a second one, a run before the last K block (K = 500: three blocks of 192 on AVX-512)
   // or with a wrong row index changes the bits. Paths: blocked (one and several K blocks),
   // transposed (N = 196 with 61 rows), dot (N = 49 with K in passes; N = 100 split by columns),
-  // 48-column (N = 196 with 300 rows: panels and the dot kernels' tail each finish their own
-  // columns; M = 49 with B transposed: the pass after the turn-round, on each thread's columns),
+  // 48-column (N = 196 with 300 rows: 4 panels, each with an extra column; M = 49 with B
+  // transposed: the pass after the turn-round, on each thread's columns),
   // and
   // K = 0 (C only scaled); 1 to 3 threads.
   Generator g(19);

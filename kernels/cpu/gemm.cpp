@@ -34,7 +34,7 @@
 //     three-vector-wide tiles whose rows of A are broadcast from where they lie (no packing of
 //     the weights), op(B)'s 48 first columns packed once, a 49th column as a dot product
 //     (kernels/cpu/gemm_cols48.h); 96 to 256 columns (N = 196: a 1x1 convolution on a 14 x 14
-//     map) in panels of 48 with the rest on the dot kernels; and M = 48 or 49 with B transposed
+//     map) in panels of 48, each with at most one extra column; and M = 48 or 49 with B transposed
 //     (x W^T on 49 tokens) the same kernels on C^T = B op(A)^T, turned round into C;
 //   - otherwise N so small that a fifth of the lanes would idle: dot products along K
 //     (kernels/cpu/gemm_dot.h): A is read in place, op(B)^T (N x K, small) is copied once, and
@@ -769,11 +769,10 @@ void run_dot(const DotConfig& d, const Problem& p, int threads) {
 // The columns of C: `panels` panels of 48 on the 48-column kernels, the first with a 49th column
 // when `extra`, and `tail` more columns (1 to 47) on the dot kernels.
 struct Cols48Split {
-  int64_t panels, extra, tail;
+  int64_t panels, extra;
 };
 Cols48Split cols48_split(int64_t N) {
-  if (N == 48 || N == 49) return {1, N - 48, 0};
-  return {N / 48, 0, N % 48};
+  return {N / 48, N % 48};
 }
 
 // AVX-512 only (AVX2's 16 registers hold no 3-vector-wide tile of useful height), A read in
@@ -781,14 +780,17 @@ Cols48Split cols48_split(int64_t N) {
 // attention's q k^T over a head's 32 channels) stay on the blocked path, whose 49th column is
 // summed along k like the others, so that the attention's token and channel forms, and its
 // AVX-512 and AVX2 kernels, keep giving the same bits (tests/test_attention_on_images.cpp,
-// tests/test_pooled_attention.cpp). Wider C, 96 to 256 columns, in panels of 48 when it has at
-// least as many rows as columns: the 1x1 convolutions on 14 x 14 maps (N = 196 = 4 x 48 + 4),
-// which the transposed path ran with the weights packed (transposed) and C turned round; here
-// the weights are read in place, and the products took 0.86-0.92x the time, warm, on the 2-core
-// Xeon (2 threads). Fewer rows than columns stay on the dot path, whose threads split columns.
+// tests/test_pooled_attention.cpp). Wider C, 96 to 256 columns, in panels of 48, each panel
+// with at most one extra column (so N % 48 <= N / 48), when C has at least as many rows as
+// columns: the 1x1 convolutions on 14 x 14 maps (N = 196 = 4 x 49), which the transposed path
+// ran with the weights packed (transposed) and C turned round; here the weights are read in
+// place, and the products took 0.86-0.92x the time, warm, on the 2-core Xeon (2 threads). Fewer
+// rows than columns stay on the dot path, whose threads split columns.
 bool use_cols48(const Problem& p) {
   if (gemm_isa() != GemmIsa::kAvx512 || p.trans_a || p.a_map.on() || p.K < kDotMinK) return false;
-  return p.N == 48 || p.N == 49 || (p.N >= 96 && p.N <= 256 && p.M >= p.N);
+  const Cols48Split split = cols48_split(p.N);
+  if (split.panels == 1) return split.extra <= 1;
+  return p.N <= 256 && split.extra <= split.panels && p.M >= p.N;
 }
 
 // How far ahead of its tile a kernel call prefetches the rows of A (the weights, from memory at
@@ -804,26 +806,29 @@ constexpr int64_t kCols48AheadBytes = 64 << 10;
 void cols48_rect(const Problem& p, const float* xp, const float* xl, int64_t m0, int64_t m1) {
   constexpr int R = micro::kCols48Rows;
   const Cols48Split split = cols48_split(p.N);
-  const micro::Cols48Kernel* kernels = micro::kCols48Kernels[split.extra].data();
   const int64_t ahead =
       std::max<int64_t>(1, kCols48AheadBytes / (p.K * int64_t(sizeof(float))) / R) * R;
-  const int64_t xp_stride = panel_stride(p.K, 48), lane_cols = 48 * split.panels + split.extra;
+  const int64_t xp_stride = panel_stride(p.K, 48), xl_stride = panel_stride(p.K, 1);
   for (int64_t i = m0; i < m1; i += R) {
     const int rows = static_cast<int>(std::min<int64_t>(R, m1 - i));
     const int pf_rows = static_cast<int>(std::clamp<int64_t>(m1 - (i + ahead), 0, R));
     const float* pf = pf_rows > 0 ? p.A + (i + ahead) * p.lda : nullptr;  // never past A's end
+    float* c = p.C + i * p.ldc;
     for (int64_t q = 0; q < split.panels; ++q) {
-      kernels[rows - 1](p.K, p.A + i * p.lda, p.lda, xp + q * xp_stride, xl,
-                        p.C + i * p.ldc + 48 * q, p.ldc, p.alpha, p.beta, q == 0 ? pf : nullptr,
-                        q == 0 ? pf_rows : 0);
+      // Panel q: columns [48 q, 48 q + 48), and column 48 panels + q when q < extra.
+      const bool extra = q < split.extra;
+      micro::kCols48Kernels[extra][rows - 1](
+          p.K, p.A + i * p.lda, p.lda, xp + q * xp_stride, extra ? xl + q * xl_stride : nullptr,
+          c + 48 * q, extra ? c + 48 * split.panels + q : nullptr, p.ldc, p.alpha, p.beta,
+          q == 0 ? pf : nullptr, q == 0 ? pf_rows : 0);
     }
-    p.finish_rows(i, i + rows, 0, lane_cols);  // the tile's rows of C, still in L1
+    p.finish_rows(i, i + rows, 0, p.N);  // the tile's rows of C, still in L1
   }
 }
 
-// op(B)'s 48-column panels packed (K x 48 each) and a 49th column into a contiguous one, in the
-// calling thread's buffer, by the blocked path's packers (so a map of B's rows gives the same
-// bits here as there).
+// op(B)'s 48-column panels packed (K x 48 each) and its extra columns each into a contiguous
+// one, in the calling thread's buffer, by the blocked path's packers (so a map of B's rows gives
+// the same bits here as there).
 struct Cols48Operand {
   const float *xp, *xl;
 };
@@ -831,33 +836,13 @@ Cols48Operand pack_cols48(const Problem& p) {
   const Cols48Split split = cols48_split(p.N);
   PackBuffers& buf = thread_buffers();
   const int64_t xp_floats = split.panels * panel_stride(p.K, 48);
-  float* xp = PackBuffers::grow(buf.b, buf.b_size, static_cast<size_t>(xp_floats + p.K));
+  const int64_t xl_floats = split.extra * panel_stride(p.K, 1);
+  float* xp = PackBuffers::grow(buf.b, buf.b_size, static_cast<size_t>(xp_floats + xl_floats));
   float* xl = xp + xp_floats;
-  pack_block<48, false>(p.B, p.ldb, !p.trans_b, 0, 48 * split.panels, 0, p.K, p.b_map, xp);
-  if (split.extra) pack_block<1, false>(p.B, p.ldb, !p.trans_b, 48, 1, 0, p.K, p.b_map, xl);
+  const int64_t lanes = 48 * split.panels;
+  pack_block<48, false>(p.B, p.ldb, !p.trans_b, 0, lanes, 0, p.K, p.b_map, xp);
+  pack_block<1, false>(p.B, p.ldb, !p.trans_b, lanes, split.extra, 0, p.K, p.b_map, xl);
   return {xp, xl};
-}
-
-// The tail columns [N - tail, N) of C's rows [m0, m1), by the dot kernels.
-void cols48_tail(const Problem& p, int64_t m0, int64_t m1) {
-  const Cols48Split split = cols48_split(p.N);
-  if (split.tail == 0) return;
-  const int64_t j0 = p.N - split.tail;
-  Problem t = p;
-  t.N = split.tail;
-  t.B = p.trans_b ? p.B + j0 * p.ldb : p.B + j0;
-  t.C = p.C + j0;
-  const float* bt = t.B;
-  int64_t ldbt = t.ldb;
-  PackBuffers& buf = thread_buffers();
-  if (!t.trans_b) {
-    ldbt = panel_stride(p.K, 1);
-    float* w = PackBuffers::grow(buf.a, buf.a_size, static_cast<size_t>(t.N * ldbt));
-    transpose_b(t, w, ldbt);
-    bt = w;
-  }
-  // The pass is C's: it takes the rows' positions from t.C, which points at column j0.
-  dot_rect(kDot512, t, bt, ldbt, m0, m1, 0, t.N);
 }
 
 // The whole product: ranges of rows of C, whole tiles each, one per thread, each thread with
@@ -872,7 +857,6 @@ void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
   if (threads <= 1 || macs < kParallelMinMacs) {
     const Cols48Operand x = pack_cols48(p);
     cols48_rect(p, x.xp, x.xl, 0, p.M);
-    cols48_tail(p, 0, p.M);
     rows_done(0, p.M);
     return;
   }
@@ -885,7 +869,6 @@ void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
     if (lo < hi) {
       const Cols48Operand x = pack_cols48(p);
       cols48_rect(p, x.xp, x.xl, lo, hi);
-      cols48_tail(p, lo, hi);
       rows_done(lo, hi);
     }
   }

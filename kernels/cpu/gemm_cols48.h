@@ -1,7 +1,8 @@
 #pragma once
 // AVX-512 micro-kernels for products with 48 or 49 columns (kernels/cpu/gemm.cpp, "the 48-column
 // path"): a 1x1 convolution on a 7 x 7 map is W (Cout, Cin) x X (Cin, 49), and E-MHSA's keys and
-// values are 49 pooled tokens.
+// values are 49 pooled tokens. Wider products run a kernel per 48 columns, each carrying at most
+// one extra column: 196 = 4 x (48 + 1) on a 14 x 14 map.
 //
 // Why not the dot-product kernels (gemm_dot.h), which served these shapes before: they load
 // both operands as full vectors, 10 vector loads for 21 multiply-adds of their 3 x 7 tile, and
@@ -28,12 +29,12 @@
 // ascending; the 49th column's 16 lanes, then their sum), so the results do not depend on the
 // thread count.
 //
-// A kernel computes C[0:ROWS, 0:48 + EXTRA] = alpha * sums + beta * C (C not read when beta is
-// 0) over all of K, the tail (K % 16) with masked loads for the 49th column and one step at a time
-// for the others. Meanwhile it prefetches into L2 the first pf_rows rows of the tile at pf (lda
-// apart, K floats each): one line of each per 16 steps of k, the pace at which it reads its own
-// rows, so that the tile the caller passes (the same rows of the next block of W) arrives from
-// memory while this one computes.
+// A kernel computes C[0:ROWS, 0:48] and, when EXTRA, the column at cl (ldc apart, like c) =
+// alpha * sums + beta * C (C not read when beta is 0) over all of K, the tail (K % 16) with masked
+// loads for the 49th column and one step at a time for the others. Meanwhile it prefetches into L2
+// the first pf_rows rows of the tile at pf (lda apart, K floats each): one line of each per 16
+// steps of k, the pace at which it reads its own rows, so that the tile the caller passes (the same
+// rows of the next block of W) arrives from memory while this one computes.
 #include <immintrin.h>
 
 #include <array>
@@ -49,8 +50,8 @@
 namespace nextvit::kernels::cpu::micro {
 
 using Cols48Kernel = void (*)(int64_t K, const float* a, int64_t lda, const float* xp,
-                              const float* xl, float* c, int64_t ldc, float alpha, float beta,
-                              const float* pf, int pf_rows);
+                              const float* xl, float* c, float* cl, int64_t ldc, float alpha,
+                              float beta, const float* pf, int pf_rows);
 
 constexpr int kCols48Rows = 6;
 
@@ -93,9 +94,9 @@ __attribute__((target("avx512f"), always_inline)) inline void cols48_last_step(
 template <int ROWS, int EXTRA>
 __attribute__((target("avx512f"))) void cols48_kernel_avx512(int64_t K, const float* a, int64_t lda,
                                                              const float* xp, const float* xl,
-                                                             float* c, int64_t ldc, float alpha,
-                                                             float beta, const float* pf,
-                                                             int pf_rows) {
+                                                             float* c, float* cl, int64_t ldc,
+                                                             float alpha, float beta,
+                                                             const float* pf, int pf_rows) {
   static_assert(EXTRA == 0 || EXTRA == 1);
   __m512 acc[ROWS][3], accl[ROWS];
 #pragma GCC unroll 8
@@ -128,8 +129,8 @@ __attribute__((target("avx512f"))) void cols48_kernel_avx512(int64_t K, const fl
     if constexpr (EXTRA == 1) {
       // The same two roundings as the vector lanes: alpha * sum, then fma(beta, c, that).
       __m128 s = _mm_mul_ss(_mm_set_ss(alpha), _mm_set_ss(_mm512_reduce_add_ps(accl[r])));
-      if (beta != 0.0f) s = _mm_fmadd_ss(_mm_set_ss(beta), _mm_load_ss(cr + 48), s);
-      _mm_store_ss(cr + 48, s);
+      if (beta != 0.0f) s = _mm_fmadd_ss(_mm_set_ss(beta), _mm_load_ss(cl + r * ldc), s);
+      _mm_store_ss(cl + r * ldc, s);
     }
   }
 }
