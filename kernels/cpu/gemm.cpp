@@ -766,8 +766,8 @@ void run_dot(const DotConfig& d, const Problem& p, int threads) {
 #if NEXTVIT_CPU_X86
 // ---- the 48-column path: N = 48 or 49, or 96 to 256 in panels (kernels/cpu/gemm_cols48.h) ------
 
-// The columns of C: `panels` panels of 48 on the 48-column kernels, the first with a 49th column
-// when `extra`, and `tail` more columns (1 to 47) on the dot kernels.
+// The columns of C: `panels` panels of 48 on the 48-column kernels, and `extra` more columns,
+// one carried by each of the first `extra` panels (column 48 panels + q by panel q).
 struct Cols48Split {
   int64_t panels, extra;
 };
@@ -784,7 +784,7 @@ Cols48Split cols48_split(int64_t N) {
 // with at most one extra column (so N % 48 <= N / 48), when C has at least as many rows as
 // columns: the 1x1 convolutions on 14 x 14 maps (N = 196 = 4 x 49), which the transposed path
 // ran with the weights packed (transposed) and C turned round; here the weights are read in
-// place, and the products took 0.86-0.92x the time, warm, on the 2-core Xeon (2 threads). Fewer
+// place, and the products took 0.86-0.97x the time, warm, on the 2-core Xeon (2 threads). Fewer
 // rows than columns stay on the dot path, whose threads split columns.
 bool use_cols48(const Problem& p) {
   if (gemm_isa() != GemmIsa::kAvx512 || p.trans_a || p.a_map.on() || p.K < kDotMinK) return false;
@@ -847,7 +847,7 @@ Cols48Operand pack_cols48(const Problem& p) {
 
 // The whole product: ranges of rows of C, whole tiles each, one per thread, each thread with
 // its own packed op(B) (K x 49 floats for 49 columns, read K x 48 times: on the 2-core Xeon the
-// products with a few hundred rows ran in 0.72-0.85x the time of one copy packed before the
+// products with a few hundred rows ran in 0.65-0.94x the time of one copy packed before the
 // parallel region, which the second core had to fetch from the first one's cache); each thread
 // then calls rows_done(lo, hi) for its range [lo, hi) (the flipped product below turns them
 // round there).
