@@ -301,6 +301,64 @@ TEST_CASE("robustness: JPEG Huffman tables with more than 256 codes are refused"
   REQUIRE_THAT(reason, Catch::Contains("257 codes"));
 }
 
+// Found by fuzz_image under UBSan: stb decoded a scan with Huffman tables no DHT segment had
+// defined (a symbol index of 18494 into a 256-entry table). The markers of such files, built
+// here: a scan may only use tables defined before it, and in a progressive frame only those it
+// decodes with (a DC refinement reads raw bits, an AC scan no DC table).
+TEST_CASE("robustness: a JPEG scan whose Huffman tables were never defined is refused",
+          "[robustness]") {
+  auto segment = [](std::vector<uint8_t>& j, uint8_t marker, std::vector<uint8_t> body) {
+    j.insert(j.end(), {0xFF, marker, uint8_t((body.size() + 2) >> 8), uint8_t(body.size() + 2)});
+    j.insert(j.end(), body.begin(), body.end());
+  };
+  auto dht = [](uint8_t class_id) {  // one table: 1 code of length 1, symbol 0
+    std::vector<uint8_t> b = {class_id, 1};
+    b.resize(17, 0);
+    b.push_back(0);
+    return b;
+  };
+  // sof: 0xC0 (baseline) or 0xC2 (progressive), 8 x 8, one component; then the DHTs; then one
+  // scan of component 1 with tables `tables` (DC << 4 | AC) and Ss, Se, Ah / Al.
+  auto jpeg = [&](uint8_t sof, std::vector<uint8_t> dhts, uint8_t tables, uint8_t ss, uint8_t se,
+                  uint8_t a) {
+    std::vector<uint8_t> j = {0xFF, 0xD8};
+    segment(j, sof, {8, 0, 8, 0, 8, 1, 1, 0x11, 0});
+    for (uint8_t t : dhts) segment(j, 0xC4, dht(t));
+    segment(j, 0xDA, {1, 1, tables, ss, se, a});
+    j.insert(j.end(), {0x00, 0x00, 0xFF, 0xD9});
+    return j;
+  };
+  std::string reason;
+  const auto ok = [&](const std::vector<uint8_t>& j) {
+    reason.clear();
+    return data::jpeg_huffman_tables_ok(j.data(), j.size(), reason);
+  };
+  // Baseline: both tables of the component, defined before the scan.
+  REQUIRE(ok(jpeg(0xC0, {0x00, 0x10}, 0x00, 0, 63, 0)));
+  REQUIRE_FALSE(ok(jpeg(0xC0, {0x00, 0x11}, 0x00, 0, 63, 0)));  // AC 0 missing (the fuzz case)
+  REQUIRE_THAT(reason, Catch::Contains("AC Huffman table 0"));
+  REQUIRE_FALSE(ok(jpeg(0xC0, {0x00, 0x11}, 0x11, 0, 63, 0)));  // DC 1 missing
+  REQUIRE_THAT(reason, Catch::Contains("DC Huffman table 1"));
+  // Defined only after the scan: too late.
+  std::vector<uint8_t> late = jpeg(0xC0, {0x00}, 0x00, 0, 63, 0);
+  late.resize(late.size() - 2);
+  segment(late, 0xC4, dht(0x10));
+  late.insert(late.end(), {0xFF, 0xD9});
+  REQUIRE_FALSE(ok(late));
+  // Progressive: a first DC scan needs only its DC table, a DC refinement none, an AC scan only
+  // its AC table.
+  REQUIRE(ok(jpeg(0xC2, {0x00}, 0x03, 0, 0, 0x00)));
+  REQUIRE_FALSE(ok(jpeg(0xC2, {0x10}, 0x00, 0, 0, 0x00)));
+  REQUIRE(ok(jpeg(0xC2, {}, 0x22, 0, 0, 0x10)));
+  REQUIRE(ok(jpeg(0xC2, {0x12}, 0x32, 1, 5, 0x00)));
+  REQUIRE_FALSE(ok(jpeg(0xC2, {0x02}, 0x22, 1, 5, 0x00)));
+  REQUIRE_THAT(reason, Catch::Contains("AC Huffman table 2"));
+  // And the whole decode refuses the fuzz case's shape before stb reads it.
+  data::Image img;
+  REQUIRE_FALSE(data::decode_image_bytes(jpeg(0xC0, {0x00, 0x11}, 0x00, 0, 63, 0), img, reason));
+  REQUIRE_THAT(reason, Catch::Contains("Huffman table"));
+}
+
 // Found by fuzz_image: stb grew its IDAT buffer to a chunk's claimed length (108 bytes -> 2 GB).
 TEST_CASE("robustness: PNG chunks must fit in the file", "[robustness]") {
   const std::vector<uint8_t> oom = {

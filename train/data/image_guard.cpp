@@ -4,6 +4,7 @@
 
 #include <climits>
 #include <cstring>
+#include <tuple>
 
 #include "core/error.h"
 
@@ -17,8 +18,14 @@ uint32_t le32(const uint8_t* p) {
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 
-// One DHT segment's body: (class/id byte, 16 counts, sum(counts) symbols) repeated.
-bool dht_ok(const uint8_t* p, size_t len, std::string& reason) {
+// Which Huffman tables the segments so far defined: defined[class][id], class 0 DC, 1 AC.
+struct HuffmanTables {
+  bool defined[2][4] = {};
+};
+
+// One DHT segment's body: (class/id byte, 16 counts, sum(counts) symbols) repeated. Records the
+// tables it defines (stb refuses a class above 1 or an id above 3 itself).
+bool dht_ok(const uint8_t* p, size_t len, HuffmanTables& tables, std::string& reason) {
   size_t pos = 0;
   while (pos < len) {
     if (pos + 17 > len) {
@@ -31,7 +38,38 @@ bool dht_ok(const uint8_t* p, size_t len, std::string& reason) {
       reason = "JPEG Huffman table (DHT) with " + std::to_string(n) + " codes, more than 256";
       return false;
     }
+    const int table_class = p[pos] >> 4, id = p[pos] & 15;
+    if (table_class <= 1 && id <= 3) tables.defined[table_class][id] = true;
     pos += 17 + n;
+  }
+  return true;
+}
+
+// One SOS segment's header: Ns, then (component, DC table << 4 | AC table) for each, then Ss,
+// Se, Ah / Al. stb decodes a scan with tables it never checks were defined (it reads whatever
+// the table memory holds: a symbol index of 18494 into a 256-entry table, found by fuzz_image
+// under UBSan), so each table the scan decodes with must have come in a DHT before it: in a
+// baseline or sequential frame both tables of every component; in a progressive one the DC
+// table for a first DC scan (Ss = 0, Ah = 0; a DC refinement reads raw bits), the AC table for
+// an AC scan (Ss > 0).
+bool sos_ok(const uint8_t* p, size_t len, bool progressive, const HuffmanTables& tables,
+            std::string& reason) {
+  if (len < 1) return true;  // stb refuses a short SOS itself
+  const size_t ns = p[0];
+  if (len < 1 + 2 * ns + 3) return true;
+  const uint8_t ss = p[1 + 2 * ns], ah = p[3 + 2 * ns] >> 4;
+  const bool uses_dc = !progressive || (ss == 0 && ah == 0), uses_ac = !progressive || ss > 0;
+  for (size_t c = 0; c < ns; ++c) {
+    const int dc = p[2 + 2 * c] >> 4, ac = p[2 + 2 * c] & 15;
+    for (const auto& [used, table_class, id] :
+         {std::tuple{uses_dc, 0, dc}, std::tuple{uses_ac, 1, ac}}) {
+      if (used && id <= 3 && !tables.defined[table_class][id]) {
+        reason = std::string("JPEG scan uses ") + (table_class == 0 ? "DC" : "AC") +
+                 " Huffman table " + std::to_string(id) +
+                 ", which no DHT segment before it defines";
+        return false;
+      }
+    }
   }
   return true;
 }
@@ -45,6 +83,8 @@ bool jpeg_huffman_tables_ok(const uint8_t* d, size_t size, std::string& reason) 
   while (pos < size && d[pos] == 0xFF) ++pos;
   if (pos == 0 || pos >= size || d[pos] != 0xD8) return true;  // not a JPEG
   ++pos;
+  HuffmanTables tables;
+  bool progressive = false;
   while (pos + 4 <= size) {
     if (d[pos] != 0xFF) {  // entropy-coded data after a SOS: skip to the next real marker
       ++pos;
@@ -62,8 +102,11 @@ bool jpeg_huffman_tables_ok(const uint8_t* d, size_t size, std::string& reason) 
       reason = "JPEG segment with a length below 2";
       return false;
     }
-    if (marker == 0xC4 && !dht_ok(d + pos + 4, std::min(len - 2, size - pos - 4), reason)) {
-      return false;
+    const size_t body = std::min(len - 2, size - pos - 4);
+    if (marker == 0xC4 && !dht_ok(d + pos + 4, body, tables, reason)) return false;
+    if (marker == 0xDA && !sos_ok(d + pos + 4, body, progressive, tables, reason)) return false;
+    if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+      progressive = marker == 0xC2 || marker == 0xC6 || marker == 0xCA || marker == 0xCE;
     }
     pos += 2 + len;
   }

@@ -4,7 +4,9 @@
 // 1. JPEG Huffman tables: stb_image 2.27 (Debian 12) copies a DHT segment's symbol values into
 //    a 256-byte table without checking that the 16 counts sum to at most 256, so a crafted
 //    JPEG writes out of bounds -- inside stbi_info already (fixed upstream in 2.28). Every DHT
-//    segment of the file is walked and checked here first.
+//    segment of the file is walked and checked here first. Nor does it check that the tables a
+//    scan (SOS) decodes with were ever defined, and reads out of bounds through such a table:
+//    each scan's tables must come in a DHT before it.
 // 2. Size: the dimensions from the header are compared against a pixel limit before any pixel
 //    buffer is allocated (a 52-byte file may claim 41228x12106).
 // 3. PNG chunks: stb 2.27 grows its IDAT buffer to a chunk's claimed length before reading it
