@@ -784,8 +784,8 @@ Cols48Split cols48_split(int64_t N) {
 // with at most one extra column (so N % 48 <= N / 48), when C has at least as many rows as
 // columns: the 1x1 convolutions on 14 x 14 maps (N = 196 = 4 x 49), which the transposed path
 // ran with the weights packed (transposed) and C turned round; here the weights are read in
-// place, and the products took 0.86-0.97x the time, warm, on the 2-core Xeon (2 threads). Fewer
-// rows than columns stay on the dot path, whose threads split columns.
+// place, and the products took 0.86-0.97x the time, warm, on the 2-core Xeon (2 threads). A C
+// with fewer rows than columns keeps the paths below, which can split it by columns.
 bool use_cols48(const Problem& p) {
   if (gemm_isa() != GemmIsa::kAvx512 || p.trans_a || p.a_map.on() || p.K < kDotMinK) return false;
   const Cols48Split split = cols48_split(p.N);
