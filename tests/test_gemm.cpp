@@ -138,12 +138,15 @@ void run_case(const Case& c, Generator& g) {
 // remainder of 1-3 rows merged with the panel before it and split evenly (16 = 8 + 8 and
 // 128 = 8 x 14 + 8 + 8 on AVX-512, 8 = 4 + 4 on AVX2), with N a whole number of tiles so that
 // the blocked path takes them (a narrow C goes to the dot or transposed path), and over two K
-// blocks (a row computed by two tiles would add beta * C twice).
+// blocks (a row computed by two tiles would add beta * C twice); K < 64 (B blocks a quarter
+// as wide: 96 / 128 / 120 columns) with N over several of them and a ragged last one, as the
+// stem's im2col chunk (64 x 3136 x 27).
 const std::vector<std::array<int64_t, 3>> kShapes = {
-    {16, 64, 50},  {128, 96, 60}, {8, 48, 33},    {16, 64, 400},  {1, 1, 1},     {2, 3, 4},
-    {17, 33, 65},  {14, 32, 192}, {14, 32, 384},  {15, 33, 385},  {100, 7, 3},   {3, 100, 1000},
-    {29, 65, 769}, {64, 64, 64},  {1, 300, 5},    {300, 1, 5},    {13, 31, 800}, {56, 200, 50},
-    {57, 200, 50}, {700, 40, 30}, {449, 33, 257}, {20, 1100, 20}, {6, 16, 7},    {7, 17, 9}};
+    {16, 64, 50},   {128, 96, 60},  {8, 48, 33},   {16, 64, 400}, {1, 1, 1},
+    {2, 3, 4},      {17, 33, 65},   {14, 32, 192}, {14, 32, 384}, {15, 33, 385},
+    {100, 7, 3},    {3, 100, 1000}, {29, 65, 769}, {64, 64, 64},  {1, 300, 5},
+    {300, 1, 5},    {13, 31, 800},  {56, 200, 50}, {57, 200, 50}, {700, 40, 30},
+    {449, 33, 257}, {20, 1100, 20}, {6, 16, 7},    {7, 17, 9},    {64, 421, 27}};
 
 }  // namespace
 
