@@ -55,7 +55,8 @@ void micro_kernel_avx2(int64_t kc, const float* a, const float* b, int64_t ldb, 
 #pragma GCC unroll 6
   for (int r = 0; r < ROWS; ++r) {
     float* cr = c + r * ldc;
-    __m256 v0 = _mm256_mul_ps(acc[r][0], va), v1 = _mm256_mul_ps(acc[r][1], va);
+    __m256 v0 = acc[r][0], v1 = acc[r][1];
+    if (alpha != 1.0f) v0 = _mm256_mul_ps(v0, va), v1 = _mm256_mul_ps(v1, va);  // as AVX-512
     if (n == kNr256) {
       if (beta != 0.0f) {
         v0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), v0);

@@ -30,11 +30,12 @@
 // thread count.
 //
 // A kernel computes C[0:ROWS, 0:48] and, when EXTRA, the column at cl (ldc apart, like c) =
-// alpha * sums + beta * C (C not read when beta is 0) over all of K, the tail (K % 16) with masked
-// loads for the 49th column and one step at a time for the others. Meanwhile it prefetches into L2
-// the first pf_rows rows of the tile at pf (lda apart, K floats each): one line of each per 16
-// steps of k, the pace at which it reads its own rows, so that the tile the caller passes (the same
-// rows of the next block of W) arrives from memory while this one computes.
+// alpha * sums + beta * C (C not read when beta is 0, no multiply when alpha is 1) over all of K,
+// the tail (K % 16) with masked loads for the 49th column and one step at a time for the others.
+// Meanwhile it prefetches into L2 the first pf_rows rows of the tile at pf (lda apart, K floats
+// each): one line of each per 16 steps of k, the pace at which it reads its own rows, so that the
+// tile the caller passes (the same rows of the next block of W) arrives from memory while this one
+// computes.
 #include <immintrin.h>
 
 #include <array>
@@ -122,13 +123,14 @@ __attribute__((target("avx512f"))) void cols48_kernel_avx512(int64_t K, const fl
     float* cr = c + r * ldc;
 #pragma GCC unroll 3
     for (int v = 0; v < 3; ++v) {
-      __m512 s = _mm512_mul_ps(va, acc[r][v]);
+      __m512 s = alpha != 1.0f ? _mm512_mul_ps(va, acc[r][v]) : acc[r][v];
       if (beta != 0.0f) s = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16 * v), s);
       _mm512_storeu_ps(cr + 16 * v, s);
     }
     if constexpr (EXTRA == 1) {
       // The same two roundings as the vector lanes: alpha * sum, then fma(beta, c, that).
-      __m128 s = _mm_mul_ss(_mm_set_ss(alpha), _mm_set_ss(_mm512_reduce_add_ps(accl[r])));
+      __m128 s = _mm_set_ss(_mm512_reduce_add_ps(accl[r]));
+      if (alpha != 1.0f) s = _mm_mul_ss(_mm_set_ss(alpha), s);
       if (beta != 0.0f) s = _mm_fmadd_ss(_mm_set_ss(beta), _mm_load_ss(cl + r * ldc), s);
       _mm_store_ss(cl + r * ldc, s);
     }
