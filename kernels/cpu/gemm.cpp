@@ -26,7 +26,9 @@
 //
 // The first K block applies the caller's beta, later ones accumulate (beta = 1). When only a
 // few panels of A use each element of B, packing B would cost more than it saves, and the
-// micro-kernel reads a non-transposed B in place instead (the "direct B" mode).
+// micro-kernel reads a non-transposed B in place instead (the "direct B" mode). With fewer than
+// kShortK steps of k (the stem's im2col chunk: 27) the blocks of B are nc / 4 columns wide, so
+// that a block and the C lines its row of tiles writes share L1.
 //
 // Narrow C. With few columns the N-wide vector lanes of the tiles run half empty, so other paths
 // take over (see "the 48-column path", "the dot path" and "the transposed path" below):
