@@ -70,11 +70,22 @@ struct GemmRowAffine {
   const float* shift = nullptr;
   bool on() const { return scale != nullptr; }
 };
+// B's columns in blocks of `span`, `stride` floats apart: op(B)(k, j) is
+//   B[(j / span) * stride + k * ldb + j % span]
+// (a convolution's chunk of several small images side by side, each image's channel planes
+// read where they lie: kernels/cpu/conv2d.cpp). The packers read the blocks as they copy B, so
+// the columns need no gather into a contiguous matrix first. B must not be transposed; span
+// >= 1 and ldb >= span (a block's rows do not overlap). span 0: B is the plain matrix.
+struct GemmColumnBlocks {
+  int64_t span = 0, stride = 0;
+  bool on() const { return span > 0; }
+};
 // gemm, then `pass` over every element of C (over none when M or N is 0); with b_map, op(B) is
-// the mapped B.
+// the mapped B; with b_blocks, B's columns lie in those blocks.
 void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc, const GemmRowPass& pass, const GemmRowAffine& b_map = {});
+                    int64_t ldc, const GemmRowPass& pass, const GemmRowAffine& b_map = {},
+                    const GemmColumnBlocks& b_blocks = {});
 
 // The micro-kernel with B given row by row, for implicit-GEMM convolution (kernels/cpu/conv2d):
 // there row k of B is a run of input pixels, read where it lies instead of copied by im2col.

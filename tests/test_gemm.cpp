@@ -441,6 +441,76 @@ TEST_CASE("gemm_with_pass: a map of B's rows gives the bits of gemm on the Batch
       Catch::Contains("needs both scale and shift"));
 }
 
+TEST_CASE("gemm_with_pass: B's columns in blocks, read where they lie, on every ISA and thread count",
+          "[gemm]") {
+  // A convolution's chunk of small images: column j of B at block j / span (stride floats
+  // apart), row k at k * ldb, offset j % span. Spans of 1, 4 (2 x 2), 16 (4 x 4, one vector), 49
+  // (7 x 7, across vectors and panels) and 196 (14 x 14), a ragged last block, rows padded
+  // (ldb > span), gaps between blocks, several K blocks, a transposed A, a map of B's rows, beta.
+  // Gaps and padding hold NaN: a read of them would poison C.
+  struct Blocked {
+    Case c;
+    int64_t span, pad, gap;
+    bool map;
+  };
+  const std::vector<Blocked> cases = {
+      {{40, 384, 100, false, false}, 16, 0, 0, false},
+      {{30, 343, 200, true, false, 1.0f, 0.5f}, 49, 0, 5, false},
+      {{96, 256, 64, false, false}, 4, 0, 0, true},
+      {{15, 588, 33, false, false}, 196, 3, 0, false},
+      {{9, 100, 20, false, false, 0.5f}, 1, 0, 2, false},
+      {{50, 50, 400, false, false}, 16, 1, 7, true},
+  };
+  Generator g(31);
+  const int saved = omp_get_max_threads();
+  for (const Blocked& t : cases) {
+    const Case& c = t.c;
+    Operands o(c, g);  // o.B: the dense (K, N) matrix the blocks hold
+    std::vector<float> scale(c.K, 1.0f), shift(c.K, 0.0f);
+    if (t.map) {
+      for (int64_t k = 0; k < c.K; ++k) scale[k] = g.uniform(0.5f, 1.5f), shift[k] = g.uniform(-1, 1);
+    }
+    const int64_t ldb = t.span + t.pad, stride = c.K * ldb + t.gap;
+    const int64_t blocks = (c.N + t.span - 1) / t.span;
+    std::vector<float> B(static_cast<size_t>(blocks * stride), kNaN);
+    for (int64_t k = 0; k < c.K; ++k) {
+      for (int64_t j = 0; j < c.N; ++j) {
+        B[j / t.span * stride + k * ldb + j % t.span] = o.B[k * o.ldb + j];
+        if (t.map) o.B[k * o.ldb + j] = o.B[k * o.ldb + j] * scale[k] + shift[k];
+      }
+    }
+    const kernels::cpu::GemmRowAffine map =
+        t.map ? kernels::cpu::GemmRowAffine{scale.data(), shift.data()}
+              : kernels::cpu::GemmRowAffine{};
+    for (GemmIsa isa : isas()) {
+      IsaGuard guard(isa);
+      for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        std::vector<float> C = o.C0;
+        kernels::cpu::gemm_with_pass(c.ta, false, c.M, c.N, c.K, c.alpha, o.A.data(), o.lda,
+                                     B.data(), ldb, c.beta, C.data(), o.ldc, {}, map,
+                                     {t.span, stride});
+        INFO("span=" << t.span << " threads=" << threads);
+        check_result(c, o, C.data());
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+  std::vector<float> A(16, 1.0f), B(16, 1.0f), C(16);
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm_with_pass(false, true, 4, 4, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f,
+                                   C.data(), 4, {}, {}, {2, 8}),
+      Catch::Contains("column blocks apply to a B that is not transposed"));
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm_with_pass(false, false, 4, 4, 4, 1.0f, A.data(), 4, B.data(), 1, 0.0f,
+                                   C.data(), 4, {}, {}, {2, 8}),
+      Catch::Contains("too small"));
+  REQUIRE_THROWS_WITH(
+      kernels::cpu::gemm_with_pass(false, false, 4, 4, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f,
+                                   C.data(), 4, {}, {}, {2, -1}),
+      Catch::Contains("column blocks need span >= 0 and stride >= 0"));
+}
+
 TEST_CASE("gemm_strided_batched: shared and strided operands, split over items or inside them",
           "[gemm]") {
   Generator g(14);

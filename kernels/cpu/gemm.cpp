@@ -73,6 +73,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "kernels/cpu/copy_floats.h"
 #include "kernels/cpu/gemm_micro_kernel.h"
 #include "kernels/cpu/gemm_portable.h"
 #if NEXTVIT_CPU_X86
@@ -103,6 +104,7 @@ struct Problem {
   // Maps of the rows of op(A)^T and op(B) (per k) applied while packing: b_map is the caller's
   // (kernels/gemm.h); a_map only in the transposed path, where the caller's B becomes op(A)^T.
   GemmRowAffine a_map = {}, b_map = {};
+  GemmColumnBlocks b_blocks = {};  // op(B)'s columns in blocks (kernels/gemm.h): blocked path only
 
   // The pass over C[i, j0 : j0 + n) for rows i in [i0, i1).
   void finish_rows(int64_t i0, int64_t i1, int64_t j0, int64_t n) const {
@@ -268,6 +270,36 @@ void pack_panels_copying(const float* src, int64_t stride, int64_t kb, int64_t w
   }
 }
 
+// The copying case with op(B)'s columns in blocks (GemmColumnBlocks): columns [j0, j0 + width)
+// walked in runs that stay inside one block and one panel, each run copied for every k (a run of
+// a block's rows is one stretch of memory when ld equals the span: a small image's planes).
+//   dst[panel * ps + k * P + lane] = src(k, j0 + panel * P + lane), through the map if any
+template <int P>
+void pack_panels_blocked(const float* B, int64_t ld, const GemmColumnBlocks& blocks, int64_t k0,
+                         int64_t kb, int64_t j0, int64_t width, float* dst, const float* scale,
+                         const float* shift) {
+  const int64_t ps = panel_stride(kb, P);
+  for (int64_t j = 0; j < width;) {
+    const int64_t col = j0 + j, q = col % blocks.span, lane = j % P;
+    const int64_t len = std::min({blocks.span - q, int64_t(P) - lane, width - j});
+    const float* s = B + col / blocks.span * blocks.stride + k0 * ld + q;
+    float* d = dst + j / P * ps + lane;
+    for (int64_t k = 0; k < kb; ++k, s += ld, d += P) {
+      if (scale != nullptr) {
+        const float a = scale[k0 + k], b = shift[k0 + k];
+        for (int64_t i = 0; i < len; ++i) d[i] = s[i] * a + b;
+      } else {
+        copy_floats(s, d, len);
+      }
+    }
+    j += len;
+  }
+  if (const int64_t rest = width % P; rest > 0) {
+    float* d = dst + width / P * ps + rest;
+    for (int64_t k = 0; k < kb; ++k) std::memset(d + k * P, 0, sizeof(float) * (P - rest));
+  }
+}
+
 // An operand block -- k [k0, k0 + kb) x [x0, x0 + xb) of its other dimension (rows of op(A),
 // columns of op(B)) -- into P-wide panels, panel_stride(kb, P) apart. M holds it either k-major
 // (element (x, k) at M[k * ld + x]: rows are copied, through the map when there is one) or
@@ -298,6 +330,11 @@ void pack_a(const Problem& p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, fl
 // B[k * ldb + j] when B is not transposed.
 template <int NR>
 void pack_b(const Problem& p, int64_t k0, int64_t kb, int64_t j0, int64_t nb, float* dst) {
+  if (p.b_blocks.on()) {
+    pack_panels_blocked<NR>(p.B, p.ldb, p.b_blocks, k0, kb, j0, nb, dst, p.b_map.scale,
+                            p.b_map.shift);
+    return;
+  }
   pack_block<NR, true>(p.B, p.ldb, !p.trans_b, j0, nb, k0, kb, p.b_map, dst);
 }
 
@@ -436,7 +473,7 @@ void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int6
   // Xeon: 0.97-0.98x the time on one thread, 0.94x on two; forced AVX2 0.98-0.99x).
   const int64_t nc = kcb < kShortK ? cfg.nc / 4 : cfg.nc;
   const int64_t ncb = std::min(nc, ceil_div(n1 - n0, cfg.nr) * cfg.nr);
-  const bool direct_b = !p.trans_b && !p.b_map.on() &&
+  const bool direct_b = !p.trans_b && !p.b_map.on() && !p.b_blocks.on() &&
                         ceil_div(m1 - m0, cfg.mr) <= kDirectBMaxPanels &&
                         kcb * p.ldb * int64_t(sizeof(float)) <= kDirectBMaxSpan;
   PackBuffers& buf = thread_buffers();
@@ -1064,6 +1101,10 @@ void run(const Problem& p, int threads) {
     return;
   }
   const Config& cfg = config();
+  if (p.b_blocks.on()) {  // only the blocked path's packer reads column blocks
+    run_blocked(cfg, p, threads);
+    return;
+  }
 #if NEXTVIT_CPU_X86
   if (use_cols48(p)) {
     run_cols48(p, threads);
@@ -1085,11 +1126,13 @@ void run(const Problem& p, int threads) {
   run_blocked(cfg, p, threads);
 }
 
+// b_span: floats of a row of B when its columns lie in blocks (GemmColumnBlocks), else -1.
 void check_args(const char* fn, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                int64_t lda, int64_t ldb, int64_t ldc) {
+                int64_t lda, int64_t ldb, int64_t ldc, int64_t b_span = -1) {
   NV_CHECK(M >= 0 && N >= 0 && K >= 0, "{}: negative size M={} N={} K={}", fn, M, N, K);
   // A row must fit in its leading dimension (an empty matrix accepts any ld >= 0).
-  const int64_t min_lda = trans_a ? M : K, min_ldb = trans_b ? K : N;
+  const int64_t min_lda = trans_a ? M : K;
+  const int64_t min_ldb = trans_b ? K : b_span >= 0 ? std::min(b_span, N) : N;
   NV_CHECK(lda >= min_lda && ldb >= min_ldb && ldc >= N,
            "{}: leading dimensions lda={} ldb={} ldc={} too small for M={} N={} K={} "
            "(trans_a={}, trans_b={})",
@@ -1138,13 +1181,21 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
 
 void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                    int64_t ldc, const GemmRowPass& pass, const GemmRowAffine& b_map) {
-  check_args("gemm_with_pass", trans_a, trans_b, M, N, K, lda, ldb, ldc);
+                    int64_t ldc, const GemmRowPass& pass, const GemmRowAffine& b_map,
+                    const GemmColumnBlocks& b_blocks) {
+  NV_CHECK(b_blocks.span >= 0 && b_blocks.stride >= 0,
+           "gemm_with_pass: column blocks need span >= 0 and stride >= 0, got {} and {}",
+           b_blocks.span, b_blocks.stride);
+  NV_CHECK(!b_blocks.on() || !trans_b,
+           "gemm_with_pass: column blocks apply to a B that is not transposed");
+  // A row of a blocked B holds one block's columns.
+  check_args("gemm_with_pass", trans_a, trans_b, M, N, K, lda, ldb, ldc,
+             b_blocks.on() ? b_blocks.span : -1);
   NV_CHECK((b_map.scale == nullptr) == (b_map.shift == nullptr),
            "gemm_with_pass: the map of B's rows needs both scale and shift, or neither");
   NV_CHECK(!b_map.on() || !trans_b,
            "gemm_with_pass: the map of B's rows applies to a B that is not transposed");
-  run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pass, {}, b_map},
+  run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pass, {}, b_map, b_blocks},
       available_threads());
 }
 
