@@ -544,14 +544,16 @@ void gemm_scattered(const Geometry& g, const Chunk& ch, bool trans_a, int64_t ro
   row_pass.ctx = &target;
   row_pass.fn = [](const void* ctx, int64_t row, float* c, int64_t n) {
     const Target& s = *static_cast<const Target*>(ctx);
-    const int64_t span = s.ch->span();
-    // Column j of buf is position p0 + j % span of image n0 + j / span.
-    for (int64_t j = (c - s.buf) - row * s.width, end = j + n; j < end;) {
-      const int64_t k = j / span, q = j % span, len = std::min(span - q, end - j);
-      float* dst = s.t + ((s.ch->n0 + k) * s.channels + s.c0 + row) * s.g->p + s.ch->p0 + q;
-      s.pass->run(s.c0 + row, c, dst, len);
+    const int64_t span = s.ch->span(), image = s.channels * s.g->p;
+    // Column j of buf is position p0 + j % span of image n0 + j / span: the run's first image
+    // and offset, then whole images from offset 0.
+    const int64_t j = (c - s.buf) - row * s.width;
+    int64_t q = j % span;
+    float* dst = s.t + ((s.ch->n0 + j / span) * s.channels + s.c0 + row) * s.g->p + s.ch->p0;
+    for (const float* end = c + n; c < end; dst += image, q = 0) {
+      const int64_t len = std::min(span - q, int64_t(end - c));
+      s.pass->run(s.c0 + row, c, dst + q, len);
       c += len;
-      j += len;
     }
   };
   gemm_with_pass(trans_a, false, rows, ch.width(), K, 1.0f, a, lda, b, ldb, 0.0f, buf,
