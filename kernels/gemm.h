@@ -87,6 +87,19 @@ void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     int64_t ldc, const GemmRowPass& pass, const GemmRowAffine& b_map = {},
                     const GemmColumnBlocks& b_blocks = {});
 
+// K in blocks of `span`: C = alpha * op(A) op(B) + beta * C with B transposed and
+//   op(A)(i, k) = A[(k / span) * stride_a + i * lda + k % span]
+//   op(B)(k, j) = B[(k / span) * stride_b + j * ldb + k % span]
+// (a convolution's weight gradient over a chunk of several small images, dy x^T summed over
+// the images, each image's planes read where they lie: kernels/cpu/conv2d.cpp). A plain
+// operand is the case stride = span. The packers read the blocks as they copy.
+struct GemmKBlocks {
+  int64_t span = 0, stride_a = 0, stride_b = 0;
+};
+void gemm_nt_k_blocks(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                      const GemmKBlocks& blocks);
+
 // The micro-kernel with B given row by row, for implicit-GEMM convolution (kernels/cpu/conv2d):
 // there row k of B is a run of input pixels, read where it lies instead of copied by im2col.
 //

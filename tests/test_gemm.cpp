@@ -511,6 +511,62 @@ TEST_CASE("gemm_with_pass: B's columns in blocks, read where they lie, on every 
       Catch::Contains("column blocks need span >= 0 and stride >= 0"));
 }
 
+TEST_CASE("gemm_nt_k_blocks: K in blocks of A and of B^T, on every ISA and thread count", "[gemm]") {
+  // A convolution's weight gradient over a chunk of images: op(A)(i, k) at block k / span of A
+  // (stride_a apart), row i at i * lda, offset k % span; op(B)(k, j) likewise in B^T. Spans of 1,
+  // 4, 16, 49 and 196, K over several K blocks with blocks straddling them, padded rows, gaps,
+  // a plain B (stride_b = span), beta = 1 (the gradient accumulates). NaN in gaps and padding.
+  struct Blocked {
+    Case c;
+    int64_t span, pad, gap_a, gap_b;
+    bool plain_b;
+  };
+  const std::vector<Blocked> cases = {
+      {{32, 96, 16 * 40, false, true, 1.0f, 1.0f}, 16, 0, 0, 0, false},
+      {{30, 27, 49 * 9, false, true, 1.0f, 1.0f}, 49, 0, 3, 5, true},
+      {{64, 64, 4 * 100, false, true}, 4, 1, 0, 2, false},
+      {{15, 40, 196 * 3, false, true, 0.5f, 0.25f}, 196, 2, 1, 0, false},
+      {{9, 20, 77, false, true}, 1, 0, 2, 0, true},
+      {{20, 33, 16 * 5 + 7, false, true, 1.0f, 1.0f}, 16, 0, 0, 0, false},
+  };
+  Generator g(37);
+  const int saved = omp_get_max_threads();
+  for (const Blocked& t : cases) {
+    const Case& c = t.c;
+    Operands o(c, g);  // o.A (M, K) and o.B (N, K): the dense operands the blocks hold
+    const int64_t blocks = (c.K + t.span - 1) / t.span;
+    const int64_t lda = t.span + t.pad, stride_a = c.M * lda + t.gap_a;
+    const int64_t ldb = t.plain_b ? o.ldb : t.span + t.pad;
+    const int64_t stride_b = t.plain_b ? t.span : c.N * ldb + t.gap_b;
+    std::vector<float> A(static_cast<size_t>(blocks * stride_a), kNaN);
+    std::vector<float> B = t.plain_b ? o.B : std::vector<float>(size_t(blocks * stride_b), kNaN);
+    for (int64_t k = 0; k < c.K; ++k) {
+      for (int64_t i = 0; i < c.M; ++i) A[k / t.span * stride_a + i * lda + k % t.span] = o.a(c, i, k);
+      if (t.plain_b) continue;
+      for (int64_t j = 0; j < c.N; ++j) B[k / t.span * stride_b + j * ldb + k % t.span] = o.b(c, k, j);
+    }
+    for (GemmIsa isa : isas()) {
+      IsaGuard guard(isa);
+      for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        std::vector<float> C = o.C0;
+        kernels::cpu::gemm_nt_k_blocks(c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb,
+                                       c.beta, C.data(), o.ldc, {t.span, stride_a, stride_b});
+        INFO("span=" << t.span << " threads=" << threads);
+        check_result(c, o, C.data());
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+  std::vector<float> A(16, 1.0f), B(16, 1.0f), C(16);
+  REQUIRE_THROWS_WITH(kernels::cpu::gemm_nt_k_blocks(4, 4, 8, 1.0f, A.data(), 4, B.data(), 4, 0.0f,
+                                                     C.data(), 4, {0, 8, 8}),
+                      Catch::Contains("K blocks need span >= 1"));
+  REQUIRE_THROWS_WITH(kernels::cpu::gemm_nt_k_blocks(4, 4, 8, 1.0f, A.data(), 2, B.data(), 4, 0.0f,
+                                                     C.data(), 4, {4, 16, 16}),
+                      Catch::Contains("too small"));
+}
+
 TEST_CASE("gemm_strided_batched: shared and strided operands, split over items or inside them",
           "[gemm]") {
   Generator g(14);

@@ -507,21 +507,6 @@ void build_col(const Geometry& g, const float* x, int64_t grp, const Chunk& ch, 
          ch.width());
 }
 
-// Copies `rows` channels starting at channel c0 of the chunk's images out of an (N, C, P)
-// tensor into buf (rows, width), images side by side (gemm_scattered puts results back).
-void gather(const Geometry& g, const float* t, int64_t channels, int64_t c0, int64_t rows,
-            const Chunk& ch, float* buf) {
-  const int64_t width = ch.width(), span = ch.span();
-  parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t k = 0; k < ch.images; ++k) {
-        copy_floats(t + ((ch.n0 + k) * channels + c0 + r) * g.p + ch.p0, buf + r * width + k * span,
-                    span);
-      }
-    }
-  });
-}
-
 // The product of a chunk of several images, scattered: buf (rows, width) = op(a) x b, and each
 // run of a row, once the GEMM has finished it and while it is in L1, put through the output
 // pass into the images' planes of t (channels c0 + row). A scatter after the product would read
@@ -609,35 +594,28 @@ void weight_gradient(const Geometry& g, const float* x, const float* dy, float* 
     const int64_t grp = item % G, width = ch.width();
     const int t = spread ? omp_get_thread_num() : 0;
     float* acc = (t == 0 ? dw : partial.data() + (t - 1) * dw_size) + grp * g.cout_g * g.kg;
-    // dy chunk (cout_g, width).
-    const float* dym;
-    int64_t lddy;
-    if (ch.in_place()) {
-      dym = dy + (ch.n0 * cout + grp * g.cout_g) * g.p + ch.p0;
-      lddy = g.p;
-    } else {
-      float* buf = scratch(1, g.cout_g * width);
-      gather(g, dy, cout, grp * g.cout_g, g.cout_g, ch, buf);
-      dym = buf;
-      lddy = width;
-    }
-    // col chunk (kg, width), used transposed.
+    // dy chunk (cout_g, width) and col chunk (kg, width), used transposed: for a 1x1 kernel the
+    // input itself, read where it lies; else im2col.
+    GemmColumnBlocks dy_blocks, x_blocks;
+    int64_t lddy, ldcol;
+    const float* dym = chunk_matrix(g, dy, cout, grp * g.cout_g, ch, &lddy, &dy_blocks);
     const float* colm;
-    int64_t ldcol;
-    if (g.pointwise && ch.in_place()) {
-      colm = x + (ch.n0 * cin + grp * g.cin_g) * g.hw + ch.p0;
-      ldcol = g.hw;
+    if (g.pointwise) {
+      colm = chunk_matrix(g, x, cin, grp * g.cin_g, ch, &ldcol, &x_blocks);
     } else {
       float* col = scratch(0, g.kg * width);
-      if (g.pointwise) {
-        gather(g, x, cin, grp * g.cin_g, g.cin_g, ch, col);
-      } else {
-        build_col(g, x, grp, ch, col);
-      }
+      build_col(g, x, grp, ch, col);
       colm = col;
       ldcol = width;
+      x_blocks = {ch.span(), ch.span()};  // contiguous: block b starts b spans on
     }
-    gemm(false, true, g.cout_g, g.kg, width, 1.0f, dym, lddy, colm, ldcol, 1.0f, acc, g.kg);
+    if (ch.in_place()) {
+      gemm(false, true, g.cout_g, g.kg, width, 1.0f, dym, lddy, colm, ldcol, 1.0f, acc, g.kg);
+    } else {
+      // Summed over the chunk's images, K in blocks of one image's span.
+      gemm_nt_k_blocks(g.cout_g, g.kg, width, 1.0f, dym, lddy, colm, ldcol, 1.0f, acc, g.kg,
+                       {ch.span(), dy_blocks.stride, x_blocks.stride});
+    }
   });
   for (int t = 1; t < threads; ++t) {
     const float* p = partial.data() + (t - 1) * dw_size;

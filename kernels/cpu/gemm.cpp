@@ -71,6 +71,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/cpu/copy_floats.h"
@@ -105,6 +106,8 @@ struct Problem {
   // (kernels/gemm.h); a_map only in the transposed path, where the caller's B becomes op(A)^T.
   GemmRowAffine a_map = {}, b_map = {};
   GemmColumnBlocks b_blocks = {};  // op(B)'s columns in blocks (kernels/gemm.h): blocked path only
+  GemmKBlocks k_blocks = {};       // K in blocks (gemm_nt_k_blocks): blocked path only
+  bool blocked_layout() const { return b_blocks.on() || k_blocks.span > 0; }
 
   // The pass over C[i, j0 : j0 + n) for rows i in [i0, i1).
   void finish_rows(int64_t i0, int64_t i1, int64_t j0, int64_t n) const {
@@ -319,10 +322,33 @@ void pack_block(const float* M, int64_t ld, bool k_major, int64_t x0, int64_t xb
   }
 }
 
+// The transposing case with k in blocks (GemmKBlocks): each stretch of [k0, k0 + kb) inside one
+// block is packed on its own, at its rows of the panels.
+template <int P>
+void pack_block_k_blocked(const float* M, int64_t ld, int64_t span, int64_t stride, int64_t x0,
+                          int64_t xb, int64_t k0, int64_t kb, float* dst) {
+  const int64_t ps = panel_stride(kb, P);
+  for (int64_t k = k0; k < k0 + kb;) {
+    const int64_t q = k % span, len = std::min(span - q, k0 + kb - k);
+    const float* src = M + k / span * stride + q;
+    for (int64_t xp = 0; xp < xb; xp += P) {
+      const int width = static_cast<int>(std::min<int64_t>(P, xb - xp));
+      pack_panel_transposing<P, false>(src + (x0 + xp) * ld, ld, len, width,
+                                       dst + xp / P * ps + (k - k0) * P);
+    }
+    k += len;
+  }
+}
+
 // Rows [i0, i0 + mb) x k [k0, k0 + kb) of op(A) -> MR-row panels; op(A)(i, k) is A[k * lda + i]
 // when A is transposed.
 template <int MR>
 void pack_a(const Problem& p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, float* dst) {
+  if (p.k_blocks.span > 0) {
+    pack_block_k_blocked<MR>(p.A, p.lda, p.k_blocks.span, p.k_blocks.stride_a, i0, mb, k0, kb,
+                             dst);
+    return;
+  }
   pack_block<MR, false>(p.A, p.lda, p.trans_a, i0, mb, k0, kb, p.a_map, dst);
 }
 
@@ -333,6 +359,11 @@ void pack_b(const Problem& p, int64_t k0, int64_t kb, int64_t j0, int64_t nb, fl
   if (p.b_blocks.on()) {
     pack_panels_blocked<NR>(p.B, p.ldb, p.b_blocks, k0, kb, j0, nb, dst, p.b_map.scale,
                             p.b_map.shift);
+    return;
+  }
+  if (p.k_blocks.span > 0) {
+    pack_block_k_blocked<NR>(p.B, p.ldb, p.k_blocks.span, p.k_blocks.stride_b, j0, nb, k0, kb,
+                             dst);
     return;
   }
   pack_block<NR, true>(p.B, p.ldb, !p.trans_b, j0, nb, k0, kb, p.b_map, dst);
@@ -473,7 +504,7 @@ void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int6
   // Xeon: 0.97-0.98x the time on one thread, 0.94x on two; forced AVX2 0.98-0.99x).
   const int64_t nc = kcb < kShortK ? cfg.nc / 4 : cfg.nc;
   const int64_t ncb = std::min(nc, ceil_div(n1 - n0, cfg.nr) * cfg.nr);
-  const bool direct_b = !p.trans_b && !p.b_map.on() && !p.b_blocks.on() &&
+  const bool direct_b = !p.trans_b && !p.b_map.on() && !p.blocked_layout() &&
                         ceil_div(m1 - m0, cfg.mr) <= kDirectBMaxPanels &&
                         kcb * p.ldb * int64_t(sizeof(float)) <= kDirectBMaxSpan;
   PackBuffers& buf = thread_buffers();
@@ -1092,6 +1123,17 @@ void run_cols48_transposed(const Problem& p, int threads) {
 
 // ---- dispatch -----------------------------------------------------------------------------------
 
+// Whether run() gives a plain product (no blocks) to the blocked path.
+bool takes_blocked_path(const Problem& p) {
+  if (p.M <= 0 || p.N <= 0 || p.K <= 0 || p.alpha == 0.0f) return false;
+#if NEXTVIT_CPU_X86
+  if (use_cols48(p) || use_cols48_transposed(p) || dot_config(config(), p) != nullptr) {
+    return false;
+  }
+#endif
+  return !use_transposed(config(), p);
+}
+
 // One product on up to `threads` threads: the dot path for very narrow C, the transposed path for
 // narrow C and tall A, else the blocked product.
 void run(const Problem& p, int threads) {
@@ -1101,7 +1143,7 @@ void run(const Problem& p, int threads) {
     return;
   }
   const Config& cfg = config();
-  if (p.b_blocks.on()) {  // only the blocked path's packer reads column blocks
+  if (p.blocked_layout()) {  // only the blocked path's packers read blocks
     run_blocked(cfg, p, threads);
     return;
   }
@@ -1126,13 +1168,15 @@ void run(const Problem& p, int threads) {
   run_blocked(cfg, p, threads);
 }
 
-// b_span: floats of a row of B when its columns lie in blocks (GemmColumnBlocks), else -1.
+// b_span: floats of a row of B when its columns lie in blocks (GemmColumnBlocks); k_span: of a
+// row of A and of B^T when K does (GemmKBlocks); else -1.
 void check_args(const char* fn, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                int64_t lda, int64_t ldb, int64_t ldc, int64_t b_span = -1) {
+                int64_t lda, int64_t ldb, int64_t ldc, int64_t b_span = -1, int64_t k_span = -1) {
   NV_CHECK(M >= 0 && N >= 0 && K >= 0, "{}: negative size M={} N={} K={}", fn, M, N, K);
   // A row must fit in its leading dimension (an empty matrix accepts any ld >= 0).
-  const int64_t min_lda = trans_a ? M : K;
-  const int64_t min_ldb = trans_b ? K : b_span >= 0 ? std::min(b_span, N) : N;
+  const int64_t k_row = k_span >= 0 ? std::min(k_span, K) : K;
+  const int64_t min_lda = trans_a ? M : k_row;
+  const int64_t min_ldb = trans_b ? k_row : b_span >= 0 ? std::min(b_span, N) : N;
   NV_CHECK(lda >= min_lda && ldb >= min_ldb && ldc >= N,
            "{}: leading dimensions lda={} ldb={} ldc={} too small for M={} N={} K={} "
            "(trans_a={}, trans_b={})",
@@ -1197,6 +1241,39 @@ void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
            "gemm_with_pass: the map of B's rows applies to a B that is not transposed");
   run({trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pass, {}, b_map, b_blocks},
       available_threads());
+}
+
+void gemm_nt_k_blocks(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                      const GemmKBlocks& blocks) {
+  NV_CHECK(blocks.span >= 1 && blocks.stride_a >= 0 && blocks.stride_b >= 0,
+           "gemm_nt_k_blocks: K blocks need span >= 1 and strides >= 0, got span={} "
+           "stride_a={} stride_b={}",
+           blocks.span, blocks.stride_a, blocks.stride_b);
+  check_args("gemm_nt_k_blocks", false, true, M, N, K, lda, ldb, ldc, -1, blocks.span);
+  const int threads = available_threads();
+  if (takes_blocked_path(Problem{false, true, M, N, K, alpha, A, K, B, K, beta, C, ldc, {}})) {
+    Problem p{false, true, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, {}};
+    p.k_blocks = blocks;
+    run(p, threads);
+    return;
+  }
+  // A narrow C (the dot and transposed paths: a 3x3 convolution of one input channel has 9
+  // columns of C), whose paths read their operands in place: the blocks copied together first.
+  // (The dot path's K-lane sums are also the more accurate over thousands of steps of k.)
+  thread_local std::vector<float> a, b;
+  a.resize(static_cast<size_t>(M * K));
+  b.resize(static_cast<size_t>(N * K));
+  for (int64_t k0 = 0; k0 < K; k0 += blocks.span) {
+    const int64_t len = std::min(blocks.span, K - k0), blk = k0 / blocks.span;
+    for (int64_t i = 0; i < M; ++i) {
+      copy_floats(A + blk * blocks.stride_a + i * lda, a.data() + i * K + k0, len);
+    }
+    for (int64_t j = 0; j < N; ++j) {
+      copy_floats(B + blk * blocks.stride_b + j * ldb, b.data() + j * K + k0, len);
+    }
+  }
+  run({false, true, M, N, K, alpha, a.data(), K, b.data(), K, beta, C, ldc, {}}, threads);
 }
 
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
