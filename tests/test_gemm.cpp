@@ -441,8 +441,9 @@ TEST_CASE("gemm_with_pass: a map of B's rows gives the bits of gemm on the Batch
       Catch::Contains("needs both scale and shift"));
 }
 
-TEST_CASE("gemm_with_pass: B's columns in blocks, read where they lie, on every ISA and thread count",
-          "[gemm]") {
+TEST_CASE(
+    "gemm_with_pass: B's columns in blocks, read where they lie, on every ISA and thread count",
+    "[gemm]") {
   // A convolution's chunk of small images: column j of B at block j / span (stride floats
   // apart), row k at k * ldb, offset j % span. Spans of 1, 4 (2 x 2), 16 (4 x 4, one vector), 49
   // (7 x 7, across vectors and panels) and 196 (14 x 14), a ragged last block, rows padded
@@ -468,7 +469,8 @@ TEST_CASE("gemm_with_pass: B's columns in blocks, read where they lie, on every 
     Operands o(c, g);  // o.B: the dense (K, N) matrix the blocks hold
     std::vector<float> scale(c.K, 1.0f), shift(c.K, 0.0f);
     if (t.map) {
-      for (int64_t k = 0; k < c.K; ++k) scale[k] = g.uniform(0.5f, 1.5f), shift[k] = g.uniform(-1, 1);
+      for (int64_t k = 0; k < c.K; ++k)
+        scale[k] = g.uniform(0.5f, 1.5f), shift[k] = g.uniform(-1, 1);
     }
     const int64_t ldb = t.span + t.pad, stride = c.K * ldb + t.gap;
     const int64_t blocks = (c.N + t.span - 1) / t.span;
@@ -497,21 +499,19 @@ TEST_CASE("gemm_with_pass: B's columns in blocks, read where they lie, on every 
   }
   omp_set_num_threads(saved);
   std::vector<float> A(16, 1.0f), B(16, 1.0f), C(16);
-  REQUIRE_THROWS_WITH(
-      kernels::cpu::gemm_with_pass(false, true, 4, 4, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f,
-                                   C.data(), 4, {}, {}, {2, 8}),
-      Catch::Contains("column blocks apply to a B that is not transposed"));
-  REQUIRE_THROWS_WITH(
-      kernels::cpu::gemm_with_pass(false, false, 4, 4, 4, 1.0f, A.data(), 4, B.data(), 1, 0.0f,
-                                   C.data(), 4, {}, {}, {2, 8}),
-      Catch::Contains("too small"));
-  REQUIRE_THROWS_WITH(
-      kernels::cpu::gemm_with_pass(false, false, 4, 4, 4, 1.0f, A.data(), 4, B.data(), 4, 0.0f,
-                                   C.data(), 4, {}, {}, {2, -1}),
-      Catch::Contains("column blocks need span >= 0 and stride >= 0"));
+  REQUIRE_THROWS_WITH(kernels::cpu::gemm_with_pass(false, true, 4, 4, 4, 1.0f, A.data(), 4,
+                                                   B.data(), 4, 0.0f, C.data(), 4, {}, {}, {2, 8}),
+                      Catch::Contains("column blocks apply to a B that is not transposed"));
+  REQUIRE_THROWS_WITH(kernels::cpu::gemm_with_pass(false, false, 4, 4, 4, 1.0f, A.data(), 4,
+                                                   B.data(), 1, 0.0f, C.data(), 4, {}, {}, {2, 8}),
+                      Catch::Contains("too small"));
+  REQUIRE_THROWS_WITH(kernels::cpu::gemm_with_pass(false, false, 4, 4, 4, 1.0f, A.data(), 4,
+                                                   B.data(), 4, 0.0f, C.data(), 4, {}, {}, {2, -1}),
+                      Catch::Contains("column blocks need span >= 0 and stride >= 0"));
 }
 
-TEST_CASE("gemm_nt_k_blocks: K in blocks of A and of B^T, on every ISA and thread count", "[gemm]") {
+TEST_CASE("gemm_nt_k_blocks: K in blocks of A and of B^T, on every ISA and thread count",
+          "[gemm]") {
   // A convolution's weight gradient over a chunk of images: op(A)(i, k) at block k / span of A
   // (stride_a apart), row i at i * lda, offset k % span; op(B)(k, j) likewise in B^T. Spans of 1,
   // 4, 16, 49 and 196, K over several K blocks with blocks straddling them, padded rows, gaps,
@@ -541,17 +541,19 @@ TEST_CASE("gemm_nt_k_blocks: K in blocks of A and of B^T, on every ISA and threa
     std::vector<float> A(static_cast<size_t>(blocks * stride_a), kNaN);
     std::vector<float> B = t.plain_b ? o.B : std::vector<float>(size_t(blocks * stride_b), kNaN);
     for (int64_t k = 0; k < c.K; ++k) {
-      for (int64_t i = 0; i < c.M; ++i) A[k / t.span * stride_a + i * lda + k % t.span] = o.a(c, i, k);
+      for (int64_t i = 0; i < c.M; ++i)
+        A[k / t.span * stride_a + i * lda + k % t.span] = o.a(c, i, k);
       if (t.plain_b) continue;
-      for (int64_t j = 0; j < c.N; ++j) B[k / t.span * stride_b + j * ldb + k % t.span] = o.b(c, k, j);
+      for (int64_t j = 0; j < c.N; ++j)
+        B[k / t.span * stride_b + j * ldb + k % t.span] = o.b(c, k, j);
     }
     for (GemmIsa isa : isas()) {
       IsaGuard guard(isa);
       for (int threads : {1, 2, 3}) {
         omp_set_num_threads(threads);
         std::vector<float> C = o.C0;
-        kernels::cpu::gemm_nt_k_blocks(c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb,
-                                       c.beta, C.data(), o.ldc, {t.span, stride_a, stride_b});
+        kernels::cpu::gemm_nt_k_blocks(c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta,
+                                       C.data(), o.ldc, {t.span, stride_a, stride_b});
         INFO("span=" << t.span << " threads=" << threads);
         check_result(c, o, C.data());
       }

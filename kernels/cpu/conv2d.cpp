@@ -26,9 +26,12 @@
 // Chunks. The im2col buffer is bounded (kColFloats) so it stays in L2 between being written and
 // being packed by the GEMM: a large image is cut into column ranges of one image. Small images
 // (late stages, or the small inputs of CPU training) are instead grouped several whole images to
-// a chunk, so that each GEMM still sees hundreds of columns; their columns are gathered into a
-// contiguous buffer and the results scattered back; their number is a multiple of the thread
-// count and their sizes equal, so that every thread gets the same work. Narrow images build
+// a chunk, so that each GEMM still sees hundreds of columns; their number is a multiple of the
+// thread count and their sizes equal, so that every thread gets the same work. Such a chunk is
+// never copied together: the GEMM's packers read its images' planes where they lie (column
+// blocks of one image's span: GemmColumnBlocks; in the weight gradient, where the images are
+// summed over, K in blocks: gemm_nt_k_blocks), and the product is scattered into the images by
+// the GEMM's row pass as it finishes each run of a row (gemm_scattered). Narrow images build
 // their im2col through zero-padded copies (14 x 14, stride 1) or through a table of input
 // offsets and masked gathers (7 x 7 and below; with AVX-512, images of at most 16 pixels by
 // one vector permutation per channel and kernel offset) rather than row by row.
@@ -514,9 +517,8 @@ void build_col(const Geometry& g, const float* x, int64_t grp, const Chunk& ch, 
 // 14 x 14 and below) the separate gather and scatter passes took 15 % of the step.
 void gemm_scattered(const Geometry& g, const Chunk& ch, bool trans_a, int64_t rows, int64_t K,
                     const float* a, int64_t lda, const float* b, int64_t ldb,
-                    const GemmRowAffine& b_map, const GemmColumnBlocks& b_blocks,
-                    int64_t channels, int64_t c0, const ConvOutputPass& pass, float* buf,
-                    float* t) {
+                    const GemmRowAffine& b_map, const GemmColumnBlocks& b_blocks, int64_t channels,
+                    int64_t c0, const ConvOutputPass& pass, float* buf, float* t) {
   struct Target {
     const Geometry* g;
     const Chunk* ch;
@@ -541,8 +543,8 @@ void gemm_scattered(const Geometry& g, const Chunk& ch, bool trans_a, int64_t ro
       c += len;
     }
   };
-  gemm_with_pass(trans_a, false, rows, ch.width(), K, 1.0f, a, lda, b, ldb, 0.0f, buf,
-                 ch.width(), row_pass, b_map, b_blocks);
+  gemm_with_pass(trans_a, false, rows, ch.width(), K, 1.0f, a, lda, b, ldb, 0.0f, buf, ch.width(),
+                 row_pass, b_map, b_blocks);
 }
 
 // Rows [c0, c0 + rows) of a chunk of an (N, C, P) tensor as the right-hand matrix of a product,

@@ -24,6 +24,11 @@
 //           for each NR-col panel of the B block      (streamed from L2)
 //             micro-kernel: C tile (+)= A panel * B panel
 //
+// Blocked layouts (a convolution's chunk of small images read where they lie): op(B)'s columns
+// in blocks of a span (GemmColumnBlocks), or K in blocks for both operands (gemm_nt_k_blocks);
+// only the packers know, and such products take these loops (gemm_nt_k_blocks copies its blocks
+// together first when a narrow C would go to another path).
+//
 // The first K block applies the caller's beta, later ones accumulate (beta = 1). When only a
 // few panels of A use each element of B, packing B would cost more than it saves, and the
 // micro-kernel reads a non-transposed B in place instead (the "direct B" mode). With fewer than
@@ -345,8 +350,7 @@ void pack_block_k_blocked(const float* M, int64_t ld, int64_t span, int64_t stri
 template <int MR>
 void pack_a(const Problem& p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, float* dst) {
   if (p.k_blocks.span > 0) {
-    pack_block_k_blocked<MR>(p.A, p.lda, p.k_blocks.span, p.k_blocks.stride_a, i0, mb, k0, kb,
-                             dst);
+    pack_block_k_blocked<MR>(p.A, p.lda, p.k_blocks.span, p.k_blocks.stride_a, i0, mb, k0, kb, dst);
     return;
   }
   pack_block<MR, false>(p.A, p.lda, p.trans_a, i0, mb, k0, kb, p.a_map, dst);
@@ -362,8 +366,7 @@ void pack_b(const Problem& p, int64_t k0, int64_t kb, int64_t j0, int64_t nb, fl
     return;
   }
   if (p.k_blocks.span > 0) {
-    pack_block_k_blocked<NR>(p.B, p.ldb, p.k_blocks.span, p.k_blocks.stride_b, j0, nb, k0, kb,
-                             dst);
+    pack_block_k_blocked<NR>(p.B, p.ldb, p.k_blocks.span, p.k_blocks.stride_b, j0, nb, k0, kb, dst);
     return;
   }
   pack_block<NR, true>(p.B, p.ldb, !p.trans_b, j0, nb, k0, kb, p.b_map, dst);
