@@ -95,6 +95,7 @@ void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 // operand is the case stride = span. The packers read the blocks as they copy.
 struct GemmKBlocks {
   int64_t span = 0, stride_a = 0, stride_b = 0;
+  bool on() const { return span > 0; }
 };
 void gemm_nt_k_blocks(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                       const float* B, int64_t ldb, float beta, float* C, int64_t ldc,

@@ -112,7 +112,7 @@ struct Problem {
   GemmRowAffine a_map = {}, b_map = {};
   GemmColumnBlocks b_blocks = {};  // op(B)'s columns in blocks (kernels/gemm.h): blocked path only
   GemmKBlocks k_blocks = {};       // K in blocks (gemm_nt_k_blocks): blocked path only
-  bool blocked_layout() const { return b_blocks.on() || k_blocks.span > 0; }
+  bool blocked_layout() const { return b_blocks.on() || k_blocks.on(); }
 
   // The pass over C[i, j0 : j0 + n) for rows i in [i0, i1).
   void finish_rows(int64_t i0, int64_t i1, int64_t j0, int64_t n) const {
@@ -349,7 +349,7 @@ void pack_block_k_blocked(const float* M, int64_t ld, int64_t span, int64_t stri
 // when A is transposed.
 template <int MR>
 void pack_a(const Problem& p, int64_t i0, int64_t mb, int64_t k0, int64_t kb, float* dst) {
-  if (p.k_blocks.span > 0) {
+  if (p.k_blocks.on()) {
     pack_block_k_blocked<MR>(p.A, p.lda, p.k_blocks.span, p.k_blocks.stride_a, i0, mb, k0, kb, dst);
     return;
   }
@@ -365,7 +365,7 @@ void pack_b(const Problem& p, int64_t k0, int64_t kb, int64_t j0, int64_t nb, fl
                             p.b_map.shift);
     return;
   }
-  if (p.k_blocks.span > 0) {
+  if (p.k_blocks.on()) {
     pack_block_k_blocked<NR>(p.B, p.ldb, p.k_blocks.span, p.k_blocks.stride_b, j0, nb, k0, kb, dst);
     return;
   }
