@@ -538,6 +538,9 @@ TEST_CASE("gemm_nt_k_blocks: K in blocks of A and of B^T, on every ISA and threa
       {{15, 40, 196 * 3, false, true, 0.5f, 0.25f}, 196, 2, 1, 0, false},
       {{9, 20, 77, false, true}, 1, 0, 2, 0, true},
       {{20, 33, 16 * 5 + 7, false, true, 1.0f, 1.0f}, 16, 0, 0, 0, false},
+      // A first convolution's gradient: 9 columns (the dot path), its blocks copied together by
+      // the threads, the plain B used as it is.
+      {{64, 9, 196 * 20, false, true, 1.0f, 1.0f}, 196, 0, 4, 0, true},
   };
   Generator g(37);
   const int saved = omp_get_max_threads();

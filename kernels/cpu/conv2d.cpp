@@ -76,6 +76,10 @@ constexpr int64_t kMinCols = 64, kMaxCols = 4096;
 constexpr int64_t kInPlaceCols = 256;
 // Rows of im2col / col2im / gather below which splitting them across threads does not pay.
 constexpr int64_t kRowGrain = 16;
+// The weight gradient reads a chunk's images in place (gemm_nt_k_blocks) from this many
+// positions on (4 x 4); smaller ones are gathered. Measured on the training model's 2 x 2 maps
+// (bench_gemm's conv table, 2 threads): read in place, 2.3-2.8x the gather's time.
+constexpr int64_t kMinInPlaceSpan = 16;
 
 // Derived sizes of a Conv2dShape.
 struct Geometry {
@@ -510,6 +514,22 @@ void build_col(const Geometry& g, const float* x, int64_t grp, const Chunk& ch, 
          ch.width());
 }
 
+// Copies `rows` channels starting at channel c0 of the chunk's images out of an (N, C, P)
+// tensor into buf (rows, width), images side by side: the weight gradient's operands when the
+// images are too small to be read in place (kMinInPlaceSpan).
+void gather(const Geometry& g, const float* t, int64_t channels, int64_t c0, int64_t rows,
+            const Chunk& ch, float* buf) {
+  const int64_t width = ch.width(), span = ch.span();
+  parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t k = 0; k < ch.images; ++k) {
+        copy_floats(t + ((ch.n0 + k) * channels + c0 + r) * g.p + ch.p0, buf + r * width + k * span,
+                    span);
+      }
+    }
+  });
+}
+
 // The product of a chunk of several images, scattered: buf (rows, width) = op(a) x b, and each
 // run of a row, once the GEMM has finished it and while it is in L1, put through the output
 // pass into the images' planes of t (channels c0 + row). A scatter after the product would read
@@ -597,12 +617,25 @@ void weight_gradient(const Geometry& g, const float* x, const float* dy, float* 
     const int t = spread ? omp_get_thread_num() : 0;
     float* acc = (t == 0 ? dw : partial.data() + (t - 1) * dw_size) + grp * g.cout_g * g.kg;
     // dy chunk (cout_g, width) and col chunk (kg, width), used transposed: for a 1x1 kernel the
-    // input itself, read where it lies; else im2col.
+    // input itself, read where it lies; else im2col. Images of fewer than kMinInPlaceSpan
+    // positions are gathered instead.
+    const bool gathered = !ch.in_place() && ch.span() < kMinInPlaceSpan;
     GemmColumnBlocks dy_blocks, x_blocks;
     int64_t lddy, ldcol;
     const float* dym = chunk_matrix(g, dy, cout, grp * g.cout_g, ch, &lddy, &dy_blocks);
+    if (gathered) {
+      float* buf = scratch(1, g.cout_g * width);
+      gather(g, dy, cout, grp * g.cout_g, g.cout_g, ch, buf);
+      dym = buf;
+      lddy = width;
+    }
     const float* colm;
-    if (g.pointwise) {
+    if (g.pointwise && gathered) {
+      float* col = scratch(0, g.kg * width);
+      gather(g, x, cin, grp * g.cin_g, g.cin_g, ch, col);
+      colm = col;
+      ldcol = width;
+    } else if (g.pointwise) {
       colm = chunk_matrix(g, x, cin, grp * g.cin_g, ch, &ldcol, &x_blocks);
     } else {
       float* col = scratch(0, g.kg * width);
@@ -611,7 +644,7 @@ void weight_gradient(const Geometry& g, const float* x, const float* dy, float* 
       ldcol = width;
       x_blocks = {ch.span(), ch.span()};  // contiguous: block b starts b spans on
     }
-    if (ch.in_place()) {
+    if (ch.in_place() || gathered) {
       gemm(false, true, g.cout_g, g.kg, width, 1.0f, dym, lddy, colm, ldcol, 1.0f, acc, g.kg);
     } else {
       // Summed over the chunk's images, K in blocks of one image's span.

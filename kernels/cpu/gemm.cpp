@@ -332,6 +332,10 @@ void pack_block(const float* M, int64_t ld, bool k_major, int64_t x0, int64_t xb
 template <int P>
 void pack_block_k_blocked(const float* M, int64_t ld, int64_t span, int64_t stride, int64_t x0,
                           int64_t xb, int64_t k0, int64_t kb, float* dst) {
+  if (stride == span) {  // blocks back to back: a plain operand, packed in one walk over k
+    pack_block<P, false>(M, ld, false, x0, xb, k0, kb, {}, dst);
+    return;
+  }
   const int64_t ps = panel_stride(kb, P);
   for (int64_t k = k0; k < k0 + kb;) {
     const int64_t q = k % span, len = std::min(span - q, k0 + kb - k);
@@ -1264,19 +1268,42 @@ void gemm_nt_k_blocks(int64_t M, int64_t N, int64_t K, float alpha, const float*
   // A narrow C (the dot and transposed paths: a 3x3 convolution of one input channel has 9
   // columns of C), whose paths read their operands in place: the blocks copied together first.
   // (The dot path's K-lane sums are also the more accurate over thousands of steps of k.)
+  // An operand whose blocks lie back to back (stride = span) is used as it is.
+  const bool copy_a = blocks.stride_a != blocks.span, copy_b = blocks.stride_b != blocks.span;
   thread_local std::vector<float> a, b;
-  a.resize(static_cast<size_t>(M * K));
-  b.resize(static_cast<size_t>(N * K));
-  for (int64_t k0 = 0; k0 < K; k0 += blocks.span) {
-    const int64_t len = std::min(blocks.span, K - k0), blk = k0 / blocks.span;
-    for (int64_t i = 0; i < M; ++i) {
-      copy_floats(A + blk * blocks.stride_a + i * lda, a.data() + i * K + k0, len);
-    }
-    for (int64_t j = 0; j < N; ++j) {
-      copy_floats(B + blk * blocks.stride_b + j * ldb, b.data() + j * K + k0, len);
+  if (copy_a) a.resize(static_cast<size_t>(M * K));
+  if (copy_b) b.resize(static_cast<size_t>(N * K));
+  float* const ap = a.data();  // this thread's buffers, not the team's own thread_locals
+  float* const bp = b.data();
+  const int64_t rows = (copy_a ? M : 0) + (copy_b ? N : 0);
+  // Row r: a row of A, then of B; each a run of K floats from its blocks.
+#pragma omp parallel for schedule(static) \
+    num_threads(threads) if (threads > 1 && rows * K >= (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    const bool is_a = copy_a && r < M;
+    const int64_t row = is_a ? r : r - (copy_a ? M : 0);
+    const float* src = is_a ? A + row * lda : B + row * ldb;
+    float* dst = (is_a ? ap : bp) + row * K;
+    const int64_t stride = is_a ? blocks.stride_a : blocks.stride_b;
+    for (int64_t k0 = 0; k0 < K; k0 += blocks.span) {
+      copy_floats(src + k0 / blocks.span * stride, dst + k0, std::min(blocks.span, K - k0));
     }
   }
-  run({false, true, M, N, K, alpha, a.data(), K, b.data(), K, beta, C, ldc, {}}, threads);
+  run({false,
+       true,
+       M,
+       N,
+       K,
+       alpha,
+       copy_a ? ap : A,
+       copy_a ? K : lda,
+       copy_b ? bp : B,
+       copy_b ? K : ldb,
+       beta,
+       C,
+       ldc,
+       {}},
+      threads);
 }
 
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
