@@ -1,8 +1,8 @@
 // ops::conv2d_eval_fused (eval-mode Conv -> BatchNorm -> ReLU -> residual add in the
 // convolution's output pass) against the separate ops it replaces, on every path of the CPU
-// forward (1x1 read in place, small images gathered and scattered, im2col, implicit GEMM, the
-// direct grouped kernel), batch 1 and > 1, one and two threads; its fallback when a gradient is
-// recorded; and whole models in eval mode, as trained and folded for deployment.
+// forward (1x1 read in place, small images read in column blocks and scattered, im2col, implicit
+// GEMM, the direct grouped kernel), batch 1 and > 1, one and two threads; its fallback when a
+// gradient is recorded; and whole models in eval mode, as trained and folded for deployment.
 #include <omp.h>
 
 #include "autograd/ops.h"
@@ -35,7 +35,7 @@ TEST_CASE("conv2d_eval_fused: equals conv2d, batch_norm (eval) and relu run sepa
           "[conv2d][batch_norm]") {
   const std::vector<Case> cases = {
       {1, 8, 16, 16, 12, 1, 1, 0, 1},   // 1x1 read in place (256 positions)
-      {3, 16, 7, 7, 24, 1, 1, 0, 1},    // 1x1, small images gathered and scattered
+      {3, 16, 7, 7, 24, 1, 1, 0, 1},    // 1x1, small images in column blocks, scattered
       {2, 3, 9, 11, 8, 3, 2, 1, 1},     // im2col, stride 2
       {2, 4, 30, 30, 16, 3, 1, 1, 1},   // stride 1, wide rows: implicit GEMM on AVX-512
       {2, 32, 6, 6, 32, 3, 1, 1, 4},    // grouped 3x3 (MHCA)
@@ -121,12 +121,12 @@ TEST_CASE("conv2d_eval_fused: an input BatchNorm gives the bits of batch_norm th
           "[conv2d][batch_norm]") {
   // The pre-norm of a block feeding a 1x1 convolution, applied by the GEMM's packers, on every
   // path a 1x1 convolution takes: read in place (blocked, several K blocks), small images
-  // gathered, the transposed GEMM (196 positions), the dot GEMM (49 positions, K = 256),
+  // in column blocks, the transposed GEMM (196 positions), the dot GEMM (49 positions, K = 256),
   // grouped; with and without the output BatchNorm, ReLU and residual; every GEMM ISA; one and
   // two threads. A 3x3 convolution with an input BatchNorm runs the BatchNorm op first.
   const std::vector<Case> cases = {
       {1, 200, 20, 20, 40, 1, 1, 0, 1},  // in place, blocked, K in two blocks
-      {3, 16, 7, 7, 24, 1, 1, 0, 1},     // small images gathered
+      {3, 16, 7, 7, 24, 1, 1, 0, 1},     // small images in column blocks
       {1, 64, 14, 14, 128, 1, 1, 0, 1},  // transposed GEMM
       {1, 256, 7, 7, 64, 1, 1, 0, 1},    // dot GEMM
       {2, 32, 10, 10, 16, 1, 1, 0, 2},   // grouped 1x1

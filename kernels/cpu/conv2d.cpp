@@ -28,9 +28,10 @@
 // (late stages, or the small inputs of CPU training) are instead grouped several whole images to
 // a chunk, so that each GEMM still sees hundreds of columns; their number is a multiple of the
 // thread count and their sizes equal, so that every thread gets the same work. Such a chunk is
-// never copied together: the GEMM's packers read its images' planes where they lie (column
+// not copied together here: the GEMM's packers read its images' planes where they lie (column
 // blocks of one image's span: GemmColumnBlocks; in the weight gradient, where the images are
-// summed over, K in blocks: gemm_nt_k_blocks), and the product is scattered into the images by
+// summed over, K in blocks: gemm_nt_k_blocks, which copies blocks of 2 x 2 images together
+// itself), and the product is scattered into the images by
 // the GEMM's row pass as it finishes each run of a row (gemm_scattered). Narrow images build
 // their im2col through zero-padded copies (14 x 14, stride 1) or through a table of input
 // offsets and masked gathers (7 x 7 and below; with AVX-512, images of at most 16 pixels by
@@ -74,12 +75,8 @@ constexpr int64_t kMinCols = 64, kMaxCols = 4096;
 // An image with at least this many output positions gets chunks of its own (read in place);
 // smaller ones are grouped with their neighbours.
 constexpr int64_t kInPlaceCols = 256;
-// Rows of im2col / col2im / gather below which splitting them across threads does not pay.
+// Rows of im2col / col2im below which splitting them across threads does not pay.
 constexpr int64_t kRowGrain = 16;
-// The weight gradient reads a chunk's images in place (gemm_nt_k_blocks) from this many
-// positions on (4 x 4); smaller ones are gathered. Measured on the training model's 2 x 2 maps
-// (bench_gemm's conv table, 2 threads): read in place, 2.3-2.8x the gather's time.
-constexpr int64_t kMinInPlaceSpan = 16;
 
 // Derived sizes of a Conv2dShape.
 struct Geometry {
@@ -113,7 +110,7 @@ int available_threads() {
 
 std::vector<Chunk> plan_chunks(const Geometry& g) {
   const int64_t P = g.p, N = g.s.batch;
-  // Columns per chunk: as many as the im2col (or gather) budget allows. A 1x1 kernel reads a
+  // Columns per chunk: as many as the im2col budget allows. A 1x1 kernel reads a
   // large image in place, with nothing to bound: one chunk per image.
   const int64_t budget = kColFloats / g.kg / 16 * 16;
   const int64_t target = g.pointwise ? std::max(P, std::clamp(budget, kInPlaceCols, kMaxCols))
@@ -514,22 +511,6 @@ void build_col(const Geometry& g, const float* x, int64_t grp, const Chunk& ch, 
          ch.width());
 }
 
-// Copies `rows` channels starting at channel c0 of the chunk's images out of an (N, C, P)
-// tensor into buf (rows, width), images side by side: the weight gradient's operands when the
-// images are too small to be read in place (kMinInPlaceSpan).
-void gather(const Geometry& g, const float* t, int64_t channels, int64_t c0, int64_t rows,
-            const Chunk& ch, float* buf) {
-  const int64_t width = ch.width(), span = ch.span();
-  parallel_for(rows, kRowGrain, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t k = 0; k < ch.images; ++k) {
-        copy_floats(t + ((ch.n0 + k) * channels + c0 + r) * g.p + ch.p0, buf + r * width + k * span,
-                    span);
-      }
-    }
-  });
-}
-
 // The product of a chunk of several images, scattered: buf (rows, width) = op(a) x b, and each
 // run of a row, once the GEMM has finished it and while it is in L1, put through the output
 // pass into the images' planes of t (channels c0 + row). A scatter after the product would read
@@ -617,25 +598,12 @@ void weight_gradient(const Geometry& g, const float* x, const float* dy, float* 
     const int t = spread ? omp_get_thread_num() : 0;
     float* acc = (t == 0 ? dw : partial.data() + (t - 1) * dw_size) + grp * g.cout_g * g.kg;
     // dy chunk (cout_g, width) and col chunk (kg, width), used transposed: for a 1x1 kernel the
-    // input itself, read where it lies; else im2col. Images of fewer than kMinInPlaceSpan
-    // positions are gathered instead.
-    const bool gathered = !ch.in_place() && ch.span() < kMinInPlaceSpan;
+    // input itself, read where it lies; else im2col.
     GemmColumnBlocks dy_blocks, x_blocks;
     int64_t lddy, ldcol;
     const float* dym = chunk_matrix(g, dy, cout, grp * g.cout_g, ch, &lddy, &dy_blocks);
-    if (gathered) {
-      float* buf = scratch(1, g.cout_g * width);
-      gather(g, dy, cout, grp * g.cout_g, g.cout_g, ch, buf);
-      dym = buf;
-      lddy = width;
-    }
     const float* colm;
-    if (g.pointwise && gathered) {
-      float* col = scratch(0, g.kg * width);
-      gather(g, x, cin, grp * g.cin_g, g.cin_g, ch, col);
-      colm = col;
-      ldcol = width;
-    } else if (g.pointwise) {
+    if (g.pointwise) {
       colm = chunk_matrix(g, x, cin, grp * g.cin_g, ch, &ldcol, &x_blocks);
     } else {
       float* col = scratch(0, g.kg * width);
@@ -644,7 +612,7 @@ void weight_gradient(const Geometry& g, const float* x, const float* dy, float* 
       ldcol = width;
       x_blocks = {ch.span(), ch.span()};  // contiguous: block b starts b spans on
     }
-    if (ch.in_place() || gathered) {
+    if (ch.in_place()) {
       gemm(false, true, g.cout_g, g.kg, width, 1.0f, dym, lddy, colm, ldcol, 1.0f, acc, g.kg);
     } else {
       // Summed over the chunk's images, K in blocks of one image's span.
@@ -811,7 +779,7 @@ void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, 
     const int64_t grp = item % G, width = ch.width();
     const float* wg = w + grp * g.cout_g * g.kg;
     // The input map of the group's channels, applied by the GEMM's packers (rows of bmat are
-    // the group's input channels, for a 1x1 kernel read in place or gathered alike).
+    // the group's input channels, for a 1x1 kernel read in place: one image, or column blocks).
     GemmRowAffine map;
     if (prologue.scale != nullptr) {
       map.scale = prologue.scale + grp * g.cin_g;

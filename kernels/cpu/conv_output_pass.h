@@ -6,11 +6,11 @@
 //
 //   dst[q] = relu?((src[q] + bias[c]) * scale[c] + shift[c]) + residual[dst + q - y]
 //
-// src and dst may be the same run (in place) or different (the scatter of a gathered chunk);
-// dst always lies in the output y, and the residual element of dst[q] is the one at the same
-// offset from the residual's start. The operations and their order are those of the unfused
-// ops (the bias added by the convolution, then the BatchNorm kernel's x * alpha + beta, then
-// max(v, 0), then the add of the residual), so fused and unfused outputs agree.
+// src and dst may be the same run (in place) or different (a multi-image chunk scattered into its
+// images' planes); dst always lies in the output y, and the residual element of dst[q] is the one
+// at the same offset from the residual's start. The operations and their order are those of the
+// unfused ops (the bias added by the convolution, then the BatchNorm kernel's x * alpha + beta,
+// then max(v, 0), then the add of the residual), so fused and unfused outputs agree.
 #include <cstdint>
 
 #include "kernels/conv2d.h"
