@@ -92,7 +92,9 @@ void gemm_with_pass(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 //   op(B)(k, j) = B[(k / span) * stride_b + j * ldb + k % span]
 // (a convolution's weight gradient over a chunk of several small images, dy x^T summed over
 // the images, each image's planes read where they lie: kernels/cpu/conv2d.cpp). A plain
-// operand is the case stride = span. The packers read the blocks as they copy.
+// operand is the case stride = span. The packers read the blocks as they copy; blocks of fewer
+// than 16 floats, and the operands of a narrow C, are first copied together (in the GEMM's own
+// per-thread buffers).
 struct GemmKBlocks {
   int64_t span = 0, stride_a = 0, stride_b = 0;
   bool on() const { return span > 0; }

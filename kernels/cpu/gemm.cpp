@@ -27,7 +27,7 @@
 // Blocked layouts (a convolution's chunk of small images read where they lie): op(B)'s columns
 // in blocks of a span (GemmColumnBlocks), or K in blocks for both operands (gemm_nt_k_blocks);
 // only the packers know, and such products take these loops (gemm_nt_k_blocks copies its blocks
-// together first when a narrow C would go to another path).
+// together first when they are short or a narrow C would go to another path).
 //
 // The first K block applies the caller's beta, later ones accumulate (beta = 1). When only a
 // few panels of A use each element of B, packing B would cost more than it saves, and the
