@@ -1,6 +1,6 @@
 #pragma once
 // The AVX2 + FMA GEMM micro-kernel: a 6 x 16 tile (12 ymm accumulators of the 16 registers).
-// Included by kernels/cpu/gemm.cpp only; the contract is in gemm_micro_kernel.h.
+// Included by kernels/cpu/gemm_blocked_path.cpp only; the contract is in gemm_micro_kernel.h.
 #include "kernels/cpu/gemm_micro_kernel.h"
 
 #if !NEXTVIT_CPU_X86

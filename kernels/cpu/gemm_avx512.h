@@ -2,8 +2,9 @@
 // The AVX-512 GEMM micro-kernels: a 14 x 32 tile (28 zmm accumulators + 2 for B + 1 broadcast
 // of the 32 registers), and the row-gathering variant behind gemm_rows_b (implicit-GEMM
 // convolution). They carry __attribute__((target("avx512f"))) because the project compiles for
-// x86-64-v3; gemm.cpp calls them only when the CPU has AVX-512F.
-// Included by kernels/cpu/gemm.cpp only; the contract is in gemm_micro_kernel.h.
+// x86-64-v3; the GEMM calls them only when the CPU has AVX-512F.
+// Included by the GEMM's paths only (kernels/cpu/gemm_blocked_path.cpp, and gemm.cpp for
+// gemm_rows_b); the contract is in gemm_micro_kernel.h.
 #include "kernels/cpu/gemm_micro_kernel.h"
 
 #if !NEXTVIT_CPU_X86

@@ -1,6 +1,6 @@
 #pragma once
-// AVX-512 micro-kernels for products with 48 or 49 columns (kernels/cpu/gemm.cpp, "the 48-column
-// path"): a 1x1 convolution on a 7 x 7 map is W (Cout, Cin) x X (Cin, 49), and E-MHSA's keys and
+// AVX-512 micro-kernels for products with 48 or 49 columns (kernels/cpu/gemm_cols48_path.cpp runs
+// them): a 1x1 convolution on a 7 x 7 map is W (Cout, Cin) x X (Cin, 49), and E-MHSA's keys and
 // values are 49 pooled tokens. Wider products run a kernel per 48 columns, each carrying at most
 // one extra column: 196 = 4 x (48 + 1) on a 14 x 14 map.
 //

@@ -1,6 +1,6 @@
 #pragma once
-// Dot-product micro-kernels for products with few columns (kernels/cpu/gemm.cpp, "the dot
-// path"): a 1x1 convolution on a 7 x 7 map is W (Cout, Cin) x X (Cin, 49). On AVX-512, N = 48
+// Dot-product micro-kernels for products with few columns (kernels/cpu/gemm_dot_path.cpp
+// runs them): a 1x1 convolution on a 7 x 7 map is W (Cout, Cin) x X (Cin, 49). On AVX-512, N = 48
 // and 49 go to the 48-column kernels instead (gemm_cols48.h: why there); these serve other narrow
 // products, and N = 49 on AVX2.
 //
@@ -20,8 +20,8 @@
 // the tail of K (K % L) done by masked loads of both operands, so nothing past column K of a row
 // is read. Meanwhile it prefetches into L2 the pf_lines cache lines from pf on (one per 16 steps
 // of k, at most K / 16 of them): the caller's way to bring the next block of A from memory while
-// this one computes (kernels/cpu/gemm.cpp, NextRowsPrefetch). Registers: AVX-512 3 x 7 tile = 21
-// accumulators + 3 rows of A + 1 of Bt (of 32); AVX2 3 x 4 = 12 + 3 + 1 (of 16).
+// this one computes (kernels/cpu/gemm_dot_path.cpp, NextRowsPrefetch). Registers: AVX-512 3 x 7
+// tile = 21 accumulators + 3 rows of A + 1 of Bt (of 32); AVX2 3 x 4 = 12 + 3 + 1 (of 16).
 #include <immintrin.h>
 
 #include <array>

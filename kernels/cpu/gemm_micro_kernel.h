@@ -1,6 +1,6 @@
 #pragma once
-// The contract every GEMM micro-kernel family implements; kernels/cpu/gemm.cpp packs the
-// operands and drives the family chosen at run time (gemm_isa(), kernels/gemm.h):
+// The contract every GEMM micro-kernel family implements; kernels/cpu/gemm_blocked_path.cpp packs
+// the operands and drives the family chosen at run time (gemm_isa(), kernels/gemm.h):
 //
 //   gemm_avx512.h    14 x 32 tile, AVX-512F     (x86-64, when the CPU has it)
 //   gemm_avx2.h       6 x 16 tile, AVX2 + FMA   (x86-64: the project's baseline, x86-64-v3)

@@ -4,7 +4,7 @@
 // 24 q-register accumulators + 3 for the B row + 1 broadcast (28 of the 32 registers) and one
 // fused multiply-add per vector; on x86-64-v3 the same code becomes 128-bit AVX, which is how CI
 // runs it natively (NEXTVIT_CPU_ISA=portable) besides under qemu-aarch64.
-// Included by kernels/cpu/gemm.cpp only; the contract is in gemm_micro_kernel.h.
+// Included by kernels/cpu/gemm_blocked_path.cpp only; the contract is in gemm_micro_kernel.h.
 #include <array>
 #include <cstdint>
 #include <cstring>
