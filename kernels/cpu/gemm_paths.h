@@ -28,8 +28,7 @@ struct Config {
 const Config& config();
 
 // C[m0:m1, n0:n1] of the product, on the calling thread.
-void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int64_t n0,
-               int64_t n1);
+void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 // A split of C into a tm x tn grid of rectangles, one per thread.
 struct Grid {
