@@ -1,6 +1,6 @@
 #pragma once
-// A short run of floats copied inline (kernels/cpu/conv2d.cpp, conv_direct.cpp): the runs there
-// are an image row or a small image's plane (2 to a few hundred floats), where a memcpy call
+// A short run of floats copied inline (kernels/cpu/conv_im2col.cpp, conv_direct.cpp): the runs
+// there are an image row or a small image's plane (2 to a few hundred floats), where a memcpy call
 // costs about as much as the copy itself.
 #include <cstdint>
 

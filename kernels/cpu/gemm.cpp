@@ -86,6 +86,7 @@
 #include "kernels/cpu/gemm_pack.h"
 #include "kernels/cpu/gemm_paths.h"
 #include "kernels/cpu/gemm_problem.h"
+#include "kernels/cpu/isa.h"
 #if NEXTVIT_CPU_X86
 #include "kernels/cpu/gemm_avx512.h"
 #endif

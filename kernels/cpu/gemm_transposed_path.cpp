@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/gemm_pack.h"
 #include "kernels/cpu/gemm_paths.h"
+#include "kernels/cpu/isa.h"
 #if NEXTVIT_CPU_X86
 #include <immintrin.h>
 #endif
