@@ -309,7 +309,6 @@ void im2col(const Geometry& g, const float* x, int64_t images, int64_t image_str
   });
 }
 
-
 }  // namespace
 
 // The adjoint of im2col: dx_c[ih, iw] += src[row][p - p0] for every (row, p) im2col would have
