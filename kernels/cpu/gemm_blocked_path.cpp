@@ -1,8 +1,6 @@
 // The blocked path (kernels/cpu/gemm.cpp, "How data moves"): the GotoBLAS / BLIS loops around
 // the micro-kernels (kernels/cpu/gemm_micro_kernel.h), the block sizes of each family, and the
 // split of C among threads.
-#include <omp.h>
-
 #include <algorithm>
 #include <array>
 
@@ -184,33 +182,22 @@ const Config& config() {
 
 // The tm x tn grid for `threads` threads that minimises the slowest thread's cost: its padded
 // tile work plus the packing it does (its A rows and B columns, each once per K step; a packed
-// float costs about what 16 multiply-adds do).
-Grid plan_grid(const Config& cfg, const Problem& p, int threads) {
-  Grid g;
-  g.mp = ceil_div(p.M, cfg.mr);
-  g.np = ceil_div(p.N, cfg.nr);
+// float costs about what 16 multiply-adds do). Thread (ti, tj) = (t / tn, t % tn) gets panels
+// [mp * ti / tm, mp * (ti + 1) / tm) of rows, and likewise of columns.
+Grid::Grid(const Config& cfg, const Problem& p, int threads)
+    : mp(ceil_div(p.M, cfg.mr)), np(ceil_div(p.N, cfg.nr)) {
   double best_cost = -1;
-  for (int tm = 1; tm <= threads; ++tm) {
-    if (threads % tm != 0) continue;
-    const int tn = threads / tm;
-    const double rows = double(ceil_div(g.mp, tm) * cfg.mr);
-    const double cols = double(ceil_div(g.np, tn) * cfg.nr);
+  for (int m = 1; m <= threads; ++m) {
+    if (threads % m != 0) continue;
+    const double rows = double(ceil_div(mp, m) * cfg.mr);
+    const double cols = double(ceil_div(np, threads / m) * cfg.nr);
     const double cost = rows * cols + 16.0 * (rows + cols);
     if (best_cost < 0 || cost < best_cost) {
       best_cost = cost;
-      g.tm = tm;
+      tm = m;
     }
   }
-  g.tn = threads / g.tm;
-  return g;
-}
-
-// Thread t's rectangle C[m0:m1, n0:n1] of the grid: thread (ti, tj) = (t / tn, t % tn) gets
-// panels [mp * ti / tm, mp * (ti + 1) / tm) of rows, and likewise of columns.
-Rect grid_rect(const Config& cfg, const Problem& p, const Grid& g, int t) {
-  const int ti = t / g.tn, tj = t % g.tn;
-  return {std::min(p.M, g.mp * ti / g.tm * cfg.mr), std::min(p.M, g.mp * (ti + 1) / g.tm * cfg.mr),
-          std::min(p.N, g.np * tj / g.tn * cfg.nr), std::min(p.N, g.np * (tj + 1) / g.tn * cfg.nr)};
+  tn = threads / tm;
 }
 
 // The blocked product (M, N, K >= 1) on up to `threads` threads.
@@ -219,16 +206,9 @@ void run_blocked(const Config& cfg, const Problem& p, int threads) {
     gemm_rect(cfg, p, 0, p.M, 0, p.N);
     return;
   }
-  const Grid g = plan_grid(cfg, p, threads);
-  const int team = g.tm * g.tn;
-#pragma omp parallel num_threads(team)
-  {
-    // Were fewer threads granted than asked for, each would take several rectangles.
-    for (int t = omp_get_thread_num(); t < team; t += omp_get_num_threads()) {
-      const Rect r = grid_rect(cfg, p, g, t);
-      gemm_rect(cfg, p, r.m0, r.m1, r.n0, r.n1);
-    }
-  }
+  for_each_grid_rect(cfg, p, threads, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    gemm_rect(cfg, p, m0, m1, n0, n1);
+  });
 }
 
 }  // namespace nextvit::kernels::cpu::gemm_detail

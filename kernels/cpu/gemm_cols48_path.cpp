@@ -15,6 +15,7 @@
 
 namespace nextvit::kernels::cpu::gemm_detail {
 #if NEXTVIT_CPU_X86
+namespace {
 
 // The columns of C: `panels` panels of 48 on the 48-column kernels, and `extra` more columns,
 // one carried by each of the first `extra` panels (column 48 panels + q by panel q).
@@ -24,6 +25,8 @@ struct Cols48Split {
 Cols48Split cols48_split(int64_t N) {
   return {N / 48, N % 48};
 }
+
+}  // namespace
 
 // AVX-512 only (AVX2's 16 registers hold no 3-vector-wide tile of useful height), A read in
 // place (not transposed), and K >= kDotMinK as on the dot path: the short products (the
@@ -42,6 +45,8 @@ bool use_cols48(const Problem& p) {
   if (split.panels == 1) return split.extra <= 1;
   return p.N <= 256 && split.extra <= split.panels && p.M >= p.N;
 }
+
+namespace {
 
 // How far ahead of its tile a kernel call prefetches the rows of A (the weights, from memory at
 // batch 1): 64 KiB. Cold weights (bench_gemm --cold, 2 threads) took 0.86-0.95x the time of a
@@ -124,9 +129,12 @@ void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
   }
 }
 
+}  // namespace
+
 void run_cols48(const Problem& p, int threads) {
   run_cols48(p, threads, [](int64_t, int64_t) {});
 }
+
 // x W^T with 48 or 49 rows (E-MHSA's pooled keys and values, and at batch 1 every token-form
 // linear of stage 4, in training): C = op(A) B^T has 49 rows and N columns, which the blocked
 // tiles cover with 14-row panels (56 rows for 49) fed by transposing B as they pack it. Its

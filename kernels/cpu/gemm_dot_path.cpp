@@ -49,6 +49,8 @@ const DotConfig* dot_config(const Config& cfg, const Problem& p) {
   }
 }
 
+namespace {
+
 // bt[j * ldbt + k] = op(B)(k, j) = B[k * ldb + j] for a B that is not transposed: 8 x 8 blocks
 // through registers, the ragged edges one float at a time.
 void transpose_b(const Problem& p, float* bt, int64_t ldbt) {
@@ -155,6 +157,8 @@ void dot_rect(const DotConfig& d, const Problem& p, const float* bt, int64_t ldb
     p.finish_rows(i0, i1, n0, n1 - n0);  // the block's rows of C, still in L2
   }
 }
+
+}  // namespace
 
 // The whole product on up to `threads` threads. They split the longer side of C: ranges of
 // rows for a narrow C (each thread then reads its own rows of A, the weights), ranges of columns

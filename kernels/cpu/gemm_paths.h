@@ -3,6 +3,9 @@
 // "Narrow C") says which product goes where and dispatches it. Every path computes the whole of
 // C = alpha op(A) op(B) + beta C (M, N, K >= 1, alpha != 0) and runs the caller's row pass on
 // each row range as it finishes.
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/cpu/gemm_micro_kernel.h"
@@ -30,20 +33,33 @@ const Config& config();
 // C[m0:m1, n0:n1] of the product, on the calling thread.
 void gemm_rect(const Config& cfg, const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
-// A split of C into a tm x tn grid of rectangles, one per thread.
+// A split of C into a tm x tn grid of rectangles, one per thread: the grid for `threads` threads
+// that minimises the slowest thread's cost.
 struct Grid {
   int tm = 1, tn = 1;
   int64_t mp = 1, np = 1;  // panels of rows (MR) and columns (NR) of C
+  Grid(const Config& cfg, const Problem& p, int threads);
+  int team() const { return tm * tn; }
+  // Thread t's rectangle C[m0:m1, n0:n1] through rect(m0, m1, n0, n1).
+  template <typename RectFn>
+  void visit(const Config& cfg, const Problem& p, int t, const RectFn& rect) const {
+    const int ti = t / tn, tj = t % tn;
+    rect(std::min(p.M, mp * ti / tm * cfg.mr), std::min(p.M, mp * (ti + 1) / tm * cfg.mr),
+         std::min(p.N, np * tj / tn * cfg.nr), std::min(p.N, np * (tj + 1) / tn * cfg.nr));
+  }
 };
 
-// The tm x tn grid for `threads` threads that minimises the slowest thread's cost.
-Grid plan_grid(const Config& cfg, const Problem& p, int threads);
-
-// Thread t's rectangle C[m0:m1, n0:n1] of the grid.
-struct Rect {
-  int64_t m0, m1, n0, n1;
-};
-Rect grid_rect(const Config& cfg, const Problem& p, const Grid& g, int t);
+// rect(m0, m1, n0, n1) on each rectangle of the grid for `threads` threads, in one parallel
+// region: the blocked path computes its rectangle there, the transposed path turns it round too
+// while it is still in that core's L2. Were fewer threads granted than asked for, each would take
+// several rectangles.
+template <typename RectFn>
+void for_each_grid_rect(const Config& cfg, const Problem& p, int threads, const RectFn& rect) {
+  const Grid g(cfg, p, threads);
+  const int team = g.team();
+#pragma omp parallel num_threads(team)
+  for (int t = omp_get_thread_num(); t < team; t += omp_get_num_threads()) g.visit(cfg, p, t, rect);
+}
 
 // The blocked product on up to `threads` threads.
 void run_blocked(const Config& cfg, const Problem& p, int threads);

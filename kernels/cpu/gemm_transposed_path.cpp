@@ -1,8 +1,6 @@
 // The transposed path (kernels/cpu/gemm.cpp, "Narrow C"): a C whose columns fill the blocked
 // tiles' lanes poorly and whose rows fill them well is computed as C^T by the blocked path, then
 // turned round into C.
-#include <omp.h>
-
 #include <cmath>
 
 #include "kernels/cpu/gemm_pack.h"
@@ -14,10 +12,14 @@
 
 namespace nextvit::kernels::cpu::gemm_detail {
 
+namespace {
+
 // The share of the blocked tiles' lanes that n columns fill (tiles w wide).
-inline double lane_fill(int64_t n, int w) {
+double lane_fill(int64_t n, int w) {
   return double(n) / double(ceil_div(n, w) * w);
 }
+
+}  // namespace
 
 // C^T = op(B)^T op(A)^T is the better product when C's columns fill the vector lanes of the
 // tiles poorly and its rows fill them well: N = 196 runs 224 lanes, while M = 1152 = 36 x 32
@@ -80,20 +82,14 @@ void run_transposed(const Config& cfg, const Problem& p, int threads) {
     p.finish_rows(0, p.M, 0, p.N);
     return;
   }
-  const Grid g = plan_grid(cfg, flipped, threads);
-  const int team = g.tm * g.tn;
-#pragma omp parallel num_threads(team)
-  {
-    for (int q = omp_get_thread_num(); q < team; q += omp_get_num_threads()) {
-      const Rect r = grid_rect(cfg, flipped, g, q);
-      gemm_rect(cfg, flipped, r.m0, r.m1, r.n0, r.n1);
-      // Rows m, columns n of C^T are columns m, rows n of C.
-      if (r.m0 < r.m1 && r.n0 < r.n1) {
-        store_transposed(p, t, r.n0, r.n1, r.m0, r.m1);
-        p.finish_rows(r.n0, r.n1, r.m0, r.m1 - r.m0);
-      }
+  for_each_grid_rect(cfg, flipped, threads, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    gemm_rect(cfg, flipped, m0, m1, n0, n1);
+    // Rows m, columns n of C^T are columns m, rows n of C.
+    if (m0 < m1 && n0 < n1) {
+      store_transposed(p, t, n0, n1, m0, m1);
+      p.finish_rows(n0, n1, m0, m1 - m0);
     }
-  }
+  });
 }
 
 }  // namespace nextvit::kernels::cpu::gemm_detail
