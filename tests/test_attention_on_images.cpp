@@ -43,10 +43,14 @@ TEST_CASE("pooled_attention_channels: the CPU kernel equals pooled_attention on 
     int64_t batch, channels, heads, n, m;
   };
   // Next-ViT-S's three E-MHSA layers at 224 (784 queries: three blocks of 256 and 16 more),
-  // head dimension 16, then an odd head size with more keys than queries, and a single key.
+  // head dimension 16, then an odd head size with more keys than queries, and a single key;
+  // then shapes that take each block size of the AVX-512 query-lanes kernel (24 channels: 16 +
+  // 8; 63 keys: 24 + 24 + 8 + 4 + 2 + 1; 40 keys: 24 + 16; 8 channels) and part-filled vectors
+  // of queries (23 = 16 + 7), and 65 keys, one more than it takes.
   for (const Dims& c :
        {Dims{1, 192, 6, 784, 49}, Dims{2, 384, 12, 196, 49}, Dims{1, 768, 24, 49, 49},
-        Dims{2, 64, 4, 49, 49}, Dims{1, 21, 3, 37, 70}, Dims{1, 64, 2, 5, 1}}) {
+        Dims{2, 64, 4, 49, 49}, Dims{1, 21, 3, 37, 70}, Dims{1, 64, 2, 5, 1},
+        Dims{1, 48, 2, 23, 63}, Dims{2, 16, 2, 40, 40}, Dims{1, 64, 2, 33, 65}}) {
     INFO("B " << c.batch << " C " << c.channels << " heads " << c.heads << " n " << c.n << " m "
               << c.m);
     Generator g(uint64_t(c.channels + c.n));
@@ -65,12 +69,37 @@ TEST_CASE("pooled_attention_channels: the CPU kernel equals pooled_attention on 
     const Tensor expected = tokens_as_channels(tokens);
 #if defined(__x86_64__)
     // Both forms sum each score and output from 0 in the same order with the GEMM's
-    // micro-kernels (the transposes only change how the operands are packed): the same bits.
+    // micro-kernels (the transposes only change how the operands are packed), or on AVX-512
+    // with at most 64 keys in the query-lanes kernel, which keeps that order and softmax_row's:
+    // the same bits.
     NV_REQUIRE_CLOSE(out.data(), expected, 0.0, 0.0);
 #else
     NV_REQUIRE_CLOSE(out.data(), expected, 1e-6, 1e-6 * test::max_abs(expected));
 #endif
   }
+}
+
+TEST_CASE("pooled_attention_channels: zero and negative-zero queries (every score tied)",
+          "[attention]") {
+  // Every score is zero (the sums start from +0), so all keys tie for each query's maximum,
+  // which the query-lanes kernel and the row softmax reach in different orders.
+  Generator g(5);
+  Tensor q = test::random_tensor({1, 64, 40}, g);
+  float* qd = q.data<float>();
+  for (int64_t i = 0; i < q.numel(); ++i) qd[i] = qd[i] < 0 ? -0.0f : 0.0f;
+  const Tensor k = test::random_tensor({1, 64, 49}, g), v = test::random_tensor({1, 64, 49}, g);
+  NoGradGuard no_grad;
+  const Tensor out =
+      ops::pooled_attention_channels(Variable(q), Variable(k), Variable(v), 2, 0.25f).data();
+  const Tensor tokens =
+      ops::pooled_attention(Variable(heads_as_tokens(q, 2)), Variable(heads_as_tokens(k, 2)),
+                            Variable(heads_as_tokens(v, 2)), 0.25f)
+          .data();
+#if defined(__x86_64__)
+  NV_REQUIRE_CLOSE(out, tokens_as_channels(tokens), 0.0, 0.0);
+#else
+  NV_REQUIRE_CLOSE(out, tokens_as_channels(tokens), 1e-6, 1e-6);
+#endif
 }
 
 TEST_CASE(

@@ -35,6 +35,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/attention_query_lanes.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/softmax_row.h"
@@ -127,11 +128,12 @@ __attribute__((target("avx512f"))) void row_dots_by_avx512(const float* a, const
     }
   }
 }
-#endif
 
+// The 16-lane forms run where the GEMM runs its AVX-512 family.
 bool use_avx512() {
-  return NEXTVIT_CPU_X86 && gemm_isa() == GemmIsa::kAvx512;
+  return gemm_isa() == GemmIsa::kAvx512;
 }
+#endif
 
 void row_dots(const float* a, const float* transposed, int64_t mp, int64_t m, int64_t d,
               float* dots) {
@@ -262,9 +264,23 @@ void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, fl
 // The same two products on the heads' channel-major blocks: a block of query columns of q^T
 // (d, n) gives its scores as (q^T)^T k^T, and the output columns as v^T probs^T, written into
 // out^T (d, n) in place. Each sum runs over the same terms in the same order as above.
+// On AVX-512 with few keys the whole attention of 16 queries at a time runs in registers
+// instead (kernels/cpu/attention_query_lanes.cpp), with the same bits.
 void pooled_attention_forward_channels(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
                                        const float* q, const float* k, const float* v, float* out) {
   const int64_t blocks = (n + kForwardRows - 1) / kForwardRows;
+#if NEXTVIT_CPU_X86
+  if (attention_query_lanes_applies(m, d)) {
+    parallel_for(heads * blocks, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t item = i0; item < i1; ++item) {
+        const int64_t h = item / blocks, r0 = item % blocks * kForwardRows;
+        attention_query_lanes(n, m, d, scale, q + h * d * n, k + h * d * m, v + h * d * m,
+                              out + h * d * n, r0, std::min(n, r0 + kForwardRows));
+      }
+    });
+    return;
+  }
+#endif
   parallel_for(heads * blocks, 1, [&](int64_t i0, int64_t i1) {
     std::vector<float> probs(static_cast<size_t>(std::min(kForwardRows, n) * m));
     for (int64_t item = i0; item < i1; ++item) {
