@@ -46,6 +46,19 @@ GemmIsa set_gemm_isa(GemmIsa isa);
 // "portable").
 GemmIsa gemm_isa();
 const char* gemm_isa_name(GemmIsa isa);
+// Of a kernel's AVX-512 and AVX2 forms, the one for the family in use; nullptr on the portable
+// family, where such a kernel has no form (its caller takes the generic path).
+template <typename Form>
+const Form* x86_form(const Form& avx512, const Form& avx2) {
+  switch (gemm_isa()) {
+    case GemmIsa::kAvx512:
+      return &avx512;
+    case GemmIsa::kAvx2:
+      return &avx2;
+    default:
+      return nullptr;
+  }
+}
 // Whether this build has the family and this CPU can run it (kAuto: true).
 bool gemm_isa_runs_here(GemmIsa isa);
 

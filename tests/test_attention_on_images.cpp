@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "kernels/gemm.h"
 #include "layers/ntb.h"
 #include "test_util.h"
 
@@ -35,6 +36,21 @@ void randomize(Module& m, uint64_t seed) {
   }
 }
 
+// The CPU's GEMM families: the query-lanes kernel has a form for each x86 one (on other CPUs
+// the portable family, which takes the GEMM path). The family in use is put back at the end.
+std::vector<kernels::cpu::GemmIsa> cpu_isas() {
+  using kernels::cpu::GemmIsa;
+  std::vector<GemmIsa> isas;
+  for (GemmIsa isa : {GemmIsa::kAvx512, GemmIsa::kAvx2, GemmIsa::kPortable}) {
+    if (kernels::cpu::gemm_isa_runs_here(isa)) isas.push_back(isa);
+  }
+  return isas;
+}
+struct RestoreIsa {
+  kernels::cpu::GemmIsa isa = kernels::cpu::gemm_isa();
+  ~RestoreIsa() { kernels::cpu::set_gemm_isa(isa); }
+};
+
 }  // namespace
 
 TEST_CASE("pooled_attention_channels: the CPU kernel equals pooled_attention on the heads' tokens",
@@ -44,38 +60,43 @@ TEST_CASE("pooled_attention_channels: the CPU kernel equals pooled_attention on 
   };
   // Next-ViT-S's three E-MHSA layers at 224 (784 queries: three blocks of 256 and 16 more),
   // head dimension 16, then an odd head size with more keys than queries, and a single key;
-  // then shapes that take each block size of the AVX-512 query-lanes kernel (24 channels: 16 +
-  // 8; 63 keys: 24 + 24 + 8 + 4 + 2 + 1; 40 keys: 24 + 16; 8 channels) and part-filled vectors
-  // of queries (23 = 16 + 7), and 65 keys, one more than it takes.
+  // then shapes that take each block size of the query-lanes kernel (AVX-512: 24 channels =
+  // 16 + 8, 63 keys = 24 + 24 + 8 + 4 + 2 + 1, 40 keys = 24 + 16, 8 channels; AVX2: 63 keys =
+  // 12 x 5 + 2 + 1, 40 = 12 x 3 + 4) and part-filled vectors of queries (23 = 16 + 7), and 65
+  // keys, one more than it takes. Each on every GEMM family this CPU runs.
   for (const Dims& c :
        {Dims{1, 192, 6, 784, 49}, Dims{2, 384, 12, 196, 49}, Dims{1, 768, 24, 49, 49},
         Dims{2, 64, 4, 49, 49}, Dims{1, 21, 3, 37, 70}, Dims{1, 64, 2, 5, 1},
         Dims{1, 48, 2, 23, 63}, Dims{2, 16, 2, 40, 40}, Dims{1, 64, 2, 33, 65}}) {
-    INFO("B " << c.batch << " C " << c.channels << " heads " << c.heads << " n " << c.n << " m "
-              << c.m);
-    Generator g(uint64_t(c.channels + c.n));
-    const float scale = 1.0f / std::sqrt(float(c.channels / c.heads));
-    const Tensor q = test::random_tensor({c.batch, c.channels, c.n}, g, -3.0f, 3.0f);
-    const Tensor k = test::random_tensor({c.batch, c.channels, c.m}, g);
-    const Tensor v = test::random_tensor({c.batch, c.channels, c.m}, g);
-    NoGradGuard no_grad;
-    const Variable out =
-        ops::pooled_attention_channels(Variable(q), Variable(k), Variable(v), c.heads, scale);
-    REQUIRE(out.is_leaf());  // the kernel itself, not the permuted composition
-    const Tensor tokens = ops::pooled_attention(Variable(heads_as_tokens(q, c.heads)),
-                                                Variable(heads_as_tokens(k, c.heads)),
-                                                Variable(heads_as_tokens(v, c.heads)), scale)
-                              .data();
-    const Tensor expected = tokens_as_channels(tokens);
+    for (const kernels::cpu::GemmIsa isa : cpu_isas()) {
+      RestoreIsa restore;
+      kernels::cpu::set_gemm_isa(isa);
+      INFO("B " << c.batch << " C " << c.channels << " heads " << c.heads << " n " << c.n << " m "
+                << c.m << " " << kernels::cpu::gemm_isa_name(isa));
+      Generator g(uint64_t(c.channels + c.n));
+      const float scale = 1.0f / std::sqrt(float(c.channels / c.heads));
+      const Tensor q = test::random_tensor({c.batch, c.channels, c.n}, g, -3.0f, 3.0f);
+      const Tensor k = test::random_tensor({c.batch, c.channels, c.m}, g);
+      const Tensor v = test::random_tensor({c.batch, c.channels, c.m}, g);
+      NoGradGuard no_grad;
+      const Variable out =
+          ops::pooled_attention_channels(Variable(q), Variable(k), Variable(v), c.heads, scale);
+      REQUIRE(out.is_leaf());  // the kernel itself, not the permuted composition
+      const Tensor tokens = ops::pooled_attention(Variable(heads_as_tokens(q, c.heads)),
+                                                  Variable(heads_as_tokens(k, c.heads)),
+                                                  Variable(heads_as_tokens(v, c.heads)), scale)
+                                .data();
+      const Tensor expected = tokens_as_channels(tokens);
 #if defined(__x86_64__)
-    // Both forms sum each score and output from 0 in the same order with the GEMM's
-    // micro-kernels (the transposes only change how the operands are packed), or on AVX-512
-    // with at most 64 keys in the query-lanes kernel, which keeps that order and softmax_row's:
-    // the same bits.
-    NV_REQUIRE_CLOSE(out.data(), expected, 0.0, 0.0);
+      // Both forms sum each score and output from 0 in the same order with the GEMM's
+      // micro-kernels (the transposes only change how the operands are packed), or with at most
+      // 64 keys on AVX-512 or AVX2 in the query-lanes kernel, which keeps that order and
+      // softmax_row's: the same bits.
+      NV_REQUIRE_CLOSE(out.data(), expected, 0.0, 0.0);
 #else
-    NV_REQUIRE_CLOSE(out.data(), expected, 1e-6, 1e-6 * test::max_abs(expected));
+      NV_REQUIRE_CLOSE(out.data(), expected, 1e-6, 1e-6 * test::max_abs(expected));
 #endif
+    }
   }
 }
 
@@ -89,17 +110,22 @@ TEST_CASE("pooled_attention_channels: zero and negative-zero queries (every scor
   for (int64_t i = 0; i < q.numel(); ++i) qd[i] = qd[i] < 0 ? -0.0f : 0.0f;
   const Tensor k = test::random_tensor({1, 64, 49}, g), v = test::random_tensor({1, 64, 49}, g);
   NoGradGuard no_grad;
-  const Tensor out =
-      ops::pooled_attention_channels(Variable(q), Variable(k), Variable(v), 2, 0.25f).data();
-  const Tensor tokens =
-      ops::pooled_attention(Variable(heads_as_tokens(q, 2)), Variable(heads_as_tokens(k, 2)),
-                            Variable(heads_as_tokens(v, 2)), 0.25f)
-          .data();
+  for (const kernels::cpu::GemmIsa isa : cpu_isas()) {
+    RestoreIsa restore;
+    kernels::cpu::set_gemm_isa(isa);
+    INFO(kernels::cpu::gemm_isa_name(isa));
+    const Tensor out =
+        ops::pooled_attention_channels(Variable(q), Variable(k), Variable(v), 2, 0.25f).data();
+    const Tensor tokens =
+        ops::pooled_attention(Variable(heads_as_tokens(q, 2)), Variable(heads_as_tokens(k, 2)),
+                              Variable(heads_as_tokens(v, 2)), 0.25f)
+            .data();
 #if defined(__x86_64__)
-  NV_REQUIRE_CLOSE(out, tokens_as_channels(tokens), 0.0, 0.0);
+    NV_REQUIRE_CLOSE(out, tokens_as_channels(tokens), 0.0, 0.0);
 #else
-  NV_REQUIRE_CLOSE(out, tokens_as_channels(tokens), 1e-6, 1e-6);
+    NV_REQUIRE_CLOSE(out, tokens_as_channels(tokens), 1e-6, 1e-6);
 #endif
+  }
 }
 
 TEST_CASE(

@@ -1,7 +1,8 @@
 #pragma once
 // E-MHSA's pooled attention on the image's channel-major layout with the queries in the vector
-// lanes (AVX-512), taken by kernels/cpu/pooled_attention.cpp's pooled_attention_forward_channels
-// where it applies; kernels/cpu/attention_query_lanes.cpp says how data moves.
+// lanes (AVX-512 or AVX2), taken by kernels/cpu/pooled_attention.cpp's
+// pooled_attention_forward_channels where it applies; kernels/cpu/attention_query_lanes.cpp says
+// how data moves.
 #include <cstdint>
 
 #include "kernels/cpu/isa.h"
@@ -9,7 +10,7 @@
 namespace nextvit::kernels::cpu {
 
 #if NEXTVIT_CPU_X86
-// Whether the kernel takes a head of d channels and m keys on this CPU: the AVX-512 family
+// Whether the kernel takes a head of d channels and m keys: the GEMM's AVX-512 or AVX2 family
 // (kernels/gemm.h), 1 <= m <= 64, d a multiple of 8.
 bool attention_query_lanes_applies(int64_t m, int64_t d);
 

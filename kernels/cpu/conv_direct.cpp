@@ -165,14 +165,7 @@ const Family* family() {
 #if NEXTVIT_CPU_X86
   static const Family avx512{8, 16, 64, {tile_avx512<1>, tile_avx512<2>, tile_avx512<3>}};
   static const Family avx2{4, 8, 32, {tile_avx2<1>, tile_avx2<2>, tile_avx2<3>}};
-  switch (gemm_isa()) {
-    case GemmIsa::kAvx512:
-      return &avx512;
-    case GemmIsa::kAvx2:
-      return &avx2;
-    default:
-      return nullptr;
-  }
+  return x86_form(avx512, avx2);
 #else
   return nullptr;
 #endif

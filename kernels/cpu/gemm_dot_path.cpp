@@ -39,14 +39,7 @@ constexpr int64_t kDotBlockBytes = 512 << 10;
 const DotConfig* dot_config(const Config& cfg, const Problem& p) {
   if (p.trans_a || p.N > kDotMaxN || p.K < kDotMinK) return nullptr;
   if (10 * p.N >= 8 * ceil_div(p.N, cfg.nr) * cfg.nr) return nullptr;
-  switch (gemm_isa()) {
-    case GemmIsa::kAvx512:
-      return &kDot512;
-    case GemmIsa::kAvx2:
-      return &kDot256;
-    default:
-      return nullptr;
-  }
+  return x86_form(kDot512, kDot256);
 }
 
 namespace {

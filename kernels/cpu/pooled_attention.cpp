@@ -264,8 +264,8 @@ void pooled_attention_forward(int64_t heads, int64_t n, int64_t m, int64_t d, fl
 // The same two products on the heads' channel-major blocks: a block of query columns of q^T
 // (d, n) gives its scores as (q^T)^T k^T, and the output columns as v^T probs^T, written into
 // out^T (d, n) in place. Each sum runs over the same terms in the same order as above.
-// On AVX-512 with few keys the whole attention of 16 queries at a time runs in registers
-// instead (kernels/cpu/attention_query_lanes.cpp), with the same bits.
+// With few keys on AVX-512 or AVX2 the whole attention of 16 (8) queries at a time runs in
+// registers instead (kernels/cpu/attention_query_lanes.cpp), with the same bits.
 void pooled_attention_forward_channels(int64_t heads, int64_t n, int64_t m, int64_t d, float scale,
                                        const float* q, const float* k, const float* v, float* out) {
   const int64_t blocks = (n + kForwardRows - 1) / kForwardRows;
