@@ -270,28 +270,29 @@ void pooled_attention_forward_channels(int64_t heads, int64_t n, int64_t m, int6
                                        const float* q, const float* k, const float* v, float* out) {
   const int64_t blocks = (n + kForwardRows - 1) / kForwardRows;
 #if NEXTVIT_CPU_X86
-  if (attention_query_lanes_applies(m, d)) {
-    parallel_for(heads * blocks, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t item = i0; item < i1; ++item) {
-        const int64_t h = item / blocks, r0 = item % blocks * kForwardRows;
-        attention_query_lanes(n, m, d, scale, q + h * d * n, k + h * d * m, v + h * d * m,
-                              out + h * d * n, r0, std::min(n, r0 + kForwardRows));
-      }
-    });
-    return;
-  }
+  const bool lanes = attention_query_lanes_applies(m, d);
+#else
+  const bool lanes = false;
 #endif
   parallel_for(heads * blocks, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<float> probs(static_cast<size_t>(std::min(kForwardRows, n) * m));
+    std::vector<float> probs(lanes ? 0 : static_cast<size_t>(std::min(kForwardRows, n) * m));
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t h = item / blocks, r0 = item % blocks * kForwardRows;
       const int64_t rows = std::min(kForwardRows, n - r0);
-      float* p = probs.data();
+      const float* qh = q + h * d * n;
       const float* kh = k + h * d * m;
       const float* vh = v + h * d * m;
-      gemm(true, false, rows, m, d, 1.0f, q + h * d * n + r0, n, kh, m, 0.0f, p, m);  // q k^T
+      float* oh = out + h * d * n;
+#if NEXTVIT_CPU_X86
+      if (lanes) {
+        attention_query_lanes(n, m, d, scale, qh, kh, vh, oh, r0, r0 + rows);
+        continue;
+      }
+#endif
+      float* p = probs.data();
+      gemm(true, false, rows, m, d, 1.0f, qh + r0, n, kh, m, 0.0f, p, m);  // q k^T
       scaled_softmax(p, rows, m, scale);
-      gemm(false, true, d, rows, m, 1.0f, vh, m, p, m, 0.0f, out + h * d * n + r0, n);  // v^T p^T
+      gemm(false, true, d, rows, m, 1.0f, vh, m, p, m, 0.0f, oh + r0, n);  // v^T p^T
     }
   });
 }
