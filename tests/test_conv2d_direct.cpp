@@ -11,11 +11,15 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/gemm.h"
+#include "conv_test_util.h"
 #include "test_util.h"
 
 using namespace nextvit;
 using kernels::Conv2dShape;
+using conv_test::random_floats;
+using conv_test::worst_error;
 using kernels::cpu::GemmIsa;
 
 namespace {
@@ -38,16 +42,6 @@ Conv2dShape shape_of(const Case& c) {
   s.groups = c.groups;
   s.stride_h = s.stride_w = c.stride;
   return s;
-}
-
-std::vector<float> random_floats(size_t n, uint64_t seed) {
-  std::vector<float> v(n);
-  uint64_t st = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (float& f : v) {
-    st = st * 6364136223846793005ull + 1442695040888963407ull;
-    f = static_cast<float>(static_cast<int64_t>(st >> 40) % 2001 - 1000) / 1000.0f;
-  }
-  return v;
 }
 
 // y = relu?((conv(x, w) + b) * scale + shift) by the definition, in double.
@@ -110,24 +104,18 @@ std::vector<float> forward(const Conv2dShape& s, const Inputs& in, bool bias,
   return y;
 }
 
-// Largest |a - ref| / (1 + |ref|).
-double worst_error(const std::vector<float>& a, const std::vector<double>& ref) {
-  double worst = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = std::fabs(a[i] - ref[i]) / (1.0 + std::fabs(ref[i]));
-    worst = std::isnan(d) ? INFINITY : std::max(worst, d);
-  }
-  return worst;
-}
-
-// Restores the GEMM ISA family and the direct kernel's switch even when a check fails.
+// Restores the GEMM ISA family and the direct kernel's switch even when a check fails; the
+// Winograd kernel, which would take the 3x3 stride-1 shapes ahead of the direct one, stays off
+// meanwhile (tests/test_conv2d_winograd.cpp).
 struct Restore {
   GemmIsa isa = kernels::cpu::gemm_isa();
   bool direct = kernels::cpu::set_conv_direct(true);
+  bool winograd = kernels::cpu::set_conv_winograd(false);
   int threads = omp_get_max_threads();
   ~Restore() {
     kernels::cpu::set_gemm_isa(isa);
     kernels::cpu::set_conv_direct(direct);
+    kernels::cpu::set_conv_winograd(winograd);
     omp_set_num_threads(threads);
   }
 };

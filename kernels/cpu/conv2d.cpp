@@ -63,6 +63,7 @@
 #include "kernels/cpu/conv_implicit.h"
 #include "kernels/cpu/conv_one_pixel.h"
 #include "kernels/cpu/conv_output_pass.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/lane_sums.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
@@ -288,6 +289,10 @@ void conv2d_forward_fused(const Conv2dShape& s, const float* x, const float* w, 
            s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w);
   if (conv_one_pixel_applies(s) && prologue.scale == nullptr) {
     conv_one_pixel_forward(s, x, w, pass, y);
+    return;
+  }
+  if (conv_winograd_applies(s)) {
+    conv_winograd_forward(s, x, w, pass, y);
     return;
   }
   if (conv_direct_applies(s)) {

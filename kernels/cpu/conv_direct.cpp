@@ -49,12 +49,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv_tiles.h"
 #include "kernels/cpu/copy_floats.h"
-#include "kernels/cpu/isa.h"
-#include "kernels/gemm.h"
-#if NEXTVIT_CPU_X86
-#include <immintrin.h>
-#endif
 
 namespace nextvit::kernels::cpu {
 namespace {
@@ -79,109 +75,20 @@ constexpr int64_t kItemPositions = 512;
 // Floats past the last padded plane that the last vector of a row may read (zeroed).
 constexpr int64_t kSlack = 32;
 
-// out[r][v * lanes + lane] = sum_k a[r * lda + k] * x[off[k] + v * lanes + lane], r < R,
-// v < V; written whole (c has room for every lane).
-using TileFn = void (*)(int64_t kg, const float* a, int64_t lda, const float* x, const int32_t* off,
-                        float* c, int64_t ldc);
-
-#if NEXTVIT_CPU_X86
-// AVX-512: 8 channels x V vectors of 16 positions (24 accumulators at V = 3, + 3 loads + 1
-// broadcast of the 32 registers).
-template <int V>
-__attribute__((target("avx512f"))) void tile_avx512(int64_t kg, const float* a, int64_t lda,
-                                                    const float* x, const int32_t* off, float* c,
-                                                    int64_t ldc) {
-  constexpr int R = 8;
-  __m512 acc[R][V];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-  }
-  for (int64_t k = 0; k < kg; ++k) {
-    const float* b = x + off[k];
-    __m512 bv[V];
-#pragma GCC unroll 3
-    for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * lda + k]);
-#pragma GCC unroll 3
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
-    for (int v = 0; v < V; ++v) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
-  }
+// The tiles of the current GEMM ISA family (kernels/cpu/conv_tiles.h), taking groups of up to
+// 8 x rows output channels (64 on AVX-512, 32 on AVX2). Larger groups go to the GEMM paths,
+// whose tiles then waste few rows: measured (one thread, Next-ViT's stem 32 -> 64 at 112 x 112,
+// 64 per group), direct was 1.18x faster on AVX-512 but 6% slower on AVX2, whose 6 x 16 GEMM
+// tile beats the 4 x 24 direct tile's 7 loads per 12 FMAs once the rows are used.
+using conv_tiles::Family;
+using conv_tiles::kMaxV;
+int64_t max_cout(const Family& f) {
+  return 8 * f.rows;
 }
 
-// AVX2: 4 channels x V vectors of 8 positions (12 accumulators at V = 3, + 3 loads + 1
-// broadcast: all 16 registers).
-template <int V>
-void tile_avx2(int64_t kg, const float* a, int64_t lda, const float* x, const int32_t* off,
-               float* c, int64_t ldc) {
-  constexpr int R = 4;
-  __m256 acc[R][V];
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm256_setzero_ps();
-  }
-  for (int64_t k = 0; k < kg; ++k) {
-    const float* b = x + off[k];
-    __m256 bv[V];
-#pragma GCC unroll 3
-    for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + r * lda + k);
-#pragma GCC unroll 3
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 3
-    for (int v = 0; v < V; ++v) _mm256_storeu_ps(c + r * ldc + 8 * v, acc[r][v]);
-  }
-}
-#endif
-
-// A family of tiles: R channels, `lanes` positions per vector, tiles[v - 1] of v vectors;
-// groups of up to max_cout output channels. Larger groups go to the GEMM paths, whose tiles
-// then waste few rows: measured (one thread, Next-ViT's stem 32 -> 64 at 112 x 112, 64 per
-// group), direct was 1.18x faster on AVX-512 but 6% slower on AVX2, whose 6 x 16 GEMM tile
-// beats the 4 x 24 direct tile's 7 loads per 12 FMAs once the rows are used.
-struct Family {
-  int64_t rows, lanes, max_cout;
-  TileFn tiles[3];
-};
-constexpr int64_t kMaxV = 3;
-
-// The family of the current GEMM ISA, or null (portable: no direct kernel).
-const Family* family() {
-#if NEXTVIT_CPU_X86
-  static const Family avx512{8, 16, 64, {tile_avx512<1>, tile_avx512<2>, tile_avx512<3>}};
-  static const Family avx2{4, 8, 32, {tile_avx2<1>, tile_avx2<2>, tile_avx2<3>}};
-  return x86_form(avx512, avx2);
-#else
-  return nullptr;
-#endif
-}
-
-// Per-thread scratch, grown on demand and kept: slot 0 the padded input, slot 1 the staging.
-float* scratch(int slot, int64_t floats) {
-  thread_local std::vector<float> buffers[2];
-  std::vector<float>& b = buffers[slot];
-  if (static_cast<int64_t>(b.size()) < floats) b.resize(static_cast<size_t>(floats));
-  return b.data();
-}
-
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
+// Scratch slot 0 holds the padded input, slot 1 the staging.
+using conv_tiles::ceil_div;
+using conv_tiles::scratch;
 
 // Sizes shared by every item of one call. A channel of the padded block is st x st phase
 // planes of hq rows by wq columns (at stride 1 one plane of rows + kh - 1 rows by the padded
@@ -196,46 +103,13 @@ struct Plan {
 // read four times the input), at least four items per thread when the image allows, and, with
 // several threads, a number of items that divides evenly.
 void plan_blocks(Plan& p, int threads) {
-  const int64_t outer = p.s.batch * p.s.groups, positions = kItemPositions / (p.st * p.st);
-  int64_t nb = std::max(ceil_div(p.ho * p.wq, positions), ceil_div(4 * threads, outer));
-  nb = std::min(nb, p.ho);
-  const auto blocks_of = [&](int64_t b) { return ceil_div(p.ho, ceil_div(p.ho, b)); };
-  for (int64_t b = nb; threads > 1 && b <= std::min(p.ho, 2 * nb); ++b) {
-    if (outer * blocks_of(b) % threads == 0) {
-      nb = b;
-      break;
-    }
-  }
-  p.rows_per = ceil_div(p.ho, nb);
+  p.rows_per = conv_tiles::rows_per_item(p.ho, p.wq, kItemPositions / (p.st * p.st),
+                                         p.s.batch * p.s.groups, threads);
   p.nblocks = ceil_div(p.ho, p.rows_per);
   p.hq = p.rows_per + (p.s.kernel_h - 1) / p.st;
   p.plane = p.hq * p.wq;
   p.chan = p.st * p.st * p.plane;
 }
-
-#if NEXTVIT_CPU_X86
-// Stride 2: the n floats of src, whose first lands in padded column pc0, into phase rows e0
-// (even columns) and e1 (odd), element pc at (pc % 2 ? e1 : e0)[pc / 2]. 32 floats at a time:
-// two loads, two permutes that gather the even and the odd offsets, two stores.
-__attribute__((target("avx512f"))) void split_row2_avx512(const float* src, int64_t n, int64_t pc0,
-                                                          float* e0, float* e1) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  for (int64_t t = 0; t < n; t += 32) {
-    const int64_t m = std::min<int64_t>(32, n - t), pc = pc0 + t;
-    const __mmask16 lo = __mmask16(m >= 16 ? 0xFFFF : (1u << m) - 1);
-    const __mmask16 hi = __mmask16(m > 16 ? (1u << (m - 16)) - 1 : 0);
-    const __m512 a = _mm512_maskz_loadu_ps(lo, src + t),
-                 b = _mm512_maskz_loadu_ps(hi, src + t + 16);
-    // Offsets 2u land in column pc + 2u, offsets 2u + 1 in pc + 2u + 1.
-    float* ev = (pc % 2 ? e1 : e0) + pc / 2;
-    float* od = (pc % 2 ? e0 : e1) + (pc + 1) / 2;
-    _mm512_mask_storeu_ps(ev, __mmask16((1u << ((m + 1) / 2)) - 1),
-                          _mm512_permutex2var_ps(a, even, b));
-    _mm512_mask_storeu_ps(od, __mmask16((1u << (m / 2)) - 1), _mm512_permutex2var_ps(a, odd, b));
-  }
-}
-#endif
 
 // The group's input rows that output rows [oh0, oh0 + rows) read, zero-padded and, at stride
 // 2, split into phases (see top).
@@ -255,7 +129,7 @@ void pad_block(const Plan& p, const float* xg, int64_t oh0, float* xp) {
       }
 #if NEXTVIT_CPU_X86
       if (p.f.lanes == 16) {
-        split_row2_avx512(src, s.in_w, s.pad_w, row, row + p.plane);
+        conv_tiles::split_row2_avx512(src, s.in_w, s.pad_w, row, row + p.plane);
         continue;
       }
 #endif
@@ -302,7 +176,7 @@ void run_item(const Plan& p, const int32_t* off, const float* x, const float* w,
 }  // namespace
 
 bool conv_direct_applies(const Conv2dShape& s) {
-  const Family* f = family();
+  const Family* f = conv_tiles::family();
   if (!g_enabled.load(std::memory_order_relaxed) || f == nullptr) return false;
   const int64_t cin_g = s.in_channels / s.groups, cout_g = s.out_channels / s.groups;
   const int64_t kg = cin_g * s.kernel_h * s.kernel_w;
@@ -311,7 +185,7 @@ bool conv_direct_applies(const Conv2dShape& s) {
   // measured faster there: each tile's stores would weigh as much as its multiply-adds.
   const bool stride_ok =
       s.stride_h == s.stride_w && (s.stride_h == 1 || (s.stride_h == 2 && kg >= kMinKgStride2));
-  return stride_ok && !s.pointwise() && cout_g % 8 == 0 && cout_g <= f->max_cout && kg <= kMaxKg &&
+  return stride_ok && !s.pointwise() && cout_g % 8 == 0 && cout_g <= max_cout(*f) && kg <= kMaxKg &&
          s.out_h() >= 1 && s.out_w() >= 1 && s.out_h() * s.out_w() > kMaxSmallMap &&
          cin_g * padded < (int64_t{1} << 30);
 }
@@ -321,7 +195,7 @@ void conv_direct_forward(const Conv2dShape& s, const float* x, const float* w,
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const int64_t cin_g = s.in_channels / s.groups, st = s.stride_h, wp = s.in_w + 2 * s.pad_w;
   Plan p{s,
-         *family(),
+         *conv_tiles::family(),
          cin_g,
          s.out_channels / s.groups,
          cin_g * s.kernel_h * s.kernel_w,
