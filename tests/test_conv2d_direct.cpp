@@ -9,17 +9,17 @@
 #include <cmath>
 #include <vector>
 
+#include "conv_test_util.h"
 #include "kernels/conv2d.h"
 #include "kernels/cpu/conv_direct.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/gemm.h"
-#include "conv_test_util.h"
 #include "test_util.h"
 
 using namespace nextvit;
-using kernels::Conv2dShape;
 using conv_test::random_floats;
 using conv_test::worst_error;
+using kernels::Conv2dShape;
 using kernels::cpu::GemmIsa;
 
 namespace {

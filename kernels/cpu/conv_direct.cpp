@@ -133,10 +133,7 @@ void pad_block(const Plan& p, const float* xg, int64_t oh0, float* xp) {
         continue;
       }
 #endif
-      for (int64_t iw = 0; iw < s.in_w; ++iw) {
-        const int64_t pc = iw + s.pad_w;
-        row[pc % 2 * p.plane + pc / 2] = src[iw];
-      }
+      conv_tiles::split_row2(src, s.in_w, s.pad_w, row, row + p.plane);
     }
   }
 }

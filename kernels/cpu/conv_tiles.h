@@ -42,7 +42,8 @@ inline float* scratch(int slot, int64_t floats) {
 // items that divides evenly.
 inline int64_t rows_per_item(int64_t rows, int64_t row_positions, int64_t item_positions,
                              int64_t outer, int threads) {
-  int64_t nb = std::max(ceil_div(rows * row_positions, item_positions), ceil_div(4 * threads, outer));
+  int64_t nb =
+      std::max(ceil_div(rows * row_positions, item_positions), ceil_div(4 * threads, outer));
   nb = std::min(nb, rows);
   const auto blocks_of = [&](int64_t b) { return ceil_div(rows, ceil_div(rows, b)); };
   for (int64_t b = nb; threads > 1 && b <= std::min(rows, 2 * nb); ++b) {
@@ -142,10 +143,27 @@ inline const Family* family() {
 #endif
 }
 
+// The n floats of src, whose first lands in padded column pc0, into phase rows e0 (even
+// columns) and e1 (odd): element pc at (pc % 2 ? e1 : e0)[pc / 2]. Plain loops over pairs, which
+// the compiler turns into vector loads and shuffles (AVX2; AVX-512 has split_row2_avx512).
+inline void split_row2(const float* src, int64_t n, int64_t pc0, float* e0, float* e1) {
+  if (n > 0 && pc0 % 2 == 1) {  // an odd first column: one element, then even-aligned pairs
+    e1[pc0 / 2] = src[0];
+    ++src, --n, ++pc0;
+  }
+  float* even = e0 + pc0 / 2;
+  float* odd = e1 + pc0 / 2;
+  const int64_t pairs = n / 2;
+  for (int64_t k = 0; k < pairs; ++k) {
+    even[k] = src[2 * k];
+    odd[k] = src[2 * k + 1];
+  }
+  if (n % 2 == 1) even[pairs] = src[n - 1];
+}
+
 #if NEXTVIT_CPU_X86
-// Stride 2: the n floats of src, whose first lands in padded column pc0, into phase rows e0
-// (even columns) and e1 (odd), element pc at (pc % 2 ? e1 : e0)[pc / 2]. 32 floats at a time:
-// two loads, two permutes that gather the even and the odd offsets, two stores.
+// split_row2 with AVX-512, 32 floats at a time: two loads, two permutes that gather the even and
+// the odd offsets, two stores.
 __attribute__((target("avx512f"))) inline void split_row2_avx512(const float* src, int64_t n,
                                                                  int64_t pc0, float* e0,
                                                                  float* e1) {
