@@ -3,9 +3,11 @@
 // GEMM), on Next-ViT-S's MHCA convolutions and the stem's stride-1 ones: forward and input
 // gradient (at stride 1 a forward convolution itself), per GEMM ISA family, in CPU milliseconds
 // (this process's CPU time: on a shared machine wall-clock time measures the neighbours; with
-// several threads their sum), the best of many runs, the three paths interleaved so that all see
-// the same machine. Winograd takes maps at least 14 wide (kernels/cpu/conv_winograd.h); where
-// it does not, its column repeats the direct kernel's.
+// several threads Linux adds the other threads' time only at scheduler ticks, so calls this
+// short count about the calling thread's, its wall time while it is not descheduled), the best
+// of many runs, the three paths interleaved so that all see the same machine. Winograd takes
+// maps at least 14 wide (kernels/cpu/conv_winograd.h); where it does not, its column repeats the
+// direct kernel's.
 //
 // Usage: bench_conv_direct [--runs N] [--batch N] [--threads N]
 // (speed-ups: GEMM time over direct time, GEMM time over Winograd time)

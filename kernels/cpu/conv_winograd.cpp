@@ -150,9 +150,9 @@ template <class V>
 [[gnu::always_inline]] inline void weight_vector(const float* w, float* u, int64_t ps) {
   constexpr int L = sizeof(V) / 4;
   alignas(64) float taps[9][L];  // the L kernels' taps, transposed
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int l = 0; l < L; ++l) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int k = 0; k < 9; ++k) taps[k][l] = w[l * 9 + k];
   }
   V g[9];
@@ -164,11 +164,11 @@ template <class V>
     t[2][j] = ((g[j] - g[3 + j]) + g[6 + j]) * 0.5f;
     t[3][j] = g[6 + j];
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < 4; ++i) {  // (G g) G^T
     const V r[4] = {t[i][0], ((t[i][0] + t[i][1]) + t[i][2]) * 0.5f,
                     ((t[i][0] - t[i][1]) + t[i][2]) * 0.5f, t[i][2]};
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) std::memcpy(u + (i * 4 + j) * ps, &r[j], sizeof(V));
   }
 }
@@ -200,25 +200,25 @@ template <class V>
 [[gnu::always_inline]] inline void input_vector(const float* xc, int64_t plane, int64_t wq,
                                                 float* v, int64_t ps) {
   V d[4][4];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < 4; ++i) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) {
       std::memcpy(&d[i][j], xc + (i % 2 * 2 + j % 2) * plane + i / 2 * wq + j / 2, sizeof(V));
     }
   }
   V r[4][4];  // B^T d
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int j = 0; j < 4; ++j) {
     r[0][j] = d[0][j] - d[2][j];
     r[1][j] = d[1][j] + d[2][j];
     r[2][j] = d[2][j] - d[1][j];
     r[3][j] = d[1][j] - d[3][j];
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < 4; ++i) {  // (B^T d) B
     const V t[4] = {r[i][0] - r[i][2], r[i][1] + r[i][2], r[i][2] - r[i][1], r[i][1] - r[i][3]};
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int j = 0; j < 4; ++j) std::memcpy(v + (i * 4 + j) * ps, &t[j], sizeof(V));
   }
 }
@@ -228,15 +228,15 @@ template <class V>
 template <class V>
 [[gnu::always_inline]] inline void output_vector(const float* m, int64_t ps, float* y, int64_t ys) {
   V a[4][4];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int p = 0; p < 16; ++p) std::memcpy(&a[p / 4][p % 4], m + p * ps, sizeof(V));
   V s[2][4];  // A^T M
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int j = 0; j < 4; ++j) {
     s[0][j] = (a[0][j] + a[1][j]) + a[2][j];
     s[1][j] = (a[1][j] - a[2][j]) - a[3][j];
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < 2; ++i) {  // (A^T M) A
     const V y0 = (s[i][0] + s[i][1]) + s[i][2], y1 = (s[i][1] - s[i][2]) - s[i][3];
     std::memcpy(y + (i * 2) * ys, &y0, sizeof(V));
