@@ -1,11 +1,13 @@
 // nextvit --version: what was built and which code paths this machine gets.
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "commands.h"
 #include "core/threads.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/gemm.h"
 
 #ifdef NEXTVIT_WITH_CUDA
@@ -93,6 +95,15 @@ std::string version_text() {
       forced && *forced ? fmt::format("NEXTVIT_CPU_ISA={}", forced)
                         : std::string("chosen at run time from this CPU"),
       arch, num_threads());
+  const char* winograd = std::getenv("NEXTVIT_WINOGRAD");
+  s += fmt::format(
+      "CPU 3x3 convolutions: {}\n",
+      kernels::cpu::conv_winograd_available()
+          ? "Winograd F(2x2, 3x3) at stride 1 on maps at least 14 wide, else direct or GEMM "
+            "(NEXTVIT_WINOGRAD=0 turns Winograd off)"
+          : fmt::format("direct or GEMM ({})", winograd && std::strcmp(winograd, "0") == 0
+                                                   ? "NEXTVIT_WINOGRAD=0"
+                                                   : "no Winograd form for this ISA family"));
 #ifdef NEXTVIT_WITH_CUDA
   s += "CUDA: " + cuda_line() + "\n";
 #else

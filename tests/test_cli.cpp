@@ -302,18 +302,21 @@ TEST_CASE("cli: train's table reads every option into TrainOptions", "[cli]") {
   CHECK(t.quiet);
 }
 
-TEST_CASE("cli: --version names the version, build type, CPU ISA path and CUDA", "[cli]") {
+TEST_CASE("cli: --version names the version, build type, CPU ISA path, 3x3 convolutions and CUDA",
+          "[cli]") {
   const MainResult r = run_nextvit({"--version"});
   CHECK(r.status == 0);
   const std::vector<std::string> lines = lines_of(r.out);
-  REQUIRE(lines.size() == 4);
+  REQUIRE(lines.size() == 5);
   CHECK_THAT(lines[0], Catch::Matches("nextvit [0-9]+\\.[0-9]+\\.[0-9]+"));
   CHECK_THAT(lines[1], Catch::Matches("build type: [A-Za-z]+ \\(.+\\)"));
   CHECK_THAT(lines[2], Catch::Matches("CPU ISA: (avx2|avx512|portable) GEMM micro-kernels .*"));
+  CHECK_THAT(lines[3],
+             Catch::Matches("CPU 3x3 convolutions: (Winograd F\\(2x2, 3x3\\)|direct) .*"));
 #ifdef NEXTVIT_WITH_CUDA
-  CHECK_THAT(lines[3], Catch::Matches("CUDA: .*runtime [0-9]+\\.[0-9]+, driver .*, cuDNN .*"));
+  CHECK_THAT(lines[4], Catch::Matches("CUDA: .*runtime [0-9]+\\.[0-9]+, driver .*, cuDNN .*"));
 #else
-  CHECK(lines[3] == "CUDA: no CUDA (this build has no CUDA backend)");
+  CHECK(lines[4] == "CUDA: no CUDA (this build has no CUDA backend)");
 #endif
 }
 

@@ -407,8 +407,7 @@ void run_item(const Plan& p, const float* w, float* u, uint8_t* ready, const int
 }  // namespace
 
 bool conv_winograd_applies(const Conv2dShape& s) {
-  const Family* f = conv_tiles::family();
-  if (!g_enabled.load(std::memory_order_relaxed) || f == nullptr) return false;
+  if (!conv_winograd_available()) return false;
   // A multiple of 8 output channels per group on both families (whole AVX-512 tiles of 8
   // rows, two AVX2 ones of 4), so that both take the same shapes and give the same bits.
   const int64_t cout_g = s.out_channels / s.groups;
@@ -458,6 +457,10 @@ void conv_winograd_forward(const Conv2dShape& s, const float* x, const float* w,
 
 bool set_conv_winograd(bool enabled) {
   return g_enabled.exchange(enabled);
+}
+
+bool conv_winograd_available() {
+  return g_enabled.load(std::memory_order_relaxed) && conv_tiles::family() != nullptr;
 }
 
 }  // namespace nextvit::kernels::cpu

@@ -21,5 +21,8 @@ void conv_winograd_forward(const Conv2dShape& s, const float* x, const float* w,
 // benchmarks and users who want the direct kernel's sums (those of PyTorch's order of
 // arithmetic) can have them; returns the previous setting.
 bool set_conv_winograd(bool enabled);
+// Whether the Winograd kernel is on (set_conv_winograd, NEXTVIT_WINOGRAD) and has a form for the
+// current GEMM ISA family: what `nextvit --version` reports.
+bool conv_winograd_available();
 
 }  // namespace nextvit::kernels::cpu
