@@ -1,5 +1,5 @@
 // The direct forward convolution for small groups (kernels/cpu/conv_direct.cpp): against a
-// double-precision convolution written here and against the GEMM paths it replaces, at
+// double-precision convolution (conv_test_util.h) and against the GEMM paths it replaces, at
 // Next-ViT-S's four MHCA sizes, batch 1 and > 1, odd and non-square images, other kernel
 // sizes, paddings and group widths, stride 2 (the stem's 64 -> 64, split into column and row
 // phases), the fused epilogue, both x86 ISA families, and the same bits on one and two threads;
@@ -18,6 +18,7 @@
 
 using namespace nextvit;
 using conv_test::random_floats;
+using conv_test::reference;
 using conv_test::worst_error;
 using kernels::Conv2dShape;
 using kernels::cpu::GemmIsa;
@@ -42,43 +43,6 @@ Conv2dShape shape_of(const Case& c) {
   s.groups = c.groups;
   s.stride_h = s.stride_w = c.stride;
   return s;
-}
-
-// y = relu?((conv(x, w) + b) * scale + shift) by the definition, in double.
-std::vector<double> reference(const Conv2dShape& s, const std::vector<float>& x,
-                              const std::vector<float>& w, const float* b,
-                              const kernels::cpu::Conv2dEpilogue& e) {
-  const int64_t ho = s.out_h(), wo = s.out_w(), cin_g = s.in_channels / s.groups;
-  const int64_t cout_g = s.out_channels / s.groups;
-  std::vector<double> y(size_t(s.batch * s.out_channels * ho * wo));
-  for (int64_t n = 0; n < s.batch; ++n) {
-    for (int64_t co = 0; co < s.out_channels; ++co) {
-      const int64_t grp = co / cout_g;
-      for (int64_t oh = 0; oh < ho; ++oh) {
-        for (int64_t ow = 0; ow < wo; ++ow) {
-          double acc = b ? b[co] : 0.0;
-          for (int64_t ci = 0; ci < cin_g; ++ci) {
-            for (int64_t i = 0; i < s.kernel_h; ++i) {
-              const int64_t ih = oh * s.stride_h - s.pad_h + i;
-              if (ih < 0 || ih >= s.in_h) continue;
-              for (int64_t j = 0; j < s.kernel_w; ++j) {
-                const int64_t iw = ow * s.stride_w - s.pad_w + j;
-                if (iw < 0 || iw >= s.in_w) continue;
-                acc +=
-                    double(
-                        x[((n * s.in_channels + grp * cin_g + ci) * s.in_h + ih) * s.in_w + iw]) *
-                    w[((co * cin_g + ci) * s.kernel_h + i) * s.kernel_w + j];
-              }
-            }
-          }
-          if (e.scale) acc = acc * e.scale[co] + e.shift[co];
-          if (e.relu && acc < 0.0) acc = 0.0;
-          y[size_t(((n * s.out_channels + co) * ho + oh) * wo + ow)] = acc;
-        }
-      }
-    }
-  }
-  return y;
 }
 
 struct Inputs {

@@ -1,8 +1,9 @@
 // The Winograd convolution F(2x2, 3x3) (kernels/cpu/conv_winograd.cpp): which shapes it takes,
-// against a double-precision convolution written here (plain, bias, the fused BatchNorm + ReLU
-// and residual epilogue) at Next-ViT-S's MHCA and stem sizes, odd, non-square and narrow maps,
-// paddings 0 to 2, several groups and batch > 1; the same bits on both x86 ISA families, on one
-// and two threads, and for an image alone and inside a batch; near the direct kernel's result.
+// against a double-precision convolution (conv_test_util.h: plain, bias, the fused BatchNorm +
+// ReLU and residual epilogue) at Next-ViT-S's MHCA and stem sizes, odd, non-square and narrow
+// maps, paddings 0 to 2, several groups and batch > 1; the same bits on both x86 ISA families,
+// on one and two threads, and for an image alone and inside a batch; near the direct kernel's
+// result. tests/fuzz/fuzz_conv_winograd.cpp draws many more shapes.
 #include <omp.h>
 
 #include <cmath>
@@ -17,6 +18,7 @@
 
 using namespace nextvit;
 using conv_test::random_floats;
+using conv_test::reference;
 using conv_test::worst_error;
 using kernels::Conv2dShape;
 using kernels::cpu::GemmIsa;
@@ -64,43 +66,6 @@ kernels::cpu::Conv2dEpilogue epilogue(const Inputs& in, int variant) {
   return e;
 }
 
-// y = relu?((conv(x, w) + b) * scale + shift) + residual by the definition, in double.
-std::vector<double> reference(const Conv2dShape& s, const Inputs& in, bool bias,
-                              const kernels::cpu::Conv2dEpilogue& e) {
-  const int64_t ho = s.out_h(), wo = s.out_w(), cin_g = s.in_channels / s.groups;
-  const int64_t cout_g = s.out_channels / s.groups;
-  std::vector<double> y(size_t(s.batch * s.out_channels * ho * wo));
-  for (int64_t n = 0; n < s.batch; ++n) {
-    for (int64_t co = 0; co < s.out_channels; ++co) {
-      const int64_t grp = co / cout_g;
-      for (int64_t oh = 0; oh < ho; ++oh) {
-        for (int64_t ow = 0; ow < wo; ++ow) {
-          double acc = bias ? in.b[co] : 0.0;
-          for (int64_t ci = 0; ci < cin_g; ++ci) {
-            for (int64_t i = 0; i < 3; ++i) {
-              const int64_t ih = oh - s.pad_h + i;
-              if (ih < 0 || ih >= s.in_h) continue;
-              for (int64_t j = 0; j < 3; ++j) {
-                const int64_t iw = ow - s.pad_w + j;
-                if (iw < 0 || iw >= s.in_w) continue;
-                acc += double(in.x[((n * s.in_channels + grp * cin_g + ci) * s.in_h + ih) * s.in_w +
-                                   iw]) *
-                       in.w[((co * cin_g + ci) * 3 + i) * 3 + j];
-              }
-            }
-          }
-          if (e.scale) acc = acc * e.scale[co] + e.shift[co];
-          if (e.relu && acc < 0.0) acc = 0.0;
-          const size_t at = size_t(((n * s.out_channels + co) * ho + oh) * wo + ow);
-          if (e.residual) acc += e.residual[at];
-          y[at] = acc;
-        }
-      }
-    }
-  }
-  return y;
-}
-
 std::vector<float> forward(const Conv2dShape& s, const Inputs& in, bool bias,
                            const kernels::cpu::Conv2dEpilogue& e) {
   std::vector<float> y(size_t(s.batch * s.out_channels * s.out_h() * s.out_w()), NAN);
@@ -136,7 +101,7 @@ const std::vector<Case>& cases() {
       {1, 96, 56, 56, 96, 1, 3},     // Next-ViT-S MHCA, stage 1
       {1, 192, 28, 28, 192, 1, 6},   // stage 2
       {1, 384, 14, 14, 384, 1, 12},  // stage 3
-      {1, 64, 112, 112, 32, 1, 1},   // the stem's 64 -> 32 (and below 32 -> 64), smaller
+      {1, 64, 112, 112, 32, 1, 1},   // the stem's 64 -> 32 (and below its 32 -> 64, smaller)
       {1, 32, 40, 36, 64, 1, 1},
       {3, 64, 15, 17, 64, 1, 2},  // batch 3, odd sizes: a half-filled last tile row and column
       {2, 16, 9, 30, 8, 1, 1},    // 8 outputs, rows of 15 tiles, 16 inputs (one AVX-512 vector)
@@ -197,7 +162,7 @@ TEST_CASE("conv winograd: matches a double-precision convolution, with and witho
         const std::vector<float> y = forward(s, in, bias, e);
         // The direct kernel's bound (tests/test_conv2d_direct.cpp) holds here too: the
         // transforms add a few roundings of terms no larger than the products' sum's.
-        CHECK(worst_error(y, reference(s, in, bias, e)) < 2e-5);
+        CHECK(worst_error(y, reference(s, in.x, in.w, bias ? in.b.data() : nullptr, e)) < 2e-5);
       }
     }
   }

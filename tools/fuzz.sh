@@ -37,7 +37,7 @@ cmake -S "$root/tests/fuzz" -B "$build" -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build "$build" -j"$(nproc)"
 
 harnesses=(fuzz_safetensors_buffer fuzz_safetensors_file fuzz_weights fuzz_checkpoint
-           fuzz_idx_gzip fuzz_image fuzz_config fuzz_cli_args)
+           fuzz_idx_gzip fuzz_image fuzz_config fuzz_cli_args fuzz_conv_winograd)
 if [ -n "${NEXTVIT_FUZZ_ONLY:-}" ]; then read -r -a harnesses <<<"$NEXTVIT_FUZZ_ONLY"; fi
 
 # One harness: its working corpus in the build folder, seeded from the committed one (runs build

@@ -21,6 +21,19 @@
 #include <immintrin.h>
 #endif
 
+// Whether AddressSanitizer instruments this build (GCC defines __SANITIZE_ADDRESS__, clang
+// answers __has_feature).
+#if defined(__SANITIZE_ADDRESS__)
+#define NEXTVIT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NEXTVIT_ASAN 1
+#endif
+#endif
+#ifndef NEXTVIT_ASAN
+#define NEXTVIT_ASAN 0
+#endif
+
 namespace nextvit::kernels::cpu::conv_tiles {
 
 inline int64_t ceil_div(int64_t a, int64_t b) {
@@ -28,11 +41,18 @@ inline int64_t ceil_div(int64_t a, int64_t b) {
 }
 
 // Per-thread scratch, grown on demand and kept from call to call (slots 0-4; what each holds is
-// the calling kernel's business: the two never run inside each other).
+// the calling kernel's business: the two never run inside each other). Under AddressSanitizer a
+// request of another size gets a buffer of exactly that size, so that a kernel's read or write
+// past what it asked for is reported rather than landing in the room an earlier, larger call
+// left (tests/fuzz/fuzz_conv_winograd.cpp relies on it).
 inline float* scratch(int slot, int64_t floats) {
   thread_local std::vector<float> buffers[5];
   std::vector<float>& b = buffers[slot];
+#if NEXTVIT_ASAN
+  if (static_cast<int64_t>(b.size()) != floats) b = std::vector<float>(static_cast<size_t>(floats));
+#else
   if (static_cast<int64_t>(b.size()) < floats) b.resize(static_cast<size_t>(floats));
+#endif
   return b.data();
 }
 
