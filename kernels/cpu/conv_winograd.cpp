@@ -21,20 +21,23 @@
 // fewer. The transforms are additions (and the weights' halvings), linear in the channels.
 //
 // How data moves. An item is (image, group, block of tile rows). Its input rows are first copied
-// into zero-padded planes split by column parity (even padded columns in one plane, odd in the
-// other), so that a tile's four columns 2b .. 2b + 3 are element b and b + 1 of the two planes:
-// a vector of consecutive tiles then loads every column of its patches with plain vector loads.
-// The input transform writes V[p][c][t], the tiles t of the block numbered row after row, one
-// vector of tiles at a time (the lanes past a row's end write garbage into the next row's
-// places, which that row overwrites later, or into slack at the end). The 16 products run on
-// the direct convolution's register tiles (kernels/cpu/conv_tiles.h: R output channels x up to
-// 3 vectors of tiles, the input channels' rows of V at offsets c * ldv), into M[p][co][t]. The
-// output transform turns each vector of tiles of M into two output rows, the even and odd
-// columns interleaved, in a staging row of one channel, which the output pass (bias, BatchNorm
-// affine, ReLU, residual) copies into y. An item's V and M (16 x 32 channels x ~128 tiles each,
-// 256 KiB) stay in L2.
+// into zero-padded planes split by row and column parity (four phase planes per channel, each
+// wq = nt + 1 columns wide), and its tiles are numbered row after row over that width, one junk
+// tile per row: element (i, j) of tile t's patch is then phase (i % 2, j % 2) at
+// t + (i / 2) wq + j / 2, so a vector of consecutive tiles, across tile rows, loads each of its
+// 16 patch elements with one vector load. The input transform writes V[p][c][t] a vector of tiles
+// at a time. Then, a block of R output channels at a time, the 16 products run on the direct
+// convolution's register tiles (kernels/cpu/conv_tiles.h: R channels x up to 3 vectors of tiles,
+// the input channels' rows of V at offsets c * ldv) into M[p][r][t], and the output transform
+// turns each channel's M into its 2 x 2 outputs in four phase planes, from which each output row
+// is interleaved (even and odd columns) and finished by the output pass (bias, BatchNorm affine,
+// ReLU, residual) on its way into y. An item's V (16 x 32 channels x ~128 tiles: 256 KiB) stays
+// in L2, a block's M (64 KiB) mostly in L1. The 16 positions' planes are laid a page and a cache
+// line apart (position_stride).
 //
-// The weights' transform is done once per call, before the items, by all threads: U[p][co][c].
+// The weights' transform U[p][co][c]: each thread makes it for the groups its items meet, once per
+// call, into a buffer of its own (a copy made by the other core would cross to this one on every
+// call).
 //
 // Sums. Every transform runs the same additions in the same order on both ISA families, and
 // the products sum c = 0, 1, ... with one fused multiply-add per step, so AVX-512 and AVX2 give
@@ -83,16 +86,16 @@ using conv_tiles::scratch;
 struct Plan {
   const Conv2dShape& s;
   const Family& f;
-  int64_t cin_g, cout_g, ho, wo;
-  int64_t nt;       // tiles per tile row: ceil(wo / 2)
-  int64_t th;       // tile rows: ceil(ho / 2)
-  int64_t wq;       // columns of a phase plane, and tiles per numbered row: nt + 1
-  int64_t trows;    // tile rows per item
-  int64_t nblocks;  // items per (image, group)
-  int64_t plane;    // floats of a phase plane: trows + 1 rows x wq (+ slack after the last)
-  int64_t ldv;      // floats per row of V and M: the item's trows x wq tiles in whole vectors
-  int64_t vps,
-      mps;  // floats from one position's V (M: R channels) to the next's: see position_stride
+  int64_t cin_g = 0, cout_g = 0, ho = 0, wo = 0;
+  int64_t nt = 0;       // tiles per tile row: ceil(wo / 2)
+  int64_t th = 0;       // tile rows: ceil(ho / 2)
+  int64_t wq = 0;       // columns of a phase plane, and tiles per numbered row: nt + 1
+  int64_t trows = 0;    // tile rows per item
+  int64_t nblocks = 0;  // items per (image, group)
+  int64_t plane = 0;    // floats of a phase plane: trows + 1 rows x wq (+ slack after the last)
+  int64_t ldv = 0;      // floats per row of V and M: the item's trows x wq tiles in whole vectors
+  // Floats from one position's V (M: a block of R channels) to the next's (position_stride).
+  int64_t vps = 0, mps = 0;
 };
 
 // The 16 positions' planes of V (or M) lie a whole number of 4 KiB pages plus one cache line
@@ -139,6 +142,9 @@ void pad_block(const Plan& p, const float* xg, int64_t tr0, int64_t rows, float*
 }
 
 // ---- the transforms on vectors of tiles (GCC/Clang vector extensions) -------------------------
+// Written once for both widths (Vec16 for AVX-512, Vec8 for AVX2) and instantiated below in each
+// family's function. The small fixed loops carry `#pragma GCC unroll`: without it GCC left the
+// AVX2 form's 4 x 4 loops rolled, copying vectors through the stack (1.5x slower).
 
 typedef float Vec16 __attribute__((vector_size(64)));
 typedef float Vec8 __attribute__((vector_size(32)));
@@ -281,8 +287,9 @@ template <class V>
 }
 
 // One output channel's tiles of the item from M (m: its row of position 0; ps: from one
-// position to the next) into four phase planes of ldv floats (yq), then
-// its output rows, each interleaved from two of them into `row`, through the output pass.
+// position to the next) into four phase planes of ldv floats (yq), then its output rows, each
+// interleaved from two of them into `row`, through the output pass into y (yc: the channel's
+// first output row of the item).
 template <class V>
 [[gnu::always_inline]] inline void output_transform(const Plan& p, const float* m, int64_t ps,
                                                     int64_t rows, float* yq, float* row,
@@ -419,22 +426,14 @@ bool conv_winograd_applies(const Conv2dShape& s) {
 void conv_winograd_forward(const Conv2dShape& s, const float* x, const float* w,
                            const ConvOutputPass& pass, float* y) {
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  const int64_t ho = s.out_h(), wo = s.out_w(), nt = ceil_div(wo, 2);
-  Plan p{s,
-         *conv_tiles::family(),
-         s.in_channels / s.groups,
-         s.out_channels / s.groups,
-         ho,
-         wo,
-         nt,
-         ceil_div(ho, 2),
-         nt + 1,
-         0,
-         0,
-         0,
-         0,
-         0,
-         0};
+  Plan p{s, *conv_tiles::family()};
+  p.cin_g = s.in_channels / s.groups;
+  p.cout_g = s.out_channels / s.groups;
+  p.ho = s.out_h();
+  p.wo = s.out_w();
+  p.nt = ceil_div(p.wo, 2);
+  p.th = ceil_div(p.ho, 2);
+  p.wq = p.nt + 1;
   plan_blocks(p, threads);
   std::vector<int32_t> off(static_cast<size_t>(p.cin_g));
   for (int64_t c = 0; c < p.cin_g; ++c) off[c] = static_cast<int32_t>(c * p.ldv);
