@@ -127,13 +127,7 @@ void pad_block(const Plan& p, const float* xg, int64_t oh0, float* xp) {
         copy_floats(src, row + s.pad_w, s.in_w);
         continue;
       }
-#if NEXTVIT_CPU_X86
-      if (p.f.lanes == 16) {
-        conv_tiles::split_row2_avx512(src, s.in_w, s.pad_w, row, row + p.plane);
-        continue;
-      }
-#endif
-      conv_tiles::split_row2(src, s.in_w, s.pad_w, row, row + p.plane);
+      conv_tiles::split_row2_for(p.f, src, s.in_w, s.pad_w, row, row + p.plane);
     }
   }
 }

@@ -205,4 +205,17 @@ __attribute__((target("avx512f"))) inline void split_row2_avx512(const float* sr
 }
 #endif
 
+// split_row2 in the family's best form (AVX-512 permutes when its vectors are 16 lanes).
+inline void split_row2_for(const Family& f, const float* src, int64_t n, int64_t pc0, float* e0,
+                           float* e1) {
+#if NEXTVIT_CPU_X86
+  if (f.lanes == 16) {
+    split_row2_avx512(src, n, pc0, e0, e1);
+    return;
+  }
+#endif
+  (void)f;
+  split_row2(src, n, pc0, e0, e1);
+}
+
 }  // namespace nextvit::kernels::cpu::conv_tiles

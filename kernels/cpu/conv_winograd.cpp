@@ -130,13 +130,7 @@ void pad_block(const Plan& p, const float* xg, int64_t tr0, int64_t rows, float*
       if (ih < 0 || ih >= s.in_h) continue;
       const float* src = xg + (c * s.in_h + ih) * s.in_w;
       float* row = xc + lr % 2 * 2 * p.plane + lr / 2 * p.wq;  // phase (lr % 2, 0)
-#if NEXTVIT_CPU_X86
-      if (p.f.lanes == 16) {
-        conv_tiles::split_row2_avx512(src, s.in_w, s.pad_w, row, row + p.plane);
-        continue;
-      }
-#endif
-      conv_tiles::split_row2(src, s.in_w, s.pad_w, row, row + p.plane);
+      conv_tiles::split_row2_for(p.f, src, s.in_w, s.pad_w, row, row + p.plane);
     }
   }
 }
