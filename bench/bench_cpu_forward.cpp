@@ -87,9 +87,10 @@ int main(int argc, char** argv) try {
   const bench::Timing torch = bench::summarize(alt.peer_ms);
   our_memory.peak_mib = bench::proc_status_mib("VmHWM");
 
-  std::printf("%s forward, batch %lld, %lldx%lld, fp32, %d thread(s), %s, %s\n\n",
+  const char* isa = kernels::cpu::gemm_isa_name(kernels::cpu::gemm_isa());
+  std::printf("%s forward, batch %lld, %lldx%lld, fp32, %d thread(s), %s (%s kernels), %s\n\n",
               model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
-              bench::cpu_model().c_str(), bench::today().c_str());
+              bench::cpu_model().c_str(), isa, bench::today().c_str());
   std::printf("%-10s %12s %12s %12s %14s %14s\n", "impl", "median ms", "p90 ms", "min ms",
               "peak RSS MiB", "model+run MiB");
   std::printf("%-10s %12.1f %12.1f %12.1f %14.0f %14.0f\n", "nextvit", ours.median_ms, ours.p90_ms,
@@ -145,6 +146,7 @@ int main(int argc, char** argv) try {
         {"threads", threads},
         {"precision", "fp32"},
         {"cpu", bench::cpu_model()},
+        {"isa", isa},
         {"date", bench::today()},
         {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms}, {"min", ours.min_ms}}},
         {"gmacs", macs / 1e9},

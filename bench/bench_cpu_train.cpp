@@ -19,6 +19,7 @@
 #include "autograd/ops.h"
 #include "bench_util.h"
 #include "core/args.h"
+#include "kernels/gemm.h"
 #include "models/nextvit.h"
 #include "python_peer.h"
 #include "train/optim/adamw.h"
@@ -85,11 +86,12 @@ int main(int argc, char** argv) try {
   our_memory.peak_mib = bench::proc_status_mib("VmHWM");
 
   auto ips = [&](double ms) { return batch * 1000.0 / ms; };
+  const char* isa = kernels::cpu::gemm_isa_name(kernels::cpu::gemm_isa());
   std::printf(
       "%s training step (fwd + bwd + AdamW), batch %lld, %lldx%lld, fp32, %d thread(s), "
-      "%s, %s\n\n",
+      "%s (%s kernels), %s\n\n",
       model_name.c_str(), (long long)batch, (long long)img, (long long)img, threads,
-      bench::cpu_model().c_str(), bench::today().c_str());
+      bench::cpu_model().c_str(), isa, bench::today().c_str());
   std::printf("%-10s %12s %12s %12s %14s %14s\n", "impl", "median ms", "p90 ms", "images/s",
               "peak RSS MiB", "step MiB");
   std::printf("%-10s %12.1f %12.1f %12.0f %14.0f %14.0f\n", "nextvit", ours.median_ms, ours.p90_ms,
@@ -120,6 +122,7 @@ int main(int argc, char** argv) try {
                         {"threads", threads},
                         {"precision", "fp32"},
                         {"cpu", bench::cpu_model()},
+                        {"isa", isa},
                         {"date", bench::today()},
                         {"nextvit_ms", {{"median", ours.median_ms}, {"p90", ours.p90_ms}}},
                         {"nextvit_images_per_s", ips(ours.median_ms)},

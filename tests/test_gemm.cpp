@@ -184,17 +184,19 @@ TEST_CASE("gemm: an in-place B whose rows span many pages takes the packing path
 
 TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and threads",
           "[gemm]") {
-  // On AVX-512, A not transposed, N = 48 or 49 and K >= 128 take the 48-column path
-  // (kernels/cpu/gemm_cols48.h): rows not a multiple of its 6-row tile (1 to 6 rows left), K not
-  // a multiple of 16 (the 49th column's masked tail), op(B) packed from rows or, transposed, from
-  // columns; and with B transposed, M = 48 or 49 (x W^T on 49 tokens) take the same kernels on
-  // C^T, turned round into C: N = 1, 7, 13 (fewer columns than one 8 x 8 block of the turn-round),
-  // 200 and 301 (ragged edges), K tails; and 96 to 256 columns with at least as many rows run in
-  // panels of 48, each with at most one extra column: N = 196 (4 panels, 4 extra), 97 (2, 1),
-  // 144 (3, 0), 245 (5, 5); 256 would need 16 extra columns for its 5 panels and stays on the
-  // other paths. Otherwise (and on AVX2 for N = 49 too)
+  // A not transposed, N = 48 or 49 and K >= 128 take the 48-column path (kernels/cpu/
+  // gemm_cols48.h, panels of 48 on AVX-512; gemm_cols16.h, panels of 16 on AVX2): rows not a
+  // multiple of its 6-row tile (1 to 6 rows left), K not a multiple of 16 or 8 (the 49th
+  // column's masked tail), op(B) packed from rows or, transposed, from columns; and with B
+  // transposed, M = 48 or 49 (x W^T on 49 tokens) take the same kernels on C^T, turned round into
+  // C: N = 1, 7, 13 (fewer columns than one 8 x 8 block of the turn-round), 200 and 301 (ragged
+  // edges), K tails; and 96 to 256 columns with at least as many rows run in panels, each with at
+  // most one extra column: on AVX-512 N = 196 (4 panels, 4 extra), 97 (2, 1), 144 (3, 0), 245
+  // (5, 5), while 256 would need 16 extra columns for its 5 panels and 111 15 for 2, and stay on
+  // the other paths; on AVX2 196 (12, 4), 97 (6, 1), 144 (9, 0), 245 (15, 5), 256 (16, 0), while
+  // 111 (6, 15) stays on the other paths. Otherwise
   // A not transposed, K >= 128 and N leaving more than a fifth of the blocked tiles' lanes
-  // empty take the dot path (kernels/cpu/gemm_dot.h; N = 1, 5, 13, 49, 100 here): rows not a
+  // empty take the dot path (kernels/cpu/gemm_dot.h; N = 1, 5, 13, 33, 100 here): rows not a
   // multiple of its 3-row tile, columns not a multiple of its 7 (AVX-512) or 4 (AVX2), K not a
   // multiple of 16 or 8 (masked tail), op(B)^T read in place (trans_b) or copied; K = 2297 in
   // passes of at most 864 (AVX-512) or 1536 (AVX2) steps, each adding into C, the last one
@@ -205,11 +207,12 @@ TEST_CASE("gemm: narrow C (dot-product and transposed paths) on edge shapes and 
   // ones (> 1 M multiply-adds) run on one and on two threads.
   Generator g(16);
   const std::vector<std::array<int64_t, 3>> shapes = {
-      {10, 49, 200},     {2, 1, 130},     {4, 5, 129},     {8, 13, 144},   {23, 100, 131},
-      {121, 49, 96 * 8}, {61, 196, 385},  {31, 49, 2297},  {40, 49, 1024}, {7, 48, 133},
-      {13, 49, 130},     {6, 48, 300},    {1, 49, 129},    {5, 49, 128},   {49, 200, 130},
-      {48, 7, 300},      {49, 1, 129},    {49, 13, 144},   {49, 301, 777}, {200, 196, 385},
-      {97, 97, 130},     {150, 144, 200}, {263, 245, 131}, {263, 256, 131}};
+      {10, 49, 200},     {2, 1, 130},     {4, 5, 129},     {8, 13, 144},    {23, 100, 131},
+      {121, 49, 96 * 8}, {61, 196, 385},  {31, 49, 2297},  {40, 49, 1024},  {7, 48, 133},
+      {13, 49, 130},     {6, 48, 300},    {1, 49, 129},    {5, 49, 128},    {49, 200, 130},
+      {48, 7, 300},      {49, 1, 129},    {49, 13, 144},   {49, 301, 777},  {200, 196, 385},
+      {97, 97, 130},     {150, 144, 200}, {263, 245, 131}, {263, 256, 131}, {120, 111, 137},
+      {31, 33, 2297},    {40, 33, 1024}};
   const int saved = omp_get_max_threads();
   for (GemmIsa isa : isas()) {
     IsaGuard guard(isa);
@@ -282,7 +285,7 @@ TEST_CASE("gemm: every thread count gives the same bits, on every path", "[gemm]
   // grids, whose boundaries fall inside the transposed path's 8 x 8 blocks. Shapes: blocked
   // (odd sizes, and few rows of A with B read in place: the stem's 32 x 224 x 576 chunk);
   // transposed (N = 196 on AVX-512, every transpose, beta != 0 and not a power of 2, so that the
-  // turned-round edges read C and round beta * C); dot (N = 49 and 13, op(B)^T copied or read
+  // turned-round edges read C and round beta * C); dot (N = 33 and 13, op(B)^T copied or read
   // in place; K = 2297 in passes; N = 100 > M = 23, whose columns the threads split into groups
   // of other widths); 48-column (N = 49 with 301 rows; N = 196 in 4 panels, each with an extra
   // column; M = 49 with B transposed, whose threads each turn round their own columns of C).
@@ -297,6 +300,7 @@ TEST_CASE("gemm: every thread count gives the same bits, on every path", "[gemm]
       {301, 49, 768, false, false, 1.0f, 0.6f, 2, 1, 3},
       {400, 13, 640, false, true, -1.0f, 1.0f},
       {97, 49, 2297, false, false, 0.5f, 0.25f},
+      {97, 33, 2297, false, false, 0.5f, 0.25f},
       {23, 100, 900, false, true, 1.0f, 0.4f, 2, 3, 1},
       {49, 301, 768, false, true, -0.5f, 0.3f, 1, 2, 3},
       {48, 200, 500, true, true, 1.0f, 0.0f},
@@ -332,17 +336,22 @@ TEST_CASE("gemm_with_pass: every element finished once, after its last K block, 
   // The pass c = c * 0.5 + row must leave exactly gemm's result put through it once: a missed
   // run, a second one, a run before the last K block (K = 500: three blocks of 192 on AVX-512)
   // or with a wrong row index changes the bits. Paths: blocked (one and several K blocks),
-  // transposed (N = 196 with 61 rows), dot (N = 49 with K in passes; N = 100 split by columns),
+  // transposed (N = 196 with 61 rows), dot (N = 33 with K in passes; N = 100 split by columns),
   // 48-column (N = 196 with 300 rows: 4 panels, each with an extra column; M = 49 with B
   // transposed: the pass after the turn-round, on each thread's columns),
   // and
   // K = 0 (C only scaled); 1 to 3 threads.
   Generator g(19);
   const std::vector<Case> cases = {
-      {199, 301, 101, false, false, 1.0f, 0.0f, 0, 0, 3}, {64, 100, 500, false, false, 0.5f, 0.7f},
-      {61, 196, 385, false, false, 1.0f, 0.0f, 1, 2, 1},  {301, 49, 2297, false, false},
-      {23, 100, 900, false, true, 1.0f, 0.25f},           {5, 7, 0, false, false, 1.0f, 0.5f},
-      {49, 301, 768, false, true, 1.0f, 0.5f, 1, 2, 3},   {300, 196, 500, false, true, 1.0f, 0.5f},
+      {199, 301, 101, false, false, 1.0f, 0.0f, 0, 0, 3},
+      {64, 100, 500, false, false, 0.5f, 0.7f},
+      {61, 196, 385, false, false, 1.0f, 0.0f, 1, 2, 1},
+      {301, 49, 2297, false, false},
+      {23, 100, 900, false, true, 1.0f, 0.25f},
+      {5, 7, 0, false, false, 1.0f, 0.5f},
+      {49, 301, 768, false, true, 1.0f, 0.5f, 1, 2, 3},
+      {300, 196, 500, false, true, 1.0f, 0.5f},
+      {301, 33, 2297, false, false},
   };
   const kernels::cpu::GemmRowPass pass{[](const void*, int64_t row, float* c, int64_t n) {
                                          for (int64_t j = 0; j < n; ++j)
@@ -379,13 +388,18 @@ TEST_CASE("gemm_with_pass: a map of B's rows gives the bits of gemm on the Batch
   // op(B)(k, j) = B[k, j] * scale[k] + shift[k] applied by the packers must be exactly the
   // product of the tensor the eval BatchNorm kernel stores (the map's contract). Paths: blocked
   // with several K blocks, a shape that would read B in place without the map (M = 20: at most
-  // 4 panels of A), transposed (N = 196; B's rows become the flipped A's), dot (N = 49, K in
-  // passes), dot split by columns (N = 100), a transposed A; 1 to 3 threads, every ISA.
+  // 4 panels of A), transposed (N = 196; B's rows become the flipped A's), dot (N = 33, K in
+  // passes), 48-column (N = 49), dot split by columns (N = 100), a transposed A; 1 to 3 threads,
+  // every ISA.
   Generator g(23);
   const std::vector<Case> cases = {
-      {64, 100, 500, false, false, 0.5f, 0.7f},          {20, 300, 64, false, false},
-      {61, 196, 385, false, false, 1.0f, 0.0f, 1, 2, 1}, {301, 49, 2297, false, false},
-      {23, 100, 900, false, false, 1.0f, 0.25f},         {150, 160, 120, true, false},
+      {64, 100, 500, false, false, 0.5f, 0.7f},
+      {20, 300, 64, false, false},
+      {61, 196, 385, false, false, 1.0f, 0.0f, 1, 2, 1},
+      {301, 49, 2297, false, false},
+      {23, 100, 900, false, false, 1.0f, 0.25f},
+      {150, 160, 120, true, false},
+      {301, 33, 2297, false, false},
   };
   const int saved = omp_get_max_threads();
   for (const Case& c : cases) {

@@ -37,12 +37,13 @@
 //
 // Narrow C. With few columns the N-wide vector lanes of the tiles run half empty, so other paths
 // take over (gemm_cols48_path.cpp, gemm_dot_path.cpp and gemm_transposed_path.cpp):
-//   - N = 48 or 49 (a 1x1 convolution on a 7 x 7 map, E-MHSA's 49 pooled tokens) on AVX-512:
-//     three-vector-wide tiles whose rows of A are broadcast from where they lie (no packing of
-//     the weights), op(B)'s 48 first columns packed once, a 49th column as a dot product
-//     (kernels/cpu/gemm_cols48.h); 96 to 256 columns (N = 196: a 1x1 convolution on a 14 x 14
-//     map) in panels of 48, each with at most one extra column; and M = 48 or 49 with B transposed
-//     (x W^T on 49 tokens) the same kernels on C^T = B op(A)^T, turned round into C;
+//   - N = 48 or 49 (a 1x1 convolution on a 7 x 7 map, E-MHSA's 49 pooled tokens): tiles whose
+//     rows of A are broadcast from where they lie (no packing of the weights), op(B) packed once
+//     in panels of 48 columns (AVX-512, three vectors: kernels/cpu/gemm_cols48.h) or 16 (AVX2,
+//     two: gemm_cols16.h), a 49th column as a dot product; 96 to 256 columns (N = 196: a 1x1
+//     convolution on a 14 x 14 map) in such panels, each with at most one extra column; and
+//     M = 48 or 49 with B transposed (x W^T on 49 tokens) the same kernels on C^T = B op(A)^T,
+//     turned round into C;
 //   - otherwise N so small that a fifth of the lanes would idle: dot products along K
 //     (kernels/cpu/gemm_dot.h): A is read in place, op(B)^T (N x K, small) is copied once, and
 //     each element of C is a horizontal sum of K-lane vectors;
@@ -58,11 +59,11 @@
 // oversubscription.
 //
 // Micro-kernels (kernels/cpu/gemm_micro_kernel.h): AVX-512 14 x 32, AVX2+FMA 6 x 16, and a
-// portable 8 x 12 in vector extensions (NEON on aarch64); 6 x (48 + 1) for the 48-column path
-// (AVX-512); dot-product tiles of 3 x 7 (AVX-512) and 3 x 4 (AVX2) for the dot path (the portable
-// family has neither: it uses the other paths). On x86
-// the family is chosen at run time: AVX-512 when the CPU has it, else AVX2;
-// NEXTVIT_CPU_ISA=avx512|avx2|portable forces one (kernels/gemm.h). Elsewhere only the portable
+// portable 8 x 12 in vector extensions (NEON on aarch64); 6 x (48 + 1) (AVX-512) and 6 x (16 + 1)
+// (AVX2) for the 48-column path; dot-product tiles of 3 x 7 (AVX-512) and 3 x 4 (AVX2) for the dot
+// path (the portable family has neither: it uses the other paths). On x86 the family is chosen at
+// run time: AVX-512 when the CPU has it, else AVX2; NEXTVIT_CPU_ISA=avx512|avx2|portable forces one
+// (kernels/gemm.h). Elsewhere only the portable
 //
 // Where each part lives. This file: the choice of ISA family, the dispatch of a product to its
 // path, and the public entry points (kernels/gemm.h). The paths, each in a file of its own
@@ -70,7 +71,7 @@
 // the block sizes, the thread grid), gemm_transposed_path.cpp, gemm_dot_path.cpp and
 // gemm_cols48_path.cpp (narrow C, above). What they share: gemm_problem.h (a product's
 // arguments, the per-thread pack buffers) and gemm_pack.h (the packers). The micro-kernels:
-// gemm_avx512.h, gemm_avx2.h, gemm_portable.h, gemm_cols48.h and gemm_dot.h.
+// gemm_avx512.h, gemm_avx2.h, gemm_portable.h, gemm_cols48.h, gemm_cols16.h and gemm_dot.h.
 #include "kernels/gemm.h"
 
 #include <omp.h>

@@ -64,6 +64,16 @@ constexpr int kCols48Rows = 6;
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+// The extra column's element c = alpha * sum + beta * c with the same two roundings as the vector
+// lanes: alpha * sum, then fma(beta, c, that) (c not read when beta is 0). Shared with the AVX2
+// form (gemm_cols16.h).
+inline void store_extra(float sum, float* c, float alpha, float beta) {
+  __m128 s = _mm_set_ss(sum);
+  if (alpha != 1.0f) s = _mm_mul_ss(_mm_set_ss(alpha), s);
+  if (beta != 0.0f) s = _mm_fmadd_ss(_mm_set_ss(beta), _mm_load_ss(c), s);
+  _mm_store_ss(c, s);
+}
+
 // One step k of the 48 lane columns: a rank-1 update of the ROWS x 48 tile.
 template <int ROWS>
 __attribute__((target("avx512f"), always_inline)) inline void cols48_step(__m512 (&acc)[ROWS][3],
@@ -127,13 +137,7 @@ __attribute__((target("avx512f"))) void cols48_kernel_avx512(int64_t K, const fl
       if (beta != 0.0f) s = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16 * v), s);
       _mm512_storeu_ps(cr + 16 * v, s);
     }
-    if constexpr (EXTRA == 1) {
-      // The same two roundings as the vector lanes: alpha * sum, then fma(beta, c, that).
-      __m128 s = _mm_set_ss(_mm512_reduce_add_ps(accl[r]));
-      if (alpha != 1.0f) s = _mm_mul_ss(_mm_set_ss(alpha), s);
-      if (beta != 0.0f) s = _mm_fmadd_ss(_mm_set_ss(beta), _mm_load_ss(cl + r * ldc), s);
-      _mm_store_ss(cl + r * ldc, s);
-    }
+    if constexpr (EXTRA == 1) store_extra(_mm512_reduce_add_ps(accl[r]), cl + r * ldc, alpha, beta);
   }
 }
 

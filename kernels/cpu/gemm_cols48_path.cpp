@@ -1,13 +1,15 @@
 // The 48-column path (kernels/cpu/gemm.cpp, "Narrow C"): products with 48 or 49 columns (a 1x1
-// convolution on a 7 x 7 map, E-MHSA's 49 pooled tokens), or 96 to 256 in panels of 48, on the
-// kernels of kernels/cpu/gemm_cols48.h; and x W^T with 48 or 49 rows as its transpose. AVX-512
-// only.
+// convolution on a 7 x 7 map, E-MHSA's 49 pooled tokens), or 96 to 256 in panels, and x W^T with
+// 48 or 49 rows as its transpose. Two forms of its kernels: AVX-512's panels of 48 columns
+// (kernels/cpu/gemm_cols48.h) and AVX2's panels of 16 (kernels/cpu/gemm_cols16.h), each panel
+// with at most one extra column; the loops here are the same for both.
 #include "kernels/cpu/isa.h"
 #if NEXTVIT_CPU_X86
 #include <omp.h>
 
 #include <algorithm>
 
+#include "kernels/cpu/gemm_cols16.h"
 #include "kernels/cpu/gemm_cols48.h"
 #include "kernels/cpu/gemm_pack.h"
 #include "kernels/cpu/gemm_paths.h"
@@ -17,33 +19,52 @@ namespace nextvit::kernels::cpu::gemm_detail {
 #if NEXTVIT_CPU_X86
 namespace {
 
-// The columns of C: `panels` panels of 48 on the 48-column kernels, and `extra` more columns,
-// one carried by each of the first `extra` panels (column 48 panels + q by panel q).
+// The kernels of the family in use: the columns of a panel, the table [extra][rows - 1], and the
+// fewest rows of C worth them. A C of one row (a weight gradient's bias-like row in training, K
+// in the thousands) ran 1.2-1.5x slower on the AVX2 form than on the other paths (2 x 16 FMAs a
+// step on three loads), and 0.66x the time on the AVX-512 one (Zen 4, 2 threads).
+struct ColsForm {
+  int width;
+  const std::array<std::array<micro::Cols48Kernel, micro::kCols48Rows>, 2>* kernels;
+  int64_t min_rows;
+};
+const ColsForm* cols_form() {
+  static const ColsForm avx512{48, &micro::kCols48Kernels, 1},
+      avx2{16, &micro::kCols16Kernels, micro::kCols48Rows};
+  return x86_form(avx512, avx2);
+}
+
+// The columns of C: `panels` panels of the form's width in the lanes, and `extra` more columns,
+// one carried by each of the first `extra` panels (column width * panels + q by panel q).
 struct Cols48Split {
   int64_t panels, extra;
 };
-Cols48Split cols48_split(int64_t N) {
-  return {N / 48, N % 48};
+Cols48Split cols48_split(const ColsForm& f, int64_t N) {
+  return {N / f.width, N % f.width};
 }
 
 }  // namespace
 
-// AVX-512 only (AVX2's 16 registers hold no 3-vector-wide tile of useful height), A read in
-// place (not transposed), and K >= kDotMinK as on the dot path: the short products (the
-// attention's q k^T over a head's 32 channels) stay on the blocked path, whose 49th column is
+// A read in place (not transposed), and K >= kDotMinK as on the dot path: the short products
+// (the attention's q k^T over a head's 32 channels) stay on the blocked path, whose 49th column is
 // summed along k like the others, so that the attention's token and channel forms, and its
 // AVX-512 and AVX2 kernels, keep giving the same bits (tests/test_attention_on_images.cpp,
-// tests/test_pooled_attention.cpp). Wider C, 96 to 256 columns, in panels of 48, each panel
-// with at most one extra column (so N % 48 <= N / 48), when C has at least as many rows as
-// columns: the 1x1 convolutions on 14 x 14 maps (N = 196 = 4 x 49), which the transposed path
-// ran with the weights packed (transposed) and C turned round; here the weights are read in
-// place, and the products took 0.86-0.97x the time, warm, on the 2-core Xeon (2 threads). A C
-// with fewer rows than columns keeps the other paths, which can split it by columns.
+// tests/test_pooled_attention.cpp). 48 or 49 columns; or 96 to 256, each panel with at most one
+// extra column, when C has at least as many rows as columns: the 1x1 convolutions on 14 x 14 maps
+// (N = 196), which the transposed path ran with the weights packed (transposed) and C turned
+// round; here the weights are read in place, and the products took 0.86-0.97x the time, warm, on
+// the 2-core Xeon (AVX-512, 2 threads). On AVX2 (Zen 4, bench_gemm, 1 thread) the other paths
+// ran the 14 x 14 and 7 x 7 products at 83-88 % of the FMA peak (the blocked path's 6 x 16 tiles
+// spend a thirteenth tile on 196's last 4 columns; 49 columns went to the transposed path) and
+// x W^T on 49 rows at 78-79 %; the 16-column panels run them at 94-96 % and 91-94 %. A C with
+// fewer rows than columns keeps the other paths, which can split it by columns.
 bool use_cols48(const Problem& p) {
-  if (gemm_isa() != GemmIsa::kAvx512 || p.trans_a || p.a_map.on() || p.K < kDotMinK) return false;
-  const Cols48Split split = cols48_split(p.N);
-  if (split.panels == 1) return split.extra <= 1;
-  return p.N <= 256 && split.extra <= split.panels && p.M >= p.N;
+  const ColsForm* f = cols_form();
+  if (f == nullptr || p.trans_a || p.a_map.on() || p.K < kDotMinK) return false;
+  if (p.M < f->min_rows) return false;
+  if (p.N == 48 || p.N == 49) return true;
+  const Cols48Split split = cols48_split(*f, p.N);
+  return p.N >= 96 && p.N <= 256 && split.extra <= split.panels && p.M >= p.N;
 }
 
 namespace {
@@ -58,44 +79,49 @@ constexpr int64_t kCols48AheadBytes = 64 << 10;
 // panel while its rows of A are in L1. The tile's first kernel call also prefetches the tile
 // kCols48AheadBytes of A further on: at batch 1 the weights come from memory, one row a stream
 // that the hardware prefetcher joins late, and this way they are in L2 when their turn comes.
-void cols48_rect(const Problem& p, const float* xp, const float* xl, int64_t m0, int64_t m1) {
+void cols48_rect(const ColsForm& f, const Problem& p, const float* xp, const float* xl, int64_t m0,
+                 int64_t m1) {
   constexpr int R = micro::kCols48Rows;
-  const Cols48Split split = cols48_split(p.N);
+  const Cols48Split split = cols48_split(f, p.N);
   const int64_t ahead =
       std::max<int64_t>(1, kCols48AheadBytes / (p.K * int64_t(sizeof(float))) / R) * R;
-  const int64_t xp_stride = panel_stride(p.K, 48), xl_stride = panel_stride(p.K, 1);
+  const int64_t xp_stride = panel_stride(p.K, f.width), xl_stride = panel_stride(p.K, 1);
   for (int64_t i = m0; i < m1; i += R) {
     const int rows = static_cast<int>(std::min<int64_t>(R, m1 - i));
     const int pf_rows = static_cast<int>(std::clamp<int64_t>(m1 - (i + ahead), 0, R));
     const float* pf = pf_rows > 0 ? p.A + (i + ahead) * p.lda : nullptr;  // never past A's end
     float* c = p.C + i * p.ldc;
     for (int64_t q = 0; q < split.panels; ++q) {
-      // Panel q: columns [48 q, 48 q + 48), and column 48 panels + q when q < extra.
+      // Panel q: columns [w q, w q + w), and column w panels + q when q < extra.
       const bool extra = q < split.extra;
-      micro::kCols48Kernels[extra][rows - 1](
-          p.K, p.A + i * p.lda, p.lda, xp + q * xp_stride, extra ? xl + q * xl_stride : nullptr,
-          c + 48 * q, extra ? c + 48 * split.panels + q : nullptr, p.ldc, p.alpha, p.beta,
-          q == 0 ? pf : nullptr, q == 0 ? pf_rows : 0);
+      (*f.kernels)[extra][rows - 1](p.K, p.A + i * p.lda, p.lda, xp + q * xp_stride,
+                                    extra ? xl + q * xl_stride : nullptr, c + f.width * q,
+                                    extra ? c + f.width * split.panels + q : nullptr, p.ldc,
+                                    p.alpha, p.beta, q == 0 ? pf : nullptr, q == 0 ? pf_rows : 0);
     }
     p.finish_rows(i, i + rows, 0, p.N);  // the tile's rows of C, still in L1
   }
 }
 
-// op(B)'s 48-column panels packed (K x 48 each) and its extra columns each into a contiguous
-// one, in the calling thread's buffer, by the blocked path's packers (so a map of B's rows gives
-// the same bits here as there).
+// op(B)'s panels packed (K x width each) and its extra columns each into a contiguous one, in
+// the calling thread's buffer, by the blocked path's packers (so a map of B's rows gives the same
+// bits here as there).
 struct Cols48Operand {
   const float *xp, *xl;
 };
-Cols48Operand pack_cols48(const Problem& p) {
-  const Cols48Split split = cols48_split(p.N);
+Cols48Operand pack_cols48(const ColsForm& f, const Problem& p) {
+  const Cols48Split split = cols48_split(f, p.N);
   PackBuffers& buf = thread_buffers();
-  const int64_t xp_floats = split.panels * panel_stride(p.K, 48);
+  const int64_t xp_floats = split.panels * panel_stride(p.K, f.width);
   const int64_t xl_floats = split.extra * panel_stride(p.K, 1);
   float* xp = PackBuffers::grow(buf.b, buf.b_size, static_cast<size_t>(xp_floats + xl_floats));
   float* xl = xp + xp_floats;
-  const int64_t lanes = 48 * split.panels;
-  pack_block<48, false>(p.B, p.ldb, !p.trans_b, 0, lanes, 0, p.K, p.b_map, xp);
+  const int64_t lanes = f.width * split.panels;
+  if (f.width == 48) {
+    pack_block<48, false>(p.B, p.ldb, !p.trans_b, 0, lanes, 0, p.K, p.b_map, xp);
+  } else {
+    pack_block<16, false>(p.B, p.ldb, !p.trans_b, 0, lanes, 0, p.K, p.b_map, xp);
+  }
   pack_block<1, false>(p.B, p.ldb, !p.trans_b, lanes, split.extra, 0, p.K, p.b_map, xl);
   return {xp, xl};
 }
@@ -108,10 +134,11 @@ Cols48Operand pack_cols48(const Problem& p) {
 // round there).
 template <typename RowsDone>
 void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
+  const ColsForm& f = *cols_form();
   const double macs = double(p.M) * double(p.N) * double(p.K);
   if (threads <= 1 || macs < kParallelMinMacs) {
-    const Cols48Operand x = pack_cols48(p);
-    cols48_rect(p, x.xp, x.xl, 0, p.M);
+    const Cols48Operand x = pack_cols48(f, p);
+    cols48_rect(f, p, x.xp, x.xl, 0, p.M);
     rows_done(0, p.M);
     return;
   }
@@ -122,8 +149,8 @@ void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
     const int64_t lo = std::min(p.M, tiles * t / T * micro::kCols48Rows);
     const int64_t hi = std::min(p.M, tiles * (t + 1) / T * micro::kCols48Rows);
     if (lo < hi) {
-      const Cols48Operand x = pack_cols48(p);
-      cols48_rect(p, x.xp, x.xl, lo, hi);
+      const Cols48Operand x = pack_cols48(f, p);
+      cols48_rect(f, p, x.xp, x.xl, lo, hi);
       rows_done(lo, hi);
     }
   }
@@ -142,8 +169,9 @@ void run_cols48(const Problem& p, int threads) {
 // the 48-column path computes it into a scratch buffer, and each thread turns its columns of C
 // round straight after (store_transposed: alpha, beta, then C's pass).
 bool use_cols48_transposed(const Problem& p) {
-  return gemm_isa() == GemmIsa::kAvx512 && p.trans_b && !p.b_map.on() && (p.M == 48 || p.M == 49) &&
-         p.K >= kDotMinK;
+  const ColsForm* f = cols_form();
+  return f != nullptr && p.N >= f->min_rows && p.trans_b && !p.b_map.on() &&
+         (p.M == 48 || p.M == 49) && p.K >= kDotMinK;
 }
 
 void run_cols48_transposed(const Problem& p, int threads) {

@@ -1,8 +1,8 @@
 #pragma once
 // Dot-product micro-kernels for products with few columns (kernels/cpu/gemm_dot_path.cpp
-// runs them): a 1x1 convolution on a 7 x 7 map is W (Cout, Cin) x X (Cin, 49). On AVX-512, N = 48
-// and 49 go to the 48-column kernels instead (gemm_cols48.h: why there); these serve other narrow
-// products, and N = 49 on AVX2.
+// runs them): a 1x1 convolution on a 7 x 7 map is W (Cout, Cin) x X (Cin, 49). With K >= 128,
+// N = 48 and 49 go to the 48-column kernels instead (gemm_cols48.h: why there; gemm_cols16.h on
+// AVX2); these serve other narrow products.
 //
 // Why. The blocked kernels put the N columns of C in vector lanes and broadcast rows of A. With
 // N = 49, the 32-wide tiles run 64 lanes for 49 columns (77%), and the weights (A) are packed
