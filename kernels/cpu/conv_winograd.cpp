@@ -26,7 +26,7 @@
 // tile per row: element (i, j) of tile t's patch is then phase (i % 2, j % 2) at
 // t + (i / 2) wq + j / 2, so a vector of consecutive tiles, across tile rows, loads each of its
 // 16 patch elements with one vector load. The input transform writes V[p][c][t] a vector of tiles
-// at a time. Then, a block of R output channels at a time, the 16 products run on the direct
+// at a time. Then, a block of 8 output channels at a time, the 16 products run on the direct
 // convolution's register tiles (kernels/cpu/conv_tiles.h: R channels x up to 3 vectors of tiles,
 // the input channels' rows of V at offsets c * ldv) into M[p][r][t], and the output transform
 // turns each channel's M into its 2 x 2 outputs in four phase planes, from which each output row
@@ -72,6 +72,12 @@ bool enabled_by_environment() {
 std::atomic<bool> g_enabled{enabled_by_environment()};
 
 constexpr int64_t kPositions = 16;  // 4 x 4 transformed positions per tile
+// Output channels per block of M: one AVX-512 tile of rows, two AVX2 ones. Both families then
+// read each vector of V from L2 once per 8 channels; with a block per 4-row AVX2 tile it came
+// from L2 twice as often, at twice the bytes per multiply-add (forced AVX2 on a Zen 4 core, the
+// stem's 64 -> 32 at 112 x 112 took 1.2x the AVX-512 time, its tiles at ~71 % of the peak
+// against 89-96 % with their operands in L1).
+constexpr int64_t kBlockChannels = 8;
 // Tiles per item (a block of whole tile rows): V and M of 32 channels then take 256 KiB.
 constexpr int64_t kItemTiles = 128;
 // Output maps narrower than this go to the direct kernel (its padding waste is small there
@@ -94,7 +100,7 @@ struct Plan {
   int64_t nblocks = 0;  // items per (image, group)
   int64_t plane = 0;    // floats of a phase plane: trows + 1 rows x wq (+ slack after the last)
   int64_t ldv = 0;      // floats per row of V and M: the item's trows x wq tiles in whole vectors
-  // Floats from one position's V (M: a block of R channels) to the next's (position_stride).
+  // Floats from one position's V (M: a block of 8 channels) to the next's (position_stride).
   int64_t vps = 0, mps = 0;
 };
 
@@ -114,7 +120,7 @@ void plan_blocks(Plan& p, int threads) {
   p.plane = (p.trows + 1) * p.wq;
   p.ldv = ceil_div(p.trows * p.wq, p.f.lanes) * p.f.lanes;
   p.vps = position_stride(p.cin_g * p.ldv);
-  p.mps = position_stride(p.f.rows * p.ldv);
+  p.mps = position_stride(kBlockChannels * p.ldv);
 }
 
 // The group's input rows that the item's tile rows [tr0, tr0 + rows) read (padded rows 2 tr0 ..
@@ -382,22 +388,26 @@ void run_item(const Plan& p, const float* w, float* u, uint8_t* ready, const int
   float* v = scratch(1, kPositions * p.vps);
   t.input(p, xp, rows, v);
 
-  // A block of R output channels at a time: its 16 products on every vector of the item's tiles
-  // into M (16 x R rows, 64 KiB at 128 tiles), then its outputs, while M is in L1 / L2.
+  // A block of 8 output channels at a time: its 16 products on every vector of the item's tiles
+  // into M (16 x 8 rows, 64 KiB at 128 tiles), then its outputs, while M is in L1 / L2.
   float* m = scratch(2, kPositions * p.mps);
   const int64_t nv = ceil_div(rows * p.wq, lanes), out_rows = std::min(p.ho - 2 * tr0, 2 * rows);
   float* yq = scratch(3, 4 * p.ldv + 2 * ceil_div(p.nt, lanes) * lanes);
   float* row = yq + 4 * p.ldv;
-  for (int64_t co0 = 0; co0 < p.cout_g; co0 += p.f.rows) {
+  for (int64_t co0 = 0; co0 < p.cout_g; co0 += kBlockChannels) {
     for (int64_t pos = 0; pos < kPositions; ++pos) {
       const float* a = ug + (pos * p.cout_g + co0) * p.cin_g;
       for (int64_t vec = 0; vec < nv; vec += kMaxV) {
         const int64_t k = std::min(kMaxV, nv - vec);
-        p.f.tiles[k - 1](p.cin_g, a, p.cin_g, v + pos * p.vps + vec * lanes, off,
-                         m + pos * p.mps + vec * lanes, p.ldv);
+        // The block's channels a tile of rows at a time (AVX2: two), the second tile reading
+        // the same vectors of V from L1.
+        for (int64_t r0 = 0; r0 < kBlockChannels; r0 += p.f.rows) {
+          p.f.tiles[k - 1](p.cin_g, a + r0 * p.cin_g, p.cin_g, v + pos * p.vps + vec * lanes, off,
+                           m + pos * p.mps + r0 * p.ldv + vec * lanes, p.ldv);
+        }
       }
     }
-    for (int64_t r = 0; r < p.f.rows; ++r) {
+    for (int64_t r = 0; r < kBlockChannels; ++r) {
       const int64_t c = grp * p.cout_g + co0 + r;
       t.output(p, m + r * p.ldv, p.mps, rows, yq, row, pass, c,
                y + ((n * cout + c) * p.ho + 2 * tr0) * p.wo, out_rows);
