@@ -127,12 +127,18 @@ TEST_CASE("conv direct: serves MHCA shapes, leaves others to the GEMM paths", "[
   Restore restore;
   for (GemmIsa isa : direct_isas()) {
     kernels::cpu::set_gemm_isa(isa);
-    // Up to 64 outputs per group on AVX-512, 32 on AVX2 (the 5x5 case has 64).
-    const int64_t max_cout = isa == GemmIsa::kAvx512 ? 64 : 32;
+    // Up to 64 outputs per group on AVX-512, on AVX2 32 at stride 1 (the 5x5 case has 64) and
+    // 64 at stride 2 (the stem's 64 -> 64).
     for (const Case& c : cases()) {
-      INFO(kernels::cpu::gemm_isa_name(isa) << " cout=" << c.cout << " groups=" << c.groups);
+      const int64_t max_cout = isa == GemmIsa::kAvx512 || c.stride == 2 ? 64 : 32;
+      INFO(kernels::cpu::gemm_isa_name(isa) << " cout=" << c.cout << " groups=" << c.groups
+                                            << " stride " << c.stride);
       REQUIRE(kernels::cpu::conv_direct_applies(shape_of(c)) == (c.cout / c.groups <= max_cout));
     }
+    CHECK(kernels::cpu::conv_direct_applies(shape_of(  // the stem's 64 -> 64
+        {1, 64, 112, 112, 64, 3, 3, 1, 1, 1, 2})));
+    CHECK_FALSE(kernels::cpu::conv_direct_applies(shape_of(  // 128 outputs per
+        {1, 64, 16, 16, 128, 3, 3, 1, 1, 1, 2})));           // group, stride 2
     Conv2dShape s = shape_of({1, 96, 56, 56, 96, 3, 3, 1, 1, 3});
     s.stride_h = s.stride_w = 3;
     CHECK_FALSE(kernels::cpu::conv_direct_applies(s));  // stride 3

@@ -10,7 +10,7 @@
 //   backward weight  dW_g           += dy_g[:, chunk]  x  col^T
 //
 // Forward convolutions at stride 1 or 2 with small groups (a multiple of 8 and at most 64
-// (AVX-512) or 32 (AVX2) output channels per group: Next-ViT's MHCA, the stem's 64 -> 64 at
+// output channels per group; on AVX2 at stride 1, 32: Next-ViT's MHCA, the stem's 64 -> 64 at
 // stride 2) and more than 16 output positions take the direct kernel of
 // kernels/cpu/conv_direct.cpp instead, on the AVX-512 and AVX2 families; what follows describes
 // every other case.
