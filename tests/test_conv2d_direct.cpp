@@ -131,8 +131,8 @@ TEST_CASE("conv direct: serves MHCA shapes, leaves others to the GEMM paths", "[
     // 64 at stride 2 (the stem's 64 -> 64).
     for (const Case& c : cases()) {
       const int64_t max_cout = isa == GemmIsa::kAvx512 || c.stride == 2 ? 64 : 32;
-      INFO(kernels::cpu::gemm_isa_name(isa) << " cout=" << c.cout << " groups=" << c.groups
-                                            << " stride " << c.stride);
+      INFO(kernels::cpu::gemm_isa_name(isa)
+           << " cout=" << c.cout << " groups=" << c.groups << " stride " << c.stride);
       REQUIRE(kernels::cpu::conv_direct_applies(shape_of(c)) == (c.cout / c.groups <= max_cout));
     }
     CHECK(kernels::cpu::conv_direct_applies(shape_of(  // the stem's 64 -> 64

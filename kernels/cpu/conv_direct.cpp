@@ -33,14 +33,15 @@
 // BatchNorm affine, ReLU).
 //
 // Threads: each thread takes a contiguous range of items, numbered group fastest, then block of
-// rows, then image: at batch 1 thread t computes one band of output rows for every group, the
-// same pixels the 1x1 convolutions around it give that thread (the GEMM splits the columns of C,
-// the pixels, into contiguous ranges), so that each core reads mostly rows it wrote itself and
-// which are still in its own L2. Measured on the 2-core Xeon against items dealt round-robin
-// (each core then read half of its input from the other core's cache): Next-ViT-S at batch 1
-// 0.989-0.991x the time (in-process A/B, three runs of 20 rounds). Every output is summed by one
-// item in the order k = 0, 1, ... whatever the blocking, so results are the same bits for any
-// thread count.
+// rows, then image (and, done with it, the last items of the other's range, one at a time:
+// kernels/cpu/stealing_ranges.h): at batch 1 thread t computes one band of output rows for every
+// group, the same pixels the 1x1 convolutions around it give that thread (the GEMM splits the
+// columns of C, the pixels, into contiguous ranges), so that each core reads mostly rows it wrote
+// itself and which are still in its own L2. Measured on the 2-core Xeon against items dealt
+// round-robin (each core then read half of its input from the other core's cache): Next-ViT-S at
+// batch 1 0.989-0.991x the time (in-process A/B, three runs of 20 rounds). Every output is summed
+// by one item in the order k = 0, 1, ... whatever the blocking, so results are the same bits for
+// any thread count.
 #include "kernels/cpu/conv_direct.h"
 
 #include <omp.h>
@@ -52,6 +53,7 @@
 
 #include "kernels/cpu/conv_tiles.h"
 #include "kernels/cpu/copy_floats.h"
+#include "kernels/cpu/stealing_ranges.h"
 
 namespace nextvit::kernels::cpu {
 namespace {
@@ -183,8 +185,7 @@ bool conv_direct_applies(const Conv2dShape& s) {
   const bool stride_ok =
       s.stride_h == s.stride_w && (s.stride_h == 1 || (s.stride_h == 2 && kg >= kMinKgStride2));
   return stride_ok && !s.pointwise() && cout_g % 8 == 0 && cout_g <= max_cout(*f, s.stride_h) &&
-         kg <= kMaxKg &&
-         s.out_h() >= 1 && s.out_w() >= 1 && s.out_h() * s.out_w() > kMaxSmallMap &&
+         kg <= kMaxKg && s.out_h() >= 1 && s.out_w() >= 1 && s.out_h() * s.out_w() > kMaxSmallMap &&
          cin_g * padded < (int64_t{1} << 30);
 }
 
@@ -217,8 +218,8 @@ void conv_direct_forward(const Conv2dShape& s, const float* x, const float* w,
   }
   const int64_t items = s.batch * s.groups * p.nblocks;
   if (threads > 1 && items >= threads) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t item = 0; item < items; ++item) run_item(p, off.data(), x, w, pass, y, item);
+    parallel_for_stealing(items, threads, 1,
+                          [&](int, int64_t item) { run_item(p, off.data(), x, w, pass, y, item); });
   } else {
     for (int64_t item = 0; item < items; ++item) run_item(p, off.data(), x, w, pass, y, item);
   }

@@ -13,6 +13,7 @@
 #include "kernels/cpu/gemm_cols48.h"
 #include "kernels/cpu/gemm_pack.h"
 #include "kernels/cpu/gemm_paths.h"
+#include "kernels/cpu/stealing_ranges.h"
 #endif
 
 namespace nextvit::kernels::cpu::gemm_detail {
@@ -77,10 +78,11 @@ constexpr int64_t kCols48AheadBytes = 64 << 10;
 
 // C[m0:m1, lane columns] on the calling thread, a tile of rows at a time, each tile across every
 // panel while its rows of A are in L1. The tile's first kernel call also prefetches the tile
-// kCols48AheadBytes of A further on: at batch 1 the weights come from memory, one row a stream
-// that the hardware prefetcher joins late, and this way they are in L2 when their turn comes.
+// kCols48AheadBytes of A further on (up to row pf_end): at batch 1 the weights come from memory,
+// one row a stream that the hardware prefetcher joins late, and this way they are in L2 when
+// their turn comes.
 void cols48_rect(const ColsForm& f, const Problem& p, const float* xp, const float* xl, int64_t m0,
-                 int64_t m1) {
+                 int64_t m1, int64_t pf_end) {
   constexpr int R = micro::kCols48Rows;
   const Cols48Split split = cols48_split(f, p.N);
   const int64_t ahead =
@@ -88,7 +90,7 @@ void cols48_rect(const ColsForm& f, const Problem& p, const float* xp, const flo
   const int64_t xp_stride = panel_stride(p.K, f.width), xl_stride = panel_stride(p.K, 1);
   for (int64_t i = m0; i < m1; i += R) {
     const int rows = static_cast<int>(std::min<int64_t>(R, m1 - i));
-    const int pf_rows = static_cast<int>(std::clamp<int64_t>(m1 - (i + ahead), 0, R));
+    const int pf_rows = static_cast<int>(std::clamp<int64_t>(pf_end - (i + ahead), 0, R));
     const float* pf = pf_rows > 0 ? p.A + (i + ahead) * p.lda : nullptr;  // never past A's end
     float* c = p.C + i * p.ldc;
     for (int64_t q = 0; q < split.panels; ++q) {
@@ -126,31 +128,42 @@ Cols48Operand pack_cols48(const ColsForm& f, const Problem& p) {
   return {xp, xl};
 }
 
-// The whole product: ranges of rows of C, whole tiles each, one per thread, each thread with
-// its own packed op(B) (K x 49 floats for 49 columns, read K x 48 times: on the 2-core Xeon the
-// products with a few hundred rows ran in 0.65-0.94x the time of one copy packed before the
-// parallel region, which the second core had to fetch from the first one's cache); each thread
-// then calls rows_done(lo, hi) for its range [lo, hi) (the flipped product below turns them
-// round there).
+// Rows of C a thread claims at a time once its own range is done (stealing_ranges.h): about
+// this many multiply-adds (a few microseconds), so that the threads of a region finish within
+// about that of each other. Measured (Next-ViT-S batch 1, 2 threads, Zen 4): the threads of the
+// regions here finished 6 % of the regions' time apart with a static split, 1-2 % with this,
+// and the forward took 0.984-0.991x the time (in-process A/B, three runs of 20 rounds, faster in
+// 11-14 of them).
+constexpr int64_t kStealMacs = int64_t{1} << 20;
+
+// The whole product: a range of rows of C per thread, whole tiles each, then the rest of another
+// thread's range from its back (stealing_ranges.h), each thread with its own packed op(B) (K x
+// 49 floats for 49 columns, read K x 48 times: on the 2-core Xeon the products with a few
+// hundred rows ran in 0.65-0.94x the time of one copy packed before the parallel region, which
+// the second core had to fetch from the first one's cache); each thread then calls rows_done(lo,
+// hi) for each range [lo, hi) it computed (the flipped product below turns them round there).
 template <typename RowsDone>
 void run_cols48(const Problem& p, int threads, const RowsDone& rows_done) {
+  constexpr int64_t R = micro::kCols48Rows;
   const ColsForm& f = *cols_form();
   const double macs = double(p.M) * double(p.N) * double(p.K);
   if (threads <= 1 || macs < kParallelMinMacs) {
     const Cols48Operand x = pack_cols48(f, p);
-    cols48_rect(f, p, x.xp, x.xl, 0, p.M);
+    cols48_rect(f, p, x.xp, x.xl, 0, p.M, p.M);
     rows_done(0, p.M);
     return;
   }
-  const int64_t tiles = ceil_div(p.M, int64_t(micro::kCols48Rows));
+  const int64_t tiles = ceil_div(p.M, R);
+  StealingRanges ranges(tiles, threads, std::max<int64_t>(1, kStealMacs / (R * p.N * p.K)));
 #pragma omp parallel num_threads(threads)
   {
-    const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t lo = std::min(p.M, tiles * t / T * micro::kCols48Rows);
-    const int64_t hi = std::min(p.M, tiles * (t + 1) / T * micro::kCols48Rows);
-    if (lo < hi) {
-      const Cols48Operand x = pack_cols48(f, p);
-      cols48_rect(f, p, x.xp, x.xl, lo, hi);
+    const int t = omp_get_thread_num();
+    const Cols48Operand x = pack_cols48(f, p);
+    int64_t a = 0, b = 0;
+    while (ranges.next(t, a, b)) {
+      // Prefetching runs ahead to the end of the range the tiles were dealt to.
+      const int64_t lo = a * R, hi = std::min(p.M, b * R);
+      cols48_rect(f, p, x.xp, x.xl, lo, hi, std::min(p.M, ranges.range_end(a) * R));
       rows_done(lo, hi);
     }
   }
