@@ -1,7 +1,8 @@
 // Work stealing on ranges (kernels/cpu/stealing_ranges.h), which the 48-column GEMM path deals
 // its tiles of rows with: every item handed out exactly once, a thread's own range from its
 // front in order and in chunks, the rest of the others' from their backs, and the same when two
-// threads race for a range (the one that finishes first takes what the other has left).
+// threads race for a range (the one that finishes first takes what the other has left), and
+// under contention.
 #include <omp.h>
 
 #include <atomic>
@@ -123,4 +124,32 @@ TEST_CASE("stealing ranges: a thread that finishes first takes what the other ha
   CHECK(claims[1][5].lo == 16);
   CHECK(claims[1][5].hi == 20);
   CHECK(claims[1][8].lo == 4);
+}
+
+TEST_CASE("stealing ranges: under contention every item is still handed out once", "[parallel]") {
+  // Up to four threads drain the same ranges item by item, many times over, so that claims from
+  // the front and from the back meet on the same range while both are in flight; thread 0 does
+  // busy work between claims so that the others steal from it.
+  for (int round = 0; round < 200; ++round) {
+    const int64_t n = 257 + round % 7;
+    StealingRanges ranges(n, 4, 1 + round % 3);
+    std::vector<std::atomic<int>> count(static_cast<size_t>(n));
+    for (auto& c : count) c.store(0);
+#pragma omp parallel num_threads(4)
+    {
+      const int t = omp_get_thread_num();
+      int64_t lo = 0, hi = 0;
+      volatile int64_t sink = 0;
+      while (ranges.next(t, lo, hi)) {
+        for (int64_t i = lo; i < hi; ++i) count[static_cast<size_t>(i)].fetch_add(1);
+        if (t == 0) {
+          for (int k = 0; k < 2000; ++k) sink = sink + k;
+        }
+      }
+    }
+    int64_t wrong = 0;
+    for (const auto& c : count) wrong += c.load() != 1;
+    INFO("round " << round);
+    REQUIRE(wrong == 0);
+  }
 }

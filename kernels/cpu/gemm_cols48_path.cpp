@@ -129,11 +129,11 @@ Cols48Operand pack_cols48(const ColsForm& f, const Problem& p) {
 }
 
 // Rows of C a thread claims at a time once its own range is done (stealing_ranges.h): about
-// this many multiply-adds (a few microseconds), so that the threads of a region finish within
-// about that of each other. Measured (Next-ViT-S batch 1, 2 threads, Zen 4): the threads of the
-// regions here finished 6 % of the regions' time apart with a static split, 1-2 % with this,
-// and the forward took 0.984-0.991x the time (in-process A/B, three runs of 20 rounds, faster in
-// 11-14 of them).
+// this many multiply-adds (about 18 microseconds on a Zen 4 core), so that the threads of a
+// region finish within about that of each other. Measured (Next-ViT-S batch 1, 2 threads, Zen
+// 4): the threads of the regions here finished 6 % of the regions' time apart with a static
+// split, 1-2 % with this, and the forward took 0.984-0.991x the time (in-process A/B, three runs
+// of 20 rounds, faster in 11-14 of them).
 constexpr int64_t kStealMacs = int64_t{1} << 20;
 
 // The whole product: a range of rows of C per thread, whole tiles each, then the rest of another
