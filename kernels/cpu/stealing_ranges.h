@@ -85,9 +85,9 @@ class StealingRanges {
     uint64_t b = r.bounds.load(std::memory_order_relaxed);
     for (;;) {
       if (front(b) >= back(b)) return false;
-      const int64_t start = std::max(front(b), back(b) - chunk_);
-      if (r.bounds.compare_exchange_weak(b, pack(front(b), start), std::memory_order_relaxed)) {
-        lo = start, hi = back(b);
+      const int64_t first = std::max(front(b), back(b) - chunk_);
+      if (r.bounds.compare_exchange_weak(b, pack(front(b), first), std::memory_order_relaxed)) {
+        lo = first, hi = back(b);
         return true;
       }
     }
